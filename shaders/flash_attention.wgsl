@@ -1,0 +1,210 @@
+// Fused attention forward, flash-style: one workgroup per (query block, head, batch).
+// q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> out [B, Hq, Lq, Dv], lse [B, Hq, Lq]
+// and, when WEIGHTS, weights [B, Hq, Lq, Lk]. One invocation owns one query row: its scaled q and
+// its output accumulator stay in registers; K and V tiles of BC keys are staged in workgroup
+// memory; the softmax is online, in f32, so the Lq x Lk scores never reach memory.
+// Prepended by the op (see src/ops/attention.ts): WG (rows per workgroup), BC (keys per tile),
+// D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK (0 none, 1 bool, 2 additive), LSE, WEIGHTS.
+
+struct Params {
+  B: u32, Hq: u32, Hkv: u32, Lq: u32,
+  Lk: u32, D: u32, Dv: u32, causal: u32,
+  // element strides of the mask broadcast to [B, Hq, Lq, Lk] (0 on broadcast dims)
+  mask_b: u32, mask_h: u32, mask_i: u32, mask_j: u32,
+  scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+// bool: bytes packed four per word; additive: f32 bits
+@group(0) @binding(4) var<storage, read> mask: array<u32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// f32 bits, so that -Infinity is written as bits rather than computed
+@group(0) @binding(6) var<storage, read_write> lse: array<u32>;
+@group(0) @binding(7) var<storage, read_write> weights: array<f32>;
+
+// Finite stand-in for -Infinity: WGSL does not promise IEEE infinities in arithmetic.
+const MASKED = -3.0e38;
+const NEG_INF_BITS = 0xff800000u;
+
+var<workgroup> kt: array<vec4<f32>, BC * D4>;
+var<workgroup> vt: array<vec4<f32>, BC * DV4>;
+// Per-tile "some row may attend" flags, rotated over three slots so that a slot is reset only
+// after every invocation has read it (needs no extra barrier).
+var<workgroup> live: array<u32, 3>;
+
+// 0, the additive mask value, or MASKED for key j of query row i.
+fn keyBias(b: u32, h: u32, i: u32, j: u32, rowValid: bool, limit: i32) -> f32 {
+  if (!rowValid || j >= p.Lk || (p.causal != 0u && i32(j) > limit)) {
+    return MASKED;
+  }
+  if (MASK == 0u) {
+    return 0.0;
+  }
+  let e = b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j;
+  if (MASK == 1u) {
+    let byte = (mask[e / 4u] >> ((e % 4u) * 8u)) & 0xffu;
+    return select(MASKED, 0.0, byte != 0u);
+  }
+  let bits = mask[e];
+  if (bits == NEG_INF_BITS) {
+    return MASKED;
+  }
+  return max(bitcast<f32>(bits), MASKED);
+}
+
+// Stage keys [j0, j0 + BC) of one kv head in kt (and vt when withV), zero-padded.
+fn loadTiles(kBase: u32, vBase: u32, j0: u32, t: u32, withV: bool) {
+  for (var e = t; e < BC * D4 * 4u; e += WG) {
+    let jj = e / (D4 * 4u);
+    let d = e % (D4 * 4u);
+    let j = j0 + jj;
+    var x = 0.0;
+    if (j < p.Lk && d < p.D) {
+      x = k[kBase + j * p.D + d];
+    }
+    kt[jj * D4 + d / 4u][d % 4u] = x;
+  }
+  if (withV) {
+    for (var e = t; e < BC * DV4 * 4u; e += WG) {
+      let jj = e / (DV4 * 4u);
+      let d = e % (DV4 * 4u);
+      let j = j0 + jj;
+      var x = 0.0;
+      if (j < p.Lk && d < p.Dv) {
+        x = v[vBase + j * p.Dv + d];
+      }
+      vt[jj * DV4 + d / 4u][d % 4u] = x;
+    }
+  }
+  workgroupBarrier();
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let b = wid.z;
+  let h = wid.y;
+  let row0 = wid.x * WG;
+  let i = row0 + t;
+  let rowValid = i < p.Lq;
+  let hk = h / (p.Hq / p.Hkv);
+  let row = (b * p.Hq + h) * p.Lq + i;
+  let kBase = (b * p.Hkv + hk) * p.Lk * p.D;
+  let vBase = (b * p.Hkv + hk) * p.Lk * p.Dv;
+
+  var qr: array<vec4<f32>, D4>;
+  for (var c = 0u; c < D4; c++) {
+    for (var e = 0u; e < 4u; e++) {
+      let d = c * 4u + e;
+      if (rowValid && d < p.D) {
+        qr[c][e] = q[row * p.D + d] * p.scale;
+      }
+    }
+  }
+
+  // Causal, bottom-right: key j is allowed for row i iff j <= i + Lk - Lq. Keys past the limit of
+  // the block's last row are masked for the whole block, so the loop stops there.
+  let limit = i32(i) + i32(p.Lk) - i32(p.Lq);
+  var kEnd = p.Lk;
+  if (p.causal != 0u) {
+    let lastRow = min(row0 + WG, p.Lq) - 1u;
+    kEnd = u32(clamp(i32(lastRow) + i32(p.Lk) - i32(p.Lq) + 1, 0, i32(p.Lk)));
+  }
+
+  var m = MASKED;
+  var l = 0.0;
+  var acc: array<vec4<f32>, DV4>;
+  var s: array<f32, BC>;
+  var slot = 0u;
+  for (var j0 = 0u; j0 < kEnd; j0 += BC) {
+    var anyAllowed = false;
+    for (var jj = 0u; jj < BC; jj++) {
+      s[jj] = keyBias(b, h, i, j0 + jj, rowValid, limit);
+      anyAllowed = anyAllowed || s[jj] > MASKED;
+    }
+    if (MASK != 0u) {
+      // Skip tiles that the mask empties for every row of the block.
+      if (anyAllowed) {
+        live[slot] = 1u;
+      }
+      if (t == 0u) {
+        live[(slot + 1u) % 3u] = 0u;
+      }
+      let tileLive = workgroupUniformLoad(&live[slot]);
+      slot = (slot + 1u) % 3u;
+      if (tileLive == 0u) {
+        continue;
+      }
+    }
+    loadTiles(kBase, vBase, j0, t, true);
+
+    var tileMax = MASKED;
+    for (var jj = 0u; jj < BC; jj++) {
+      if (s[jj] > MASKED) {
+        var dot4 = vec4<f32>(0.0);
+        for (var c = 0u; c < D4; c++) {
+          dot4 += qr[c] * kt[jj * D4 + c];
+        }
+        s[jj] += dot4.x + dot4.y + dot4.z + dot4.w;
+        tileMax = max(tileMax, s[jj]);
+      }
+    }
+    let mNew = max(m, tileMax);
+    if (mNew > MASKED) {
+      let alpha = exp(m - mNew);
+      l *= alpha;
+      for (var c = 0u; c < DV4; c++) {
+        acc[c] *= alpha;
+      }
+      for (var jj = 0u; jj < BC; jj++) {
+        if (s[jj] > MASKED) {
+          let pj = exp(s[jj] - mNew);
+          l += pj;
+          for (var c = 0u; c < DV4; c++) {
+            acc[c] += pj * vt[jj * DV4 + c];
+          }
+        }
+      }
+      m = mNew;
+    }
+    workgroupBarrier();
+  }
+
+  // A row that may attend no key: zeros and lse = -Infinity.
+  let inv = select(0.0, 1.0 / l, l > 0.0);
+  if (rowValid) {
+    for (var c = 0u; c < DV4; c++) {
+      for (var e = 0u; e < 4u; e++) {
+        let d = c * 4u + e;
+        if (d < p.Dv) {
+          out[row * p.Dv + d] = acc[c][e] * inv;
+        }
+      }
+    }
+    if (LSE) {
+      lse[row] = select(NEG_INF_BITS, bitcast<u32>(m + log(l)), l > 0.0);
+    }
+  }
+
+  if (WEIGHTS) {
+    // Second sweep: recompute each score and write exp(score - lse). Skipped keys stay 0.
+    let rowLse = m + log(max(l, 1e-30));
+    for (var j0 = 0u; j0 < kEnd; j0 += BC) {
+      loadTiles(kBase, vBase, j0, t, false);
+      for (var jj = 0u; jj < BC; jj++) {
+        let bias = keyBias(b, h, i, j0 + jj, rowValid, limit);
+        if (bias > MASKED && l > 0.0) {
+          var dot4 = vec4<f32>(0.0);
+          for (var c = 0u; c < D4; c++) {
+            dot4 += qr[c] * kt[jj * D4 + c];
+          }
+          let score = bias + dot4.x + dot4.y + dot4.z + dot4.w;
+          weights[row * p.Lk + j0 + jj] = exp(score - rowLse);
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+}

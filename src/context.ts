@@ -1,0 +1,308 @@
+import { type DType, Tensor, type TensorData } from './tensor';
+import { Usage } from './usage';
+
+export type LimitName = (typeof RAISED_LIMITS)[number] | 'maxComputeWorkgroupsPerDimension';
+/** The limits the library sizes and splits its work by. */
+export type Limits = Record<LimitName, number>;
+
+/** Optional adapter features the library uses when they exist. */
+const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+
+/** Limits raised to the adapter's maximum by default: the ones attention sizes depend on. */
+const RAISED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+export interface ContextOptions {
+  /** A `GPU` object: `navigator.gpu` (the default) or, in Node, `create([])` from the `webgpu` package. */
+  gpu?: GPU;
+  /** Wrap a device the app already has; the context then never destroys it. */
+  device?: GPUDevice;
+  /** Adapter to request the device from (instead of `gpu.requestAdapter()`). */
+  adapter?: GPUAdapter;
+  powerPreference?: GPUPowerPreference;
+  /** Optional features not to request even if the adapter has them, e.g. `['subgroups']`. */
+  disableFeatures?: GPUFeatureName[];
+  /**
+   * Limits the library keeps within, instead of the device's. Values above the device's are
+   * clamped; lower values make the library split work as it would on a smaller device.
+   */
+  limits?: Partial<Limits>;
+  label?: string;
+}
+
+/** Why a context stopped working. */
+export interface ContextLostInfo {
+  reason: 'destroyed' | 'unknown';
+  message: string;
+}
+
+/** Raised for work on a context whose device is lost or destroyed. */
+export class DeviceLostError extends Error {
+  constructor(
+    readonly info: ContextLostInfo,
+    what: string,
+  ) {
+    super(
+      `${what}: the GPU device is lost (${info.reason}: ${info.message || 'no message'}); create a new context`,
+    );
+    this.name = 'DeviceLostError';
+  }
+}
+
+interface Dispatch {
+  label: string;
+  pipeline: GPUComputePipeline;
+  /** Buffers in binding order, after the uniform buffer at binding 0. */
+  buffers: GPUBuffer[];
+  /** Contents of the uniform buffer at binding 0 (omit when the shader has none). */
+  uniforms?: ArrayBuffer;
+  workgroups: [number, number?, number?];
+}
+
+const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+
+/**
+ * Owns one GPUDevice: its features and limits, a pipeline cache, buffer accounting and dispatch.
+ * Create it with {@link createContext}.
+ */
+export class Context {
+  /** Resolves once the device is lost or the context is destroyed. */
+  readonly lost: Promise<ContextLostInfo>;
+  /** The device's limits, lowered where {@link ContextOptions.limits} asked. */
+  readonly limits: Readonly<Limits>;
+  private lostInfo: ContextLostInfo | undefined;
+  private bytes = 0;
+  private peak = 0;
+  private readonly dummies = new Map<string, GPUBuffer>();
+
+  /** @internal use {@link createContext}. */
+  constructor(
+    readonly device: GPUDevice,
+    readonly adapterInfo: { vendor: string; architecture: string; description: string },
+    private readonly ownsDevice: boolean,
+    limits: Partial<Limits> = {},
+  ) {
+    const names: LimitName[] = [...RAISED_LIMITS, 'maxComputeWorkgroupsPerDimension'];
+    this.limits = Object.fromEntries(
+      names.map((n) => [n, Math.min(device.limits[n], limits[n] ?? Number.POSITIVE_INFINITY)]),
+    ) as Limits;
+    this.lost = device.lost.then((info) => {
+      this.lostInfo ??= {
+        reason: info.reason === 'destroyed' ? 'destroyed' : 'unknown',
+        message: info.message,
+      };
+      return this.lostInfo;
+    });
+  }
+
+  /** Features the device was created with. */
+  get features(): ReadonlySet<string> {
+    return this.device.features;
+  }
+  get hasF16(): boolean {
+    return this.device.features.has('shader-f16');
+  }
+  get hasSubgroups(): boolean {
+    return this.device.features.has('subgroups');
+  }
+  get hasTimestamps(): boolean {
+    return this.device.features.has('timestamp-query');
+  }
+  /** True once the device is lost or the context destroyed. */
+  get isLost(): boolean {
+    return this.lostInfo !== undefined;
+  }
+  /** Bytes of GPU buffers this context has allocated and not yet freed. */
+  get liveBytes(): number {
+    return this.bytes;
+  }
+  /** Largest {@link liveBytes} seen since the last {@link resetPeak}. */
+  get peakBytes(): number {
+    return this.peak;
+  }
+  resetPeak(): void {
+    this.peak = this.bytes;
+  }
+
+  /** Throws a {@link DeviceLostError} if the context can no longer do work. */
+  assertAlive(what: string): void {
+    if (this.lostInfo) throw new DeviceLostError(this.lostInfo, what);
+  }
+
+  /** Upload `data` into a new tensor of `shape` (row-major). */
+  tensor(
+    data: TensorData,
+    shape: readonly number[],
+    options: { dtype?: DType; label?: string } = {},
+  ): Tensor {
+    return Tensor.fromData(this, data, shape, options.dtype ?? 'f32', options.label);
+  }
+
+  /** A zero-filled tensor of `shape`. */
+  zeros(shape: readonly number[], dtype: DType = 'f32', label?: string): Tensor {
+    return Tensor.empty(this, shape, dtype, label);
+  }
+
+  /** Wrap a buffer the app already has (no copy); the tensor never destroys it. */
+  wrap(buffer: GPUBuffer, shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    return Tensor.wrap(this, buffer, shape, dtype);
+  }
+
+  /** @internal allocate a counted buffer; free it with {@link freeBuffer}. */
+  createBuffer(size: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer {
+    this.assertAlive(label);
+    const buffer = this.device.createBuffer({ size: Math.max(4, align4(size)), usage, label });
+    this.bytes += buffer.size;
+    this.peak = Math.max(this.peak, this.bytes);
+    return buffer;
+  }
+
+  /** @internal */
+  freeBuffer(buffer: GPUBuffer): void {
+    this.bytes -= buffer.size;
+    buffer.destroy();
+  }
+
+  /**
+   * @internal A small placeholder bound where a kernel's optional buffer is unused. One per `slot`
+   * so that two writable placeholders never alias in one dispatch.
+   */
+  dummy(slot: string): GPUBuffer {
+    let buffer = this.dummies.get(slot);
+    if (!buffer) {
+      buffer = this.device.createBuffer({ size: 16, usage: Usage.STORAGE, label: `dummy:${slot}` });
+      this.dummies.set(slot, buffer);
+    }
+    return buffer;
+  }
+
+  /** @internal a compute pipeline compiled once per device, asynchronously. */
+  pipeline(key: string, code: () => string, constants?: Record<string, number>): Promise<GPUComputePipeline> {
+    this.assertAlive(key);
+    let cache = pipelineCache.get(this.device);
+    if (!cache) {
+      cache = new Map();
+      pipelineCache.set(this.device, cache);
+    }
+    let pipeline = cache.get(key);
+    if (!pipeline) {
+      const module = this.device.createShaderModule({ code: code(), label: key });
+      pipeline = this.device.createComputePipelineAsync({
+        label: key,
+        layout: 'auto',
+        compute: { module, entryPoint: 'main', constants },
+      });
+      cache.set(key, pipeline);
+      pipeline.catch(() => cache.delete(key));
+    }
+    return pipeline;
+  }
+
+  /** @internal encode and submit dispatches in order, in one command buffer. */
+  run(dispatches: Dispatch[]): void {
+    this.assertAlive(dispatches[0]?.label ?? 'dispatch');
+    const encoder = this.device.createCommandEncoder({ label: dispatches.map((d) => d.label).join('+') });
+    const transient: GPUBuffer[] = [];
+    for (const d of dispatches) {
+      const entries: GPUBindGroupEntry[] = [];
+      if (d.uniforms) {
+        const ub = this.device.createBuffer({
+          size: align16(d.uniforms.byteLength),
+          usage: Usage.UNIFORM | Usage.COPY_DST,
+          label: `${d.label}:uniforms`,
+        });
+        this.device.queue.writeBuffer(ub, 0, d.uniforms);
+        transient.push(ub);
+        entries.push({ binding: 0, resource: { buffer: ub } });
+      }
+      d.buffers.forEach((buffer, i) => {
+        entries.push({ binding: i + 1, resource: { buffer } });
+      });
+      const bindGroup = this.device.createBindGroup({
+        label: d.label,
+        layout: d.pipeline.getBindGroupLayout(0),
+        entries,
+      });
+      const pass = encoder.beginComputePass({ label: d.label });
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
+      pass.end();
+    }
+    this.device.queue.submit([encoder.finish()]);
+    for (const b of transient) b.destroy();
+  }
+
+  /** Resolves when all work submitted so far has finished on the GPU. */
+  async sync(): Promise<void> {
+    this.assertAlive('sync');
+    await this.device.queue.onSubmittedWorkDone();
+  }
+
+  /** Release the device (when the context created it) and every cached placeholder. */
+  destroy(): void {
+    for (const b of this.dummies.values()) b.destroy();
+    this.dummies.clear();
+    this.lostInfo ??= { reason: 'destroyed', message: 'context destroyed' };
+    if (this.ownsDevice) this.device.destroy();
+  }
+}
+
+/**
+ * Create a context: get a device from `options.device`, or from an adapter of `options.gpu`
+ * (default `navigator.gpu`), with the optional features that exist and the adapter's larger limits.
+ */
+export async function createContext(options: ContextOptions = {}): Promise<Context> {
+  if (options.device) {
+    const info = options.device.adapterInfo;
+    return new Context(options.device, describe(info), false, options.limits);
+  }
+  let adapter = options.adapter;
+  if (!adapter) {
+    const gpu = options.gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
+    if (!gpu) {
+      throw new Error(
+        'createContext: no WebGPU found: options.gpu is not set and navigator.gpu is undefined ' +
+          "(in Node pass { gpu: create([]) } from the 'webgpu' package; in a browser serve the page from a secure origin)",
+      );
+    }
+    adapter = (await gpu.requestAdapter({ powerPreference: options.powerPreference })) ?? undefined;
+    if (!adapter) {
+      throw new Error(
+        'createContext: requestAdapter() returned null: no WebGPU adapter on this machine ' +
+          '(in Node without a GPU, set VK_ICD_FILENAMES to a Vulkan driver such as SwiftShader)',
+      );
+    }
+  }
+  const disabled = new Set(options.disableFeatures ?? []);
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f) && !disabled.has(f));
+  const requiredLimits: Record<string, number> = {};
+  for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
+  const device = await adapter.requestDevice({
+    label: options.label ?? 'webgpu-attention',
+    requiredFeatures,
+    requiredLimits,
+  });
+  return new Context(device, describe(adapter.info), true, options.limits);
+}
+
+function describe(info: GPUAdapterInfo | undefined) {
+  return {
+    vendor: info?.vendor ?? '',
+    architecture: info?.architecture ?? '',
+    description: info?.description ?? '',
+  };
+}
+
+function align4(n: number): number {
+  return Math.ceil(n / 4) * 4;
+}
+function align16(n: number): number {
+  return Math.ceil(n / 16) * 16;
+}

@@ -1,0 +1,11 @@
+export {
+  Context,
+  type ContextLostInfo,
+  type ContextOptions,
+  createContext,
+  DeviceLostError,
+  type Limits,
+} from './context';
+export { f16ToFloat32, float32ToF16, fromF16Bits, toF16Bits } from './f16';
+export { type AttentionOptions, type AttentionResult, attention } from './ops/attention';
+export { type DType, Tensor, type TensorData } from './tensor';

@@ -1,0 +1,185 @@
+import flashSource from '../../shaders/flash_attention.wgsl?raw';
+import type { Context } from '../context';
+import { broadcastStrides, expectRank, fmt } from '../shape';
+import type { Tensor } from '../tensor';
+import { checkOptions, specialise } from './common';
+
+export interface AttentionOptions {
+  /** Multiplies q·k. Default 1/sqrt(D). */
+  scale?: number;
+  /** Bottom-right causal: query i may attend key j iff j <= i + (Lk - Lq). Combines with `mask`. */
+  causal?: boolean;
+  /**
+   * A `bool` tensor (true = may attend) or an `f32` tensor added to the scaled scores,
+   * broadcastable to [B, Hq, Lq, Lk].
+   */
+  mask?: Tensor;
+  /** Also return the row log-sum-exp [B, Hq, Lq] (natural log; -Infinity where nothing may be attended). */
+  returnLse?: boolean;
+  /** Also return the attention weights [B, Hq, Lq, Lk]. For inspection at small sizes: it is Lq x Lk. */
+  returnWeights?: boolean;
+}
+
+export interface AttentionResult {
+  /** [B, Hq, Lq, Dv] */
+  output: Tensor;
+  /** [B, Hq, Lq], when `returnLse` */
+  lse?: Tensor;
+  /** [B, Hq, Lq, Lk], when `returnWeights` */
+  weights?: Tensor;
+}
+
+const OPTION_KEYS = ['scale', 'causal', 'mask', 'returnLse', 'returnWeights'] as const;
+
+/** Rows of queries per workgroup of the flash kernel: one invocation each. */
+const ROWS_PER_WORKGROUP = 64;
+
+/** The problem sizes, checked. */
+export interface AttentionShape {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  Lq: number;
+  Lk: number;
+  D: number;
+  Dv: number;
+}
+
+/**
+ * Scaled dot-product attention: softmax(q kᵀ · scale + mask) v, fused in one dispatch.
+ * q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> output [B, Hq, Lq, Dv].
+ * Hq must be a multiple of Hkv (query head h reads kv head floor(h / (Hq / Hkv))).
+ *
+ * @example
+ * const { output } = await attention(q, k, v, { causal: true });
+ * const values = await output.read();
+ */
+export async function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions = {},
+): Promise<AttentionResult> {
+  const shape = checkAttentionInputs(q, k, v, options);
+  const { ctx } = q;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
+  const mask = options.mask;
+  const maskStrides = mask ? broadcastStrides('attention: mask', mask.shape, [B, Hq, Lq, Lk]) : [0, 0, 0, 0];
+  const maskKind = !mask ? 0 : mask.dtype === 'bool' ? 1 : 2;
+  const D4 = Math.ceil(D / 4);
+  const DV4 = Math.ceil(Dv / 4);
+  const BC = keysPerTile(ctx, D4, DV4);
+  const returnLse = options.returnLse ?? false;
+  const returnWeights = options.returnWeights ?? false;
+
+  const constants = {
+    WG: ROWS_PER_WORKGROUP,
+    BC,
+    D4,
+    DV4,
+    MASK: maskKind,
+    LSE: returnLse,
+    WEIGHTS: returnWeights,
+  };
+  const key = `flash_attention:${Object.values(constants).join(',')}`;
+  const pipeline = await ctx.pipeline(key, () => specialise(flashSource, constants));
+
+  const output = ctx.zeros([B, Hq, Lq, Dv], 'f32', 'attention:output');
+  const lse = returnLse ? ctx.zeros([B, Hq, Lq], 'f32', 'attention:lse') : undefined;
+  const weights = returnWeights ? ctx.zeros([B, Hq, Lq, Lk], 'f32', 'attention:weights') : undefined;
+
+  const uniforms = new ArrayBuffer(64);
+  const u32 = new Uint32Array(uniforms);
+  u32.set([B, Hq, Hkv, Lq, Lk, D, Dv, options.causal ? 1 : 0, ...maskStrides]);
+  new Float32Array(uniforms)[12] = options.scale ?? 1 / Math.sqrt(D);
+
+  ctx.run([
+    {
+      label: key,
+      pipeline,
+      uniforms,
+      buffers: [
+        q.buffer,
+        k.buffer,
+        v.buffer,
+        mask ? mask.buffer : ctx.dummy('mask'),
+        output.buffer,
+        lse ? lse.buffer : ctx.dummy('lse'),
+        weights ? weights.buffer : ctx.dummy('weights'),
+      ],
+      workgroups: [Math.ceil(Lq / ROWS_PER_WORKGROUP), Hq, B],
+    },
+  ]);
+  return { output, lse, weights };
+}
+
+/** Largest power-of-two tile of keys (at most 32) whose K and V rows fit in workgroup memory. */
+function keysPerTile(ctx: Context, D4: number, DV4: number): number {
+  const budget = ctx.limits.maxComputeWorkgroupStorageSize - 64;
+  let bc = 32;
+  while (bc > 1 && bc * (D4 + DV4) * 16 > budget) bc /= 2;
+  return bc;
+}
+
+/** Validates q, k, v and the options of `attention`; returns the sizes. */
+export function checkAttentionInputs(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions,
+): AttentionShape {
+  checkOptions('attention', options, OPTION_KEYS);
+  q.assertUsable('attention: q');
+  k.assertUsable('attention: k', q.ctx);
+  v.assertUsable('attention: v', q.ctx);
+  expectRank('attention: q', q.shape, 4, 'B, Hq, Lq, D');
+  expectRank('attention: k', k.shape, 4, 'B, Hkv, Lk, D');
+  expectRank('attention: v', v.shape, 4, 'B, Hkv, Lk, Dv');
+  const [B, Hq, Lq, D] = q.shape;
+  const [Bk, Hkv, Lk, Dk] = k.shape;
+  const [Bv, Hv, Lv, Dv] = v.shape;
+  for (const [name, t] of [
+    ['q', q],
+    ['k', k],
+    ['v', v],
+  ] as const) {
+    if (t.dtype !== 'f32') throw new Error(`attention: ${name} must have dtype 'f32', received '${t.dtype}'`);
+  }
+  if (Bk !== B)
+    throw new Error(`attention: k batch must equal q batch ${B}, received k shape ${fmt(k.shape)}`);
+  if (Dk !== D)
+    throw new Error(`attention: k head dim must equal q head dim ${D}, received k shape ${fmt(k.shape)}`);
+  if (Hq % Hkv !== 0) {
+    throw new Error(
+      `attention: q heads (${Hq}) must be a multiple of k heads (${Hkv}), received q ${fmt(q.shape)} and k ${fmt(k.shape)}`,
+    );
+  }
+  if (Bv !== B || Hv !== Hkv || Lv !== Lk) {
+    throw new Error(
+      `attention: v must have shape [${B}, ${Hkv}, ${Lk}, Dv] like k, received ${fmt(v.shape)}`,
+    );
+  }
+  if (D > 256 || Dv > 256) {
+    throw new Error(`attention: head dims up to 256 are supported, received D=${D}, Dv=${Dv}`);
+  }
+  if (options.scale !== undefined && (typeof options.scale !== 'number' || !Number.isFinite(options.scale))) {
+    throw new Error(`attention: options.scale must be a finite number, received ${String(options.scale)}`);
+  }
+  for (const flag of ['causal', 'returnLse', 'returnWeights'] as const) {
+    const value = options[flag];
+    if (value !== undefined && typeof value !== 'boolean') {
+      throw new Error(`attention: options.${flag} must be a boolean, received ${typeof value}`);
+    }
+  }
+  const mask = options.mask;
+  if (mask !== undefined) {
+    if (typeof mask !== 'object' || mask === null || !('dtype' in mask)) {
+      throw new Error('attention: options.mask must be a Tensor');
+    }
+    mask.assertUsable('attention: mask', q.ctx);
+    if (mask.dtype === 'f16')
+      throw new Error("attention: mask dtype must be 'bool' or 'f32', received 'f16'");
+    broadcastStrides('attention: mask', mask.shape, [B, Hq, Lq, Lk]);
+  }
+  return { B, Hq, Hkv, Lq, Lk, D, Dv };
+}

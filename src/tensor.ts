@@ -1,0 +1,151 @@
+import type { Context } from './context';
+import { f16ToFloat32, float32ToF16 } from './f16';
+import { MAP_READ_MODE, Usage } from './usage';
+
+/**
+ * Element types. `f32`: one float per element. `f16`: halves packed two per u32 (no optional
+ * feature needed). `bool`: one byte per element (0 = false), packed four per u32.
+ */
+export type DType = 'f32' | 'f16' | 'bool';
+
+export type TensorData =
+  | Float32Array
+  | Float64Array
+  | Uint16Array
+  | Uint8Array
+  | readonly (number | boolean)[];
+
+/** Bytes one element takes in a buffer. */
+export function bytesPerElement(dtype: DType): number {
+  return dtype === 'f32' ? 4 : dtype === 'f16' ? 2 : 1;
+}
+
+const USAGE = Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST;
+
+/** An n-d array in a GPUBuffer, row-major. Create tensors through a {@link Context}. */
+export class Tensor {
+  private live = true;
+
+  private constructor(
+    readonly ctx: Context,
+    readonly buffer: GPUBuffer,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    private readonly ownsBuffer: boolean,
+  ) {}
+
+  /** @internal */
+  static empty(ctx: Context, shape: readonly number[], dtype: DType, label = 'tensor'): Tensor {
+    const size = checkShape(shape, label);
+    const buffer = ctx.createBuffer(size * bytesPerElement(dtype), USAGE, label);
+    return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, true);
+  }
+
+  /** @internal */
+  static fromData(ctx: Context, data: TensorData, shape: readonly number[], dtype: DType, label = 'tensor') {
+    const size = checkShape(shape, label);
+    if (data.length !== size) {
+      throw new Error(
+        `${label}: data has ${data.length} elements, expected ${size} for shape [${shape.join(', ')}]`,
+      );
+    }
+    const t = Tensor.empty(ctx, shape, dtype, label);
+    let bytes = encode(data, dtype);
+    if (bytes.byteLength % 4) {
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4); // writeBuffer takes whole words
+      padded.set(bytes);
+      bytes = padded;
+    }
+    ctx.device.queue.writeBuffer(t.buffer, 0, bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return t;
+  }
+
+  /** @internal */
+  static wrap(ctx: Context, buffer: GPUBuffer, shape: readonly number[], dtype: DType): Tensor {
+    const size = checkShape(shape, 'wrap');
+    const needed = size * bytesPerElement(dtype);
+    if (buffer.size < needed) {
+      throw new Error(
+        `wrap: buffer has ${buffer.size} bytes, expected at least ${needed} for ${dtype} shape [${shape.join(', ')}]`,
+      );
+    }
+    if (!(buffer.usage & Usage.STORAGE)) {
+      throw new Error('wrap: buffer needs Usage.STORAGE');
+    }
+    return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, false);
+  }
+
+  /** Number of elements. */
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+  get rank(): number {
+    return this.shape.length;
+  }
+  get destroyed(): boolean {
+    return !this.live;
+  }
+
+  /** @internal throws when the tensor cannot be used by `what`. */
+  assertUsable(what: string, ctx: Context = this.ctx): void {
+    if (!this.live) throw new Error(`${what}: tensor [${this.shape.join(', ')}] was destroyed`);
+    if (ctx !== this.ctx) throw new Error(`${what}: tensor belongs to another context`);
+    this.ctx.assertAlive(what);
+  }
+
+  /**
+   * Copy the contents back to the CPU. f32 and f16 tensors read as Float32Array, bool as Uint8Array.
+   */
+  async read(): Promise<Float32Array | Uint8Array> {
+    this.assertUsable('read');
+    const { device } = this.ctx;
+    const size = this.size * bytesPerElement(this.dtype);
+    const staging = this.ctx.createBuffer(size, Usage.MAP_READ | Usage.COPY_DST, `read:${this.buffer.label}`);
+    try {
+      const encoder = device.createCommandEncoder({ label: 'read' });
+      encoder.copyBufferToBuffer(this.buffer, 0, staging, 0, staging.size);
+      device.queue.submit([encoder.finish()]);
+      await Promise.race([staging.mapAsync(MAP_READ_MODE), this.ctx.lost]);
+      this.ctx.assertAlive('read');
+      const bytes = staging.getMappedRange().slice(0, size);
+      staging.unmap();
+      if (this.dtype === 'f32') return new Float32Array(bytes);
+      if (this.dtype === 'f16') return f16ToFloat32(new Uint16Array(bytes));
+      return new Uint8Array(bytes);
+    } catch (e) {
+      this.ctx.assertAlive('read');
+      throw e;
+    } finally {
+      this.ctx.freeBuffer(staging);
+    }
+  }
+
+  /** Free the buffer (a wrapped buffer stays with its owner). Safe to call twice. */
+  destroy(): void {
+    if (!this.live) return;
+    this.live = false;
+    if (this.ownsBuffer) this.ctx.freeBuffer(this.buffer);
+  }
+}
+
+/** Validates a shape and returns its element count. */
+function checkShape(shape: readonly number[], label: string): number {
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 1)) {
+    throw new Error(`${label}: shape must be an array of positive integers, received [${String(shape)}]`);
+  }
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function encode(data: TensorData, dtype: DType): Uint8Array {
+  if (dtype === 'f32') {
+    const f = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>, Number);
+    return new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+  }
+  if (dtype === 'f16') {
+    // A Uint16Array is taken as f16 bits already; anything else is converted from numbers.
+    const h =
+      data instanceof Uint16Array ? data : float32ToF16(Array.from(data as ArrayLike<number>, Number));
+    return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
+  }
+  return Uint8Array.from(data as ArrayLike<number | boolean>, (x) => (x ? 1 : 0));
+}

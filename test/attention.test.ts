@@ -1,0 +1,239 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attention, type Context, type Tensor } from '../src';
+import { attentionCpu, type HostTensor } from '../src/reference';
+import { checked, expectClose, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
+
+interface Case {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  Lq: number;
+  Lk: number;
+  D: number;
+  Dv: number;
+  causal?: boolean;
+  /** shape of a mask broadcast to [B, Hq, Lq, Lk] */
+  mask?: { kind: 'bool' | 'additive'; shape: number[]; pTrue?: number };
+  scale?: number;
+  /** multiplies q and k: large values give large logits */
+  magnitude?: number;
+  seed?: number;
+}
+
+let ctx: Context;
+beforeAll(async () => {
+  ctx = await testContext();
+});
+afterAll(() => ctx?.destroy());
+
+/** Runs one case on the GPU and on the float64 reference and compares output, lse and weights. */
+async function check(c: Case, outputs: { lse?: boolean; weights?: boolean } = { lse: true, weights: true }) {
+  const random = rng(c.seed ?? 1);
+  const mag = c.magnitude ?? 1;
+  const qh: HostTensor = {
+    data: randomArray(random, c.B * c.Hq * c.Lq * c.D, mag),
+    shape: [c.B, c.Hq, c.Lq, c.D],
+  };
+  const kh: HostTensor = {
+    data: randomArray(random, c.B * c.Hkv * c.Lk * c.D, mag),
+    shape: [c.B, c.Hkv, c.Lk, c.D],
+  };
+  const vh: HostTensor = {
+    data: randomArray(random, c.B * c.Hkv * c.Lk * c.Dv),
+    shape: [c.B, c.Hkv, c.Lk, c.Dv],
+  };
+  let maskHost: HostTensor | undefined;
+  if (c.mask) {
+    const n = c.mask.shape.reduce((a, b) => a * b, 1);
+    if (c.mask.kind === 'bool') {
+      maskHost = { data: randomMask(random, n, c.mask.pTrue ?? 0.7), shape: c.mask.shape, dtype: 'bool' };
+    } else {
+      const data = randomArray(random, n, 2);
+      const drop = randomMask(random, n, 1 - (c.mask.pTrue ?? 0.8));
+      for (let i = 0; i < n; i++) if (drop[i]) data[i] = Number.NEGATIVE_INFINITY;
+      maskHost = { data, shape: c.mask.shape, dtype: 'f32' };
+    }
+  }
+  const ref = attentionCpu(qh, kh, vh, { causal: c.causal, scale: c.scale, mask: maskHost });
+
+  const made: Tensor[] = [];
+  const up = (h: HostTensor) => {
+    const t = ctx.tensor(h.data as Float32Array, h.shape, { dtype: h.dtype });
+    made.push(t);
+    return t;
+  };
+  await checked(ctx, async () => {
+    const result = await attention(up(qh), up(kh), up(vh), {
+      causal: c.causal,
+      scale: c.scale,
+      mask: maskHost ? up(maskHost) : undefined,
+      returnLse: outputs.lse,
+      returnWeights: outputs.weights,
+    });
+    const label = JSON.stringify(c);
+    expectClose(await result.output.read(), ref.output.data, F32_TOL, `${label} output`);
+    if (outputs.lse) expectClose(await result.lse!.read(), ref.lse.data, F32_TOL, `${label} lse`);
+    if (outputs.weights)
+      expectClose(await result.weights!.read(), ref.weights.data, F32_TOL, `${label} weights`);
+    for (const t of [result.output, result.lse, result.weights]) t?.destroy();
+  });
+  for (const t of made) t.destroy();
+}
+
+const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 8, Dv: 8 };
+
+describe('attention matches the float64 reference', () => {
+  it('size 1 everywhere', () => check({ B: 1, Hq: 1, Hkv: 1, Lq: 1, Lk: 1, D: 1, Dv: 1 }));
+  it('odd sizes, Dv != D, cross-attention', () => check({ B: 3, Hq: 3, Hkv: 3, Lq: 7, Lk: 13, D: 5, Dv: 3 }));
+  it('keys not a multiple of the tile', () => check({ ...base, Lk: 33, D: 16, Dv: 16 }));
+  it('queries longer than a workgroup', () => check({ ...base, Lq: 130, Lk: 70, D: 12, Dv: 20 }));
+  it('more keys than queries', () => check({ ...base, Lq: 3, Lk: 200 }));
+  it('scale option', () => check({ ...base, scale: 0.37 }));
+  it('GQA: 6 query heads on 2 kv heads', () => check({ ...base, Hq: 6, Hkv: 2, Lq: 9, Lk: 11 }));
+  it('MQA: 4 query heads on 1 kv head', () => check({ ...base, B: 2, Hq: 4, Hkv: 1 }));
+  it('head dim 64', () => check({ ...base, Lq: 40, Lk: 75, D: 64, Dv: 64 }));
+  it('head dim 128 with Dv 96', () => check({ ...base, Hq: 1, Hkv: 1, Lq: 20, Lk: 45, D: 128, Dv: 96 }));
+  it('head dim 256', () => check({ ...base, Hq: 1, Hkv: 1, Lq: 9, Lk: 21, D: 256, Dv: 256 }));
+  it('large logits (about 1e4 after scaling)', () =>
+    check({ ...base, D: 4, Dv: 4, magnitude: 100, scale: 1 }, { lse: true, weights: false }));
+});
+
+describe('causal (bottom-right aligned)', () => {
+  it('Lq == Lk', () => check({ ...base, Lq: 37, Lk: 37, causal: true }));
+  it('Lq < Lk (KV-cache decoding)', () => check({ ...base, Lq: 5, Lk: 40, causal: true }));
+  it('Lq > Lk: the first rows attend nothing (zeros, lse -Infinity)', () =>
+    check({ ...base, Lq: 20, Lk: 6, causal: true }));
+  it('one query against the cache', () => check({ ...base, Lq: 1, Lk: 77, causal: true }));
+  it('long causal, several query blocks and tiles', () =>
+    check({ ...base, Hq: 1, Hkv: 1, Lq: 150, Lk: 150, causal: true }));
+  it('causal with GQA and a mask', () =>
+    check({
+      ...base,
+      Hq: 4,
+      Hkv: 2,
+      Lq: 12,
+      Lk: 19,
+      causal: true,
+      mask: { kind: 'bool', shape: [1, 1, 12, 19] },
+    }));
+});
+
+describe('masks', () => {
+  it('bool mask, full shape', () => check({ ...base, B: 2, mask: { kind: 'bool', shape: [2, 2, 16, 16] } }));
+  it('bool mask [Lk] (key padding) broadcast', () =>
+    check({ ...base, Lk: 35, mask: { kind: 'bool', shape: [35] } }));
+  it('bool mask [B, 1, 1, Lk] broadcast', () =>
+    check({ ...base, B: 3, Lk: 10, mask: { kind: 'bool', shape: [3, 1, 1, 10], pTrue: 0.5 } }));
+  it('bool mask [Hq, Lq, Lk] broadcast over batch', () =>
+    check({ ...base, B: 2, Lq: 5, Lk: 9, mask: { kind: 'bool', shape: [2, 5, 9] } }));
+  it('bool mask that empties rows and whole tiles', () =>
+    check({ ...base, Lq: 70, Lk: 100, mask: { kind: 'bool', shape: [70, 100], pTrue: 0.02 } }));
+  it('bool mask that empties everything', () =>
+    check({ ...base, mask: { kind: 'bool', shape: [1], pTrue: 0 } }));
+  it('additive mask with -Infinity entries', () =>
+    check({ ...base, Lq: 9, Lk: 40, mask: { kind: 'additive', shape: [1, 2, 9, 40] } }));
+  it('additive mask [Lq, Lk] broadcast, mostly -Infinity', () =>
+    check({ ...base, Lq: 33, Lk: 66, mask: { kind: 'additive', shape: [33, 66], pTrue: 0.05 } }));
+});
+
+describe('random configurations (property test)', () => {
+  it('200 configurations of shapes and options match the reference', async () => {
+    const config = fc.record({
+      B: fc.integer({ min: 1, max: 2 }),
+      Hkv: fc.integer({ min: 1, max: 2 }),
+      group: fc.integer({ min: 1, max: 3 }),
+      Lq: fc.integer({ min: 1, max: 70 }),
+      Lk: fc.integer({ min: 1, max: 70 }),
+      // head dims up to 12 keep the number of distinct kernels (and so compile time) small
+      D: fc.integer({ min: 1, max: 12 }),
+      Dv: fc.integer({ min: 1, max: 12 }),
+      causal: fc.boolean(),
+      maskKind: fc.constantFrom('none', 'bool', 'additive'),
+      maskDims: fc.integer({ min: 1, max: 4 }),
+      broadcast: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+      scale: fc.option(fc.double({ min: 0.01, max: 2, noNaN: true }), { nil: undefined }),
+      seed: fc.integer({ min: 1, max: 1e6 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(config, async (r) => {
+        const Hq = r.Hkv * r.group;
+        const full = [r.B, Hq, r.Lq, r.Lk];
+        const shape = full.slice(4 - r.maskDims).map((d, i) => (r.broadcast[i] ? 1 : d));
+        await check(
+          {
+            B: r.B,
+            Hq,
+            Hkv: r.Hkv,
+            Lq: r.Lq,
+            Lk: r.Lk,
+            D: r.D,
+            Dv: r.Dv,
+            causal: r.causal,
+            scale: r.scale,
+            seed: r.seed,
+            mask: r.maskKind === 'none' ? undefined : { kind: r.maskKind as 'bool' | 'additive', shape },
+          },
+          { lse: true, weights: r.seed % 2 === 0 },
+        );
+      }),
+      { numRuns: 200, seed: 20261124 },
+    );
+  });
+});
+
+describe('bad input throws an error naming the argument', () => {
+  const t = (shape: number[]) => ctx.tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+  it('wrong rank', async () => {
+    await expect(attention(t([2, 4, 8]), t([1, 2, 4, 8]), t([1, 2, 4, 8]))).rejects.toThrow(
+      'attention: q: expected rank 4 [B, Hq, Lq, D], received shape [2, 4, 8]',
+    );
+  });
+  it('Hq not a multiple of Hkv', async () => {
+    await expect(attention(t([1, 3, 4, 8]), t([1, 2, 4, 8]), t([1, 2, 4, 8]))).rejects.toThrow(
+      'attention: q heads (3) must be a multiple of k heads (2), received q [1, 3, 4, 8] and k [1, 2, 4, 8]',
+    );
+  });
+  it('head dims differ', async () => {
+    await expect(attention(t([1, 2, 4, 8]), t([1, 2, 4, 6]), t([1, 2, 4, 8]))).rejects.toThrow(
+      'attention: k head dim must equal q head dim 8, received k shape [1, 2, 4, 6]',
+    );
+  });
+  it('v does not match k', async () => {
+    await expect(attention(t([1, 2, 4, 8]), t([1, 2, 4, 8]), t([1, 2, 5, 8]))).rejects.toThrow(
+      'attention: v must have shape [1, 2, 4, Dv] like k, received [1, 2, 5, 8]',
+    );
+  });
+  it('mask that cannot broadcast', async () => {
+    const mask = ctx.tensor(new Uint8Array(3 * 4), [3, 4], { dtype: 'bool' });
+    await expect(attention(t([1, 2, 4, 8]), t([1, 2, 4, 8]), t([1, 2, 4, 8]), { mask })).rejects.toThrow(
+      'attention: mask: shape [3, 4] cannot broadcast to [1, 2, 4, 4] (dim 0 is 3, expected 4 or 1)',
+    );
+  });
+  it('unknown option', async () => {
+    const opts = { casual: true } as unknown as Parameters<typeof attention>[3];
+    await expect(attention(t([1, 1, 2, 4]), t([1, 1, 2, 4]), t([1, 1, 2, 4]), opts)).rejects.toThrow(
+      "attention: unknown option 'casual', expected one of scale, causal, mask, returnLse, returnWeights",
+    );
+  });
+  it('scale not finite', async () => {
+    await expect(
+      attention(t([1, 1, 2, 4]), t([1, 1, 2, 4]), t([1, 1, 2, 4]), { scale: Number.NaN }),
+    ).rejects.toThrow('attention: options.scale must be a finite number, received NaN');
+  });
+  it('tensor from another context', async () => {
+    const other = await testContext();
+    const k = other.tensor(new Float32Array(8), [1, 1, 2, 4]);
+    await expect(attention(t([1, 1, 2, 4]), k, t([1, 1, 2, 4]))).rejects.toThrow(
+      'attention: k: tensor belongs to another context',
+    );
+    other.destroy();
+  });
+  it('destroyed tensor', async () => {
+    const q = t([1, 1, 2, 4]);
+    q.destroy();
+    await expect(attention(q, t([1, 1, 2, 4]), t([1, 1, 2, 4]))).rejects.toThrow(
+      'attention: q: tensor [1, 1, 2, 4] was destroyed',
+    );
+  });
+});

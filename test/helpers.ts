@@ -1,0 +1,86 @@
+// Shared by the specs: one context per file, validation scopes, seeded data, tolerance checks.
+import { expect } from 'vitest';
+import { type Context, createContext } from '../src';
+
+/** f32 tolerance of DESIGN.md: |gpu - ref| <= ATOL + RTOL * |ref|. */
+export const F32_TOL = { atol: 1e-4, rtol: 1e-4 };
+export const F16_TOL = { atol: 2e-3, rtol: 2e-3 };
+
+/** A context on navigator.gpu. Fails (never skips) when there is no adapter: CI must have one. */
+export async function testContext(options: Parameters<typeof createContext>[0] = {}): Promise<Context> {
+  const ctx = await createContext(options);
+  ctx.device.addEventListener('uncapturederror', (e) => {
+    throw new Error(`uncaptured WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`);
+  });
+  return ctx;
+}
+
+/** Runs `fn` inside validation and internal error scopes and fails on any error they catch. */
+export async function checked<T>(ctx: Context, fn: () => Promise<T>): Promise<T> {
+  const scopes: GPUErrorFilter[] = ['validation', 'internal', 'out-of-memory'];
+  for (const scope of scopes) ctx.device.pushErrorScope(scope);
+  const outcome = await fn().then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+  const errors = await Promise.all(scopes.map(() => ctx.device.popErrorScope()));
+  const gpuError = errors.find((e) => e !== null);
+  if (gpuError) throw new Error(`WebGPU error: ${gpuError.message}`);
+  if ('error' in outcome) throw outcome.error;
+  return outcome.value;
+}
+
+/** Seeded generator (mulberry32): the same seed gives the same inputs everywhere. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `n` values uniform in [-scale, scale). */
+export function randomArray(random: () => number, n: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (random() * 2 - 1) * scale;
+  return out;
+}
+
+/** `n` booleans, each true with probability `pTrue`. */
+export function randomMask(random: () => number, n: number, pTrue: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = random() < pTrue ? 1 : 0;
+  return out;
+}
+
+/**
+ * Asserts |actual - expected| <= atol + rtol * |expected| elementwise (and equal non-finite values),
+ * listing the first mismatches with their index.
+ */
+export function expectClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: { atol: number; rtol: number },
+  label = '',
+): void {
+  expect(actual.length, `${label}: length`).toBe(expected.length);
+  const bad: string[] = [];
+  let count = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i];
+    const e = expected[i];
+    const ok = Number.isFinite(e)
+      ? Math.abs(a - e) <= tol.atol + tol.rtol * Math.abs(e)
+      : Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e));
+    if (!ok) {
+      count++;
+      if (bad.length < 8) bad.push(`[${i}] got ${a}, expected ${e}`);
+    }
+  }
+  expect(count, `${label}: ${count} of ${expected.length} elements out of tolerance: ${bad.join('; ')}`).toBe(
+    0,
+  );
+}
