@@ -1,4 +1,7 @@
-// Pieces every op shares: option checking and the template step that specialises a WGSL kernel.
+// Pieces every op shares: option checking, the template step that specialises a WGSL kernel and
+// the dispatch grid.
+
+import type { Context } from '../context';
 
 /** Throws on option keys the op does not know (a typo would otherwise be ignored silently). */
 export function checkOptions(op: string, options: object, known: readonly string[]): void {
@@ -25,4 +28,19 @@ export function specialise(source: string, constants: Record<string, number | bo
     return `const ${name} = ${value}u;`;
   });
   return `${lines.join('\n')}\n${source}`;
+}
+
+/**
+ * Spreads `count` workgroups over x, y and z so that none exceeds maxComputeWorkgroupsPerDimension;
+ * the kernel unfolds the linear index and skips the excess.
+ */
+export function foldGrid(ctx: Context, count: number, what: string): [number, number, number] {
+  const max = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const x = Math.min(count, max);
+  const y = Math.min(Math.ceil(count / x), max);
+  const z = Math.ceil(count / (x * y));
+  if (z > max) {
+    throw new Error(`${what}: ${count} workgroups exceed ${max}^3 (maxComputeWorkgroupsPerDimension)`);
+  }
+  return [x, y, z];
 }

@@ -1,19 +1,42 @@
+import { fmt } from '../shape';
 import type { HostResult, HostTensor } from './host';
 
-/** Softmax over the last axis in float64. A row that is all -Infinity gives zeros. */
-export function softmaxCpu(x: HostTensor): HostResult {
-  const n = x.shape[x.shape.length - 1];
+export interface SoftmaxOptions {
+  /** Multiplies x before the softmax. -Infinity entries stay masked whatever the scale. Default 1. */
+  scale?: number;
+  /**
+   * Treat x as scores [..., Lq, Lk] and mask key j for query i when j > i + (Lk - Lq)
+   * (bottom-right aligned, as in attention).
+   */
+  causal?: boolean;
+}
+
+/**
+ * Softmax over the last axis in float64. -Infinity entries (and causally masked ones) get weight 0;
+ * a row with nothing left gives zeros.
+ */
+export function softmaxCpu(x: HostTensor, options: SoftmaxOptions = {}): HostResult {
+  const rank = x.shape.length;
+  if (options.causal && rank < 2) {
+    throw new Error(`softmaxCpu: causal needs x of rank >= 2 [..., Lq, Lk], received shape ${fmt(x.shape)}`);
+  }
+  const scale = options.scale ?? 1;
+  const n = x.shape[rank - 1];
+  const lq = options.causal ? x.shape[rank - 2] : 1;
   const out = new Float64Array(x.data.length);
+  const row = new Float64Array(n);
   for (let r = 0; r < x.data.length / n; r++) {
+    const limit = options.causal ? (r % lq) + n - lq : n - 1;
     let max = Number.NEGATIVE_INFINITY;
     for (let j = 0; j < n; j++) {
       const v = Number(x.data[r * n + j]);
-      if (!(v <= max)) max = v;
+      row[j] = j > limit || v === Number.NEGATIVE_INFINITY ? Number.NEGATIVE_INFINITY : v * scale;
+      if (!(row[j] <= max)) max = row[j];
     }
     if (max === Number.NEGATIVE_INFINITY) continue;
     let sum = 0;
     for (let j = 0; j < n; j++) {
-      out[r * n + j] = Math.exp(Number(x.data[r * n + j]) - max);
+      out[r * n + j] = Math.exp(row[j] - max);
       sum += out[r * n + j];
     }
     for (let j = 0; j < n; j++) out[r * n + j] /= sum;

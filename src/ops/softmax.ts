@@ -1,0 +1,65 @@
+import softmaxSource from '../../shaders/softmax.wgsl?raw';
+import type { SoftmaxOptions } from '../reference/softmax';
+import { fmt } from '../shape';
+import type { Tensor } from '../tensor';
+import { checkOptions, foldGrid, specialise } from './common';
+
+export type { SoftmaxOptions };
+
+const OPTION_KEYS = ['scale', 'causal'] as const;
+
+/**
+ * Softmax over the last axis of x [..., n] -> [..., n], in f32, one workgroup per row.
+ * `scale` multiplies x first; -Infinity entries get weight 0 and a row with nothing left gives
+ * zeros (never NaN). `causal` treats x as scores [..., Lq, Lk] and masks key j for query i when
+ * j > i + (Lk - Lq), as attention does.
+ *
+ * @example
+ * // weights [B, H, Lq, Lk] from raw scores, causal like a decoder
+ * const weights = await softmax(scores, { scale: 1 / Math.sqrt(D), causal: true });
+ */
+export async function softmax(x: Tensor, options: SoftmaxOptions = {}): Promise<Tensor> {
+  checkSoftmaxInputs(x, options);
+  const { ctx } = x;
+  const n = x.shape[x.rank - 1];
+  const rows = x.size / n;
+  // Short rows leave most of a large workgroup idle.
+  const constants = { WG: n <= 512 ? 64 : 256 };
+  const key = `softmax:${constants.WG}`;
+  const pipeline = await ctx.pipeline(key, () => specialise(softmaxSource, constants));
+
+  const y = ctx.zeros(x.shape, 'f32', 'softmax:y');
+  const uniforms = new ArrayBuffer(32);
+  const lq = options.causal ? x.shape[x.rank - 2] : 1;
+  new Uint32Array(uniforms).set([rows, n, lq, options.causal ? 1 : 0]);
+  new Float32Array(uniforms)[4] = options.scale ?? 1;
+  ctx.run([
+    {
+      label: key,
+      pipeline,
+      uniforms,
+      buffers: [x.buffer, y.buffer],
+      workgroups: foldGrid(ctx, rows, 'softmax'),
+    },
+  ]);
+  return y;
+}
+
+/** Validates x and the options of `softmax`. */
+export function checkSoftmaxInputs(x: Tensor, options: SoftmaxOptions): void {
+  checkOptions('softmax', options, OPTION_KEYS);
+  if (options.scale !== undefined && (typeof options.scale !== 'number' || !Number.isFinite(options.scale))) {
+    throw new Error(`softmax: options.scale must be a finite number, received ${String(options.scale)}`);
+  }
+  if (options.causal !== undefined && typeof options.causal !== 'boolean') {
+    throw new Error(`softmax: options.causal must be a boolean, received ${typeof options.causal}`);
+  }
+  x.assertUsable('softmax: x');
+  if (x.dtype !== 'f32') throw new Error(`softmax: x must have dtype 'f32', received '${x.dtype}'`);
+  const minRank = options.causal ? 2 : 1;
+  if (x.rank < minRank) {
+    throw new Error(
+      `softmax: x: expected rank >= ${minRank} [${options.causal ? '..., Lq, Lk' : '..., n'}], received shape ${fmt(x.shape)}`,
+    );
+  }
+}
