@@ -65,6 +65,21 @@ interface Dispatch {
   workgroups: [number, number?, number?];
 }
 
+let pending = 0;
+let keepAliveTimer: ReturnType<typeof setInterval> | undefined;
+
+/**
+ * Resolves like `promise`, keeping the JS event loop alive meanwhile. Dawn in Node does not hold
+ * the loop open for its own promises (pipeline compiles, mapAsync), so a script whose only pending
+ * work is on the GPU would otherwise exit before it finishes. Harmless in browsers.
+ */
+export function held<T>(promise: Promise<T>): Promise<T> {
+  if (pending++ === 0) keepAliveTimer = setInterval(() => {}, 1000);
+  return promise.finally(() => {
+    if (--pending === 0) clearInterval(keepAliveTimer);
+  });
+}
+
 const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
 
 /**
@@ -87,6 +102,11 @@ export class Context {
     readonly adapterInfo: { vendor: string; architecture: string; description: string },
     private readonly ownsDevice: boolean,
     limits: Partial<Limits> = {},
+    /**
+     * The GPU object and adapter the device came from, held as long as the context: Dawn in Node
+     * crashes when they are garbage-collected while their device is alive.
+     */
+    readonly origin: { gpu?: GPU; adapter?: GPUAdapter } = {},
   ) {
     const names: LimitName[] = [...RAISED_LIMITS, 'maxComputeWorkgroupsPerDimension'];
     this.limits = Object.fromEntries(
@@ -193,11 +213,13 @@ export class Context {
     let pipeline = cache.get(key);
     if (!pipeline) {
       const module = this.device.createShaderModule({ code: code(), label: key });
-      pipeline = this.device.createComputePipelineAsync({
-        label: key,
-        layout: 'auto',
-        compute: { module, entryPoint: 'main', constants },
-      });
+      pipeline = held(
+        this.device.createComputePipelineAsync({
+          label: key,
+          layout: 'auto',
+          compute: { module, entryPoint: 'main', constants },
+        }),
+      );
       cache.set(key, pipeline);
       pipeline.catch(() => cache.delete(key));
     }
@@ -242,7 +264,7 @@ export class Context {
   /** Resolves when all work submitted so far has finished on the GPU. */
   async sync(): Promise<void> {
     this.assertAlive('sync');
-    await this.device.queue.onSubmittedWorkDone();
+    await held(this.device.queue.onSubmittedWorkDone());
   }
 
   /** Release the device (when the context created it) and every cached placeholder. */
@@ -264,8 +286,8 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
     return new Context(options.device, describe(info), false, options.limits);
   }
   let adapter = options.adapter;
+  const gpu = options.gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!adapter) {
-    const gpu = options.gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
     if (!gpu) {
       throw new Error(
         'createContext: no WebGPU found: options.gpu is not set and navigator.gpu is undefined ' +
@@ -289,7 +311,7 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
     requiredFeatures,
     requiredLimits,
   });
-  return new Context(device, describe(adapter.info), true, options.limits);
+  return new Context(device, describe(adapter.info), true, options.limits, { gpu, adapter });
 }
 
 function describe(info: GPUAdapterInfo | undefined) {
