@@ -4,7 +4,9 @@
 // its output accumulator stay in registers; K and V tiles of BC keys are staged in workgroup
 // memory; the softmax is online, in f32, so the Lq x Lk scores never reach memory.
 // Prepended by the op (see src/ops/attention.ts): WG (rows per workgroup), BC (keys per tile),
-// D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK (0 none, 1 bool, 2 additive), LSE, WEIGHTS.
+// D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK (0 none, 1 bool, 2 additive), LSE, WEIGHTS, and the
+// element storage helpers of src/f16.ts (Stored, OutStored, wordOf, unpackAt, storeOut): q, k, v
+// and out are f32 or f16 (packed or native); scores, softmax state and accumulators are f32.
 
 struct Params {
   B: u32, Hq: u32, Hkv: u32, Lq: u32,
@@ -15,12 +17,12 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<Stored>;
+@group(0) @binding(2) var<storage, read> k: array<Stored>;
+@group(0) @binding(3) var<storage, read> v: array<Stored>;
 // bool: bytes packed four per word; additive: f32 bits
 @group(0) @binding(4) var<storage, read> mask: array<u32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<OutStored>;
 // f32 bits, so that -Infinity is written as bits rather than computed
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
 @group(0) @binding(7) var<storage, read_write> weights: array<f32>;
@@ -28,6 +30,16 @@ struct Params {
 // Finite stand-in for -Infinity: WGSL does not promise IEEE infinities in arithmetic.
 const MASKED = -3.0e38;
 const NEG_INF_BITS = 0xff800000u;
+
+fn loadQ(e: u32) -> f32 {
+  return unpackAt(q[wordOf(e)], e);
+}
+fn loadK(e: u32) -> f32 {
+  return unpackAt(k[wordOf(e)], e);
+}
+fn loadV(e: u32) -> f32 {
+  return unpackAt(v[wordOf(e)], e);
+}
 
 var<workgroup> kt: array<vec4<f32>, BC * D4>;
 var<workgroup> vt: array<vec4<f32>, BC * DV4>;
@@ -63,7 +75,7 @@ fn loadTiles(kBase: u32, vBase: u32, j0: u32, t: u32, withV: bool) {
     let j = j0 + jj;
     var x = 0.0;
     if (j < p.Lk && d < p.D) {
-      x = k[kBase + j * p.D + d];
+      x = loadK(kBase + j * p.D + d);
     }
     kt[jj * D4 + d / 4u][d % 4u] = x;
   }
@@ -74,7 +86,7 @@ fn loadTiles(kBase: u32, vBase: u32, j0: u32, t: u32, withV: bool) {
       let j = j0 + jj;
       var x = 0.0;
       if (j < p.Lk && d < p.Dv) {
-        x = v[vBase + j * p.Dv + d];
+        x = loadV(vBase + j * p.Dv + d);
       }
       vt[jj * DV4 + d / 4u][d % 4u] = x;
     }
@@ -99,7 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var e = 0u; e < 4u; e++) {
       let d = c * 4u + e;
       if (rowValid && d < p.D) {
-        qr[c][e] = q[row * p.D + d] * p.scale;
+        qr[c][e] = loadQ(row * p.D + d) * p.scale;
       }
     }
   }
@@ -179,7 +191,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       for (var e = 0u; e < 4u; e++) {
         let d = c * 4u + e;
         if (d < p.Dv) {
-          out[row * p.Dv + d] = acc[c][e] * inv;
+          storeOut(row * p.Dv + d, acc[c][e] * inv);
         }
       }
     }

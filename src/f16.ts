@@ -1,11 +1,22 @@
-// IEEE 754 half <-> single conversion on the CPU, for uploading and reading f16 tensors.
+// IEEE 754 half precision: conversion on the CPU for uploading and reading f16 tensors, and the
+// WGSL helpers through which kernels load and store f32, packed-f16 or native-f16 elements.
+
+import type { Context } from './context';
+import type { DType } from './tensor';
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-/** The f16 bit pattern nearest to `x` (round to nearest even; overflow gives Infinity). */
+/**
+ * The f16 bit pattern nearest to `x` (round to nearest, ties to even; overflow gives Infinity,
+ * NaN gives a quiet NaN).
+ */
 export function toF16Bits(x: number): number {
   f32[0] = x;
+  // Round to odd on the way to f32 (set the last bit when inexact) so that the second rounding,
+  // to f16, rounds the double `x` correctly: f32 keeps 13 more bits than f16 needs.
+  if (f32[0] !== x && !Number.isNaN(x) && (u32[0] & 1) === 0)
+    u32[0] += Math.abs(x) > Math.abs(f32[0]) ? 1 : -1;
   const bits = u32[0];
   const sign = (bits >>> 16) & 0x8000;
   const exp = (bits >>> 23) & 0xff;
@@ -49,3 +60,63 @@ export function f16ToFloat32(bits: ArrayLike<number>): Float32Array {
   for (let i = 0; i < bits.length; i++) out[i] = fromF16Bits(bits[i]);
   return out;
 }
+
+/**
+ * How a kernel holds the elements of its float tensors: `f32`; `f16-packed`, two halves per u32
+ * read with unpack2x16float (works everywhere); `f16`, native `array<f16>` (needs shader-f16).
+ */
+export type ElementStorage = 'f32' | 'f16-packed' | 'f16';
+
+/** The storage a kernel uses for tensors of `dtype` on `ctx`: native f16 where the device has it. */
+export function elementStorage(ctx: Context, dtype: DType): ElementStorage {
+  if (dtype === 'f32') return 'f32';
+  return ctx.hasF16 ? 'f16' : 'f16-packed';
+}
+
+/**
+ * WGSL that a kernel reading `Stored` elements (and, when `writesOut`, writing an
+ * `out: array<OutStored>` binding) is specialised with. It defines
+ * - `Stored`: the element type of the input arrays; `wordOf(e)`: the array index that holds
+ *   element `e`; `unpackAt(word, e)`: element `e` of that word as f32;
+ * - when `writesOut`: `OutStored`, the element type of `out`, and `storeOut(e, x)`, which writes
+ *   element `e`. Packed f16 ORs each half into its word, so two invocations whose rows share a word
+ *   (odd row lengths) never race; `out` must start zeroed.
+ * Arithmetic stays f32 in every variant. Must come first in the module (`enable f16;`).
+ */
+export function elementPrelude(storage: ElementStorage, writesOut: boolean): string {
+  const [load, store] = PRELUDES[storage];
+  return writesOut ? load + store : load;
+}
+
+const PRELUDES: Record<ElementStorage, [load: string, store: string]> = {
+  f32: [
+    `alias Stored = f32;
+fn wordOf(e: u32) -> u32 { return e; }
+fn unpackAt(w: f32, e: u32) -> f32 { return w; }
+`,
+    `alias OutStored = f32;
+fn storeOut(e: u32, x: f32) { out[e] = x; }
+`,
+  ],
+  'f16-packed': [
+    `alias Stored = u32;
+fn wordOf(e: u32) -> u32 { return e >> 1u; }
+fn unpackAt(w: u32, e: u32) -> f32 { return unpack2x16float(w)[e & 1u]; }
+`,
+    `alias OutStored = atomic<u32>;
+fn storeOut(e: u32, x: f32) {
+  atomicOr(&out[e >> 1u], (pack2x16float(vec2<f32>(x, 0.0)) & 0xffffu) << ((e & 1u) * 16u));
+}
+`,
+  ],
+  f16: [
+    `enable f16;
+alias Stored = f16;
+fn wordOf(e: u32) -> u32 { return e; }
+fn unpackAt(w: f16, e: u32) -> f32 { return f32(w); }
+`,
+    `alias OutStored = f16;
+fn storeOut(e: u32, x: f32) { out[e] = f16(x); }
+`,
+  ],
+};

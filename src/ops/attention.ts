@@ -1,5 +1,6 @@
 import flashSource from '../../shaders/flash_attention.wgsl?raw';
 import type { Context } from '../context';
+import { elementPrelude, elementStorage } from '../f16';
 import { broadcastStrides, expectRank, fmt } from '../shape';
 import type { Tensor } from '../tensor';
 import { checkOptions, specialise } from './common';
@@ -49,6 +50,8 @@ export interface AttentionShape {
  * Scaled dot-product attention: softmax(q kᵀ · scale + mask) v, fused in one dispatch.
  * q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> output [B, Hq, Lq, Dv].
  * Hq must be a multiple of Hkv (query head h reads kv head floor(h / (Hq / Hkv))).
+ * q, k and v are all 'f32' or all 'f16' (halves in memory; max, sum and output accumulate in f32);
+ * the output has their dtype, lse and weights are 'f32'.
  *
  * @example
  * const { output } = await attention(q, k, v, { causal: true });
@@ -71,6 +74,7 @@ export async function attention(
   const BC = keysPerTile(ctx, D4, DV4);
   const returnLse = options.returnLse ?? false;
   const returnWeights = options.returnWeights ?? false;
+  const storage = elementStorage(ctx, q.dtype);
 
   const constants = {
     WG: ROWS_PER_WORKGROUP,
@@ -81,10 +85,13 @@ export async function attention(
     LSE: returnLse,
     WEIGHTS: returnWeights,
   };
-  const key = `flash_attention:${Object.values(constants).join(',')}`;
-  const pipeline = await ctx.pipeline(key, () => specialise(flashSource, constants));
+  const key = `flash_attention:${storage}:${Object.values(constants).join(',')}`;
+  const pipeline = await ctx.pipeline(
+    key,
+    () => elementPrelude(storage, true) + specialise(flashSource, constants),
+  );
 
-  const output = ctx.zeros([B, Hq, Lq, Dv], 'f32', 'attention:output');
+  const output = ctx.zeros([B, Hq, Lq, Dv], q.dtype, 'attention:output');
   const lse = returnLse ? ctx.zeros([B, Hq, Lq], 'f32', 'attention:lse') : undefined;
   const weights = returnWeights ? ctx.zeros([B, Hq, Lq, Lk], 'f32', 'attention:weights') : undefined;
 
@@ -138,12 +145,13 @@ export function checkAttentionInputs(
   const [B, Hq, Lq, D] = q.shape;
   const [Bk, Hkv, Lk, Dk] = k.shape;
   const [Bv, Hv, Lv, Dv] = v.shape;
-  for (const [name, t] of [
-    ['q', q],
-    ['k', k],
-    ['v', v],
-  ] as const) {
-    if (t.dtype !== 'f32') throw new Error(`attention: ${name} must have dtype 'f32', received '${t.dtype}'`);
+  if (q.dtype !== 'f32' && q.dtype !== 'f16') {
+    throw new Error(`attention: q must have dtype 'f32' or 'f16', received '${q.dtype}'`);
+  }
+  if (k.dtype !== q.dtype || v.dtype !== q.dtype) {
+    throw new Error(
+      `attention: q, k and v must have the same dtype, received q '${q.dtype}', k '${k.dtype}', v '${v.dtype}'`,
+    );
   }
   if (Bk !== B)
     throw new Error(`attention: k batch must equal q batch ${B}, received k shape ${fmt(k.shape)}`);
