@@ -95,6 +95,8 @@ export class Context {
   private bytes = 0;
   private peak = 0;
   private readonly dummies = new Map<string, GPUBuffer>();
+  /** Tensors made inside each open {@link scope}, innermost last. */
+  private readonly scopes: Set<Tensor>[] = [];
 
   /** @internal use {@link createContext}. */
   constructor(
@@ -172,6 +174,46 @@ export class Context {
   /** Wrap a buffer the app already has (no copy); the tensor never destroys it. */
   wrap(buffer: GPUBuffer, shape: readonly number[], dtype: DType = 'f32'): Tensor {
     return Tensor.wrap(this, buffer, shape, dtype);
+  }
+
+  /**
+   * Runs `fn` and then destroys every tensor created while it ran, except the tensors it returns
+   * (a Tensor, or an array or object whose values include Tensors). Scopes nest; run them one after
+   * another, not interleaved across concurrent async work.
+   *
+   * @example
+   * const out = await ctx.scope(async () => {
+   *   const q = ctx.tensor(data, shape); // freed when the scope ends
+   *   return (await attention(q, q, q)).output; // kept
+   * });
+   */
+  async scope<T>(fn: () => Promise<T> | T): Promise<T> {
+    const made = new Set<Tensor>();
+    this.scopes.push(made);
+    let result: T | undefined;
+    try {
+      result = await fn();
+      return result;
+    } finally {
+      this.scopes.splice(this.scopes.lastIndexOf(made), 1);
+      const kept = new Set<unknown>(
+        result instanceof Tensor
+          ? [result]
+          : result && typeof result === 'object'
+            ? Object.values(result)
+            : [],
+      );
+      for (const t of made) {
+        if (kept.has(t))
+          this.scopes.at(-1)?.add(t); // hand it to the enclosing scope
+        else t.destroy();
+      }
+    }
+  }
+
+  /** @internal called by every new Tensor. */
+  track(t: Tensor): void {
+    this.scopes.at(-1)?.add(t);
   }
 
   /** @internal allocate a counted buffer; free it with {@link freeBuffer}. */

@@ -32,7 +32,9 @@ export class Tensor {
     readonly shape: readonly number[],
     readonly dtype: DType,
     private readonly ownsBuffer: boolean,
-  ) {}
+  ) {
+    ctx.track(this);
+  }
 
   /** @internal */
   static empty(ctx: Context, shape: readonly number[], dtype: DType, label = 'tensor'): Tensor {
@@ -113,6 +115,8 @@ export class Tensor {
       if (this.dtype === 'f16') return f16ToFloat32(new Uint16Array(bytes));
       return new Uint8Array(bytes);
     } catch (e) {
+      // A mapAsync aborted by device loss can reject before ctx.lost resolves: give it a turn.
+      await Promise.race([this.ctx.lost, new Promise((r) => setTimeout(r, 10))]);
       this.ctx.assertAlive('read');
       throw e;
     } finally {
