@@ -14,6 +14,8 @@ struct Params {
   // element strides of the mask broadcast to [B, Hq, Lq, Lk] (0 on broadcast dims)
   mask_b: u32, mask_h: u32, mask_i: u32, mask_j: u32,
   scale: f32,
+  // the (query block, head, batch) grid is folded into x, y and z (see main)
+  grid_x: u32, grid_y: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -96,9 +98,15 @@ fn loadTiles(kBase: u32, vBase: u32, j0: u32, t: u32, withV: bool) {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let b = wid.z;
-  let h = wid.y;
-  let row0 = wid.x * WG;
+  // Folded so that no dispatch dimension exceeds maxComputeWorkgroupsPerDimension.
+  let blocks = (p.Lq + WG - 1u) / WG;
+  let flat = wid.x + (wid.y + wid.z * p.grid_y) * p.grid_x;
+  if (flat >= blocks * p.Hq * p.B) {
+    return;
+  }
+  let b = flat / (blocks * p.Hq);
+  let h = (flat / blocks) % p.Hq;
+  let row0 = (flat % blocks) * WG;
   let i = row0 + t;
   let rowValid = i < p.Lq;
   let hk = h / (p.Hq / p.Hkv);

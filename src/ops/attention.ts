@@ -3,7 +3,8 @@ import type { Context } from '../context';
 import { elementPrelude, elementStorage } from '../f16';
 import { broadcastStrides, expectRank, fmt } from '../shape';
 import type { Tensor } from '../tensor';
-import { checkOptions, specialise } from './common';
+import { attentionInGroups, needsSplit } from './attention_split';
+import { checkOptions, foldGrid, specialise } from './common';
 
 export interface AttentionOptions {
   /** Multiplies q·k. Default 1/sqrt(D). */
@@ -64,6 +65,7 @@ export async function attention(
   options: AttentionOptions = {},
 ): Promise<AttentionResult> {
   const shape = checkAttentionInputs(q, k, v, options);
+  if (needsSplit(q.ctx, shape, q, options)) return attentionInGroups(attention, q, k, v, shape, options);
   const { ctx } = q;
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
   const mask = options.mask;
@@ -99,6 +101,8 @@ export async function attention(
   const u32 = new Uint32Array(uniforms);
   u32.set([B, Hq, Hkv, Lq, Lk, D, Dv, options.causal ? 1 : 0, ...maskStrides]);
   new Float32Array(uniforms)[12] = options.scale ?? 1 / Math.sqrt(D);
+  const grid = foldGrid(ctx, Math.ceil(Lq / ROWS_PER_WORKGROUP) * Hq * B, 'attention');
+  u32.set(grid.slice(0, 2), 13);
 
   ctx.run([
     {
@@ -114,7 +118,7 @@ export async function attention(
         lse ? lse.buffer : ctx.dummy('lse'),
         weights ? weights.buffer : ctx.dummy('weights'),
       ],
-      workgroups: [Math.ceil(Lq / ROWS_PER_WORKGROUP), Hq, B],
+      workgroups: grid,
     },
   ]);
   return { output, lse, weights };

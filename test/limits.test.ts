@@ -1,0 +1,105 @@
+// Contexts whose limits are set low on purpose: work is folded or split and gives the same result.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attention, type Context } from '../src';
+import { attentionCpu } from '../src/reference';
+import { checked, expectClose, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
+
+let folded: Context;
+let small: Context;
+/** Largest buffer any dispatch on `small` bound: shows the split really happened. */
+let largestBinding = 0;
+
+beforeAll(async () => {
+  folded = await testContext({ limits: { maxComputeWorkgroupsPerDimension: 3 } });
+  small = await testContext({ limits: { maxStorageBufferBindingSize: 4096 } });
+  const run = small.run.bind(small);
+  small.run = (dispatches) => {
+    for (const d of dispatches) largestBinding = Math.max(largestBinding, ...d.buffers.map((b) => b.size));
+    run(dispatches);
+  };
+});
+afterAll(() => {
+  folded?.destroy();
+  small?.destroy();
+});
+
+interface Case {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  Lq: number;
+  Lk: number;
+  D: number;
+  causal: boolean;
+  /** shape of a bool mask, or none */
+  mask?: number[];
+}
+
+async function compare(ctx: Context, c: Case) {
+  const random = rng(c.B * 1000 + c.Lq);
+  const shapes = { q: [c.B, c.Hq, c.Lq, c.D], k: [c.B, c.Hkv, c.Lk, c.D] };
+  const qd = randomArray(
+    random,
+    shapes.q.reduce((a, b) => a * b),
+  );
+  const kd = randomArray(
+    random,
+    shapes.k.reduce((a, b) => a * b),
+  );
+  const vd = randomArray(
+    random,
+    shapes.k.reduce((a, b) => a * b),
+  );
+  const md = c.mask
+    ? randomMask(
+        random,
+        c.mask.reduce((a, b) => a * b),
+        0.8,
+      )
+    : undefined;
+  const ref = attentionCpu(
+    { data: qd, shape: shapes.q },
+    { data: kd, shape: shapes.k },
+    { data: vd, shape: shapes.k },
+    { causal: c.causal, mask: md && c.mask ? { data: md, shape: c.mask, dtype: 'bool' } : undefined },
+  );
+  await checked(ctx, async () => {
+    const q = ctx.tensor(qd, shapes.q);
+    const k = ctx.tensor(kd, shapes.k);
+    const v = ctx.tensor(vd, shapes.k);
+    const mask = md && c.mask ? ctx.tensor(md, c.mask, { dtype: 'bool' }) : undefined;
+    const { output, lse } = await attention(q, k, v, { causal: c.causal, mask, returnLse: true });
+    expectClose(await output.read(), ref.output.data, F32_TOL, 'output');
+    expectClose(await lse!.read(), ref.lse.data, F32_TOL, 'lse');
+    for (const t of [q, k, v, mask, output, lse]) t?.destroy();
+  });
+}
+
+describe('maxComputeWorkgroupsPerDimension = 3', () => {
+  it('the context reports the lowered limit', () => {
+    expect(folded.limits.maxComputeWorkgroupsPerDimension).toBe(3);
+  });
+  it('a grid of 2 x 4 x 2 workgroups is folded', () =>
+    compare(folded, { B: 2, Hq: 4, Hkv: 2, Lq: 70, Lk: 9, D: 4, causal: true, mask: [2, 1, 1, 9] }));
+});
+
+describe('maxStorageBufferBindingSize = 4 KiB', () => {
+  it('inputs larger than a binding are split by batch and head', async () => {
+    largestBinding = 0;
+    // q is 7,680 bytes; the mask [B, Hq, Lq, Lk] is sliced with the heads
+    await compare(small, { B: 2, Hq: 6, Hkv: 3, Lq: 20, Lk: 40, D: 8, causal: false, mask: [2, 6, 20, 40] });
+    expect(largestBinding).toBeLessThanOrEqual(4096);
+  });
+  it('GQA groups and causal across split groups', async () => {
+    largestBinding = 0;
+    await compare(small, { B: 3, Hq: 4, Hkv: 1, Lq: 16, Lk: 24, D: 12, causal: true, mask: [24] });
+    expect(largestBinding).toBeLessThanOrEqual(4096);
+  });
+  it('one head larger than a binding: a clear error', async () => {
+    const q = small.tensor(new Float32Array(2048), [1, 1, 128, 16]);
+    await expect(attention(q, q, q)).rejects.toThrow(
+      'attention: one head needs more than maxStorageBufferBindingSize (4096 bytes) for q [128, 16], k [128, 16], v [128, 16]; split the sequence yourself',
+    );
+    q.destroy();
+  });
+});
