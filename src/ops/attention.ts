@@ -5,6 +5,7 @@ import { broadcastStrides, expectRank, fmt } from '../shape';
 import type { Tensor } from '../tensor';
 import { attentionInGroups, needsSplit } from './attention_split';
 import { checkOptions, foldGrid, specialise } from './common';
+import { decodeSplitK, prefersDecode } from './decode_attention';
 
 export interface AttentionOptions {
   /** Multiplies q·k. Default 1/sqrt(D). */
@@ -48,7 +49,8 @@ export interface AttentionShape {
 }
 
 /**
- * Scaled dot-product attention: softmax(q kᵀ · scale + mask) v, fused in one dispatch.
+ * Scaled dot-product attention: softmax(q kᵀ · scale + mask) v, fused: one dispatch of the flash
+ * kernel, or for few queries against many keys the split-K decode kernel (two dispatches).
  * q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> output [B, Hq, Lq, Dv].
  * Hq must be a multiple of Hkv (query head h reads kv head floor(h / (Hq / Hkv))).
  * q, k and v are all 'f32' or all 'f16' (halves in memory; max, sum and output accumulate in f32);
@@ -66,6 +68,7 @@ export async function attention(
 ): Promise<AttentionResult> {
   const shape = checkAttentionInputs(q, k, v, options);
   if (needsSplit(q.ctx, shape, q, options)) return attentionInGroups(attention, q, k, v, shape, options);
+  if (prefersDecode(shape, options)) return decodeSplitK(q, k, v, shape, options);
   const { ctx } = q;
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
   const mask = options.mask;

@@ -1,0 +1,253 @@
+// Split-K attention for few queries against many keys (flash-decoding), in two passes that share
+// the parameters below; src/ops/decode_attention.ts compiles each pass from this file's common
+// part plus that pass's section (split at the `// ==== pass:` lines).
+// q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> out [B, Hq, Lq, Dv], lse [B, Hq, Lq].
+// k and v rows of one kv head are contiguous; kv heads are kStride (vStride) rows apart, so a
+// KV cache of capacity rows is read in place.
+// Pass 1 (split): one workgroup per (key chunk, block of RQ rows, b * Hkv + kv head). The rows of a
+// block are (query head, query) pairs of the same kv head, so GQA heads share each K/V load.
+// For each tile of WG keys, invocation t scores key t for every row; a tree reduction gives the
+// tile max; then invocation (c, g) accumulates output columns 4c..4c+3 over the keys g, g + G, ...
+// of the tile. Each key group g writes its own partial (m, l, o): l and o sum exp(s - m) and
+// exp(s - m) v over that group's keys of the chunk, m is the running max of the chunk.
+// Pass 2 (merge): one workgroup per query row combines the P partials of the row by their
+// log-sum-exp into out and lse.
+// Prepended by the op: WG, RQ (rows per block), D4 = ceil(D / 4), DV4 = ceil(Dv / 4),
+// G = WG / DV4 (key groups), MASK (0 none, 1 bool, 2 additive), LSE, and the element storage
+// helpers of src/f16.ts. Scores, softmax state and accumulators are f32 whatever the storage.
+
+struct Params {
+  B: u32, Hq: u32, Hkv: u32, Lq: u32,
+  Lk: u32, D: u32, Dv: u32, causal: u32,
+  // element strides of the mask broadcast to [B, Hq, Lq, Lk] (0 on broadcast dims)
+  mask_b: u32, mask_h: u32, mask_i: u32, mask_j: u32,
+  scale: f32, kStride: u32, vStride: u32, group: u32,
+  // tiles of WG keys per chunk; partials per query row (chunks * G)
+  tilesPerChunk: u32, P: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// Finite stand-in for -Infinity: WGSL does not promise IEEE infinities in arithmetic.
+const MASKED = -3.0e38;
+const NEG_INF_BITS = 0xff800000u;
+
+// ==== pass: split ====
+
+@group(0) @binding(1) var<storage, read> q: array<Stored>;
+@group(0) @binding(2) var<storage, read> k: array<Stored>;
+@group(0) @binding(3) var<storage, read> v: array<Stored>;
+// bool: bytes packed four per word; additive: f32 bits
+@group(0) @binding(4) var<storage, read> mask: array<u32>;
+// [B * Hq * Lq, P, DV4]: unnormalised output of each partial
+@group(0) @binding(5) var<storage, read_write> partO: array<vec4<f32>>;
+// [B * Hq * Lq, P]: (m, l) of each partial
+@group(0) @binding(6) var<storage, read_write> partML: array<vec2<f32>>;
+
+var<workgroup> qs: array<vec4<f32>, RQ * D4>;
+// [RQ, WG]: scores of the tile, then their exp(s - m)
+var<workgroup> sc: array<f32, RQ * WG>;
+// [RQ, WG]: scratch of the max reduction
+var<workgroup> red: array<f32, RQ * WG>;
+
+struct Row {
+  valid: bool,
+  h: u32,
+  i: u32,
+  // index of the row in [B, Hq, Lq]
+  index: u32,
+}
+
+// Row r of the block: (query head, query) pair number ri0 + r of kv head hk.
+fn rowOf(b: u32, hk: u32, ri0: u32, r: u32) -> Row {
+  let ri = ri0 + r;
+  let h = hk * p.group + ri / p.Lq;
+  let i = ri % p.Lq;
+  return Row(ri < p.group * p.Lq, h, i, (b * p.Hq + h) * p.Lq + i);
+}
+
+// 0, the additive mask value, or MASKED for key j (< jStop) of a row. Causal is bottom-right.
+fn keyBias(b: u32, row: Row, j: u32, jStop: u32) -> f32 {
+  if (!row.valid || j >= jStop || (p.causal != 0u && j + p.Lq > row.i + p.Lk)) {
+    return MASKED;
+  }
+  if (MASK == 0u) {
+    return 0.0;
+  }
+  let e = b * p.mask_b + row.h * p.mask_h + row.i * p.mask_i + j * p.mask_j;
+  if (MASK == 1u) {
+    let byte = (mask[e / 4u] >> ((e % 4u) * 8u)) & 0xffu;
+    return select(MASKED, 0.0, byte != 0u);
+  }
+  let bits = mask[e];
+  if (bits == NEG_INF_BITS) {
+    return MASKED;
+  }
+  return max(bitcast<f32>(bits), MASKED);
+}
+
+// Elements 4c .. 4c + 3 of the v row starting at element `base`, zero past Dv.
+fn loadV4(base: u32, c: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    let d = c * 4u + e;
+    if (d < p.Dv) {
+      x[e] = unpackAt(v[wordOf(base + d)], base + d);
+    }
+  }
+  return x;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let chunk = wid.x;
+  let ri0 = wid.y * RQ;
+  let b = wid.z / p.Hkv;
+  let hk = wid.z % p.Hkv;
+  let kBase = (b * p.Hkv + hk) * p.kStride * p.D;
+  let vBase = (b * p.Hkv + hk) * p.vStride * p.Dv;
+
+  // Scaled q rows of the block, zero-padded to D4 * 4 (and for rows past the block's end).
+  for (var e = t; e < RQ * D4 * 4u; e += WG) {
+    let r = e / (D4 * 4u);
+    let d = e % (D4 * 4u);
+    let row = rowOf(b, hk, ri0, r);
+    var x = 0.0;
+    if (row.valid && d < p.D) {
+      let qe = row.index * p.D + d;
+      x = unpackAt(q[wordOf(qe)], qe) * p.scale;
+    }
+    qs[r * D4 + d / 4u][d % 4u] = x;
+  }
+  workgroupBarrier();
+
+  let c = t % DV4;
+  let g = t / DV4;
+  var rows: array<Row, RQ>;
+  var m: array<f32, RQ>;
+  var l: array<f32, RQ>;
+  var acc: array<vec4<f32>, RQ>;
+  for (var r = 0u; r < RQ; r++) {
+    rows[r] = rowOf(b, hk, ri0, r);
+    m[r] = MASKED;
+  }
+
+  let jStart = chunk * p.tilesPerChunk * WG;
+  let jStop = min(jStart + p.tilesPerChunk * WG, p.Lk);
+  for (var j0 = jStart; j0 < jStop; j0 += WG) {
+    // Scores of key j0 + t for every row. (Explicit zero initialisers: Dawn on SwiftShader was
+    // seen not to re-zero an uninitialised `var` declared inside a loop.)
+    let j = j0 + t;
+    var s = array<f32, RQ>();
+    var anyAllowed = false;
+    for (var r = 0u; r < RQ; r++) {
+      s[r] = keyBias(b, rows[r], j, jStop);
+      anyAllowed = anyAllowed || s[r] > MASKED;
+    }
+    if (anyAllowed) {
+      var dot = array<f32, RQ>();
+      for (var d = 0u; d < p.D; d++) {
+        let ke = kBase + j * p.D + d;
+        let kd = unpackAt(k[wordOf(ke)], ke);
+        for (var r = 0u; r < RQ; r++) {
+          dot[r] += qs[r * D4 + d / 4u][d % 4u] * kd;
+        }
+      }
+      for (var r = 0u; r < RQ; r++) {
+        s[r] = select(MASKED, s[r] + dot[r], s[r] > MASKED);
+      }
+    }
+    for (var r = 0u; r < RQ; r++) {
+      sc[r * WG + t] = s[r];
+      red[r * WG + t] = s[r];
+    }
+    workgroupBarrier();
+
+    // Tile max of each row (WG is a power of two).
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+      if (t < stride) {
+        for (var r = 0u; r < RQ; r++) {
+          red[r * WG + t] = max(red[r * WG + t], red[r * WG + t + stride]);
+        }
+      }
+      workgroupBarrier();
+    }
+
+    // New running max; rescale what was accumulated; probabilities of this invocation's key.
+    for (var r = 0u; r < RQ; r++) {
+      let mNew = max(m[r], red[r * WG]);
+      let alpha = exp(m[r] - mNew);
+      l[r] *= alpha;
+      acc[r] *= alpha;
+      m[r] = mNew;
+      sc[r * WG + t] = select(0.0, exp(s[r] - mNew), s[r] > MASKED);
+    }
+    workgroupBarrier();
+
+    if (g < G) {
+      for (var jj = g; jj < WG && j0 + jj < jStop; jj += G) {
+        let vj = loadV4(vBase + (j0 + jj) * p.Dv, c);
+        for (var r = 0u; r < RQ; r++) {
+          let pj = sc[r * WG + jj];
+          l[r] += pj;
+          acc[r] += pj * vj;
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  if (g < G) {
+    for (var r = 0u; r < RQ; r++) {
+      if (rows[r].valid) {
+        let part = rows[r].index * p.P + chunk * G + g;
+        partO[part * DV4 + c] = acc[r];
+        if (c == 0u) {
+          partML[part] = vec2<f32>(m[r], l[r]);
+        }
+      }
+    }
+  }
+}
+
+// ==== pass: merge ====
+
+// [B * Hq * Lq, P, DV4] and [B * Hq * Lq, P], written by the split pass
+@group(0) @binding(1) var<storage, read> partO: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> partML: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<OutStored>;
+// f32 bits, so that -Infinity is written as bits rather than computed
+@group(0) @binding(4) var<storage, read_write> lse: array<u32>;
+
+// One workgroup per row (x: query, y: head, z: batch); invocation c owns output columns 4c..4c+3.
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) c: u32) {
+  let row = (wid.z * p.Hq + wid.y) * p.Lq + wid.x;
+  var mMax = MASKED;
+  for (var i = 0u; i < p.P; i++) {
+    mMax = max(mMax, partML[row * p.P + i].x);
+  }
+  var l = 0.0;
+  var o = vec4<f32>(0.0);
+  for (var i = 0u; i < p.P; i++) {
+    let ml = partML[row * p.P + i];
+    let w = exp(ml.x - mMax);
+    l += w * ml.y;
+    if (c < DV4) {
+      o += w * partO[(row * p.P + i) * DV4 + c];
+    }
+  }
+  // A row that may attend no key: zeros and lse = -Infinity.
+  let inv = select(0.0, 1.0 / l, l > 0.0);
+  if (c < DV4) {
+    for (var e = 0u; e < 4u; e++) {
+      let d = c * 4u + e;
+      if (d < p.Dv) {
+        storeOut(row * p.Dv + d, o[e] * inv);
+      }
+    }
+  }
+  if (LSE && c == 0u) {
+    lse[row] = select(NEG_INF_BITS, bitcast<u32>(mMax + log(l)), l > 0.0);
+  }
+}

@@ -1,0 +1,157 @@
+import decodeSource from '../../shaders/decode_attention.wgsl?raw';
+import { elementPrelude, elementStorage } from '../f16';
+import { broadcastStrides } from '../shape';
+import type { Tensor } from '../tensor';
+import { Usage } from '../usage';
+import {
+  type AttentionOptions,
+  type AttentionResult,
+  type AttentionShape,
+  checkAttentionInputs,
+} from './attention';
+import { specialise } from './common';
+
+/** Invocations per workgroup of both passes; also keys per tile of the split pass (a power of two). */
+const WG = 64;
+/** Most (query head, query) rows that one split workgroup scores against each key. */
+const MAX_ROWS = 8;
+/** Split workgroups to aim for: enough to occupy every core of a large GPU several times over. */
+const TARGET_WORKGROUPS = 256;
+/** Fewest key tiles per chunk, so that each workgroup's q load and each partial pay off. */
+const MIN_TILES_PER_CHUNK = 2;
+
+const [COMMON, SPLIT, MERGE] = decodeSource.split(/^\/\/ ==== pass: \w+ ====$/m);
+
+/** The fewest workgroups per grid dimension every WebGPU device allows. */
+const MIN_GRID_DIMENSION = 65535;
+
+/**
+ * Whether `attention` runs the split-K decode kernel rather than the flash kernel: few queries
+ * against many keys, where the flash kernel would leave most of its invocations idle.
+ */
+export function prefersDecode(shape: AttentionShape, options: AttentionOptions): boolean {
+  return (
+    shape.Lq <= MAX_ROWS &&
+    shape.Lk >= 256 &&
+    !options.returnWeights &&
+    shape.B * shape.Hkv <= MIN_GRID_DIMENSION
+  );
+}
+
+/**
+ * `attention` through the split-K (flash-decoding) kernel whatever the sizes: the keys are split
+ * into chunks scored in parallel and the partial results are merged by their log-sum-exp. Same
+ * inputs, options and results as `attention`, except `returnWeights`. `attention` picks this
+ * kernel by itself for few queries against long keys; call it directly to force it (tests).
+ */
+export async function decodeAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions = {},
+): Promise<AttentionResult> {
+  const shape = checkAttentionInputs(q, k, v, options);
+  if (options.returnWeights) {
+    throw new Error('decodeAttention: returnWeights is not supported by the split-K kernel, received true');
+  }
+  return decodeSplitK(q, k, v, shape, options);
+}
+
+/** @internal the split-K kernel on checked inputs. */
+export async function decodeSplitK(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  shape: AttentionShape,
+  options: AttentionOptions,
+): Promise<AttentionResult> {
+  const { ctx } = q;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
+  const mask = options.mask;
+  const maskStrides = mask ? broadcastStrides('attention: mask', mask.shape, [B, Hq, Lq, Lk]) : [0, 0, 0, 0];
+  const storage = elementStorage(ctx, q.dtype);
+  const group = Hq / Hkv;
+  const D4 = Math.ceil(D / 4);
+  const DV4 = Math.ceil(Dv / 4);
+  // Rows of a block are the group * Lq (query head, query) pairs of one kv head.
+  const RQ = 2 ** Math.ceil(Math.log2(Math.min(group * Lq, MAX_ROWS)));
+  const rowBlocks = Math.ceil((group * Lq) / RQ);
+  const G = Math.floor(WG / DV4);
+  const rows = B * Hq * Lq;
+  if (B * Hkv > ctx.limits.maxComputeWorkgroupsPerDimension) {
+    throw new Error(
+      `attention: the decode kernel runs B * Hkv = ${B * Hkv} workgroups in one grid dimension, more than maxComputeWorkgroupsPerDimension ${ctx.limits.maxComputeWorkgroupsPerDimension}`,
+    );
+  }
+  const partBytes = G * DV4 * 16; // one chunk's partial outputs of one row
+
+  const tiles = Math.ceil(Lk / WG);
+  const fit = Math.floor(ctx.limits.maxStorageBufferBindingSize / (rows * partBytes));
+  if (fit < 1) {
+    throw new Error(
+      `attention: ${rows} query rows need ${rows * partBytes} bytes of partials, more than maxStorageBufferBindingSize ${ctx.limits.maxStorageBufferBindingSize}`,
+    );
+  }
+  let chunks = Math.ceil(TARGET_WORKGROUPS / (B * Hkv * rowBlocks));
+  chunks = Math.max(1, Math.min(chunks, Math.floor(tiles / MIN_TILES_PER_CHUNK), fit));
+  const tilesPerChunk = Math.ceil(tiles / chunks);
+  chunks = Math.ceil(tiles / tilesPerChunk);
+  const P = chunks * G;
+
+  const maskKind = !mask ? 0 : mask.dtype === 'bool' ? 1 : 2;
+  const returnLse = options.returnLse ?? false;
+  const splitConstants = { WG, RQ, D4, DV4, G, MASK: maskKind };
+  const mergeConstants = { WG, DV4, LSE: returnLse };
+  const splitKey = `decode_attention:split:${storage}:${Object.values(splitConstants).join(',')}`;
+  const mergeKey = `decode_attention:merge:${storage}:${Object.values(mergeConstants).join(',')}`;
+  const [split, merge] = await Promise.all([
+    ctx.pipeline(splitKey, () => elementPrelude(storage, false) + specialise(COMMON + SPLIT, splitConstants)),
+    ctx.pipeline(mergeKey, () => elementPrelude(storage, true) + specialise(COMMON + MERGE, mergeConstants)),
+  ]);
+
+  const output = ctx.zeros([B, Hq, Lq, Dv], q.dtype, 'attention:output');
+  const lse = returnLse ? ctx.zeros([B, Hq, Lq], 'f32', 'attention:lse') : undefined;
+  const partO = ctx.createBuffer(rows * P * DV4 * 16, Usage.STORAGE, 'attention:partials');
+  const partML = ctx.createBuffer(rows * P * 8, Usage.STORAGE, 'attention:partial-lse');
+
+  const uniforms = new ArrayBuffer(80);
+  new Uint32Array(uniforms).set([
+    B,
+    Hq,
+    Hkv,
+    Lq,
+    Lk,
+    D,
+    Dv,
+    options.causal ? 1 : 0,
+    ...maskStrides,
+    0, // scale, below
+    Lk,
+    Lk,
+    group,
+    tilesPerChunk,
+    P,
+  ]);
+  new Float32Array(uniforms)[12] = options.scale ?? 1 / Math.sqrt(D);
+
+  ctx.run([
+    {
+      label: splitKey,
+      pipeline: split,
+      uniforms,
+      buffers: [q.buffer, k.buffer, v.buffer, mask ? mask.buffer : ctx.dummy('mask'), partO, partML],
+      workgroups: [chunks, rowBlocks, B * Hkv],
+    },
+    {
+      label: mergeKey,
+      pipeline: merge,
+      uniforms,
+      buffers: [partO, partML, output.buffer, lse ? lse.buffer : ctx.dummy('lse')],
+      workgroups: [Lq, Hq, B],
+    },
+  ]);
+  // Submitted work keeps the partials alive until it finishes.
+  ctx.freeBuffer(partO);
+  ctx.freeBuffer(partML);
+  return { output, lse };
+}
