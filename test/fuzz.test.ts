@@ -1,0 +1,73 @@
+// Property test: random shapes, dtypes and options against the float64 reference. Seeded: a failure
+// prints fast-check's seed and path; rerun with that seed to reproduce.
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { attention, type Context } from '../src';
+import { checkCase } from './attention_cases';
+import { testContext } from './helpers';
+
+const SEED = 20261124;
+const RUNS = 500;
+
+let ctx: Context;
+beforeAll(async () => {
+  ctx = await testContext();
+});
+afterAll(() => ctx?.destroy());
+
+const config = fc.record({
+  B: fc.integer({ min: 1, max: 2 }),
+  Hkv: fc.integer({ min: 1, max: 2 }),
+  group: fc.integer({ min: 1, max: 3 }),
+  // mostly prefill sizes; a fifth of the cases are few queries against many keys (decode)
+  decode: fc.integer({ min: 0, max: 4 }).map((x) => x === 0),
+  Lq: fc.integer({ min: 1, max: 70 }),
+  Lk: fc.integer({ min: 1, max: 70 }),
+  // head dims from two small ranges keep the number of distinct kernels (compile time) bounded
+  D: fc.constantFrom(1, 3, 4, 7, 8),
+  Dv: fc.constantFrom(2, 4, 5, 8),
+  dtype: fc.constantFrom('f32', 'f16'),
+  causal: fc.boolean(),
+  maskKind: fc.constantFrom('none', 'bool', 'additive'),
+  maskDims: fc.integer({ min: 1, max: 4 }),
+  broadcast: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+  scale: fc.option(fc.double({ min: 0.01, max: 2, noNaN: true }), { nil: undefined }),
+  weights: fc.boolean(),
+  seed: fc.integer({ min: 1, max: 1e6 }),
+});
+
+describe(`fuzz: ${RUNS} random configurations (seed ${SEED})`, () => {
+  it('attention matches the reference for every shape, dtype and option', { timeout: 900_000 }, async () => {
+    let done = 0;
+    await fc.assert(
+      fc.asyncProperty(config, async (r) => {
+        if (++done % 100 === 0) console.log(`fuzz: ${done} of ${RUNS} cases`);
+        const Hq = r.Hkv * r.group;
+        const Lq = r.decode ? 1 + (r.Lq % 8) : r.Lq;
+        const Lk = r.decode ? 256 + r.Lk * 5 : r.Lk;
+        const full = [r.B, Hq, Lq, Lk];
+        const shape = full.slice(4 - r.maskDims).map((d, i) => (r.broadcast[i] ? 1 : d));
+        await checkCase(
+          ctx,
+          attention,
+          {
+            B: r.B,
+            Hq,
+            Hkv: r.Hkv,
+            Lq,
+            Lk,
+            D: r.D,
+            Dv: r.Dv,
+            dtype: r.dtype as 'f32' | 'f16',
+            causal: r.causal,
+            scale: r.scale,
+            seed: r.seed,
+            mask: r.maskKind === 'none' ? undefined : { kind: r.maskKind as 'bool' | 'additive', shape },
+          },
+          { lse: true, weights: r.weights && !r.decode },
+        );
+      }),
+      { numRuns: RUNS, seed: SEED },
+    );
+  });
+});
