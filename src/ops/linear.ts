@@ -1,0 +1,95 @@
+import linearSource from '../../shaders/linear.wgsl?raw';
+import { elementPrelude, elementStorage } from '../f16';
+import { fmt } from '../shape';
+import type { Tensor } from '../tensor';
+import { checkOptions, foldGrid, specialise } from './common';
+
+export interface LinearOptions {
+  /** Added to every row: [N]. */
+  bias?: Tensor;
+  /** Write the output split into heads, [B, heads, L, N / heads], instead of [B, L, N]. */
+  heads?: number;
+}
+
+const OPTION_KEYS = ['bias', 'heads'] as const;
+const WG = 64;
+
+/**
+ * PyTorch's Linear on the GPU, y = x Wᵀ + bias, with the head split and merge folded into its
+ * reads and writes: x [B, L, K] or heads [B, H, L, K / H] (merged on read), weight [N, K]
+ * -> y [B, L, N], or [B, heads, L, N / heads] with `heads`. x, weight and bias share one dtype
+ * ('f32' or 'f16'; sums in f32), which y has too.
+ *
+ * @example
+ * // q [B, H, L, E / H] from x [B, L, E] and nn.Linear weights
+ * const q = await linear(x, wq, { bias: bq, heads: H });
+ */
+export async function linear(x: Tensor, weight: Tensor, options: LinearOptions = {}): Promise<Tensor> {
+  const { B, Hin, L, K, N, heads } = checkLinearInputs(x, weight, options);
+  const { ctx } = x;
+  const storage = elementStorage(ctx, x.dtype);
+  const constants = { WG, BIAS: options.bias !== undefined };
+  const key = `linear:${storage}:${Object.values(constants).join(',')}`;
+  const pipeline = await ctx.pipeline(
+    key,
+    () => elementPrelude(storage, true) + specialise(linearSource, constants),
+  );
+  const shape = options.heads === undefined ? [B, L, N] : [B, heads, L, N / heads];
+  const y = ctx.zeros(shape, x.dtype, 'linear:y');
+  const grid = foldGrid(ctx, Math.ceil((B * L * N) / WG), 'linear');
+  ctx.run([
+    {
+      label: key,
+      pipeline,
+      uniforms: new Uint32Array([B * L, L, K, N, Hin, heads, grid[0]]).buffer,
+      buffers: [x.buffer, weight.buffer, options.bias ? options.bias.buffer : ctx.dummy('bias'), y.buffer],
+      workgroups: grid,
+    },
+  ]);
+  return y;
+}
+
+/** Validates the inputs of `linear`; returns the sizes. */
+export function checkLinearInputs(
+  x: Tensor,
+  weight: Tensor,
+  options: LinearOptions,
+): { B: number; Hin: number; L: number; K: number; N: number; heads: number } {
+  checkOptions('linear', options, OPTION_KEYS);
+  x.assertUsable('linear: x');
+  weight.assertUsable('linear: weight', x.ctx);
+  if (x.rank !== 3 && x.rank !== 4) {
+    throw new Error(
+      `linear: x: expected rank 3 [B, L, K] or 4 [B, H, L, K / H], received shape ${fmt(x.shape)}`,
+    );
+  }
+  const [B, Hin, L, d] = x.rank === 3 ? [x.shape[0], 1, x.shape[1], x.shape[2]] : x.shape;
+  const K = Hin * d;
+  if (x.dtype !== 'f32' && x.dtype !== 'f16') {
+    throw new Error(`linear: x must have dtype 'f32' or 'f16', received '${x.dtype}'`);
+  }
+  if (weight.rank !== 2 || weight.shape[1] !== K) {
+    throw new Error(`linear: weight must have shape [N, ${K}], received ${fmt(weight.shape)}`);
+  }
+  const N = weight.shape[0];
+  const bias = options.bias;
+  if (bias !== undefined) {
+    bias.assertUsable('linear: bias', x.ctx);
+    if (bias.rank !== 1 || bias.shape[0] !== N) {
+      throw new Error(`linear: bias must have shape [${N}], received ${fmt(bias.shape)}`);
+    }
+  }
+  for (const [name, t] of [
+    ['weight', weight],
+    ['bias', bias],
+  ] as const) {
+    if (t && t.dtype !== x.dtype) {
+      throw new Error(`linear: ${name} must have x's dtype '${x.dtype}', received '${t.dtype}'`);
+    }
+  }
+  const heads = options.heads ?? 1;
+  if (!Number.isInteger(heads) || heads < 1 || N % heads !== 0) {
+    throw new Error(`linear: heads must be a positive integer dividing N=${N}, received ${String(heads)}`);
+  }
+  return { B, Hin, L, K, N, heads };
+}

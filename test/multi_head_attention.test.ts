@@ -1,0 +1,214 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Context, fromF16Bits, MultiHeadAttention, type Tensor, toF16Bits } from '../src';
+import { type HostTensor, type MultiHeadAttentionCpuWeights, multiHeadAttentionCpu } from '../src/reference';
+import { checked, expectClose, F16_TOL, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
+
+let ctx: Context;
+beforeAll(async () => {
+  ctx = await testContext();
+});
+afterAll(() => ctx?.destroy());
+
+interface Case {
+  B: number;
+  L: number;
+  E: number;
+  H: number;
+  Hkv?: number;
+  /** cross-attention: memory length and feature dims of key and value */
+  S?: number;
+  kdim?: number;
+  vdim?: number;
+  bias?: boolean;
+  causal?: boolean;
+  mask?: number[];
+  rope?: { style: 'half' | 'interleaved'; dims?: number; base?: number };
+  dtype?: 'f32' | 'f16';
+  /** load through loadPyTorch (packed in_proj_weight) rather than loadSeparate */
+  packed?: boolean;
+  weights?: boolean;
+  seed?: number;
+}
+
+/** Rounds to the halves an f16 layer stores, so that the reference sees what the GPU reads. */
+function stored(data: Float32Array, dtype: 'f32' | 'f16' | undefined): Float32Array {
+  return dtype === 'f16' ? Float32Array.from(data, (x) => fromF16Bits(toF16Bits(x))) : data;
+}
+
+/** Random weights in PyTorch's layout (uniform in ±1/sqrt(fan in), like its initialisation). */
+function randomWeights(c: Case, random: () => number): MultiHeadAttentionCpuWeights {
+  const Dh = c.E / c.H;
+  const Ekv = (c.Hkv ?? c.H) * Dh;
+  const w = (n: number, k: number): HostTensor => ({
+    data: stored(randomArray(random, n * k, 1 / Math.sqrt(k)), c.dtype),
+    shape: [n, k],
+  });
+  const b = (n: number): HostTensor | undefined =>
+    c.bias === false ? undefined : { data: stored(randomArray(random, n, 0.5), c.dtype), shape: [n] };
+  return {
+    q: w(c.E, c.E),
+    k: w(Ekv, c.kdim ?? c.E),
+    v: w(Ekv, c.vdim ?? c.E),
+    out: w(c.E, c.E),
+    qBias: b(c.E),
+    kBias: b(Ekv),
+    vBias: b(Ekv),
+    outBias: b(c.E),
+  };
+}
+
+function load(mha: MultiHeadAttention, w: MultiHeadAttentionCpuWeights, packed: boolean | undefined) {
+  const data = (t: HostTensor | undefined) => t?.data as Float32Array | undefined;
+  const cat = (...ts: (HostTensor | undefined)[]) =>
+    ts[0] ? Float32Array.from(ts.flatMap((t) => Array.from(data(t)!))) : undefined;
+  if (packed) {
+    mha.loadPyTorch({
+      in_proj_weight: cat(w.q, w.k, w.v)!,
+      in_proj_bias: cat(w.qBias, w.kBias, w.vBias),
+      'out_proj.weight': data(w.out)!,
+      'out_proj.bias': data(w.outBias),
+    });
+  } else {
+    mha.loadSeparate({
+      q_proj_weight: data(w.q)!,
+      k_proj_weight: data(w.k)!,
+      v_proj_weight: data(w.v)!,
+      q_proj_bias: data(w.qBias),
+      k_proj_bias: data(w.kBias),
+      v_proj_bias: data(w.vBias),
+      'out_proj.weight': data(w.out)!,
+      'out_proj.bias': data(w.outBias),
+    });
+  }
+}
+
+async function check(c: Case) {
+  const random = rng(c.seed ?? 3);
+  const weights = randomWeights(c, random);
+  const x: HostTensor = {
+    data: stored(randomArray(random, c.B * c.L * c.E), c.dtype),
+    shape: [c.B, c.L, c.E],
+  };
+  const S = c.S ?? c.L;
+  const cross = c.S !== undefined;
+  const key: HostTensor = {
+    data: stored(randomArray(random, c.B * S * (c.kdim ?? c.E)), c.dtype),
+    shape: [c.B, S, c.kdim ?? c.E],
+  };
+  const value: HostTensor = {
+    data: stored(randomArray(random, c.B * S * (c.vdim ?? c.E)), c.dtype),
+    shape: [c.B, S, c.vdim ?? c.E],
+  };
+  const mask: HostTensor | undefined = c.mask && {
+    data: randomMask(
+      random,
+      c.mask.reduce((a, b) => a * b, 1),
+      0.7,
+    ),
+    shape: c.mask,
+    dtype: 'bool',
+  };
+  const ref = multiHeadAttentionCpu(x, weights, {
+    numHeads: c.H,
+    numKvHeads: c.Hkv,
+    memory: cross ? { key, value } : undefined,
+    causal: c.causal,
+    mask,
+    rope: c.rope,
+  });
+
+  const mha = new MultiHeadAttention(ctx, {
+    embedDim: c.E,
+    numHeads: c.H,
+    numKvHeads: c.Hkv,
+    kdim: c.kdim,
+    vdim: c.vdim,
+    bias: c.bias,
+    rope: c.rope,
+    dtype: c.dtype,
+  });
+  load(mha, weights, c.packed);
+  const made: Tensor[] = [];
+  const up = (h: HostTensor) => {
+    const t = ctx.tensor(h.data as Float32Array, h.shape, { dtype: h.dtype === 'bool' ? 'bool' : c.dtype });
+    made.push(t);
+    return t;
+  };
+  await checked(ctx, async () => {
+    const result = await mha.forward(up(x), {
+      memory: cross ? { key: up(key), value: up(value) } : undefined,
+      causal: c.causal,
+      mask: mask && up(mask),
+      returnWeights: c.weights,
+    });
+    const tol = c.dtype === 'f16' ? F16_TOL : F32_TOL;
+    expect(result.output.shape).toEqual([c.B, c.L, c.E]);
+    expectClose(await result.output.read(), ref.output.data, tol, `${JSON.stringify(c)} output`);
+    if (c.weights)
+      expectClose(await result.weights!.read(), ref.weights.data, tol, `${JSON.stringify(c)} weights`);
+    result.output.destroy();
+    result.weights?.destroy();
+  });
+  for (const t of made) t.destroy();
+  mha.destroy();
+}
+
+describe('MultiHeadAttention', () => {
+  it('self-attention from a PyTorch state dict, with weights', () =>
+    check({ B: 2, L: 5, E: 16, H: 4, packed: true, weights: true }));
+  it('causal, one head, odd sizes, no bias', () =>
+    check({ B: 1, L: 7, E: 6, H: 1, causal: true, bias: false }));
+  it('cross-attention with kdim and vdim', () =>
+    check({ B: 2, L: 3, S: 9, E: 8, H: 2, kdim: 12, vdim: 5, weights: true }));
+  it('grouped-query and multi-query heads', async () => {
+    await check({ B: 1, L: 6, E: 16, H: 4, Hkv: 2, causal: true });
+    await check({ B: 2, L: 4, E: 12, H: 3, Hkv: 1, weights: true });
+  });
+  it('bool mask broadcast over heads', () => check({ B: 2, L: 5, E: 8, H: 2, mask: [2, 1, 5, 5] }));
+  it('RoPE, half-split and interleaved', async () => {
+    await check({ B: 1, L: 6, E: 16, H: 2, causal: true, rope: { style: 'half' } });
+    await check({ B: 2, L: 5, E: 16, H: 4, Hkv: 2, rope: { style: 'interleaved', dims: 2, base: 100 } });
+  });
+  it('f16 storage', () =>
+    check({ B: 2, L: 5, E: 16, H: 4, causal: true, rope: { style: 'half' }, dtype: 'f16' }));
+
+  it('rejects bad options and weights with the expected and received values', async () => {
+    expect(() => new MultiHeadAttention(ctx, { embedDim: 10, numHeads: 4 })).toThrow(
+      'MultiHeadAttention: embedDim (10) must be a multiple of numHeads, received numHeads=4',
+    );
+    expect(() => new MultiHeadAttention(ctx, { embedDim: 8, numHeads: 4, numKvHeads: 3 })).toThrow(
+      'MultiHeadAttention: numHeads (4) must be a multiple of numKvHeads, received numKvHeads=3',
+    );
+    const gqa = new MultiHeadAttention(ctx, { embedDim: 8, numHeads: 4, numKvHeads: 2 });
+    expect(() =>
+      gqa.loadPyTorch({ in_proj_weight: new Float32Array(192), 'out_proj.weight': new Float32Array(64) }),
+    ).toThrow('packed in_proj_weight needs numKvHeads = numHeads');
+    const mha = new MultiHeadAttention(ctx, { embedDim: 8, numHeads: 2 });
+    expect(() =>
+      mha.loadPyTorch({
+        in_proj_weight: new Float32Array(190),
+        in_proj_bias: new Float32Array(24),
+        'out_proj.weight': new Float32Array(64),
+        'out_proj.bias': new Float32Array(8),
+      }),
+    ).toThrow('MultiHeadAttention: in_proj_weight must have 192 elements ([24, 8]), received 190');
+    const x = ctx.tensor(new Float32Array(2 * 8), [1, 2, 8]);
+    await expect(mha.forward(x)).rejects.toThrow('MultiHeadAttention.forward: no weights loaded');
+    mha.loadPyTorch({
+      in_proj_weight: new Float32Array(192),
+      in_proj_bias: new Float32Array(24),
+      'out_proj.weight': new Float32Array(64),
+      'out_proj.bias': new Float32Array(8),
+    });
+    const wide = ctx.tensor(new Float32Array(2 * 6), [1, 2, 6]);
+    await expect(mha.forward(wide)).rejects.toThrow(
+      'MultiHeadAttention.forward: x must be f32 [B, L, 8], received f32 [1, 2, 6]',
+    );
+    await expect(mha.forward(x, { causual: true } as object)).rejects.toThrow(
+      "MultiHeadAttention.forward: unknown option 'causual'",
+    );
+    for (const t of [x, wide]) t.destroy();
+    mha.destroy();
+    gqa.destroy();
+  });
+});
