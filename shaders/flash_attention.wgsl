@@ -139,14 +139,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var s: array<f32, BC>;
   var slot = 0u;
   for (var j0 = 0u; j0 < kEnd; j0 += BC) {
-    var anyAllowed = false;
+    // Bit jj: key j0 + jj may be attended. Kept apart from the scores so that a NaN score (from
+    // NaN in q or k) is still summed, and turns its row NaN instead of vanishing.
+    var allowed = 0u;
     for (var jj = 0u; jj < BC; jj++) {
       s[jj] = keyBias(b, h, i, j0 + jj, rowValid, limit);
-      anyAllowed = anyAllowed || s[jj] > MASKED;
+      allowed |= select(0u, 1u << jj, s[jj] > MASKED);
     }
     if (MASK != 0u) {
       // Skip tiles that the mask empties for every row of the block.
-      if (anyAllowed) {
+      if (allowed != 0u) {
         live[slot] = 1u;
       }
       if (t == 0u) {
@@ -162,7 +164,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     var tileMax = MASKED;
     for (var jj = 0u; jj < BC; jj++) {
-      if (s[jj] > MASKED) {
+      if ((allowed & (1u << jj)) != 0u) {
         var dot4 = vec4<f32>(0.0);
         for (var c = 0u; c < D4; c++) {
           dot4 += qr[c] * kt[jj * D4 + c];
@@ -172,14 +174,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       }
     }
     let mNew = max(m, tileMax);
-    if (mNew > MASKED) {
+    if (allowed != 0u) {
       let alpha = exp(m - mNew);
       l *= alpha;
       for (var c = 0u; c < DV4; c++) {
         acc[c] *= alpha;
       }
       for (var jj = 0u; jj < BC; jj++) {
-        if (s[jj] > MASKED) {
+        if ((allowed & (1u << jj)) != 0u) {
           let pj = exp(s[jj] - mNew);
           l += pj;
           for (var c = 0u; c < DV4; c++) {
@@ -192,8 +194,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
 
-  // A row that may attend no key: zeros and lse = -Infinity.
-  let inv = select(0.0, 1.0 / l, l > 0.0);
+  // A row that may attend no key: zeros and lse = -Infinity. (l == 0 rather than l > 0, so that
+  // a NaN sum stays NaN.)
+  let inv = select(1.0 / l, 0.0, l == 0.0);
   if (rowValid) {
     for (var c = 0u; c < DV4; c++) {
       for (var e = 0u; e < 4u; e++) {
@@ -204,7 +207,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       }
     }
     if (LSE) {
-      lse[row] = select(NEG_INF_BITS, bitcast<u32>(m + log(l)), l > 0.0);
+      lse[row] = select(bitcast<u32>(m + log(l)), NEG_INF_BITS, l == 0.0);
     }
   }
 

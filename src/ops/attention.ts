@@ -127,7 +127,10 @@ export async function attention(
   return { output, lse, weights };
 }
 
-/** Largest power-of-two tile of keys (at most 32) whose K and V rows fit in workgroup memory. */
+/**
+ * Largest power-of-two tile of keys whose K and V rows fit in workgroup memory; at most 32, as the
+ * kernel keeps one bit per key of a tile in a u32.
+ */
 function keysPerTile(ctx: Context, D4: number, DV4: number): number {
   const budget = ctx.limits.maxComputeWorkgroupStorageSize - 64;
   let bc = 32;

@@ -1,0 +1,124 @@
+// Numerics at the edges: very large logits, infinities in masks, empty rows, and NaN or Infinity
+// in the inputs, which must make exactly the affected rows non-finite.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attention, type Context } from '../src';
+import { attentionCpu } from '../src/reference';
+import { checkCase } from './attention_cases';
+import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
+
+let ctx: Context;
+beforeAll(async () => {
+  ctx = await testContext();
+});
+afterAll(() => ctx?.destroy());
+
+const base = { B: 1, Hq: 2, Hkv: 2, D: 4, Dv: 4 };
+
+describe('large logits', () => {
+  // |q·k| reaches 4 * 50 * 50 = 1e4 with scale 1
+  it('logits up to +-1e4, prefill', () =>
+    checkCase(ctx, attention, { ...base, Lq: 20, Lk: 37, magnitude: 50, scale: 1 }));
+  it('logits up to +-1e4, causal, f16 storage', () =>
+    checkCase(ctx, attention, {
+      ...base,
+      Lq: 20,
+      Lk: 37,
+      magnitude: 50,
+      scale: 1,
+      causal: true,
+      dtype: 'f16',
+    }));
+  it('logits up to +-1e4, decode sizes', () =>
+    checkCase(ctx, attention, { ...base, Lq: 2, Lk: 600, magnitude: 50, scale: 1 }));
+});
+
+/** Runs attention with one poisoned input value and returns GPU output, reference output and row size. */
+async function poisoned(where: 'q' | 'k' | 'v', index: number, value: number, c: { Lq: number; Lk: number }) {
+  const { Lq, Lk } = c;
+  const D = 4;
+  const random = rng(5);
+  const data = {
+    q: randomArray(random, Lq * D),
+    k: randomArray(random, Lk * D),
+    v: randomArray(random, Lk * D),
+  };
+  data[where][index] = value;
+  const shape = { q: [1, 1, Lq, D], k: [1, 1, Lk, D] };
+  const ref = attentionCpu(
+    { data: data.q, shape: shape.q },
+    { data: data.k, shape: shape.k },
+    { data: data.v, shape: shape.k },
+    { causal: true },
+  );
+  return checked(ctx, async () => {
+    const q = ctx.tensor(data.q, shape.q);
+    const k = ctx.tensor(data.k, shape.k);
+    const v = ctx.tensor(data.v, shape.k);
+    const { output } = await attention(q, k, v, { causal: true });
+    const gpu = await output.read();
+    for (const t of [q, k, v, output]) t.destroy();
+    return { gpu, ref: ref.output.data };
+  });
+}
+
+/** Rows of `gpu` are non-finite exactly where the reference's are; finite rows match it. */
+function expectSameRows(gpu: ArrayLike<number>, ref: ArrayLike<number>, D: number, expectedBad: number[]) {
+  const bad: number[] = [];
+  for (let r = 0; r < ref.length / D; r++) {
+    const gpuRow = Array.from({ length: D }, (_, d) => gpu[r * D + d]);
+    const refRow = Array.from({ length: D }, (_, d) => ref[r * D + d]);
+    if (refRow.some((x) => !Number.isFinite(x))) {
+      bad.push(r);
+      expect(
+        gpuRow.some((x) => !Number.isFinite(x)),
+        `row ${r} should be non-finite, got ${gpuRow}`,
+      ).toBe(true);
+    } else {
+      expectClose(gpuRow, refRow, F32_TOL, `row ${r}`);
+    }
+  }
+  expect(bad).toEqual(expectedBad);
+}
+
+describe('NaN and Infinity in the inputs make only the affected rows non-finite', () => {
+  for (const [name, Lq, Lk] of [['prefill', 12, 12]] as const) {
+    it(`NaN in one query row (${name})`, async () => {
+      const { gpu, ref } = await poisoned('q', (Lq - 1) * 4 + 2, Number.NaN, { Lq, Lk });
+      expectSameRows(gpu, ref, 4, [Lq - 1]);
+    });
+    it(`NaN in one key: the rows that may attend it (${name})`, async () => {
+      const key = Lk - 3; // causal: only rows at or past it attend it
+      const { gpu, ref } = await poisoned('k', key * 4 + 1, Number.NaN, { Lq, Lk });
+      const rows = Array.from({ length: Lq }, (_, i) => i).filter((i) => key <= i + Lk - Lq);
+      expectSameRows(gpu, ref, 4, rows);
+    });
+    it(`Infinity in one value: the rows that may attend it (${name})`, async () => {
+      const key = Lk - 2;
+      const { gpu, ref } = await poisoned('v', key * 4, Number.POSITIVE_INFINITY, { Lq, Lk });
+      const rows = Array.from({ length: Lq }, (_, i) => i).filter((i) => key <= i + Lk - Lq);
+      expectSameRows(gpu, ref, 4, rows);
+    });
+  }
+});
+
+describe('masks at the edges', () => {
+  it('an additive mask of all -Infinity gives zeros and lse -Infinity, no NaN', async () => {
+    const mask = ctx.tensor(new Float32Array(8).fill(Number.NEGATIVE_INFINITY), [8], { dtype: 'f32' });
+    const q = ctx.tensor(randomArray(rng(2), 2 * 3 * 4), [1, 2, 3, 4]);
+    const k = ctx.tensor(randomArray(rng(3), 2 * 8 * 4), [1, 2, 8, 4]);
+    await checked(ctx, async () => {
+      const { output, lse } = await attention(q, k, k, { mask, returnLse: true });
+      expect(Array.from(await output.read())).toEqual(new Array(24).fill(0));
+      expect(Array.from(await lse!.read())).toEqual(new Array(6).fill(Number.NEGATIVE_INFINITY));
+      for (const t of [output, lse!]) t.destroy();
+    });
+    for (const t of [mask, q, k]) t.destroy();
+  });
+  it('very negative finite additive values (-1e30) act as masked without overflow', () =>
+    checkCase(ctx, attention, {
+      ...base,
+      Lq: 7,
+      Lk: 9,
+      mask: { kind: 'additive', shape: [7, 9], pTrue: 0.5 },
+    }));
+});
