@@ -2,8 +2,10 @@
 // y = x Wᵀ + b). Row r = (b, l) of x has K features, y has N, w is [N, K], bias [N].
 // x is [B, Hin, L, K / Hin] (Hin = 1: [B, L, K]), so that heads merge on read;
 // y is [B, Hout, L, N / Hout] (Hout = 1: [B, L, N]), so that heads split on write.
+// Then, optionally, an activation (ACT 1: ReLU, 2: GELU, tanh form) and a residual [B, L, N] added.
 // One invocation per element of y; sums in f32 whatever the storage.
-// Prepended by the op (see src/ops/linear.ts): WG, BIAS, and the element helpers of src/f16.ts.
+// Prepended by the op (see src/ops/linear.ts): WG, BIAS, ACT, RESIDUAL, and the element helpers of
+// src/f16.ts.
 
 struct Params {
   rows: u32, L: u32, K: u32, N: u32,
@@ -14,7 +16,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<Stored>;
 @group(0) @binding(2) var<storage, read> w: array<Stored>;
 @group(0) @binding(3) var<storage, read> bias: array<Stored>;
-@group(0) @binding(4) var<storage, read_write> out: array<OutStored>;
+@group(0) @binding(4) var<storage, read> residual: array<Stored>;
+@group(0) @binding(5) var<storage, read_write> out: array<OutStored>;
 
 // Element index of feature f of row r in a [B, H, L, F / H] tensor.
 fn headIndex(r: u32, f: u32, F: u32, H: u32) -> u32 {
@@ -44,6 +47,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     for (var i = 0u; i < d; i++) {
       acc += unpackAt(x[wordOf(xBase + i)], xBase + i) * unpackAt(w[wordOf(wBase + i)], wBase + i);
     }
+  }
+  if (ACT == 1u) {
+    acc = max(acc, 0.0);
+  } else if (ACT == 2u) {
+    // clamped: tanh of a large f32 argument may be NaN on some backends
+    let u = clamp(0.7978845608 * (acc + 0.044715 * acc * acc * acc), -15.0, 15.0);
+    acc = 0.5 * acc * (1.0 + tanh(u));
+  }
+  if (RESIDUAL) {
+    acc += unpackAt(residual[wordOf(e)], e);
   }
   storeOut(headIndex(r, n, p.N, p.Hout), acc);
 }

@@ -9,14 +9,19 @@ export interface LinearOptions {
   bias?: Tensor;
   /** Write the output split into heads, [B, heads, L, N / heads], instead of [B, L, N]. */
   heads?: number;
+  /** Applied after the bias: 'relu', or 'gelu' (tanh approximation, PyTorch's approximate='tanh'). */
+  activation?: 'relu' | 'gelu';
+  /** Added last, [B, L, N] (not with `heads`): a transformer's skip connection. */
+  residual?: Tensor;
 }
 
-const OPTION_KEYS = ['bias', 'heads'] as const;
+const OPTION_KEYS = ['bias', 'heads', 'activation', 'residual'] as const;
+const ACTIVATIONS = { relu: 1, gelu: 2 } as const;
 const WG = 64;
 
 /**
- * PyTorch's Linear on the GPU, y = x Wᵀ + bias, with the head split and merge folded into its
- * reads and writes: x [B, L, K] or heads [B, H, L, K / H] (merged on read), weight [N, K]
+ * PyTorch's Linear on the GPU, y = x Wᵀ + bias (then an optional activation and residual), with
+ * the head split and merge folded into its reads and writes: x [B, L, K] or heads [B, H, L, K / H] (merged on read), weight [N, K]
  * -> y [B, L, N], or [B, heads, L, N / heads] with `heads`. x, weight and bias share one dtype
  * ('f32' or 'f16'; sums in f32), which y has too.
  *
@@ -28,7 +33,12 @@ export async function linear(x: Tensor, weight: Tensor, options: LinearOptions =
   const { B, Hin, L, K, N, heads } = checkLinearInputs(x, weight, options);
   const { ctx } = x;
   const storage = elementStorage(ctx, x.dtype);
-  const constants = { WG, BIAS: options.bias !== undefined };
+  const constants = {
+    WG,
+    BIAS: options.bias !== undefined,
+    ACT: options.activation ? ACTIVATIONS[options.activation] : 0,
+    RESIDUAL: options.residual !== undefined,
+  };
   const key = `linear:${storage}:${Object.values(constants).join(',')}`;
   const pipeline = await ctx.pipeline(
     key,
@@ -42,7 +52,13 @@ export async function linear(x: Tensor, weight: Tensor, options: LinearOptions =
       label: key,
       pipeline,
       uniforms: new Uint32Array([B * L, L, K, N, Hin, heads, grid[0]]).buffer,
-      buffers: [x.buffer, weight.buffer, options.bias ? options.bias.buffer : ctx.dummy('bias'), y.buffer],
+      buffers: [
+        x.buffer,
+        weight.buffer,
+        options.bias ? options.bias.buffer : ctx.dummy('bias'),
+        options.residual ? options.residual.buffer : ctx.dummy('residual'),
+        y.buffer,
+      ],
       workgroups: grid,
     },
   ]);
@@ -79,9 +95,22 @@ export function checkLinearInputs(
       throw new Error(`linear: bias must have shape [${N}], received ${fmt(bias.shape)}`);
     }
   }
+  const residual = options.residual;
+  if (residual !== undefined) {
+    residual.assertUsable('linear: residual', x.ctx);
+    if (options.heads !== undefined || fmt(residual.shape) !== fmt([B, L, N])) {
+      throw new Error(
+        `linear: residual must have shape [${B}, ${L}, ${N}] (and no heads), received ${fmt(residual.shape)}`,
+      );
+    }
+  }
+  if (options.activation !== undefined && !(options.activation in ACTIVATIONS)) {
+    throw new Error(`linear: activation must be 'relu' or 'gelu', received ${String(options.activation)}`);
+  }
   for (const [name, t] of [
     ['weight', weight],
     ['bias', bias],
+    ['residual', residual],
   ] as const) {
     if (t && t.dtype !== x.dtype) {
       throw new Error(`linear: ${name} must have x's dtype '${x.dtype}', received '${t.dtype}'`);

@@ -1,5 +1,6 @@
 export { type AttentionCpuOptions, type AttentionCpuResult, attentionCpu } from './attention';
 export type { HostResult, HostTensor } from './host';
+export { type LinearCpuOptions, linearCpu } from './linear';
 export { type MatmulOptions, matmulCpu } from './matmul';
 export {
   type MultiHeadAttentionCpuOptions,

@@ -1,6 +1,7 @@
-import { expectRank, fmt } from '../shape';
+import { expectRank } from '../shape';
 import { attentionCpu } from './attention';
 import type { HostResult, HostTensor } from './host';
+import { linearCpu } from './linear';
 import { type RopeOptions, ropeCpu } from './rope';
 
 /**
@@ -78,21 +79,16 @@ export function multiHeadAttentionCpu(
 /** y = x Wᵀ + b for x [B, L, K], w [N, K], split into heads: [B, heads, L, N / heads]. */
 function linearHeads(x: HostTensor, w: HostTensor, bias: HostTensor | undefined, heads: number): HostResult {
   expectRank('multiHeadAttentionCpu input', x.shape, 3, 'B, L, K');
-  const [B, L, K] = x.shape;
-  const [N, Kw] = w.shape;
-  if (w.shape.length !== 2 || Kw !== K) {
-    throw new Error(`multiHeadAttentionCpu: weight must have shape [N, ${K}], received ${fmt(w.shape)}`);
-  }
+  const [B, L] = x.shape;
+  const y = linearCpu(x, w, { bias });
+  const N = y.shape[2];
   const d = N / heads;
   const out = new Float64Array(B * L * N);
   for (let r = 0; r < B * L; r++) {
     const b = Math.floor(r / L);
     const l = r % L;
-    for (let n = 0; n < N; n++) {
-      let acc = bias ? Number(bias.data[n]) : 0;
-      for (let i = 0; i < K; i++) acc += Number(x.data[r * K + i]) * Number(w.data[n * K + i]);
-      out[((b * heads + Math.floor(n / d)) * L + l) * d + (n % d)] = acc;
-    }
+    for (let n = 0; n < N; n++)
+      out[((b * heads + Math.floor(n / d)) * L + l) * d + (n % d)] = y.data[r * N + n];
   }
   return { data: out, shape: [B, heads, L, d] };
 }

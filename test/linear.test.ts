@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Context, fromF16Bits, linear, type Tensor, toF16Bits } from '../src';
+import { type HostTensor, linearCpu } from '../src/reference';
+import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
+
+let ctx: Context;
+beforeAll(async () => {
+  ctx = await testContext();
+});
+afterAll(() => ctx?.destroy());
+
+interface Case {
+  B: number;
+  L: number;
+  K: number;
+  N: number;
+  bias?: boolean;
+  activation?: 'relu' | 'gelu';
+  residual?: boolean;
+  dtype?: 'f32' | 'f16';
+}
+
+async function check(c: Case) {
+  const random = rng(11);
+  const host = (n: number, shape: number[], scale = 1): HostTensor => {
+    const data = randomArray(random, n, scale);
+    return {
+      data: c.dtype === 'f16' ? Float32Array.from(data, (v) => fromF16Bits(toF16Bits(v))) : data,
+      shape,
+    };
+  };
+  const x = host(c.B * c.L * c.K, [c.B, c.L, c.K]);
+  const w = host(c.N * c.K, [c.N, c.K], 1 / Math.sqrt(c.K));
+  const bias = c.bias ? host(c.N, [c.N]) : undefined;
+  const residual = c.residual ? host(c.B * c.L * c.N, [c.B, c.L, c.N]) : undefined;
+  const ref = linearCpu(x, w, { bias, activation: c.activation, residual });
+  const made: Tensor[] = [];
+  const up = (h: HostTensor) => {
+    const t = ctx.tensor(h.data as Float32Array, h.shape, { dtype: c.dtype });
+    made.push(t);
+    return t;
+  };
+  await checked(ctx, async () => {
+    const y = await linear(up(x), up(w), {
+      bias: bias && up(bias),
+      activation: c.activation,
+      residual: residual && up(residual),
+    });
+    made.push(y);
+    expect(y.shape).toEqual([c.B, c.L, c.N]);
+    expectClose(await y.read(), ref.data, c.dtype === 'f16' ? F16_TOL : F32_TOL, JSON.stringify(c));
+  });
+  for (const t of made) t.destroy();
+}
+
+describe('linear', () => {
+  it('x Wᵀ + bias, odd sizes, more outputs than a workgroup', () =>
+    check({ B: 2, L: 3, K: 7, N: 70, bias: true }));
+  it('ReLU and GELU with a residual', async () => {
+    await check({ B: 1, L: 4, K: 8, N: 12, bias: true, activation: 'relu', residual: true });
+    await check({ B: 2, L: 1, K: 16, N: 5, activation: 'gelu', residual: true });
+  });
+  it('f16 storage', () => check({ B: 1, L: 3, K: 9, N: 11, bias: true, activation: 'gelu', dtype: 'f16' }));
+  it('heads: split on write and merged on read', async () => {
+    const random = rng(5);
+    const xData = randomArray(random, 2 * 3 * 8);
+    const wData = randomArray(random, 8 * 8);
+    const eye = Float32Array.from({ length: 64 }, (_, i) => (i % 9 === 0 ? 1 : 0));
+    const ref = linearCpu({ data: xData, shape: [2, 3, 8] }, { data: wData, shape: [8, 8] });
+    await checked(ctx, async () => {
+      const x = ctx.tensor(xData, [2, 3, 8]);
+      const w = ctx.tensor(wData, [8, 8]);
+      const identity = ctx.tensor(eye, [8, 8]);
+      const split = await linear(x, w, { heads: 4 }); // [2, 4, 3, 2]
+      expect(split.shape).toEqual([2, 4, 3, 2]);
+      const merged = await linear(split, identity); // back to [2, 3, 8]
+      expect(merged.shape).toEqual([2, 3, 8]);
+      expectClose(await merged.read(), ref.data, F32_TOL, 'split then merge');
+      for (const t of [x, w, identity, split, merged]) t.destroy();
+    });
+  });
+  it('rejects bad shapes and options with the expected and received values', async () => {
+    const x = ctx.tensor(new Float32Array(6), [1, 2, 3]);
+    const w = ctx.tensor(new Float32Array(8), [2, 4]);
+    await expect(linear(x, w)).rejects.toThrow('linear: weight must have shape [N, 3], received [2, 4]');
+    const w3 = ctx.tensor(new Float32Array(6), [2, 3]);
+    await expect(linear(x, w3, { heads: 4 })).rejects.toThrow(
+      'linear: heads must be a positive integer dividing N=2, received 4',
+    );
+    await expect(linear(x, w3, { activation: 'tanh' as 'relu' })).rejects.toThrow(
+      "linear: activation must be 'relu' or 'gelu', received tanh",
+    );
+    for (const t of [x, w, w3]) t.destroy();
+  });
+});
