@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Context, fromF16Bits, MultiHeadAttention, type Tensor, toF16Bits } from '../src';
+import { type Context, fromF16Bits, KVCache, MultiHeadAttention, type Tensor, toF16Bits } from '../src';
 import { type HostTensor, type MultiHeadAttentionCpuWeights, multiHeadAttentionCpu } from '../src/reference';
 import { checked, expectClose, F16_TOL, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
 
@@ -172,6 +172,64 @@ describe('MultiHeadAttention', () => {
   it('f16 storage', () =>
     check({ B: 2, L: 5, E: 16, H: 4, causal: true, rope: { style: 'half' }, dtype: 'f16' }));
 
+  it('decoding through a KV cache equals one causal call over the whole sequence', async () => {
+    // a 3-position prompt, then single steps: RoPE positions continue across calls
+    for (const c of [
+      { B: 2, L: 7, E: 16, H: 4, Hkv: 2, rope: { style: 'half' as const } },
+      { B: 1, L: 6, E: 8, H: 2, rope: { style: 'interleaved' as const }, dtype: 'f16' as const },
+    ]) {
+      const random = rng(9);
+      const weights = randomWeights(c, random);
+      const xData = stored(randomArray(random, c.B * c.L * c.E), c.dtype);
+      const ref = multiHeadAttentionCpu({ data: xData, shape: [c.B, c.L, c.E] }, weights, {
+        numHeads: c.H,
+        numKvHeads: c.Hkv,
+        causal: true,
+        rope: c.rope,
+      });
+      const mha = new MultiHeadAttention(ctx, {
+        embedDim: c.E,
+        numHeads: c.H,
+        numKvHeads: c.Hkv,
+        rope: c.rope,
+        dtype: c.dtype,
+      });
+      load(mha, weights, false);
+      const cache = new KVCache(ctx, {
+        batch: c.B,
+        kvHeads: c.Hkv ?? c.H,
+        headDim: c.E / c.H,
+        capacity: 16,
+        dtype: c.dtype,
+      });
+      const steps = [3, ...Array.from({ length: c.L - 3 }, () => 1)];
+      const got = new Float64Array(c.B * c.L * c.E);
+      await checked(ctx, async () => {
+        let start = 0;
+        for (const n of steps) {
+          // x rows [start, start + n) of every batch
+          const part = new Float32Array(c.B * n * c.E);
+          for (let b = 0; b < c.B; b++) {
+            part.set(xData.subarray((b * c.L + start) * c.E, (b * c.L + start + n) * c.E), b * n * c.E);
+          }
+          const x = ctx.tensor(part, [c.B, n, c.E], { dtype: c.dtype });
+          const { output } = await mha.forward(x, { cache });
+          const out = await output.read();
+          for (let b = 0; b < c.B; b++) {
+            got.set(out.subarray(b * n * c.E, (b + 1) * n * c.E), (b * c.L + start) * c.E);
+          }
+          x.destroy();
+          output.destroy();
+          start += n;
+        }
+      });
+      expect(cache.length).toBe(c.L);
+      expectClose(got, ref.output.data, c.dtype === 'f16' ? F16_TOL : F32_TOL, `${JSON.stringify(c)} decode`);
+      cache.destroy();
+      mha.destroy();
+    }
+  });
+
   it('rejects bad options and weights with the expected and received values', async () => {
     expect(() => new MultiHeadAttention(ctx, { embedDim: 10, numHeads: 4 })).toThrow(
       'MultiHeadAttention: embedDim (10) must be a multiple of numHeads, received numHeads=4',
@@ -204,6 +262,11 @@ describe('MultiHeadAttention', () => {
     await expect(mha.forward(wide)).rejects.toThrow(
       'MultiHeadAttention.forward: x must be f32 [B, L, 8], received f32 [1, 2, 6]',
     );
+    const cache = new KVCache(ctx, { batch: 1, kvHeads: 2, headDim: 4, capacity: 8 });
+    await expect(mha.forward(x, { cache, memory: x })).rejects.toThrow(
+      'MultiHeadAttention.forward: cache is for self-attention decoding; received both memory and cache',
+    );
+    cache.destroy();
     await expect(mha.forward(x, { causual: true } as object)).rejects.toThrow(
       "MultiHeadAttention.forward: unknown option 'causual'",
     );
