@@ -27,6 +27,8 @@ interface Case {
   /** load through loadPyTorch (packed in_proj_weight) rather than loadSeparate */
   packed?: boolean;
   weights?: boolean;
+  /** add x to the output (skip connection) */
+  residual?: boolean;
   seed?: number;
 }
 
@@ -116,6 +118,7 @@ async function check(c: Case) {
     mask,
     rope: c.rope,
   });
+  if (c.residual) for (let i = 0; i < x.data.length; i++) ref.output.data[i] += Number(x.data[i]);
 
   const mha = new MultiHeadAttention(ctx, {
     embedDim: c.E,
@@ -135,7 +138,9 @@ async function check(c: Case) {
     return t;
   };
   await checked(ctx, async () => {
-    const result = await mha.forward(up(x), {
+    const xt = up(x);
+    const result = await mha.forward(xt, {
+      residual: c.residual ? xt : undefined,
       memory: cross ? { key: up(key), value: up(value) } : undefined,
       causal: c.causal,
       mask: mask && up(mask),
@@ -157,7 +162,7 @@ describe('MultiHeadAttention', () => {
   it('self-attention from a PyTorch state dict, with weights', () =>
     check({ B: 2, L: 5, E: 16, H: 4, packed: true, weights: true }));
   it('causal, one head, odd sizes, no bias', () =>
-    check({ B: 1, L: 7, E: 6, H: 1, causal: true, bias: false }));
+    check({ B: 1, L: 7, E: 6, H: 1, causal: true, bias: false, residual: true }));
   it('cross-attention with kdim and vdim', () =>
     check({ B: 2, L: 3, S: 9, E: 8, H: 2, kdim: 12, vdim: 5, weights: true }));
   it('grouped-query and multi-query heads', async () => {
@@ -170,7 +175,7 @@ describe('MultiHeadAttention', () => {
     await check({ B: 2, L: 5, E: 16, H: 4, Hkv: 2, rope: { style: 'interleaved', dims: 2, base: 100 } });
   });
   it('f16 storage', () =>
-    check({ B: 2, L: 5, E: 16, H: 4, causal: true, rope: { style: 'half' }, dtype: 'f16' }));
+    check({ B: 2, L: 5, E: 16, H: 4, causal: true, rope: { style: 'half' }, dtype: 'f16', residual: true }));
 
   it('decoding through a KV cache equals one causal call over the whole sequence', async () => {
     // a 3-position prompt, then single steps: RoPE positions continue across calls

@@ -52,6 +52,8 @@ export interface MultiHeadAttentionForwardOptions {
   cache?: AttentionCache;
   /** Also return the per-head attention weights [B, numHeads, L, S] ('f32'). */
   returnWeights?: boolean;
+  /** Added to the output, [B, L, E] (a transformer's skip connection, fused into the out projection). */
+  residual?: Tensor;
 }
 
 export interface MultiHeadAttentionResult {
@@ -103,7 +105,7 @@ const CONSTRUCTOR_KEYS = [
   'dtype',
   'label',
 ];
-const FORWARD_KEYS = ['memory', 'causal', 'mask', 'cache', 'returnWeights'];
+const FORWARD_KEYS = ['memory', 'causal', 'mask', 'cache', 'returnWeights', 'residual'];
 
 type Projection = 'q' | 'k' | 'v' | 'out';
 
@@ -320,7 +322,10 @@ export class MultiHeadAttention {
         returnWeights: options.returnWeights,
       });
       temp(result.output);
-      const output = await linear(result.output, this.weights.get('out')!, { bias: this.biases.get('out') });
+      const output = await linear(result.output, this.weights.get('out')!, {
+        bias: this.biases.get('out'),
+        residual: options.residual,
+      });
       return { output, weights: result.weights };
     } finally {
       for (const t of temporaries) t.destroy(); // submitted work keeps the buffers alive until it ends
