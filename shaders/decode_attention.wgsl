@@ -132,6 +132,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     m[r] = MASKED;
   }
 
+  var nanBits = 0x7fc00000u; // a var, so that the NaN is made at run time, not in a constant
+  let nan = bitcast<f32>(nanBits);
   let jStart = chunk * p.tilesPerChunk * WG;
   let jStop = min(jStart + p.tilesPerChunk * WG, p.Lk);
   for (var j0 = jStart; j0 < jStop; j0 += WG) {
@@ -180,7 +182,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       l[r] *= alpha;
       acc[r] *= alpha;
       m[r] = mNew;
-      sc[r * WG + t] = select(0.0, exp(s[r] - mNew), s[r] > MASKED);
+      // A NaN or +Infinity score (from q or k) must turn its row NaN; tested by bits and written
+      // as a NaN, because WGSL lets max and exp assume finite values.
+      let bits = bitcast<u32>(s[r]);
+      let poisoned = (bits & 0x7fffffffu) > 0x7f800000u || bits == 0x7f800000u;
+      sc[r * WG + t] = select(select(0.0, exp(s[r] - mNew), s[r] > MASKED), nan, poisoned);
     }
     workgroupBarrier();
 
@@ -237,8 +243,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       o += w * partO[(row * p.P + i) * DV4 + c];
     }
   }
-  // A row that may attend no key: zeros and lse = -Infinity.
-  let inv = select(0.0, 1.0 / l, l > 0.0);
+  // A row that may attend no key: zeros and lse = -Infinity (a NaN sum stays NaN).
+  let inv = select(1.0 / l, 0.0, l == 0.0);
   if (c < DV4) {
     for (var e = 0u; e < 4u; e++) {
       let d = c * 4u + e;
@@ -248,6 +254,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
   if (LSE && c == 0u) {
-    lse[row] = select(NEG_INF_BITS, bitcast<u32>(mMax + log(l)), l > 0.0);
+    lse[row] = select(bitcast<u32>(mMax + log(l)), NEG_INF_BITS, l == 0.0);
   }
 }

@@ -81,7 +81,10 @@ function expectSameRows(gpu: ArrayLike<number>, ref: ArrayLike<number>, D: numbe
 }
 
 describe('NaN and Infinity in the inputs make only the affected rows non-finite', () => {
-  for (const [name, Lq, Lk] of [['prefill', 12, 12]] as const) {
+  for (const [name, Lq, Lk] of [
+    ['prefill', 12, 12],
+    ['decode', 1, 300],
+  ] as const) {
     it(`NaN in one query row (${name})`, async () => {
       const { gpu, ref } = await poisoned('q', (Lq - 1) * 4 + 2, Number.NaN, { Lq, Lk });
       expectSameRows(gpu, ref, 4, [Lq - 1]);
