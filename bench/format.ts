@@ -1,0 +1,99 @@
+// Text of the results: table cells (the page and the terminal show the same), and the Markdown
+// report that goes next to the JSON and into the README.
+import type { BenchReport, MatmulRow, Row, Target } from './suite';
+
+export const HEADER = [
+  'shape',
+  'implementation',
+  'median ms',
+  'min ms',
+  'GFLOP/s',
+  'GPU ms',
+  'ours ×',
+  'dispatches',
+  'peak MiB',
+  'check err',
+  'note',
+];
+
+const num = (x: number | undefined) =>
+  x === undefined || !Number.isFinite(x) ? '' : x >= 100 ? x.toFixed(0) : x.toPrecision(3);
+
+/** The cells of one row; `ours` is our fused row of the same shape, for the ratio column. */
+export function rowCells(row: Row, ours: Row | undefined): string[] {
+  const timed = row.status === 'ok';
+  const ratio =
+    timed && ours?.status === 'ok' && row.impl !== 'ours' ? `${num(ours.gflops! / row.gflops!)}×` : '';
+  const note =
+    row.status === 'ok'
+      ? [row.kernel ? `kernel: ${row.kernel}` : '', row.note ?? ''].filter(Boolean).join('; ')
+      : `${row.status}${row.note && row.note !== row.status ? `: ${row.note}` : ''}`;
+  return [
+    row.shape,
+    row.label,
+    timed ? num(row.medianMs) : '',
+    timed ? num(row.minMs) : '',
+    timed ? num(row.gflops) : row.status,
+    num(row.gpuMedianMs),
+    ratio,
+    row.dispatches === undefined ? '' : String(row.dispatches),
+    row.peakBytes === undefined ? '' : (row.peakBytes / 2 ** 20).toFixed(2),
+    row.checkErr === undefined ? '' : row.checkErr.toExponential(1),
+    note,
+  ];
+}
+
+export const MATMUL_HEADER = ['matmul', 'median ms', 'min ms', 'GFLOP/s', 'GPU ms'];
+
+export function matmulCells(row: MatmulRow): string[] {
+  return [row.shape, num(row.medianMs), num(row.minMs), num(row.gflops), num(row.gpuMedianMs)];
+}
+
+export const TARGET_HEADER = ['target', 'shape', 'measured', 'goal', 'against', 'met'];
+
+export function targetCells(t: Target): string[] {
+  return [
+    t.name,
+    t.shape,
+    t.value === undefined ? 'not measured' : `${num(t.value)}×`,
+    `≥ ${t.goal}×`,
+    t.against,
+    t.met === undefined ? '?' : t.met ? 'yes' : 'no',
+  ];
+}
+
+/** Our fused row for each shape. */
+export function oursByShape(rows: Row[]): Map<string, Row> {
+  return new Map(rows.filter((r) => r.impl === 'ours').map((r) => [r.shape, r]));
+}
+
+function markdownTable(header: string[], rows: string[][]): string {
+  const esc = (c: string) => c.replaceAll('|', '\\|');
+  return [
+    `| ${header.join(' | ')} |`,
+    `| ${header.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n');
+}
+
+/** The whole report as Markdown: adapter, options, results, our matmul, targets. */
+export function markdownReport(report: BenchReport): string {
+  const ours = oursByShape(report.rows);
+  const a = report.adapter;
+  const o = report.options;
+  return [
+    `Adapter: **${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ') || 'unknown'}**` +
+      ` (features: ${report.features.join(', ') || 'none'}), ${report.date.slice(0, 10)}.`,
+    `f32, wall time from the call to the GPU finishing (onSubmittedWorkDone), median and min of ${o.repeats} runs after ${o.warmup} warm-up;` +
+      ` GFLOP/s = 4·B·H·Lq·Lk·D / median (halved when causal); GPU ms from timestamp queries (ours only);` +
+      ` "ours ×" = our fused GFLOP/s over the row's; slow implementations skipped above L = ${o.maxSlowL}.`,
+    '',
+    markdownTable(
+      HEADER,
+      report.rows.map((r) => rowCells(r, ours.get(r.shape))),
+    ),
+    '',
+    ...(report.matmul.length ? [markdownTable(MATMUL_HEADER, report.matmul.map(matmulCells)), ''] : []),
+    markdownTable(TARGET_HEADER, report.targets.map(targetCells)),
+  ].join('\n');
+}

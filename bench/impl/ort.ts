@@ -1,0 +1,187 @@
+// onnxruntime-web running one com.microsoft MultiHeadAttention node: on its WebGPU execution
+// provider (a device we create, with or without the adapter's subgroup features) and on its
+// single-thread wasm CPU provider.
+import { multiHeadAttentionModel } from '../onnx';
+import type { BenchShape } from '../shapes';
+import {
+  type BenchInputs,
+  causalBias,
+  type F32,
+  type Impl,
+  type Prepared,
+  repeatHeads,
+  toBsd,
+} from './types';
+
+type Ort = typeof import('onnxruntime-web/webgpu');
+type OrtTensor = InstanceType<Ort['Tensor']>;
+
+let ortModule: Promise<Ort> | undefined;
+
+/** onnxruntime-web's WebGPU build, its .wasm served from node_modules by the Vite server. */
+function loadOrt(): Promise<Ort> {
+  ortModule ??= import('onnxruntime-web/webgpu').then((ort) => {
+    ort.env.wasm.wasmPaths = new URL('/node_modules/onnxruntime-web/dist/', location.href).href;
+    ort.env.wasm.numThreads = 1;
+    ort.env.logLevel = 'error';
+    return ort;
+  });
+  return ortModule;
+}
+
+/** A device on `adapter` with its maximum limits and its features, less those containing `drop`. */
+export async function deviceWithout(adapter: GPUAdapter, drop: string | undefined, label: string) {
+  const requiredFeatures = [...adapter.features].filter(
+    (f) => !drop || !f.includes(drop),
+  ) as GPUFeatureName[];
+  const requiredLimits: Record<string, number> = {};
+  for (const name of ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize']) {
+    requiredLimits[name] = adapter.limits[name as keyof GPUSupportedLimits] as number;
+  }
+  return adapter.requestDevice({ requiredFeatures, requiredLimits, label });
+}
+
+/** Inputs in MultiHeadAttention's layout: [B, L, H*D], kv heads repeated to Hq (MHA has no GQA). */
+function mhaInputs(inputs: BenchInputs) {
+  const { B, Hq, Hkv, Lq, Lk, D, causal } = inputs.shape;
+  const group = Hq / Hkv;
+  return {
+    query: toBsd(inputs.q, B, Hq, Lq, D),
+    key: toBsd(repeatHeads(inputs.k, B, Hkv, Lk, D, group), B, Hq, Lk, D),
+    value: toBsd(repeatHeads(inputs.v, B, Hkv, Lk, D, group), B, Hq, Lk, D),
+    bias: causal ? causalBias(Lq, Lk) : undefined,
+  };
+}
+
+function model(s: BenchShape): Uint8Array {
+  return multiHeadAttentionModel({
+    B: s.B,
+    H: s.Hq,
+    Lq: s.Lq,
+    Lk: s.Lk,
+    D: s.D,
+    scale: 1 / Math.sqrt(s.D),
+    attentionBias: s.causal,
+  });
+}
+
+const notes = (s: BenchShape) =>
+  [
+    s.causal ? 'causal as an additive attention_bias (the WebGPU MHA kernel rejects unidirectional)' : '',
+    s.Hq !== s.Hkv ? 'k, v repeated to Hq heads' : '',
+  ]
+    .filter(Boolean)
+    .join('; ') || undefined;
+
+/** MultiHeadAttention on the WebGPU EP, on `device`, with GPU-resident inputs and outputs. */
+export function ortWebgpu(device: GPUDevice, id: string, label: string): Impl {
+  return {
+    id,
+    label,
+    kind: 'library',
+    slow: true,
+    note: notes,
+    async prepare(inputs): Promise<Prepared> {
+      const ort = await loadOrt();
+      const s = inputs.shape;
+      const session = await ort.InferenceSession.create(model(s), {
+        executionProviders: [{ name: 'webgpu', device }],
+        preferredOutputLocation: 'gpu-buffer',
+        graphOptimizationLevel: 'all',
+      });
+      const buffers: GPUBuffer[] = [];
+      const feeds: Record<string, OrtTensor> = {};
+      const host = mhaInputs(inputs);
+      const dims: Record<string, number[]> = {
+        query: [s.B, s.Lq, s.Hq * s.D],
+        key: [s.B, s.Lk, s.Hq * s.D],
+        value: [s.B, s.Lk, s.Hq * s.D],
+        attention_bias: [1, 1, s.Lq, s.Lk],
+      };
+      const entries: [string, F32 | undefined][] = [
+        ['query', host.query],
+        ['key', host.key],
+        ['value', host.value],
+        ['attention_bias', host.bias],
+      ];
+      for (const [name, data] of entries) {
+        if (!data) continue;
+        const buffer = device.createBuffer({
+          size: data.byteLength,
+          usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+          label: `ort:${name}`,
+        });
+        device.queue.writeBuffer(buffer, 0, data);
+        buffers.push(buffer);
+        feeds[name] = ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims: dims[name] });
+      }
+      const call = async () => session.run(feeds);
+      const release = (results: Record<string, OrtTensor>) => {
+        for (const t of Object.values(results)) t.dispose();
+      };
+      return {
+        device,
+        async run() {
+          const results = await call();
+          await device.queue.onSubmittedWorkDone();
+          const doneAt = performance.now();
+          release(results);
+          return { doneAt };
+        },
+        async output() {
+          const results = await call();
+          const data = (await results.output.getData()) as F32;
+          release(results);
+          return toBsd(data, s.B, s.Hq, s.Lq, s.D, true);
+        },
+        dispose() {
+          void session.release();
+          for (const b of buffers) b.destroy();
+        },
+      };
+    },
+    dispose() {
+      device.destroy();
+    },
+  };
+}
+
+/** MultiHeadAttention on the wasm EP, one thread: the CPU row. */
+export function ortWasm(): Impl {
+  return {
+    id: 'ort-wasm',
+    label: 'onnxruntime-web wasm (CPU, 1 thread)',
+    kind: 'cpu',
+    slow: false,
+    note: notes,
+    async prepare(inputs): Promise<Prepared> {
+      const ort = await loadOrt();
+      const s = inputs.shape;
+      const session = await ort.InferenceSession.create(model(s), {
+        executionProviders: ['wasm'],
+        graphOptimizationLevel: 'all',
+      });
+      const host = mhaInputs(inputs);
+      const feeds: Record<string, OrtTensor> = {
+        query: new ort.Tensor('float32', host.query, [s.B, s.Lq, s.Hq * s.D]),
+        key: new ort.Tensor('float32', host.key, [s.B, s.Lk, s.Hq * s.D]),
+        value: new ort.Tensor('float32', host.value, [s.B, s.Lk, s.Hq * s.D]),
+      };
+      if (host.bias) feeds.attention_bias = new ort.Tensor('float32', host.bias, [1, 1, s.Lq, s.Lk]);
+      return {
+        async run() {
+          await session.run(feeds);
+          return undefined;
+        },
+        async output() {
+          const results = await session.run(feeds);
+          return toBsd(results.output.data as F32, s.B, s.Hq, s.Lq, s.D, true);
+        },
+        dispose() {
+          void session.release();
+        },
+      };
+    },
+    dispose() {},
+  };
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+// Headless benchmark runner: serves bench/index.html with Vite on 127.0.0.1, opens it in the
+// system Chromium (WebGPU; SwiftShader when there is no GPU), prints each row as the page measures
+// it, and saves bench/results/<date>-<adapter>.{json,svg,md}.
+//
+//   npm run bench                                  every shape and implementation, saved
+//   npm run bench -- --shapes prefill-512 --impl ours --repeats 3    quick, not saved
+//
+// Options: --shapes a,b (names or groups: prefill, causal, d128, gqa, decode), --impl a,b
+// (ours, composed, ort-subgroups, ort, tfjs, naive, ort-wasm), --repeats N, --warmup N,
+// --max-slow-L N (slow implementations skipped above query length N), --no-matmul,
+// --save / --no-save (default: save only a full run), --out DIR, --screenshot FILE.png,
+// --timeout-min N.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright';
+import { createServer } from 'vite';
+import { chromiumArgs, findChromium } from '../scripts/chromium.mjs';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+const { values: args } = parseArgs({
+  options: {
+    shapes: { type: 'string', default: 'all' },
+    impl: { type: 'string', default: 'all' },
+    repeats: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '1' },
+    'max-slow-L': { type: 'string', default: '1024' },
+    'no-matmul': { type: 'boolean', default: false },
+    save: { type: 'boolean' },
+    'no-save': { type: 'boolean', default: false },
+    out: { type: 'string', default: join(here, 'results') },
+    screenshot: { type: 'string' },
+    'timeout-min': { type: 'string', default: '30' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (args.help) {
+  const { readFile } = await import('node:fs/promises');
+  const source = await readFile(fileURLToPath(import.meta.url), 'utf8');
+  console.log(
+    source
+      .split('\n')
+      .filter((l) => l.startsWith('//'))
+      .map((l) => l.slice(3))
+      .join('\n'),
+  );
+  process.exit(0);
+}
+
+for (const name of ['repeats', 'warmup', 'max-slow-L', 'timeout-min']) {
+  const n = Number(args[name]);
+  if (!Number.isInteger(n) || n < (name === 'warmup' ? 0 : 1)) {
+    console.error(
+      `--${name} must be a ${name === 'warmup' ? 'non-negative' : 'positive'} integer, received ${args[name]}`,
+    );
+    process.exit(2);
+  }
+}
+const fullRun = args.shapes === 'all' && args.impl === 'all';
+const save = args['no-save'] ? false : (args.save ?? fullRun);
+
+const executablePath = findChromium();
+if (!executablePath) {
+  console.error('bench: no Chromium found (apt-get install chromium, or set CHROMIUM_PATH)');
+  process.exit(1);
+}
+
+const server = await createServer({
+  configFile: join(here, 'vite.config.mjs'),
+  logLevel: process.env.BENCH_VITE_LOG ?? 'warn',
+  // No reloads mid-run when someone edits a source file.
+  server: { port: 0, hmr: false, watch: null },
+});
+await server.listen();
+const base = server.resolvedUrls?.local[0];
+const browser = await chromium.launch({ executablePath, args: chromiumArgs(), headless: true });
+
+/** Column widths of the terminal table; the last column (note) is not padded. */
+const WIDTHS = [13, 38, 10, 10, 8, 8, 7, 10, 8, 9];
+const line = (cells) => cells.map((c, i) => (i < WIDTHS.length ? String(c).padEnd(WIDTHS[i]) : c)).join(' ');
+const progress = (message) => {
+  const t = new Date().toISOString().slice(11, 19);
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K\x1b[2m${t} ${message}\x1b[0m`);
+  else process.stderr.write(`${t} ${message}\n`);
+};
+const clearProgress = () => {
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
+};
+
+let exitCode = 0;
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error(`page console: ${m.text()}`);
+  });
+  const done = new Promise((resolve, reject) => {
+    let header;
+    page.exposeFunction('__benchReport', (event) => {
+      if (event.type === 'start') {
+        const a = event.adapter;
+        console.log(`adapter: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ')}`);
+        console.log(`features: ${event.features.join(', ')}`);
+        console.log(`shapes: ${event.shapes.join(', ')}`);
+        console.log(`implementations: ${event.impls.join('; ')}\n`);
+        header = event.header;
+      } else if (event.type === 'progress') {
+        progress(event.message);
+      } else if (event.type === 'row') {
+        clearProgress();
+        if (header) console.log(line(header));
+        header = undefined;
+        console.log(line(event.cells));
+      } else if (event.type === 'matmul') {
+        clearProgress();
+        const r = event.row;
+        console.log(`  our matmul ${r.shape}: ${r.medianMs.toFixed(1)} ms, ${r.gflops.toFixed(2)} GFLOP/s`);
+      } else if (event.type === 'done') {
+        clearProgress();
+        resolve(event);
+      } else if (event.type === 'error') {
+        reject(new Error(`page: ${event.message}`));
+      }
+    });
+  });
+  const query = new URLSearchParams({
+    auto: '1',
+    shapes: args.shapes,
+    impl: args.impl,
+    repeats: args.repeats,
+    warmup: args.warmup,
+    maxSlowL: args['max-slow-L'],
+    matmul: args['no-matmul'] ? '0' : '1',
+  });
+  await page.goto(`${base}bench/index.html?${query}`);
+  const timeoutMs = Number(args['timeout-min']) * 60_000;
+  const result = await Promise.race([
+    done,
+    new Promise((_, reject) =>
+      setTimeout(() => reject(new Error(`no result after ${args['timeout-min']} min`)), timeoutMs),
+    ),
+  ]);
+
+  console.log(
+    `\n${result.markdown
+      .split('\n')
+      .slice(-2 - result.report.targets.length)
+      .join('\n')}`,
+  );
+  if (save) {
+    const a = result.report.adapter;
+    const slug =
+      [a.vendor, a.architecture]
+        .filter(Boolean)
+        .join('-')
+        .toLowerCase()
+        .replace(/[^a-z0-9]+/g, '-')
+        .replace(/^-|-$/g, '') || 'unknown';
+    const stem = join(args.out, `${result.report.date.slice(0, 10)}-${slug}`);
+    await mkdir(args.out, { recursive: true });
+    await writeFile(`${stem}.json`, `${JSON.stringify(result.report, null, 2)}\n`);
+    await writeFile(`${stem}.svg`, `${result.svg}\n`);
+    await writeFile(`${stem}.md`, `${result.markdown}\n`);
+    console.log(`\nsaved ${stem}.json, .svg, .md`);
+  }
+  if (args.screenshot) {
+    await page.waitForSelector('body[data-heatmap="ready"]', { timeout: 60_000 });
+    await page.screenshot({ path: args.screenshot, fullPage: true });
+    console.log(`screenshot: ${args.screenshot}`);
+  }
+} catch (e) {
+  clearProgress();
+  console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
+  exitCode = 1;
+} finally {
+  await browser.close();
+  await server.close();
+}
+process.exit(exitCode);

@@ -1,0 +1,70 @@
+// The benchmark's problem sizes (issue 3) and how to pick them from a command line.
+
+/** One attention problem: q [B, Hq, Lq, D], k and v [B, Hkv, Lk, D]. */
+export interface BenchShape {
+  name: string;
+  /** Selects shapes together: prefill, causal, d128, gqa, decode. */
+  group: string;
+  B: number;
+  Hq: number;
+  Hkv: number;
+  Lq: number;
+  Lk: number;
+  D: number;
+  causal: boolean;
+}
+
+function shape(name: string, group: string, s: Omit<BenchShape, 'name' | 'group'>): BenchShape {
+  return { name, group, ...s };
+}
+
+export const SHAPES: readonly BenchShape[] = [
+  ...[128, 512, 1024, 2048].map((L) =>
+    shape(`prefill-${L}`, 'prefill', { B: 1, Hq: 8, Hkv: 8, Lq: L, Lk: L, D: 64, causal: false }),
+  ),
+  shape('causal-1024', 'causal', { B: 1, Hq: 12, Hkv: 12, Lq: 1024, Lk: 1024, D: 64, causal: true }),
+  shape('d128-512', 'd128', { B: 1, Hq: 8, Hkv: 8, Lq: 512, Lk: 512, D: 128, causal: false }),
+  shape('gqa-512', 'gqa', { B: 1, Hq: 32, Hkv: 8, Lq: 512, Lk: 512, D: 64, causal: false }),
+  ...[512, 2048, 8192].map((Lk) =>
+    shape(`decode-${Lk}`, 'decode', { B: 1, Hq: 32, Hkv: 32, Lq: 1, Lk, D: 128, causal: false }),
+  ),
+];
+
+/** Floating-point operations of one call: 4·B·Hq·Lq·Lk·D, halved when causal. */
+export function flops(s: BenchShape): number {
+  return (4 * s.B * s.Hq * s.Lq * s.Lk * s.D) / (s.causal ? 2 : 1);
+}
+
+/** Shapes named by a comma list of names or groups ('all' or empty: every shape). */
+export function selectShapes(spec: string): BenchShape[] {
+  const words = spec
+    .split(',')
+    .map((w) => w.trim())
+    .filter(Boolean);
+  if (words.length === 0 || words.includes('all')) return [...SHAPES];
+  const unknown = words.filter((w) => !SHAPES.some((s) => s.name === w || s.group === w));
+  if (unknown.length) {
+    const groups = [...new Set(SHAPES.map((s) => s.group))];
+    throw new Error(
+      `--shapes: unknown ${unknown.join(', ')}; expected names (${SHAPES.map((s) => s.name).join(', ')}) or groups (${groups.join(', ')})`,
+    );
+  }
+  return SHAPES.filter((s) => words.includes(s.name) || words.includes(s.group));
+}
+
+/**
+ * The same kind of problem at a size the float64 reference computes in a moment: every head
+ * count, head dim, causal flag and GQA ratio kept, lengths cut to odd sizes that are not a
+ * multiple of any tile.
+ */
+export function checkShape(s: BenchShape): BenchShape {
+  const Lq = s.Lq === 1 ? 1 : 77;
+  const Lk = s.Lq === 1 ? 333 : 77;
+  return { ...s, name: `${s.name}:check`, Lq, Lk };
+}
+
+/** Key of the check a shape shares with others of its kind (prefill lengths share one). */
+export function checkKey(s: BenchShape): string {
+  const c = checkShape(s);
+  return `${c.B},${c.Hq},${c.Hkv},${c.Lq},${c.Lk},${c.D},${c.causal}`;
+}

@@ -1,0 +1,440 @@
+// The benchmark itself, run in the page: every implementation on every selected shape, each
+// first checked against the float64 reference at a small shape of the same kind, then timed.
+import { type Context, createContext, matmul } from '../src';
+import { attentionCpu } from '../src/reference';
+import { naive } from './impl/naive';
+import { deviceWithout, ortWasm, ortWebgpu } from './impl/ort';
+import { oursComposed, oursFused } from './impl/ours';
+import { tfjsWebgpu } from './impl/tfjs';
+import type { BenchInputs, CallStats, F32, Impl, ImplKind } from './impl/types';
+import { PassProbe } from './probe';
+import { type BenchShape, checkKey, checkShape, flops, selectShapes } from './shapes';
+
+export interface BenchOptions {
+  /** Comma list of shape names or groups; '' or 'all' for every shape. */
+  shapes: string;
+  /** Comma list of implementation ids; '' or 'all' for every one. */
+  impls: string;
+  repeats: number;
+  warmup: number;
+  /** Slow implementations are skipped when the query length exceeds this. */
+  maxSlowL: number;
+  /** Also time our matmul at the GEMM shape of each prefill length (for the 60% target). */
+  matmul: boolean;
+}
+
+export const DEFAULT_OPTIONS: BenchOptions = {
+  shapes: 'all',
+  impls: 'all',
+  repeats: 3,
+  warmup: 1,
+  maxSlowL: 1024,
+  matmul: true,
+};
+
+export const IMPL_IDS = ['ours', 'composed', 'ort-subgroups', 'ort', 'tfjs', 'naive', 'ort-wasm'] as const;
+
+/** A check passes when |out - ref| <= TOL + TOL·|ref| everywhere: looser than the library's own
+ * tests (1e-4) so that peers with a different summation order pass, far tighter than a wrong result. */
+const CHECK_TOL = 1e-3;
+
+export type Status = 'ok' | 'wrong' | 'skipped' | 'n/a' | 'error';
+
+export interface Row {
+  shape: string;
+  impl: string;
+  label: string;
+  kind: ImplKind;
+  status: Status;
+  /** Why it was not timed, or how it ran. */
+  note?: string;
+  /** Largest |out - ref| / (1 + |ref|) of the check. */
+  checkErr?: number;
+  medianMs?: number;
+  minMs?: number;
+  gflops?: number;
+  samplesMs?: number[];
+  gpuMedianMs?: number;
+  gpuGflops?: number;
+  dispatches?: number;
+  peakBytes?: number;
+  kernel?: string;
+}
+
+export interface MatmulRow {
+  L: number;
+  shape: string;
+  medianMs: number;
+  minMs: number;
+  gflops: number;
+  gpuMedianMs?: number;
+}
+
+export interface Target {
+  name: string;
+  shape: string;
+  /** Measured ratio (or share), undefined when a side was not measured. */
+  value?: number;
+  goal: number;
+  /** What the ratio compares. */
+  against: string;
+  met?: boolean;
+}
+
+export interface BenchReport {
+  date: string;
+  adapter: { vendor: string; architecture: string; description: string };
+  features: string[];
+  userAgent: string;
+  options: BenchOptions;
+  shapes: BenchShape[];
+  rows: Row[];
+  matmul: MatmulRow[];
+  targets: Target[];
+}
+
+export type BenchEvent =
+  | { type: 'start'; adapter: BenchReport['adapter']; features: string[]; impls: string[]; shapes: string[] }
+  | { type: 'progress'; message: string }
+  | { type: 'row'; row: Row }
+  | { type: 'matmul'; row: MatmulRow }
+  | { type: 'done'; report: BenchReport };
+
+/** Seeded uniform [-1, 1) (mulberry32): the same inputs every run. */
+function randomArray(seed: number, n: number): F32 {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+function makeInputs(shape: BenchShape, seed: number): BenchInputs {
+  const { B, Hq, Hkv, Lq, Lk, D } = shape;
+  return {
+    shape,
+    q: randomArray(seed, B * Hq * Lq * D),
+    k: randomArray(seed + 1, B * Hkv * Lk * D),
+    v: randomArray(seed + 2, B * Hkv * Lk * D),
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Largest |a - e| / (1 + |e|), or Infinity on a length mismatch or a non-finite output. */
+function checkError(actual: Float32Array, expected: Float64Array): number {
+  if (actual.length !== expected.length) return Number.POSITIVE_INFINITY;
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const err = Math.abs(actual[i] - expected[i]) / (1 + Math.abs(expected[i]));
+    if (!(err <= worst)) worst = Number.isNaN(err) ? Number.POSITIVE_INFINITY : err;
+  }
+  return worst;
+}
+
+function errorMessage(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200);
+}
+
+/** The implementations, on `ctx`'s adapter: ORT gets two devices of its own, tfjs one. */
+async function createImpls(
+  ctx: Context,
+  probe: PassProbe,
+  adapterFeatures: string[],
+  wanted: Set<string>,
+): Promise<Impl[]> {
+  const gpu = navigator.gpu;
+  const ortDevice = async (drop: string | undefined, label: string) => {
+    const adapter = await gpu.requestAdapter();
+    if (!adapter) throw new Error(`${label}: requestAdapter() returned null`);
+    return deviceWithout(adapter, drop, label);
+  };
+  const hasSubgroups = adapterFeatures.includes('subgroups');
+  const makers: Record<(typeof IMPL_IDS)[number], () => Impl | Promise<Impl>> = {
+    ours: () => oursFused(ctx, probe),
+    composed: () => oursComposed(ctx, probe),
+    'ort-subgroups': async () => {
+      const label = 'onnxruntime-web WebGPU, subgroups on';
+      if (!hasSubgroups) return unavailable('ort-subgroups', label, 'the adapter has no subgroups');
+      return ortWebgpu(await ortDevice(undefined, 'ort-subgroups'), 'ort-subgroups', label);
+    },
+    ort: async () => {
+      const label = hasSubgroups ? 'onnxruntime-web WebGPU, subgroups off' : 'onnxruntime-web WebGPU';
+      return ortWebgpu(await ortDevice('subgroup', 'ort'), 'ort', label);
+    },
+    tfjs: () => tfjsWebgpu(),
+    naive: () => naive(ctx.device),
+    'ort-wasm': () => ortWasm(),
+  };
+  const impls: Impl[] = [];
+  for (const id of IMPL_IDS) if (wanted.has(id)) impls.push(await makers[id]());
+  return impls;
+}
+
+/** An implementation this adapter cannot run at all. */
+function unavailable(id: string, label: string, reason: string): Impl {
+  return {
+    id,
+    label,
+    kind: 'library',
+    slow: true,
+    unsupported: () => reason,
+    prepare: () => Promise.reject(new Error(reason)),
+    dispose() {},
+  };
+}
+
+/** Warm-up calls, then `repeats` timed calls; wall time ends when the GPU has finished. */
+async function time(run: () => Promise<CallStats | undefined>, flop: number, o: BenchOptions) {
+  for (let i = 0; i < o.warmup; i++) await run();
+  const samples: number[] = [];
+  const gpu: number[] = [];
+  let last: CallStats | undefined;
+  for (let i = 0; i < o.repeats; i++) {
+    const t0 = performance.now();
+    last = await run();
+    samples.push((last?.doneAt ?? performance.now()) - t0);
+    if (last?.gpuMs !== undefined) gpu.push(last.gpuMs);
+  }
+  const medianMs = median(samples);
+  const gpuMedianMs = gpu.length ? median(gpu) : undefined;
+  return {
+    medianMs,
+    minMs: Math.min(...samples),
+    gflops: flop / medianMs / 1e6,
+    samplesMs: samples,
+    gpuMedianMs,
+    gpuGflops: gpuMedianMs ? flop / gpuMedianMs / 1e6 : undefined,
+    last,
+  };
+}
+
+/** Our matmul at the GEMM shape [8, L, 64] x [8, 64, L] of prefill length L (2·8·L·L·64 flops). */
+async function timeMatmul(ctx: Context, probe: PassProbe, L: number, o: BenchOptions): Promise<MatmulRow> {
+  const a = ctx.tensor(randomArray(1, 8 * L * 64), [8, L, 64], { label: 'bench:a' });
+  const b = ctx.tensor(randomArray(2, 8 * 64 * L), [8, 64, L], { label: 'bench:b' });
+  const run = async () => {
+    const { value, probe: p } = await probe.record(() => matmul(a, b));
+    value.destroy();
+    return { doneAt: p.doneAt, gpuMs: p.gpuMs };
+  };
+  try {
+    const t = await time(run, 2 * 8 * L * L * 64, o);
+    const { medianMs, minMs, gflops, gpuMedianMs } = t;
+    return { L, shape: `[8, ${L}, 64] x [8, 64, ${L}]`, medianMs, minMs, gflops, gpuMedianMs };
+  } finally {
+    a.destroy();
+    b.destroy();
+  }
+}
+
+/** Runs the benchmark; `emit` hears every row as soon as it is measured. */
+export async function runBench(
+  partial: Partial<BenchOptions>,
+  emit: (event: BenchEvent) => void,
+): Promise<BenchReport> {
+  const options = { ...DEFAULT_OPTIONS, ...partial };
+  const shapes = selectShapes(options.shapes);
+  const implWords = options.impls.split(',').filter(Boolean);
+  const all = implWords.length === 0 || implWords.includes('all');
+  const unknown = implWords.filter((w) => w !== 'all' && !(IMPL_IDS as readonly string[]).includes(w));
+  if (unknown.length) {
+    throw new Error(`--impl: unknown ${unknown.join(', ')}; expected some of ${IMPL_IDS.join(', ')}`);
+  }
+  const wanted = new Set<string>(all ? IMPL_IDS : implWords);
+
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) throw new Error('bench: navigator.gpu.requestAdapter() returned null');
+  const adapterFeatures = [...adapter.features].sort();
+  const ctx = await createContext({ adapter, label: 'bench' });
+  // WebGPU errors on any implementation's device: a call that raised one did not really run.
+  const gpuErrors: string[] = [];
+  const watched = new WeakSet<GPUDevice>();
+  const watch = (device: GPUDevice | undefined) => {
+    if (!device || watched.has(device)) return;
+    watched.add(device);
+    device.addEventListener('uncapturederror', (e) => {
+      gpuErrors.push((e as GPUUncapturedErrorEvent).error.message);
+    });
+  };
+  const probe = new PassProbe(ctx.device);
+  const impls = await createImpls(ctx, probe, adapterFeatures, wanted);
+  emit({
+    type: 'start',
+    adapter: ctx.adapterInfo,
+    features: adapterFeatures,
+    impls: impls.map((i) => i.label),
+    shapes: shapes.map((s) => s.name),
+  });
+
+  // One check per implementation and kind of shape (prefill lengths share theirs).
+  const checks = new Map<string, { err: number } | { error: string }>();
+  const check = async (impl: Impl, shape: BenchShape) => {
+    const key = `${impl.id}|${checkKey(shape)}`;
+    let result = checks.get(key);
+    if (!result) {
+      const small = checkShape(shape);
+      const inputs = makeInputs(small, 7);
+      const ref = attentionCpu(
+        { data: inputs.q, shape: [small.B, small.Hq, small.Lq, small.D] },
+        { data: inputs.k, shape: [small.B, small.Hkv, small.Lk, small.D] },
+        { data: inputs.v, shape: [small.B, small.Hkv, small.Lk, small.D] },
+        { causal: small.causal },
+      );
+      try {
+        const prepared = await impl.prepare(inputs);
+        watch(prepared.device);
+        try {
+          const errors = gpuErrors.length;
+          result = { err: checkError(await prepared.output(), ref.output.data as Float64Array) };
+          await prepared.device?.queue.onSubmittedWorkDone();
+          if (gpuErrors.length > errors) result = { error: `WebGPU error: ${gpuErrors[errors]}` };
+        } finally {
+          prepared.dispose();
+        }
+      } catch (e) {
+        result = { error: errorMessage(e) };
+      }
+      checks.set(key, result);
+    }
+    return result;
+  };
+
+  const measure = async (impl: Impl, shape: BenchShape, inputs: () => BenchInputs): Promise<Row> => {
+    const base = { shape: shape.name, impl: impl.id, label: impl.label, kind: impl.kind };
+    const reason = impl.unsupported?.(shape);
+    if (reason) return { ...base, status: 'n/a', note: reason };
+    if (impl.slow && shape.Lq > options.maxSlowL) {
+      return { ...base, status: 'skipped', note: `skipped (L > ${options.maxSlowL})` };
+    }
+    emit({ type: 'progress', message: `${shape.name}: checking ${impl.label}` });
+    const checked = await check(impl, shape);
+    if ('error' in checked) return { ...base, status: 'error', note: checked.error };
+    if (!(checked.err <= CHECK_TOL)) {
+      return { ...base, status: 'wrong', checkErr: checked.err, note: 'wrong on this adapter' };
+    }
+    emit({ type: 'progress', message: `${shape.name}: timing ${impl.label}` });
+    try {
+      const prepared = await impl.prepare(inputs());
+      watch(prepared.device);
+      try {
+        const errors = gpuErrors.length;
+        const { last, ...t } = await time(prepared.run, flops(shape), options);
+        await prepared.device?.queue.onSubmittedWorkDone();
+        if (gpuErrors.length > errors)
+          return { ...base, status: 'error', note: `WebGPU error: ${gpuErrors[errors]}` };
+        return {
+          ...base,
+          status: 'ok',
+          note: impl.note?.(shape),
+          checkErr: checked.err,
+          ...t,
+          dispatches: last?.dispatches,
+          peakBytes: last?.peakBytes,
+          kernel: last?.kernel,
+        };
+      } finally {
+        prepared.dispose();
+      }
+    } catch (e) {
+      return { ...base, status: 'error', note: errorMessage(e) };
+    }
+  };
+
+  const rows: Row[] = [];
+  const matmulRows: MatmulRow[] = [];
+  for (const [index, shape] of shapes.entries()) {
+    let inputs: BenchInputs | undefined;
+    const lazyInputs = () => {
+      inputs ??= makeInputs(shape, 1000 + index);
+      return inputs;
+    };
+    for (const impl of impls) {
+      const row = await measure(impl, shape, lazyInputs);
+      rows.push(row);
+      emit({ type: 'row', row });
+    }
+    if (options.matmul && wanted.has('ours') && shape.group === 'prefill') {
+      emit({ type: 'progress', message: `matmul at the GEMM shape of ${shape.name}` });
+      const row = await timeMatmul(ctx, probe, shape.Lq, options);
+      matmulRows.push(row);
+      emit({ type: 'matmul', row });
+    }
+  }
+
+  for (const impl of impls) impl.dispose();
+  probe.destroy();
+  ctx.destroy();
+  const report: BenchReport = {
+    date: new Date().toISOString(),
+    adapter: ctx.adapterInfo,
+    features: adapterFeatures,
+    userAgent: navigator.userAgent,
+    options,
+    shapes,
+    rows,
+    matmul: matmulRows,
+    targets: targets(shapes, rows, matmulRows),
+  };
+  emit({ type: 'done', report });
+  return report;
+}
+
+/** How far each target of issue 3 is, from the rows measured. */
+export function targets(shapes: BenchShape[], rows: Row[], matmulRows: MatmulRow[]): Target[] {
+  const out: Target[] = [];
+  const ok = (shape: string, pred: (r: Row) => boolean) =>
+    rows.filter((r) => r.shape === shape && r.status === 'ok' && pred(r));
+  const best = (rs: Row[]) =>
+    rs.reduce<Row | undefined>((b, r) => (!b || r.gflops! > b.gflops! ? r : b), undefined);
+  const add = (name: string, shape: string, ours: Row | undefined, other: Row | undefined, goal: number) => {
+    const value = ours && other ? ours.gflops! / other.gflops! : undefined;
+    out.push({
+      name,
+      shape,
+      value,
+      goal,
+      against: other ? other.label : 'no correct peer measured',
+      met: value === undefined ? undefined : value >= goal,
+    });
+  };
+  for (const s of shapes) {
+    const ours = ok(s.name, (r) => r.impl === 'ours')[0];
+    const library = best(ok(s.name, (r) => r.kind === 'library'));
+    const floor = ok(s.name, (r) => r.kind === 'floor')[0];
+    if (s.Lq > 1 && s.Lq >= 512) {
+      add('prefill: ours / fastest library', s.name, ours, library, 2);
+      add('prefill: ours / naive', s.name, ours, floor, 3);
+    } else if (s.Lq === 1 && s.Lk >= 2048) {
+      add('decode: ours / fastest library', s.name, ours, library, 5);
+      add('decode: ours / naive', s.name, ours, floor, 2);
+    }
+  }
+  const bestMatmul = matmulRows.reduce<MatmulRow | undefined>(
+    (b, r) => (!b || r.gflops > b.gflops ? r : b),
+    undefined,
+  );
+  const bestOurs = best(
+    rows.filter((r) => r.impl === 'ours' && r.status === 'ok' && r.shape.startsWith('prefill')),
+  );
+  if (bestMatmul) {
+    out.push({
+      name: 'ours / our best matmul (GFLOP/s share)',
+      shape: bestOurs?.shape ?? '-',
+      value: bestOurs ? bestOurs.gflops! / bestMatmul.gflops : undefined,
+      goal: 0.6,
+      against: `matmul ${bestMatmul.shape}`,
+      met: bestOurs ? bestOurs.gflops! / bestMatmul.gflops >= 0.6 : undefined,
+    });
+  }
+  return out;
+}
