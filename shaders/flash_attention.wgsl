@@ -16,6 +16,8 @@ struct Params {
   scale: f32,
   // the (query block, head, batch) grid is folded into x, y and z (see main)
   grid_x: u32, grid_y: u32,
+  // rows from one kv head to the next in k and v: Lk, or a KV cache's capacity
+  kStride: u32, vStride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -111,8 +113,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let rowValid = i < p.Lq;
   let hk = h / (p.Hq / p.Hkv);
   let row = (b * p.Hq + h) * p.Lq + i;
-  let kBase = (b * p.Hkv + hk) * p.Lk * p.D;
-  let vBase = (b * p.Hkv + hk) * p.Lk * p.Dv;
+  let kBase = (b * p.Hkv + hk) * p.kStride * p.D;
+  let vBase = (b * p.Hkv + hk) * p.vStride * p.Dv;
 
   var qr: array<vec4<f32>, D4>;
   for (var c = 0u; c < D4; c++) {

@@ -7,6 +7,7 @@ export {
   type Limits,
 } from './context';
 export { f16ToFloat32, float32ToF16, fromF16Bits, toF16Bits } from './f16';
+export { KVCache, type KVCacheOptions } from './kv_cache';
 export {
   type AttentionCache,
   MultiHeadAttention,

@@ -32,6 +32,12 @@ export class Tensor {
     readonly shape: readonly number[],
     readonly dtype: DType,
     private readonly ownsBuffer: boolean,
+    /**
+     * Rows (of the second-to-last dim) from one matrix of the leading dims to the next in the
+     * buffer: `shape[rank - 2]` for an ordinary tensor, more for a view of the first rows of a
+     * larger buffer, e.g. a KV cache's keys [B, Hkv, length, D] with row stride = capacity.
+     */
+    readonly rowStride: number = shape.length < 2 ? 1 : shape[shape.length - 2],
   ) {
     ctx.track(this);
   }
@@ -77,6 +83,36 @@ export class Tensor {
     return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, false);
   }
 
+  /**
+   * @internal a view (no copy, never destroys the buffer) of the first `shape[rank - 2]` rows of
+   * each matrix of a buffer whose matrices have `rowStride` rows.
+   */
+  static view(
+    ctx: Context,
+    buffer: GPUBuffer,
+    shape: readonly number[],
+    dtype: DType,
+    rowStride: number,
+  ): Tensor {
+    const size = checkShape(shape, 'view');
+    const rows = shape[shape.length - 2];
+    if (shape.length < 2 || !Number.isInteger(rowStride) || rowStride < rows) {
+      throw new Error(
+        `view: rowStride must be an integer >= rows ${rows} of shape [${shape.join(', ')}], received ${rowStride}`,
+      );
+    }
+    const needed = (size / rows) * rowStride * bytesPerElement(dtype);
+    if (buffer.size < needed) {
+      throw new Error(`view: buffer has ${buffer.size} bytes, expected at least ${needed}`);
+    }
+    return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, false, rowStride);
+  }
+
+  /** False for a view whose matrices have more rows in the buffer than in its shape. */
+  get contiguous(): boolean {
+    return this.rank < 2 || this.rowStride === this.shape[this.rank - 2];
+  }
+
   /** Number of elements. */
   get size(): number {
     return this.shape.reduce((a, b) => a * b, 1);
@@ -88,10 +124,18 @@ export class Tensor {
     return !this.live;
   }
 
-  /** @internal throws when the tensor cannot be used by `what`. */
-  assertUsable(what: string, ctx: Context = this.ctx): void {
+  /**
+   * @internal throws when the tensor cannot be used by `what`; a strided view only where
+   * `allowRowStride` (ops that read rows through a row stride).
+   */
+  assertUsable(what: string, ctx: Context = this.ctx, allowRowStride = false): void {
     if (!this.live) throw new Error(`${what}: tensor [${this.shape.join(', ')}] was destroyed`);
     if (ctx !== this.ctx) throw new Error(`${what}: tensor belongs to another context`);
+    if (!allowRowStride && !this.contiguous) {
+      throw new Error(
+        `${what}: expected a contiguous tensor, received a view [${this.shape.join(', ')}] with row stride ${this.rowStride}`,
+      );
+    }
     this.ctx.assertAlive(what);
   }
 
@@ -99,9 +143,10 @@ export class Tensor {
    * Copy the contents back to the CPU. f32 and f16 tensors read as Float32Array, bool as Uint8Array.
    */
   async read(): Promise<Float32Array | Uint8Array> {
-    this.assertUsable('read');
+    this.assertUsable('read', this.ctx, true);
     const { device } = this.ctx;
-    const size = this.size * bytesPerElement(this.dtype);
+    // A strided view reads the whole span of its matrices, then keeps the rows in its shape.
+    const size = this.spanElements * bytesPerElement(this.dtype);
     const staging = this.ctx.createBuffer(size, Usage.MAP_READ | Usage.COPY_DST, `read:${this.buffer.label}`);
     try {
       const encoder = device.createCommandEncoder({ label: 'read' });
@@ -111,9 +156,13 @@ export class Tensor {
       this.ctx.assertAlive('read');
       const bytes = staging.getMappedRange().slice(0, size);
       staging.unmap();
-      if (this.dtype === 'f32') return new Float32Array(bytes);
-      if (this.dtype === 'f16') return f16ToFloat32(new Uint16Array(bytes));
-      return new Uint8Array(bytes);
+      const data =
+        this.dtype === 'f32'
+          ? new Float32Array(bytes)
+          : this.dtype === 'f16'
+            ? f16ToFloat32(new Uint16Array(bytes))
+            : new Uint8Array(bytes);
+      return this.contiguous ? data : this.gatherRows(data);
     } catch (e) {
       // A mapAsync aborted by device loss can reject before ctx.lost resolves: give it a turn.
       await Promise.race([this.ctx.lost, new Promise((r) => setTimeout(r, 10))]);
@@ -122,6 +171,23 @@ export class Tensor {
     } finally {
       this.ctx.freeBuffer(staging);
     }
+  }
+
+  /** Elements of the buffer that the tensor's matrices span, whole row strides included. */
+  private get spanElements(): number {
+    if (this.contiguous) return this.size;
+    const rows = this.shape[this.rank - 2];
+    return (this.size / rows) * this.rowStride;
+  }
+
+  /** The rows of a strided view's span that belong to the view. */
+  private gatherRows<T extends Float32Array | Uint8Array>(span: T): T {
+    const [rows, cols] = this.shape.slice(-2);
+    const out = new (span.constructor as new (n: number) => T)(this.size);
+    for (let m = 0; m < this.size / (rows * cols); m++) {
+      out.set(span.subarray(m * this.rowStride * cols, (m * this.rowStride + rows) * cols), m * rows * cols);
+    }
+    return out;
   }
 
   /** Free the buffer (a wrapped buffer stays with its owner). Safe to call twice. */

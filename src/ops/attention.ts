@@ -54,7 +54,8 @@ export interface AttentionShape {
  * q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> output [B, Hq, Lq, Dv].
  * Hq must be a multiple of Hkv (query head h reads kv head floor(h / (Hq / Hkv))).
  * q, k and v are all 'f32' or all 'f16' (halves in memory; max, sum and output accumulate in f32);
- * the output has their dtype, lse and weights are 'f32'.
+ * the output has their dtype, lse and weights are 'f32'. k and v may be a `KVCache`'s views
+ * (`cache.keys`, `cache.values`, or what `cache.append` returns), read in place.
  *
  * @example
  * const { output } = await attention(q, k, v, { causal: true });
@@ -100,12 +101,13 @@ export async function attention(
   const lse = returnLse ? ctx.zeros([B, Hq, Lq], 'f32', 'attention:lse') : undefined;
   const weights = returnWeights ? ctx.zeros([B, Hq, Lq, Lk], 'f32', 'attention:weights') : undefined;
 
-  const uniforms = new ArrayBuffer(64);
+  const uniforms = new ArrayBuffer(80);
   const u32 = new Uint32Array(uniforms);
   u32.set([B, Hq, Hkv, Lq, Lk, D, Dv, options.causal ? 1 : 0, ...maskStrides]);
   new Float32Array(uniforms)[12] = options.scale ?? 1 / Math.sqrt(D);
   const grid = foldGrid(ctx, Math.ceil(Lq / ROWS_PER_WORKGROUP) * Hq * B, 'attention');
   u32.set(grid.slice(0, 2), 13);
+  u32.set([k.rowStride, v.rowStride], 15);
 
   ctx.run([
     {
@@ -147,8 +149,9 @@ export function checkAttentionInputs(
 ): AttentionShape {
   checkOptions('attention', options, OPTION_KEYS);
   q.assertUsable('attention: q');
-  k.assertUsable('attention: k', q.ctx);
-  v.assertUsable('attention: v', q.ctx);
+  // k and v may be views of a KV cache (rows of one kv head rowStride apart)
+  k.assertUsable('attention: k', q.ctx, true);
+  v.assertUsable('attention: v', q.ctx, true);
   expectRank('attention: q', q.shape, 4, 'B, Hq, Lq, D');
   expectRank('attention: k', k.shape, 4, 'B, Hkv, Lk, D');
   expectRank('attention: v', v.shape, 4, 'B, Hkv, Lk, Dv');

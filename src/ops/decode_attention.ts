@@ -126,8 +126,8 @@ export async function decodeSplitK(
     options.causal ? 1 : 0,
     ...maskStrides,
     0, // scale, below
-    Lk,
-    Lk,
+    k.rowStride,
+    v.rowStride,
     group,
     tilesPerChunk,
     P,

@@ -1,0 +1,201 @@
+// A KV cache for autoregressive decoding: keys and values of past positions stay on the GPU, each
+// step's rows are written into place by a small kernel, and attention reads the first `length`
+// rows through strided views (no copies, no re-upload).
+import appendSource from '../shaders/kv_cache.wgsl?raw';
+import type { Context } from './context';
+import { elementPrelude, elementStorage } from './f16';
+import { checkOptions, foldGrid, specialise } from './ops/common';
+import { expectRank, fmt } from './shape';
+import { bytesPerElement, Tensor } from './tensor';
+import { Usage } from './usage';
+
+export interface KVCacheOptions {
+  /** Batch size B. */
+  batch: number;
+  /** Key/value heads Hkv (fewer than the query heads with grouped-query attention). */
+  kvHeads: number;
+  /** Key head dim D. */
+  headDim: number;
+  /** Value head dim Dv. Default `headDim`. */
+  valueDim?: number;
+  /** Most positions the cache holds. */
+  capacity: number;
+  /** Element type of keys and values (and of the k, v that `append` takes). Default 'f32'. */
+  dtype?: 'f32' | 'f16';
+  label?: string;
+}
+
+const OPTION_KEYS = ['batch', 'kvHeads', 'headDim', 'valueDim', 'capacity', 'dtype', 'label'] as const;
+
+/** Invocations per workgroup of the append kernel. */
+const WG = 64;
+
+/**
+ * Keys [B, Hkv, capacity, D] and values [B, Hkv, capacity, Dv] in GPU buffers, of which the first
+ * `length` positions are filled. `append` writes a step's keys and values after them, on the GPU;
+ * `keys` and `values` are views of the filled part that `attention` reads in place.
+ *
+ * @example
+ * const cache = new KVCache(ctx, { batch: 1, kvHeads: 8, headDim: 64, capacity: 2048 });
+ * for (const step of steps) {
+ *   const { k, v } = await cache.append(step.k, step.v); // [1, 8, n, 64] each
+ *   const { output } = await attention(step.q, k, v, { causal: true });
+ * }
+ */
+export class KVCache {
+  readonly batch: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly valueDim: number;
+  readonly capacity: number;
+  readonly dtype: 'f32' | 'f16';
+  private keyBuffer: GPUBuffer | undefined;
+  private valueBuffer: GPUBuffer | undefined;
+  private filled = 0;
+
+  constructor(
+    readonly ctx: Context,
+    options: KVCacheOptions,
+  ) {
+    checkOptions('KVCache', options, OPTION_KEYS);
+    const { batch, kvHeads, headDim, capacity } = options;
+    const valueDim = options.valueDim ?? headDim;
+    for (const [name, value] of Object.entries({ batch, kvHeads, headDim, valueDim, capacity })) {
+      if (!Number.isInteger(value) || value < 1) {
+        throw new Error(`KVCache: options.${name} must be a positive integer, received ${String(value)}`);
+      }
+    }
+    const dtype = options.dtype ?? 'f32';
+    if (dtype !== 'f32' && dtype !== 'f16') {
+      throw new Error(`KVCache: options.dtype must be 'f32' or 'f16', received '${String(dtype)}'`);
+    }
+    this.batch = batch;
+    this.kvHeads = kvHeads;
+    this.headDim = headDim;
+    this.valueDim = valueDim;
+    this.capacity = capacity;
+    this.dtype = dtype;
+
+    const rows = batch * kvHeads * capacity;
+    const bpe = bytesPerElement(dtype);
+    const limit = ctx.limits.maxStorageBufferBindingSize;
+    const largest = rows * Math.max(headDim, valueDim) * bpe;
+    if (largest > limit) {
+      throw new Error(
+        `KVCache: ${batch} x ${kvHeads} x ${capacity} rows of ${Math.max(headDim, valueDim)} ${dtype} need ${largest} bytes, more than maxStorageBufferBindingSize ${limit}; lower the capacity`,
+      );
+    }
+    const label = options.label ?? 'kv_cache';
+    const usage = Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST;
+    this.keyBuffer = ctx.createBuffer(rows * headDim * bpe, usage, `${label}:keys`);
+    this.valueBuffer = ctx.createBuffer(rows * valueDim * bpe, usage, `${label}:values`);
+  }
+
+  /** Positions filled so far. */
+  get length(): number {
+    return this.filled;
+  }
+
+  /** The filled keys [B, Hkv, length, D]: a view (row stride = capacity) valid until `reset` or `destroy`. */
+  get keys(): Tensor {
+    return this.view('keys', this.buffers('keys')[0], this.headDim);
+  }
+
+  /** The filled values [B, Hkv, length, Dv]: a view like {@link keys}. */
+  get values(): Tensor {
+    return this.view('values', this.buffers('values')[1], this.valueDim);
+  }
+
+  /**
+   * Writes k [B, Hkv, n, D] and v [B, Hkv, n, Dv] (the cache's dtype) at positions
+   * [length, length + n) on the GPU and returns the views of everything cached.
+   */
+  async append(k: Tensor, v: Tensor): Promise<{ k: Tensor; v: Tensor }> {
+    const [keyBuffer, valueBuffer] = this.buffers('append');
+    const { ctx, batch: B, kvHeads: Hkv } = this;
+    k.assertUsable('KVCache.append: k', ctx);
+    v.assertUsable('KVCache.append: v', ctx);
+    expectRank('KVCache.append: k', k.shape, 4, 'B, Hkv, n, D');
+    expectRank('KVCache.append: v', v.shape, 4, 'B, Hkv, n, Dv');
+    const n = k.shape[2];
+    const expected: [string, Tensor, number[]][] = [
+      ['k', k, [B, Hkv, n, this.headDim]],
+      ['v', v, [B, Hkv, n, this.valueDim]],
+    ];
+    for (const [name, t, shape] of expected) {
+      if (t.shape.some((d, i) => d !== shape[i])) {
+        throw new Error(`KVCache.append: ${name} must have shape ${fmt(shape)}, received ${fmt(t.shape)}`);
+      }
+      if (t.dtype !== this.dtype) {
+        throw new Error(`KVCache.append: ${name} must have dtype '${this.dtype}', received '${t.dtype}'`);
+      }
+    }
+    if (this.filled + n > this.capacity) {
+      throw new Error(
+        `KVCache.append: a step of ${n} positions at length ${this.filled} would exceed the capacity ${this.capacity}`,
+      );
+    }
+
+    const storage = elementStorage(ctx, this.dtype);
+    const key = `kv_cache_append:${storage}:${WG}`;
+    const pipeline = await ctx.pipeline(
+      key,
+      () => elementPrelude(storage, true) + specialise(appendSource, { WG }),
+    );
+    const dispatch = (label: string, src: Tensor, dst: GPUBuffer, cols: number) => {
+      const total = B * Hkv * n * cols;
+      const workgroups = foldGrid(ctx, Math.ceil(total / WG), key);
+      const uniforms = new Uint32Array([
+        total,
+        n,
+        cols,
+        this.capacity,
+        this.filled,
+        workgroups[0],
+        workgroups[1],
+        0,
+      ]);
+      return { label, pipeline, uniforms: uniforms.buffer, buffers: [src.buffer, dst], workgroups };
+    };
+    ctx.run([
+      dispatch(`${key}:keys`, k, keyBuffer, this.headDim),
+      dispatch(`${key}:values`, v, valueBuffer, this.valueDim),
+    ]);
+    this.filled += n;
+    return { k: this.keys, v: this.values };
+  }
+
+  /** Empties the cache (and zeroes its buffers) for a new sequence. */
+  reset(): void {
+    const buffers = this.buffers('reset');
+    const encoder = this.ctx.device.createCommandEncoder({ label: 'kv_cache:reset' });
+    for (const b of buffers) encoder.clearBuffer(b);
+    this.ctx.device.queue.submit([encoder.finish()]);
+    this.filled = 0;
+  }
+
+  /** Frees the GPU buffers. Safe to call twice. */
+  destroy(): void {
+    for (const b of [this.keyBuffer, this.valueBuffer]) if (b) this.ctx.freeBuffer(b);
+    this.keyBuffer = undefined;
+    this.valueBuffer = undefined;
+    this.filled = 0;
+  }
+
+  private buffers(what: string): [GPUBuffer, GPUBuffer] {
+    if (!this.keyBuffer || !this.valueBuffer) throw new Error(`KVCache.${what}: the cache was destroyed`);
+    this.ctx.assertAlive(`KVCache.${what}`);
+    return [this.keyBuffer, this.valueBuffer];
+  }
+
+  private view(what: string, buffer: GPUBuffer, cols: number): Tensor {
+    if (this.filled === 0) throw new Error(`KVCache.${what}: the cache is empty; append first`);
+    return Tensor.view(
+      this.ctx,
+      buffer,
+      [this.batch, this.kvHeads, this.filled, cols],
+      this.dtype,
+      this.capacity,
+    );
+  }
+}
