@@ -37,9 +37,102 @@ function exampleInputs() {
   return { q, k, v };
 }
 
-/** Draws the example's weights into `canvas`; `status` shows the weight under the cursor. */
-export async function showHeatmap(canvas: HTMLCanvasElement, status: HTMLElement): Promise<void> {
+/**
+ * How frames reach the page: a WebGPU canvas context (normal), or, where presenting a WebGPU
+ * canvas loses the device (headless Chromium on SwiftShader does), an offscreen texture copied
+ * back into a 2D canvas. Either way the picture is rendered by the same pipeline from weights.buffer.
+ */
+type Presentation = 'canvas' | 'readback';
+
+interface Presenter {
+  format: GPUTextureFormat;
+  /** The view to render this frame into. */
+  target(): GPUTextureView;
+  /** After the render pass, in the same encoder; resolves once the frame is on the page. */
+  present(encoder: GPUCommandEncoder): Promise<void>;
+}
+
+function canvasPresenter(canvas: HTMLCanvasElement, device: GPUDevice): Presenter {
+  const context = canvas.getContext('webgpu');
+  if (!context) throw new Error('heatmap: canvas.getContext("webgpu") returned null');
+  const format = navigator.gpu.getPreferredCanvasFormat();
+  context.configure({ device, format, alphaMode: 'opaque' });
+  return {
+    format,
+    target: () => context.getCurrentTexture().createView(),
+    async present(encoder) {
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+    },
+  };
+}
+
+function readbackPresenter(canvas: HTMLCanvasElement, device: GPUDevice): Presenter {
+  const context = canvas.getContext('2d');
+  if (!context) throw new Error('heatmap: canvas.getContext("2d") returned null');
+  const { width, height } = canvas;
+  const bytesPerRow = Math.ceil((width * 4) / 256) * 256;
+  const texture = device.createTexture({
+    size: [width, height],
+    format: 'rgba8unorm',
+    usage: GPUTextureUsage.RENDER_ATTACHMENT | GPUTextureUsage.COPY_SRC,
+    label: 'heatmap:frame',
+  });
+  const staging = device.createBuffer({
+    size: bytesPerRow * height,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    label: 'heatmap:frame-readback',
+  });
+  return {
+    format: 'rgba8unorm',
+    target: () => texture.createView(),
+    async present(encoder) {
+      encoder.copyTextureToBuffer({ texture }, { buffer: staging, bytesPerRow }, [width, height]);
+      device.queue.submit([encoder.finish()]);
+      await staging.mapAsync(GPUMapMode.READ);
+      const rows = new Uint8Array(staging.getMappedRange());
+      const image = context.createImageData(width, height);
+      for (let y = 0; y < height; y++) {
+        image.data.set(rows.subarray(y * bytesPerRow, y * bytesPerRow + width * 4), y * width * 4);
+      }
+      staging.unmap();
+      context.putImageData(image, 0, 0);
+    },
+  };
+}
+
+/**
+ * Draws the example's weights into `canvas`; `status` shows the weight under the cursor. Falls
+ * back to read-back presentation (on a fresh canvas element) when the WebGPU canvas fails.
+ */
+export async function showHeatmap(canvas: HTMLCanvasElement, status: HTMLElement): Promise<Presentation> {
+  try {
+    await start(canvas, status, 'canvas');
+    return 'canvas';
+  } catch {
+    const fresh = canvas.cloneNode() as HTMLCanvasElement;
+    canvas.replaceWith(fresh);
+    await start(fresh, status, 'readback');
+    return 'readback';
+  }
+}
+
+async function start(canvas: HTMLCanvasElement, status: HTMLElement, presentation: Presentation) {
   const ctx: Context = await createContext({ label: 'heatmap' });
+  try {
+    await setUp(ctx, canvas, status, presentation);
+  } catch (e) {
+    ctx.destroy();
+    throw e;
+  }
+}
+
+async function setUp(
+  ctx: Context,
+  canvas: HTMLCanvasElement,
+  status: HTMLElement,
+  presentation: Presentation,
+) {
   const { device } = ctx;
   const data = exampleInputs();
   const q = ctx.tensor(data.q, [1, 1, L, D], { label: 'heatmap:q' });
@@ -50,16 +143,14 @@ export async function showHeatmap(canvas: HTMLCanvasElement, status: HTMLElement
   // A host copy only for the cursor read-out; the picture is drawn from weights.buffer.
   const hostWeights = (await weights!.read()) as Float32Array;
 
-  const format = navigator.gpu.getPreferredCanvasFormat();
-  const context = canvas.getContext('webgpu');
-  if (!context) throw new Error('heatmap: canvas.getContext("webgpu") returned null');
-  context.configure({ device, format, alphaMode: 'opaque' });
+  const presenter =
+    presentation === 'canvas' ? canvasPresenter(canvas, device) : readbackPresenter(canvas, device);
   const module = device.createShaderModule({ code: heatmapSource, label: 'heatmap' });
   const pipeline = await device.createRenderPipelineAsync({
     label: 'heatmap',
     layout: 'auto',
     vertex: { module, entryPoint: 'vs' },
-    fragment: { module, entryPoint: 'fs', targets: [{ format }] },
+    fragment: { module, entryPoint: 'fs', targets: [{ format: presenter.format }] },
     primitive: { topology: 'triangle-list' },
   });
   const uniforms = device.createBuffer({
@@ -84,7 +175,10 @@ export async function showHeatmap(canvas: HTMLCanvasElement, status: HTMLElement
   };
   const matrix = () => mat4.multiply(user, fitSquare());
 
-  const draw = () => {
+  // One frame in flight at a time; events during it ask for one more frame.
+  let inFlight: Promise<void> | undefined;
+  let again = false;
+  const render = async () => {
     const u = new ArrayBuffer(80);
     new Float32Array(u, 0, 16).set(matrix());
     new Uint32Array(u, 64, 3).set([L, L, 0]);
@@ -94,7 +188,7 @@ export async function showHeatmap(canvas: HTMLCanvasElement, status: HTMLElement
       label: 'heatmap',
       colorAttachments: [
         {
-          view: context.getCurrentTexture().createView(),
+          view: presenter.target(),
           clearValue: { r: 0.12, g: 0.12, b: 0.14, a: 1 },
           loadOp: 'clear',
           storeOp: 'store',
@@ -105,8 +199,23 @@ export async function showHeatmap(canvas: HTMLCanvasElement, status: HTMLElement
     pass.setBindGroup(0, bindGroup);
     pass.draw(6);
     pass.end();
-    device.queue.submit([encoder.finish()]);
+    await presenter.present(encoder);
   };
+  const requestFrame = () => {
+    if (inFlight) {
+      again = true;
+      return;
+    }
+    inFlight = render().finally(() => {
+      inFlight = undefined;
+      if (again) {
+        again = false;
+        requestFrame();
+      }
+    });
+  };
+  // The first frame is awaited: a presentation that fails throws here, before any listener exists.
+  await render();
 
   /** Mouse position in clip space. */
   const clip = (e: MouseEvent) => {
@@ -124,7 +233,7 @@ export async function showHeatmap(canvas: HTMLCanvasElement, status: HTMLElement
         mat4.multiply(mat4.scaling([f, f, 1]), mat4.translation([-x, -y, 0])),
       );
       user = mat4.multiply(about, user);
-      draw();
+      requestFrame();
     },
     { passive: false },
   );
@@ -141,7 +250,7 @@ export async function showHeatmap(canvas: HTMLCanvasElement, status: HTMLElement
     if (drag) {
       user = mat4.multiply(mat4.translation([x - drag[0], y - drag[1], 0]), user);
       drag = [x, y];
-      draw();
+      requestFrame();
     }
     const p = vec3.transformMat4([x, y, 0], mat4.inverse(matrix()));
     const col = Math.floor(((p[0] + 1) / 2) * L);
@@ -153,10 +262,10 @@ export async function showHeatmap(canvas: HTMLCanvasElement, status: HTMLElement
   });
   canvas.addEventListener('dblclick', () => {
     user = mat4.identity();
-    draw();
+    requestFrame();
   });
 
-  draw();
-  await device.queue.onSubmittedWorkDone();
-  status.textContent = `1 head, L = ${L}, D = ${D}, causal; colour = sqrt(weight / row max). Wheel: zoom, drag: pan, double-click: reset`;
+  status.textContent =
+    `1 head, L = ${L}, D = ${D}, causal; colour = sqrt(weight / row max); ${presentation === 'canvas' ? 'WebGPU canvas' : 'rendered offscreen, copied to a 2D canvas'}. ` +
+    'Wheel: zoom, drag: pan, double-click: reset';
 }

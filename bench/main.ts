@@ -150,6 +150,7 @@ async function main(): Promise<void> {
   try {
     await showHeatmap($<HTMLCanvasElement>('heatmap'), $('heatmap-status'));
   } catch (err) {
+    console.error(err);
     $('heatmap-status').textContent = `heatmap failed: ${err instanceof Error ? err.message : String(err)}`;
   }
   document.body.dataset.heatmap = 'ready';

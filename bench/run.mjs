@@ -9,8 +9,9 @@
 // Options: --shapes a,b (names or groups: prefill, causal, d128, gqa, decode), --impl a,b
 // (ours, composed, ort-subgroups, ort, tfjs, naive, ort-wasm), --repeats N, --warmup N,
 // --max-slow-L N (slow implementations skipped above query length N), --no-matmul,
-// --save / --no-save (default: save only a full run), --out DIR, --screenshot FILE.png,
-// --timeout-min N.
+// --save / --no-save (default: save only a full run), --out DIR, --timeout-min N,
+// --screenshot FILE.png (of the page once done), --no-run (only load the page: with --screenshot,
+// a picture of the heatmap).
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +34,7 @@ const { values: args } = parseArgs({
     'no-save': { type: 'boolean', default: false },
     out: { type: 'string', default: join(here, 'results') },
     screenshot: { type: 'string' },
+    'no-run': { type: 'boolean', default: false },
     'timeout-min': { type: 'string', default: '30' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -91,13 +93,8 @@ const clearProgress = () => {
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
 };
 
-let exitCode = 0;
-try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error') console.error(`page console: ${m.text()}`);
-  });
+/** Runs the page's benchmark and prints its rows as they come; resolves with the 'done' event. */
+async function runOnPage(page) {
   const done = new Promise((resolve, reject) => {
     let header;
     page.exposeFunction('__benchReport', (event) => {
@@ -138,37 +135,49 @@ try {
   });
   await page.goto(`${base}bench/index.html?${query}`);
   const timeoutMs = Number(args['timeout-min']) * 60_000;
-  const result = await Promise.race([
+  return Promise.race([
     done,
     new Promise((_, reject) =>
       setTimeout(() => reject(new Error(`no result after ${args['timeout-min']} min`)), timeoutMs),
     ),
   ]);
+}
 
-  console.log(
-    `\n${result.markdown
-      .split('\n')
-      .slice(-2 - result.report.targets.length)
-      .join('\n')}`,
-  );
-  if (save) {
-    const a = result.report.adapter;
-    const slug =
-      [a.vendor, a.architecture]
-        .filter(Boolean)
-        .join('-')
-        .toLowerCase()
-        .replace(/[^a-z0-9]+/g, '-')
-        .replace(/^-|-$/g, '') || 'unknown';
-    const stem = join(args.out, `${result.report.date.slice(0, 10)}-${slug}`);
-    await mkdir(args.out, { recursive: true });
-    await writeFile(`${stem}.json`, `${JSON.stringify(result.report, null, 2)}\n`);
-    await writeFile(`${stem}.svg`, `${result.svg}\n`);
-    await writeFile(`${stem}.md`, `${result.markdown}\n`);
-    console.log(`\nsaved ${stem}.json, .svg, .md`);
+/** Writes <date>-<adapter>.json, .svg and .md under --out. */
+async function saveResults(result) {
+  const a = result.report.adapter;
+  const slug =
+    [a.vendor, a.architecture]
+      .filter(Boolean)
+      .join('-')
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-|-$/g, '') || 'unknown';
+  const stem = join(args.out, `${result.report.date.slice(0, 10)}-${slug}`);
+  await mkdir(args.out, { recursive: true });
+  await writeFile(`${stem}.json`, `${JSON.stringify(result.report, null, 2)}\n`);
+  await writeFile(`${stem}.svg`, `${result.svg}\n`);
+  await writeFile(`${stem}.md`, `${result.markdown}\n`);
+  console.log(`\nsaved ${stem}.json, .svg, .md`);
+}
+
+let exitCode = 0;
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error(`page console: ${m.text()}`);
+  });
+  if (args['no-run']) {
+    await page.goto(`${base}bench/index.html`);
+  } else {
+    const result = await runOnPage(page);
+    const targets = result.markdown.split('\n').slice(-2 - result.report.targets.length);
+    console.log(`\n${targets.join('\n')}`);
+    if (save) await saveResults(result);
   }
   if (args.screenshot) {
-    await page.waitForSelector('body[data-heatmap="ready"]', { timeout: 60_000 });
+    await page.waitForSelector('body[data-heatmap="ready"]', { timeout: 120_000 });
     await page.screenshot({ path: args.screenshot, fullPage: true });
     console.log(`screenshot: ${args.screenshot}`);
   }
