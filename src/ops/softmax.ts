@@ -23,8 +23,9 @@ export async function softmax(x: Tensor, options: SoftmaxOptions = {}): Promise<
   const { ctx } = x;
   const n = x.shape[x.rank - 1];
   const rows = x.size / n;
-  // Short rows leave most of a large workgroup idle.
-  const constants = { WG: n <= 512 ? 64 : 256 };
+  // Small workgroups: short rows would leave a large one idle, and on CPU implementations of
+  // WebGPU (SwiftShader) each invocation group of a workgroup with barriers costs microseconds.
+  const constants = { WG: n <= 1024 ? 16 : 64 };
   const key = `softmax:${constants.WG}`;
   const pipeline = await ctx.pipeline(key, () => specialise(softmaxSource, constants));
 
