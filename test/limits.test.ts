@@ -1,6 +1,6 @@
 // Contexts whose limits are set low on purpose: work is folded or split and gives the same result.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attention, type Context } from '../src';
+import { attention, type Context, KVCache } from '../src';
 import { attentionCpu } from '../src/reference';
 import { checked, expectClose, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
 
@@ -94,6 +94,33 @@ describe('maxStorageBufferBindingSize = 4 KiB', () => {
     largestBinding = 0;
     await compare(small, { B: 3, Hq: 4, Hkv: 1, Lq: 16, Lk: 24, D: 12, causal: true, mask: [24] });
     expect(largestBinding).toBeLessThanOrEqual(4096);
+  });
+  it('k and v read in place from a KV cache (strided views) are split correctly', async () => {
+    const random = rng(21);
+    const [qd, kd, vd] = [
+      randomArray(random, 4 * 40 * 8),
+      randomArray(random, 40 * 8),
+      randomArray(random, 40 * 8),
+    ];
+    const kvShape = [1, 2, 20, 8];
+    const ref = attentionCpu(
+      { data: qd, shape: [1, 4, 40, 8] },
+      { data: kd, shape: kvShape },
+      { data: vd, shape: kvShape },
+    );
+    // capacity 32 > 20 rows: the second kv head starts 32 rows in, not 20
+    const cache = new KVCache(small, { batch: 1, kvHeads: 2, headDim: 8, capacity: 32 });
+    const step = [small.tensor(kd, kvShape), small.tensor(vd, kvShape)];
+    largestBinding = 0;
+    await checked(small, async () => {
+      const { k, v } = await cache.append(step[0], step[1]);
+      const q = small.tensor(qd, [1, 4, 40, 8]); // 5,120 bytes: split
+      const { output } = await attention(q, k, v);
+      expectClose(await output.read(), ref.output.data, F32_TOL, 'output');
+      for (const t of [q, output, ...step]) t.destroy();
+    });
+    expect(largestBinding).toBeLessThanOrEqual(4096);
+    cache.destroy();
   });
   it('one head larger than a binding: a clear error', async () => {
     const q = small.tensor(new Float32Array(2048), [1, 1, 128, 16]);

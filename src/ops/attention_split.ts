@@ -68,8 +68,8 @@ export async function attentionInGroups(
       const hk0 = Math.floor(h0 / group);
       await ctx.scope(async () => {
         const qs = slice(q, (b * s.Hq + h0) * s.Lq * s.D, [1, heads, s.Lq, s.D]);
-        const ks = slice(k, (b * s.Hkv + hk0) * s.Lk * s.D, [1, kvHeads, s.Lk, s.D]);
-        const vs = slice(v, (b * s.Hkv + hk0) * s.Lk * s.Dv, [1, kvHeads, s.Lk, s.Dv]);
+        const ks = sliceHeads(k, b * s.Hkv + hk0, [1, kvHeads, s.Lk, s.D]);
+        const vs = sliceHeads(v, b * s.Hkv + hk0, [1, kvHeads, s.Lk, s.Dv]);
         let ms = mask;
         if (mask && maskDims) {
           const [mb, mh, mi, mj] = maskDims;
@@ -98,6 +98,15 @@ function broadcastDims(mask: Tensor, s: AttentionShape): number[] {
 function slice(t: Tensor, start: number, shape: number[]): Tensor {
   const out = t.ctx.zeros(shape, t.dtype, `${t.buffer.label}:slice`);
   copyBytes(t, start, out, 0, out.size);
+  return out;
+}
+
+/** Heads [first, first + shape[1]) of a [.., H, L, D] tensor, which may be a strided view (a KV cache). */
+function sliceHeads(t: Tensor, first: number, shape: number[]): Tensor {
+  const [, heads, rows, dim] = shape;
+  const out = t.ctx.zeros(shape, t.dtype, `${t.buffer.label}:slice`);
+  for (let h = 0; h < heads; h++)
+    copyBytes(t, (first + h) * t.rowStride * dim, out, h * rows * dim, rows * dim);
   return out;
 }
 
