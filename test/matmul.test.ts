@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Context, matmul } from '../src';
+import { type Context, matmul, Tensor } from '../src';
 import { type HostTensor, matmulCpu } from '../src/reference';
 import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
 
@@ -176,6 +176,14 @@ describe('bad input throws an error naming the argument', () => {
     const b = other.tensor(new Float32Array(4), [2, 2]);
     await expect(matmul(t([2, 2]), b)).rejects.toThrow('matmul: b: tensor belongs to another context');
     other.destroy();
+  });
+  it('strided view (a KV cache slice)', async () => {
+    const buffer = ctx.tensor(new Float32Array(2 * 5 * 4), [2, 5, 4]);
+    const view = Tensor.view(ctx, buffer.buffer, [2, 3, 4], 'f32', 5);
+    await expect(matmul(t([2, 2, 3]), view)).rejects.toThrow(
+      'matmul: b: expected a contiguous tensor, received a view [2, 3, 4] with row stride 5',
+    );
+    buffer.destroy();
   });
   it('destroyed tensor', async () => {
     const a = t([2, 2]);

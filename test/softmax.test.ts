@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Context, softmax } from '../src';
+import { type Context, softmax, Tensor } from '../src';
 import { type HostTensor, softmaxCpu } from '../src/reference';
 import { checked, expectClose, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
 
@@ -120,6 +120,14 @@ describe('bad input throws an error naming the argument', () => {
     await expect(softmax(t([4]), opts)).rejects.toThrow(
       'softmax: options.causal must be a boolean, received number',
     );
+  });
+  it('strided view (a KV cache slice)', async () => {
+    const buffer = ctx.tensor(new Float32Array(2 * 5 * 4), [2, 5, 4]);
+    const view = Tensor.view(ctx, buffer.buffer, [2, 3, 4], 'f32', 5);
+    await expect(softmax(view)).rejects.toThrow(
+      'softmax: x: expected a contiguous tensor, received a view [2, 3, 4] with row stride 5',
+    );
+    buffer.destroy();
   });
   it('destroyed tensor', async () => {
     const x = t([2, 3]);
