@@ -78,7 +78,8 @@ function panel(
     if (s.points.length === 0) continue;
     const color = COLORS[s.id] ?? '#000';
     const d = s.points.map((p, i) => `${i ? 'L' : 'M'}${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`).join(' ');
-    parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"/>`);
+    const dash = s.id === 'ort-wasm' ? ' stroke-dasharray="6 4"' : ''; // the CPU row
+    parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`);
     for (const p of s.points) {
       parts.push(`<circle cx="${px(p.x).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="3" fill="${color}"/>`);
     }
@@ -105,7 +106,7 @@ export function chartSvg(report: Pick<BenchReport, 'rows' | 'shapes' | 'adapter'
   const legend = impls.map(([id, label], i) => {
     const y = 60 + i * 20;
     return (
-      `<line x1="${W - 270}" x2="${W - 246}" y1="${y}" y2="${y}" stroke="${COLORS[id] ?? '#000'}" stroke-width="3"/>` +
+      `<line x1="${W - 270}" x2="${W - 246}" y1="${y}" y2="${y}" stroke="${COLORS[id] ?? '#000'}" stroke-width="3"${id === 'ort-wasm' ? ' stroke-dasharray="6 4"' : ''}/>` +
       `<text x="${W - 240}" y="${y}" dominant-baseline="middle">${esc(label)}</text>`
     );
   });

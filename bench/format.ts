@@ -7,6 +7,7 @@ export const HEADER = [
   'implementation',
   'median ms',
   'min ms',
+  'runs',
   'GFLOP/s',
   'GPU ms',
   'ours ×',
@@ -33,6 +34,7 @@ export function rowCells(row: Row, ours: Row | undefined): string[] {
     row.label,
     timed ? num(row.medianMs) : '',
     timed ? num(row.minMs) : '',
+    timed ? String(row.samplesMs?.length ?? '') : '',
     timed ? num(row.gflops) : row.status,
     num(row.gpuMedianMs),
     ratio,
@@ -84,7 +86,8 @@ export function markdownReport(report: BenchReport): string {
   return [
     `Adapter: **${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ') || 'unknown'}**` +
       ` (features: ${report.features.join(', ') || 'none'}), ${report.date.slice(0, 10)}.`,
-    `f32, wall time from the call to the GPU finishing (onSubmittedWorkDone), median and min of ${o.repeats} runs after ${o.warmup} warm-up;` +
+    `f32, wall time from the call to the GPU finishing (onSubmittedWorkDone), median and min of ${o.repeats} runs after ${o.warmup} warm-up` +
+      ` (fewer, at least 2, where a row's runs would take over ${o.rowBudgetS} s: column "runs");` +
       ` GFLOP/s = 4·B·H·Lq·Lk·D / median (halved when causal); GPU ms from timestamp queries (ours only);` +
       ` "ours ×" = our fused GFLOP/s over the row's; slow implementations skipped above L = ${o.maxSlowL}.`,
     '',

@@ -53,6 +53,7 @@ function optionsFromUrl(): BenchOptions {
     warmup: n('warmup', DEFAULT_OPTIONS.warmup),
     maxSlowL: n('maxSlowL', DEFAULT_OPTIONS.maxSlowL),
     matmul: p.get('matmul') !== '0',
+    rowBudgetS: n('rowBudgetS', DEFAULT_OPTIONS.rowBudgetS),
   };
 }
 
@@ -142,6 +143,7 @@ async function main(): Promise<void> {
       warmup: Number(f.get('warmup')),
       maxSlowL: Number(f.get('maxSlowL')),
       matmul: options.matmul,
+      rowBudgetS: options.rowBudgetS,
     }).catch((err: unknown) => {
       $('progress').textContent = `error: ${err instanceof Error ? err.message : String(err)}`;
     });

@@ -8,7 +8,8 @@
 //
 // Options: --shapes a,b (names or groups: prefill, causal, d128, gqa, decode), --impl a,b
 // (ours, composed, ort-subgroups, ort, tfjs, naive, ort-wasm), --repeats N, --warmup N,
-// --max-slow-L N (slow implementations skipped above query length N), --no-matmul,
+// --max-slow-L N (slow implementations skipped above query length N), --row-budget-s N (a row
+// whose calls are slow gets fewer timed runs, at least 2; 0 = always --repeats), --no-matmul,
 // --save / --no-save (default: save only a full run), --out DIR, --timeout-min N,
 // --screenshot FILE.png (of the page once done), --no-run (only load the page: with --screenshot,
 // a picture of the heatmap).
@@ -30,6 +31,7 @@ const { values: args } = parseArgs({
     warmup: { type: 'string', default: '1' },
     'max-slow-L': { type: 'string', default: '1024' },
     'no-matmul': { type: 'boolean', default: false },
+    'row-budget-s': { type: 'string', default: '30' },
     save: { type: 'boolean' },
     'no-save': { type: 'boolean', default: false },
     out: { type: 'string', default: join(here, 'results') },
@@ -82,7 +84,7 @@ const base = server.resolvedUrls?.local[0];
 const browser = await chromium.launch({ executablePath, args: chromiumArgs(), headless: true });
 
 /** Column widths of the terminal table; the last column (note) is not padded. */
-const WIDTHS = [13, 38, 10, 10, 8, 8, 7, 10, 8, 9];
+const WIDTHS = [13, 38, 10, 10, 5, 8, 8, 8, 10, 8, 9];
 const line = (cells) => cells.map((c, i) => (i < WIDTHS.length ? String(c).padEnd(WIDTHS[i]) : c)).join(' ');
 const progress = (message) => {
   const t = new Date().toISOString().slice(11, 19);
@@ -132,6 +134,7 @@ async function runOnPage(page) {
     warmup: args.warmup,
     maxSlowL: args['max-slow-L'],
     matmul: args['no-matmul'] ? '0' : '1',
+    rowBudgetS: args['row-budget-s'],
   });
   await page.goto(`${base}bench/index.html?${query}`);
   const timeoutMs = Number(args['timeout-min']) * 60_000;

@@ -21,6 +21,11 @@ export interface BenchOptions {
   maxSlowL: number;
   /** Also time our matmul at the GEMM shape of each prefill length (for the 60% target). */
   matmul: boolean;
+  /**
+   * Seconds of timed calls one row may take: a call slower than budget / repeats (judged by the
+   * last warm-up call) gets fewer timed runs, never fewer than 2. 0: always `repeats`.
+   */
+  rowBudgetS: number;
 }
 
 export const DEFAULT_OPTIONS: BenchOptions = {
@@ -30,6 +35,7 @@ export const DEFAULT_OPTIONS: BenchOptions = {
   warmup: 1,
   maxSlowL: 1024,
   matmul: true,
+  rowBudgetS: 30,
 };
 
 export const IMPL_IDS = ['ours', 'composed', 'ort-subgroups', 'ort', 'tfjs', 'naive', 'ort-wasm'] as const;
@@ -193,13 +199,23 @@ function unavailable(id: string, label: string, reason: string): Impl {
   };
 }
 
-/** Warm-up calls, then `repeats` timed calls; wall time ends when the GPU has finished. */
+/**
+ * Warm-up calls, then `repeats` timed calls (fewer for slow calls, see
+ * {@link BenchOptions.rowBudgetS}); wall time ends when the GPU has finished.
+ */
 async function time(run: () => Promise<CallStats | undefined>, flop: number, o: BenchOptions) {
-  for (let i = 0; i < o.warmup; i++) await run();
+  let warmMs = 0;
+  for (let i = 0; i < o.warmup; i++) {
+    const t0 = performance.now();
+    const stats = await run();
+    warmMs = (stats?.doneAt ?? performance.now()) - t0;
+  }
+  const affordable = o.rowBudgetS > 0 && warmMs > 0 ? Math.floor((o.rowBudgetS * 1000) / warmMs) : o.repeats;
+  const repeats = Math.min(o.repeats, Math.max(2, affordable));
   const samples: number[] = [];
   const gpu: number[] = [];
   let last: CallStats | undefined;
-  for (let i = 0; i < o.repeats; i++) {
+  for (let i = 0; i < repeats; i++) {
     const t0 = performance.now();
     last = await run();
     samples.push((last?.doneAt ?? performance.now()) - t0);

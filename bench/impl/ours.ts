@@ -1,5 +1,6 @@
 // Our library: the fused op (`attention`) and the composed path (matmul -> softmax -> matmul).
 import { attention, type Context, matmul, softmax, type Tensor } from '../../src';
+import { prefersDecode } from '../../src/ops/decode_attention';
 import type { PassProbe } from '../probe';
 import type { BenchInputs, CallStats, Impl } from './types';
 
@@ -31,15 +32,12 @@ export function oursFused(ctx: Context, probe: PassProbe): Impl {
     slow: false,
     async prepare(inputs) {
       const { q, k, v } = upload(ctx, inputs);
-      const causal = inputs.shape.causal;
-      let kernel: string | undefined;
-      const call = async () => {
-        const result = await attention(q, k, v, { causal });
-        // The op may say which kernel it chose (e.g. split-K decode); label the row by it then.
-        const chosen = (result as { kernel?: unknown }).kernel;
-        if (typeof chosen === 'string') kernel = chosen;
-        return [result.output];
-      };
+      const { causal } = inputs.shape;
+      // The op's own rule for its kernel choice (it does not report the choice in its result).
+      const kernel = prefersDecode({ ...inputs.shape, Dv: inputs.shape.D }, { causal })
+        ? 'split-K decode'
+        : 'flash';
+      const call = async () => [(await attention(q, k, v, { causal })).output];
       return {
         device: ctx.device,
         run: async () => ({ ...(await measured(ctx, probe, call)), kernel }),
