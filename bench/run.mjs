@@ -13,6 +13,7 @@
 // --save / --no-save (default: save only a full run), --out DIR, --timeout-min N,
 // --screenshot FILE.png (of the page once done), --no-run (only load the page: with --screenshot,
 // a picture of the heatmap).
+import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -146,6 +147,17 @@ async function runOnPage(page) {
   ]);
 }
 
+/** The commit the sources were at (with '+changes' when the tree differs from it). */
+function sourceVersion() {
+  try {
+    const git = (...a) => execFileSync('git', a, { cwd: join(here, '..'), encoding: 'utf8' }).trim();
+    const dirty = git('status', '--porcelain', '--', 'src', 'shaders') !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? '+changes' : ''}`;
+  } catch {
+    return 'unknown';
+  }
+}
+
 /** Writes <date>-<adapter>.json, .svg and .md under --out. */
 async function saveResults(result) {
   const a = result.report.adapter;
@@ -158,9 +170,10 @@ async function saveResults(result) {
       .replace(/^-|-$/g, '') || 'unknown';
   const stem = join(args.out, `${result.report.date.slice(0, 10)}-${slug}`);
   await mkdir(args.out, { recursive: true });
-  await writeFile(`${stem}.json`, `${JSON.stringify(result.report, null, 2)}\n`);
+  const report = { ...result.report, sources: sourceVersion() };
+  await writeFile(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
   await writeFile(`${stem}.svg`, `${result.svg}\n`);
-  await writeFile(`${stem}.md`, `${result.markdown}\n`);
+  await writeFile(`${stem}.md`, `Sources: ${report.sources}. ${result.markdown}\n`);
   console.log(`\nsaved ${stem}.json, .svg, .md`);
 }
 
