@@ -1,6 +1,7 @@
 // Text of the results: table cells (the page and the terminal show the same), and the Markdown
 // report that goes next to the JSON and into the README.
-import type { BenchReport, MatmulRow, Row, Target } from './suite';
+import type { BenchReport, MatmulRow, Row } from './suite';
+import type { Target } from './targets';
 
 export const HEADER = [
   'shape',
@@ -25,10 +26,8 @@ export function rowCells(row: Row, ours: Row | undefined): string[] {
   const timed = row.status === 'ok';
   const ratio =
     timed && ours?.status === 'ok' && row.impl !== 'ours' ? `${num(ours.gflops! / row.gflops!)}×` : '';
-  const note =
-    row.status === 'ok'
-      ? [row.kernel ? `kernel: ${row.kernel}` : '', row.note ?? ''].filter(Boolean).join('; ')
-      : `${row.status}${row.note && row.note !== row.status ? `: ${row.note}` : ''}`;
+  // The GFLOP/s column names a status other than ok; the note says why.
+  const note = [row.kernel ? `kernel: ${row.kernel}` : '', row.note ?? ''].filter(Boolean).join('; ');
   return [
     row.shape,
     row.label,

@@ -12,7 +12,8 @@
 // whose calls are slow gets fewer timed runs, at least 2; 0 = always --repeats), --no-matmul,
 // --save / --no-save (default: save only a full run), --out DIR, --timeout-min N,
 // --screenshot FILE.png (of the page once done), --no-run (only load the page: with --screenshot,
-// a picture of the heatmap).
+// a picture of the heatmap), --render FILE.json (recompute that result's targets, rewrite its .md
+// and .svg with the current code; no run).
 import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -38,6 +39,7 @@ const { values: args } = parseArgs({
     out: { type: 'string', default: join(here, 'results') },
     screenshot: { type: 'string' },
     'no-run': { type: 'boolean', default: false },
+    render: { type: 'string' },
     'timeout-min': { type: 'string', default: '30' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -67,6 +69,31 @@ for (const name of ['repeats', 'warmup', 'max-slow-L', 'timeout-min']) {
 }
 const fullRun = args.shapes === 'all' && args.impl === 'all';
 const save = args['no-save'] ? false : (args.save ?? fullRun);
+
+if (args.render) {
+  await render(args.render);
+  process.exit(0);
+}
+
+/** Rewrites the .md and .svg of a saved results JSON with the current formatting code. */
+async function render(jsonPath) {
+  const { readFile } = await import('node:fs/promises');
+  const server = await createServer({ configFile: join(here, 'vite.config.mjs'), logLevel: 'warn' });
+  try {
+    const { markdownReport } = await server.ssrLoadModule('/bench/format.ts');
+    const { chartSvg } = await server.ssrLoadModule('/bench/chart.ts');
+    const { targets } = await server.ssrLoadModule('/bench/targets.ts');
+    const report = JSON.parse(await readFile(jsonPath, 'utf8'));
+    report.targets = targets(report.shapes, report.rows, report.matmul);
+    await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+    const stem = jsonPath.replace(/\.json$/, '');
+    await writeFile(`${stem}.svg`, `${chartSvg(report)}\n`);
+    await writeFile(`${stem}.md`, `Sources: ${report.sources ?? 'unknown'}. ${markdownReport(report)}\n`);
+    console.log(`rewrote ${stem}.md, .svg`);
+  } finally {
+    await server.close();
+  }
+}
 
 const executablePath = findChromium();
 if (!executablePath) {

@@ -9,6 +9,7 @@ import { tfjsWebgpu } from './impl/tfjs';
 import type { BenchInputs, CallStats, F32, Impl, ImplKind } from './impl/types';
 import { PassProbe } from './probe';
 import { type BenchShape, checkKey, checkShape, flops, selectShapes } from './shapes';
+import { type Target, targets } from './targets';
 
 export interface BenchOptions {
   /** Comma list of shape names or groups; '' or 'all' for every shape. */
@@ -74,17 +75,6 @@ export interface MatmulRow {
   minMs: number;
   gflops: number;
   gpuMedianMs?: number;
-}
-
-export interface Target {
-  name: string;
-  shape: string;
-  /** Measured ratio (or share), undefined when a side was not measured. */
-  value?: number;
-  goal: number;
-  /** What the ratio compares. */
-  against: string;
-  met?: boolean;
 }
 
 export interface BenchReport {
@@ -336,7 +326,8 @@ export async function runBench(
     const checked = await check(impl, shape);
     if ('error' in checked) return { ...base, status: 'error', note: checked.error };
     if (!(checked.err <= CHECK_TOL)) {
-      return { ...base, status: 'wrong', checkErr: checked.err, note: 'wrong on this adapter' };
+      const note = `wrong on this adapter: error ${checked.err.toExponential(1)} > ${CHECK_TOL}`;
+      return { ...base, status: 'wrong', checkErr: checked.err, note };
     }
     emit({ type: 'progress', message: `${shape.name}: timing ${impl.label}` });
     try {
@@ -403,54 +394,4 @@ export async function runBench(
   };
   emit({ type: 'done', report });
   return report;
-}
-
-/** How far each target of issue 3 is, from the rows measured. */
-export function targets(shapes: BenchShape[], rows: Row[], matmulRows: MatmulRow[]): Target[] {
-  const out: Target[] = [];
-  const ok = (shape: string, pred: (r: Row) => boolean) =>
-    rows.filter((r) => r.shape === shape && r.status === 'ok' && pred(r));
-  const best = (rs: Row[]) =>
-    rs.reduce<Row | undefined>((b, r) => (!b || r.gflops! > b.gflops! ? r : b), undefined);
-  const add = (name: string, shape: string, ours: Row | undefined, other: Row | undefined, goal: number) => {
-    const value = ours && other ? ours.gflops! / other.gflops! : undefined;
-    out.push({
-      name,
-      shape,
-      value,
-      goal,
-      against: other ? other.label : 'no correct peer measured',
-      met: value === undefined ? undefined : value >= goal,
-    });
-  };
-  for (const s of shapes) {
-    const ours = ok(s.name, (r) => r.impl === 'ours')[0];
-    const library = best(ok(s.name, (r) => r.kind === 'library'));
-    const floor = ok(s.name, (r) => r.kind === 'floor')[0];
-    if (s.Lq > 1 && s.Lq >= 512) {
-      add('prefill: ours / fastest library', s.name, ours, library, 2);
-      add('prefill: ours / naive', s.name, ours, floor, 3);
-    } else if (s.Lq === 1 && s.Lk >= 2048) {
-      add('decode: ours / fastest library', s.name, ours, library, 5);
-      add('decode: ours / naive', s.name, ours, floor, 2);
-    }
-  }
-  const bestMatmul = matmulRows.reduce<MatmulRow | undefined>(
-    (b, r) => (!b || r.gflops > b.gflops ? r : b),
-    undefined,
-  );
-  const bestOurs = best(
-    rows.filter((r) => r.impl === 'ours' && r.status === 'ok' && r.shape.startsWith('prefill')),
-  );
-  if (bestMatmul) {
-    out.push({
-      name: 'ours / our best matmul (GFLOP/s share)',
-      shape: bestOurs?.shape ?? '-',
-      value: bestOurs ? bestOurs.gflops! / bestMatmul.gflops : undefined,
-      goal: 0.6,
-      against: `matmul ${bestMatmul.shape}`,
-      met: bestOurs ? bestOurs.gflops! / bestMatmul.gflops >= 0.6 : undefined,
-    });
-  }
-  return out;
 }
