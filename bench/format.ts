@@ -77,7 +77,26 @@ function markdownTable(header: string[], rows: string[][]): string {
   ].join('\n');
 }
 
-/** The whole report as Markdown: adapter, options, results, our matmul, targets. */
+/**
+ * GFLOP/s of every implementation (columns) on every shape (rows), Markdown; a cell that was
+ * not timed says why (wrong, skipped, n/a, error).
+ */
+export function summaryTable(report: Pick<BenchReport, 'rows' | 'shapes'>): string {
+  const impls = [...new Map(report.rows.map((r) => [r.impl, r.label])).entries()];
+  const cell = (shape: string, impl: string) => {
+    const r = report.rows.find((x) => x.shape === shape && x.impl === impl);
+    return !r ? '' : r.status === 'ok' ? num(r.gflops) : r.status;
+  };
+  return markdownTable(
+    ['GFLOP/s', ...impls.map(([, label]) => label)],
+    report.shapes.map((s) => [
+      `${s.name} (B=${s.B}, H=${s.Hq}${s.Hkv !== s.Hq ? `/${s.Hkv}` : ''}, Lq=${s.Lq}, Lk=${s.Lk}, D=${s.D}${s.causal ? ', causal' : ''})`,
+      ...impls.map(([id]) => cell(s.name, id)),
+    ]),
+  );
+}
+
+/** The whole report as Markdown: adapter, options, summary, results, our matmul, targets. */
 export function markdownReport(report: BenchReport): string {
   const ours = oursByShape(report.rows);
   const a = report.adapter;
@@ -89,6 +108,8 @@ export function markdownReport(report: BenchReport): string {
       ` (fewer, at least 2, where a row's runs would take over ${o.rowBudgetS} s: column "runs");` +
       ` GFLOP/s = 4·B·H·Lq·Lk·D / median (halved when causal); GPU ms from timestamp queries (ours only);` +
       ` "ours ×" = our fused GFLOP/s over the row's; slow implementations skipped above L = ${o.maxSlowL}.`,
+    '',
+    summaryTable(report),
     '',
     markdownTable(
       HEADER,
