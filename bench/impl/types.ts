@@ -60,7 +60,7 @@ export interface Impl {
  * [B, H, L, D] -> [B, L, H*D] (the "BSD" layout of onnxruntime's attention ops) or back
  * (`inverse`).
  */
-export function toBsd(x: F32, B: number, H: number, L: number, D: number, inverse = false) {
+export function toBsd(x: Float32Array, B: number, H: number, L: number, D: number, inverse = false): F32 {
   const out = new Float32Array(x.length);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
@@ -76,7 +76,14 @@ export function toBsd(x: F32, B: number, H: number, L: number, D: number, invers
 }
 
 /** [B, Hkv, L, D] -> [B, Hkv * group, L, D], each kv head repeated `group` times (repeat_interleave). */
-export function repeatHeads(x: F32, B: number, Hkv: number, L: number, D: number, group: number) {
+export function repeatHeads<T extends Float32Array>(
+  x: T,
+  B: number,
+  Hkv: number,
+  L: number,
+  D: number,
+  group: number,
+): T | F32 {
   if (group === 1) return x;
   const block = L * D;
   const out = new Float32Array(x.length * group);
