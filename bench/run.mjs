@@ -51,7 +51,10 @@ if (args.help) {
   console.log(
     source
       .split('\n')
-      .filter((l) => l.startsWith('//'))
+      .slice(
+        1,
+        source.split('\n').findIndex((l) => l.startsWith('import')),
+      )
       .map((l) => l.slice(3))
       .join('\n'),
   );
