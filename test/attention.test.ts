@@ -1,24 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attention, type Context, type Tensor } from '../src';
-import { attentionCpu, type HostTensor } from '../src/reference';
-import { checked, expectClose, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
-
-interface Case {
-  B: number;
-  Hq: number;
-  Hkv: number;
-  Lq: number;
-  Lk: number;
-  D: number;
-  Dv: number;
-  causal?: boolean;
-  /** shape of a mask broadcast to [B, Hq, Lq, Lk] */
-  mask?: { kind: 'bool' | 'additive'; shape: number[]; pTrue?: number };
-  scale?: number;
-  /** multiplies q and k: large values give large logits */
-  magnitude?: number;
-  seed?: number;
-}
+import { attention, type Context } from '../src';
+import { type Case, checkCase } from './attention_cases';
+import { testContext } from './helpers';
 
 let ctx: Context;
 beforeAll(async () => {
@@ -26,59 +9,8 @@ beforeAll(async () => {
 });
 afterAll(() => ctx?.destroy());
 
-/** Runs one case on the GPU and on the float64 reference and compares output, lse and weights. */
-async function check(c: Case, outputs: { lse?: boolean; weights?: boolean } = { lse: true, weights: true }) {
-  const random = rng(c.seed ?? 1);
-  const mag = c.magnitude ?? 1;
-  const qh: HostTensor = {
-    data: randomArray(random, c.B * c.Hq * c.Lq * c.D, mag),
-    shape: [c.B, c.Hq, c.Lq, c.D],
-  };
-  const kh: HostTensor = {
-    data: randomArray(random, c.B * c.Hkv * c.Lk * c.D, mag),
-    shape: [c.B, c.Hkv, c.Lk, c.D],
-  };
-  const vh: HostTensor = {
-    data: randomArray(random, c.B * c.Hkv * c.Lk * c.Dv),
-    shape: [c.B, c.Hkv, c.Lk, c.Dv],
-  };
-  let maskHost: HostTensor | undefined;
-  if (c.mask) {
-    const n = c.mask.shape.reduce((a, b) => a * b, 1);
-    if (c.mask.kind === 'bool') {
-      maskHost = { data: randomMask(random, n, c.mask.pTrue ?? 0.7), shape: c.mask.shape, dtype: 'bool' };
-    } else {
-      const data = randomArray(random, n, 2);
-      const drop = randomMask(random, n, 1 - (c.mask.pTrue ?? 0.8));
-      for (let i = 0; i < n; i++) if (drop[i]) data[i] = Number.NEGATIVE_INFINITY;
-      maskHost = { data, shape: c.mask.shape, dtype: 'f32' };
-    }
-  }
-  const ref = attentionCpu(qh, kh, vh, { causal: c.causal, scale: c.scale, mask: maskHost });
-
-  const made: Tensor[] = [];
-  const up = (h: HostTensor) => {
-    const t = ctx.tensor(h.data as Float32Array, h.shape, { dtype: h.dtype });
-    made.push(t);
-    return t;
-  };
-  await checked(ctx, async () => {
-    const result = await attention(up(qh), up(kh), up(vh), {
-      causal: c.causal,
-      scale: c.scale,
-      mask: maskHost ? up(maskHost) : undefined,
-      returnLse: outputs.lse,
-      returnWeights: outputs.weights,
-    });
-    const label = JSON.stringify(c);
-    expectClose(await result.output.read(), ref.output.data, F32_TOL, `${label} output`);
-    if (outputs.lse) expectClose(await result.lse!.read(), ref.lse.data, F32_TOL, `${label} lse`);
-    if (outputs.weights)
-      expectClose(await result.weights!.read(), ref.weights.data, F32_TOL, `${label} weights`);
-    for (const t of [result.output, result.lse, result.weights]) t?.destroy();
-  });
-  for (const t of made) t.destroy();
-}
+/** One case on the GPU and on the float64 reference: output, lse and weights compared. */
+const check = (c: Case, outputs = { lse: true, weights: true }) => checkCase(ctx, attention, c, outputs);
 
 const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 8, Dv: 8 };
 
