@@ -66,6 +66,24 @@ describe('memory', () => {
     mask.destroy();
   });
 
+  it('a default call allocates no Lq x Lk buffer; returnWeights does', async () => {
+    const shape = [1, 2, 512, 16];
+    const q = ctx.tensor(randomArray(rng(4), 2 * 512 * 16), shape);
+    const outputBytes = 2 * 512 * 16 * 4;
+    const scores = 2 * 512 * 512 * 4;
+    for (const returnWeights of [false, true]) {
+      const before = ctx.liveBytes;
+      ctx.resetPeak();
+      const r = await checked(ctx, () => attention(q, q, q, { returnWeights }));
+      const allocated = ctx.peakBytes - before;
+      if (returnWeights) expect(allocated).toBeGreaterThanOrEqual(scores);
+      else expect(allocated).toBe(outputBytes);
+      r.output.destroy();
+      r.weights?.destroy();
+    }
+    q.destroy();
+  });
+
   it('scope() frees what was made inside except what it returns', async () => {
     const start = ctx.liveBytes;
     const out = await ctx.scope(async () => {
