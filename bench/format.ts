@@ -1,6 +1,6 @@
 // Text of the results: table cells (the page and the terminal show the same), and the Markdown
 // report that goes next to the JSON and into the README.
-import type { BenchReport, MatmulRow, Row } from './suite';
+import type { BenchReport, LayerRow, MatmulRow, Row } from './suite';
 import type { Target } from './targets';
 
 export const HEADER = [
@@ -50,6 +50,37 @@ export function matmulCells(row: MatmulRow): string[] {
   return [row.shape, num(row.medianMs), num(row.minMs), num(row.gflops), num(row.gpuMedianMs)];
 }
 
+export const LAYER_HEADER = [
+  'decode layer',
+  'tokens/s',
+  'ms per layer',
+  'ms per token',
+  'prefill ms',
+  'note',
+];
+
+/** One dtype of the decode-layer section; the tokens/s column names a status other than ok. */
+export function layerCells(row: LayerRow): string[] {
+  const timed = row.status === 'ok';
+  return [
+    row.dtype,
+    timed ? num(row.tokensPerSecond) : row.status,
+    num(row.msPerLayer),
+    num(row.msPerToken),
+    num(row.prefillMs),
+    row.note ?? '',
+  ];
+}
+
+/** What the decode-layer model is, in words. */
+export function layerModelText(m: NonNullable<BenchReport['layerModel']>): string {
+  return (
+    `${m.layers} transformer blocks (E = ${m.embedDim}, ${m.numHeads} query heads, ${m.numKvHeads} kv heads, RoPE, KV cache,` +
+    ` GELU MLP 4·E), random weights, ${m.prompt}-token prompt prefilled, then ${m.steps} tokens generated one at a time` +
+    ' after one untimed token, waiting for the GPU after each'
+  );
+}
+
 export const TARGET_HEADER = ['target', 'shape', 'measured', 'goal', 'against', 'met'];
 
 export function targetCells(t: Target): string[] {
@@ -96,7 +127,7 @@ export function summaryTable(report: Pick<BenchReport, 'rows' | 'shapes'>): stri
   );
 }
 
-/** The whole report as Markdown: adapter, options, summary, results, our matmul, targets. */
+/** The whole report as Markdown: adapter, options, summary, results, our matmul, decode layer, targets. */
 export function markdownReport(report: BenchReport): string {
   const ours = oursByShape(report.rows);
   const a = report.adapter;
@@ -104,19 +135,31 @@ export function markdownReport(report: BenchReport): string {
   return [
     `Adapter: **${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ') || 'unknown'}**` +
       ` (features: ${report.features.join(', ') || 'none'}), ${report.date.slice(0, 10)}.`,
-    `f32, wall time from the call to the GPU finishing (onSubmittedWorkDone), median and min of ${o.repeats} runs after ${o.warmup} warm-up` +
-      ` (fewer, at least 2, where a row's runs would take over ${o.rowBudgetS} s: column "runs");` +
-      ` GFLOP/s = 4·B·H·Lq·Lk·D / median (halved when causal); GPU ms from timestamp queries (ours only);` +
-      ` "ours ×" = our fused GFLOP/s over the row's; slow implementations skipped above L = ${o.maxSlowL}.`,
-    '',
-    summaryTable(report),
-    '',
-    markdownTable(
-      HEADER,
-      report.rows.map((r) => rowCells(r, ours.get(r.shape))),
-    ),
-    '',
+    ...(report.rows.length
+      ? [
+          `f32, wall time from the call to the GPU finishing (onSubmittedWorkDone), median and min of ${o.repeats} runs after ${o.warmup} warm-up` +
+            ` (fewer, at least 2, where a row's runs would take over ${o.rowBudgetS} s: column "runs");` +
+            ` GFLOP/s = 4·B·H·Lq·Lk·D / median (halved when causal); GPU ms from timestamp queries (ours only);` +
+            ` "ours ×" = our fused GFLOP/s over the row's; slow implementations skipped above L = ${o.maxSlowL}.`,
+          '',
+          summaryTable(report),
+          '',
+          markdownTable(
+            HEADER,
+            report.rows.map((r) => rowCells(r, ours.get(r.shape))),
+          ),
+          '',
+        ]
+      : ['']),
     ...(report.matmul.length ? [markdownTable(MATMUL_HEADER, report.matmul.map(matmulCells)), ''] : []),
-    markdownTable(TARGET_HEADER, report.targets.map(targetCells)),
+    ...(report.layer?.length && report.layerModel
+      ? [
+          `Decode layer: ${layerModelText(report.layerModel)}.`,
+          '',
+          markdownTable(LAYER_HEADER, report.layer.map(layerCells)),
+          '',
+        ]
+      : []),
+    ...(report.targets.length ? [markdownTable(TARGET_HEADER, report.targets.map(targetCells))] : []),
   ].join('\n');
 }

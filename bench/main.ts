@@ -4,6 +4,8 @@
 import { chartSvg } from './chart';
 import {
   HEADER,
+  LAYER_HEADER,
+  layerCells,
   MATMUL_HEADER,
   markdownReport,
   matmulCells,
@@ -17,6 +19,7 @@ import {
   type BenchEvent,
   type BenchOptions,
   DEFAULT_OPTIONS,
+  type LayerRow,
   type MatmulRow,
   type Row,
   runBench,
@@ -24,9 +27,11 @@ import {
 
 /** What the page sends the runner: the suite's events, the last one with the chart and Markdown. */
 export type PageEvent =
-  | Exclude<BenchEvent, { type: 'done' | 'row' | 'start' }>
+  | Exclude<BenchEvent, { type: 'done' | 'row' | 'start' | 'layer' }>
   | (Extract<BenchEvent, { type: 'start' }> & { header: string[] })
   | { type: 'row'; row: Row; cells: string[] }
+  /** A decode-layer row; the first one carries the header. */
+  | { type: 'layer'; row: LayerRow; cells: string[]; header?: string[] }
   | (Extract<BenchEvent, { type: 'done' }> & { svg: string; markdown: string })
   | { type: 'error'; message: string };
 
@@ -77,6 +82,7 @@ function fillTable(
 async function run(options: BenchOptions): Promise<void> {
   const rows: Row[] = [];
   const matmulRows: MatmulRow[] = [];
+  const layerRows: LayerRow[] = [];
   let shapes: Parameters<typeof chartSvg>[0]['shapes'] = [];
   let adapter = { vendor: '', architecture: '', description: '' };
   const progress = $('progress');
@@ -89,6 +95,7 @@ async function run(options: BenchOptions): Promise<void> {
       rows.map((r) => (r.impl === 'ours' ? 'ours' : '')),
     );
     if (matmulRows.length) fillTable($('matmul'), MATMUL_HEADER, matmulRows.map(matmulCells));
+    if (layerRows.length) fillTable($('layer'), LAYER_HEADER, layerRows.map(layerCells));
     $('chart').innerHTML = chartSvg({ rows, shapes, adapter });
   };
   await runBench(options, (event) => {
@@ -110,6 +117,11 @@ async function run(options: BenchOptions): Promise<void> {
       matmulRows.push(event.row);
       render();
       send(event);
+    } else if (event.type === 'layer') {
+      layerRows.push(event.row);
+      render();
+      const header = layerRows.length === 1 ? LAYER_HEADER : undefined;
+      send({ ...event, cells: layerCells(event.row), header });
     } else {
       shapes = event.report.shapes;
       render();

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // Headless benchmark runner: serves bench/index.html with Vite on 127.0.0.1, opens it in the
 // system Chromium (WebGPU; SwiftShader when there is no GPU), prints each row as the page measures
-// it, and saves bench/results/<date>-<adapter>.{json,svg,md}.
+// it (attention shapes, then the decode layer), and saves bench/results/<date>-<adapter>.{json,svg,md}.
 //
 //   npm run bench                                  every shape and implementation, saved
 //   npm run bench -- --shapes prefill-512 --impl ours --repeats 3    quick, not saved
+//   npm run bench -- --shapes layer                decode tokens/s of a small transformer, f32 and f16
 //
-// Options: --shapes a,b (names or groups: prefill, causal, d128, gqa, decode), --impl a,b
+// Options: --shapes a,b (names or groups: prefill, causal, d128, gqa, decode; layer: the decode-layer
+// section, run after the attention shapes, also part of 'all'), --impl a,b
 // (ours, composed, ort-subgroups, ort, tfjs, naive, ort-wasm), --repeats N, --warmup N,
 // --max-slow-L N (slow implementations skipped above query length N), --row-budget-s N (a row
 // whose calls are slow gets fewer timed runs, at least 2; 0 = always --repeats), --no-matmul,
@@ -116,6 +118,12 @@ const browser = await chromium.launch({ executablePath, args: chromiumArgs(), he
 
 /** Column widths of the terminal table; the last column (note) is not padded. */
 const WIDTHS = [13, 38, 10, 10, 5, 8, 8, 8, 10, 8, 9];
+const LAYER_WIDTHS = [13, 10, 13, 13, 11];
+const layerLine = (cells) =>
+  cells
+    .map((c, i) => (i < LAYER_WIDTHS.length ? String(c).padEnd(LAYER_WIDTHS[i]) : c))
+    .join(' ')
+    .trimEnd();
 const line = (cells) => cells.map((c, i) => (i < WIDTHS.length ? String(c).padEnd(WIDTHS[i]) : c)).join(' ');
 const progress = (message) => {
   const t = new Date().toISOString().slice(11, 19);
@@ -135,8 +143,8 @@ async function runOnPage(page) {
         const a = event.adapter;
         console.log(`adapter: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ')}`);
         console.log(`features: ${event.features.join(', ')}`);
-        console.log(`shapes: ${event.shapes.join(', ')}`);
-        console.log(`implementations: ${event.impls.join('; ')}\n`);
+        console.log(`shapes: ${event.shapes.join(', ') || 'none'}`);
+        console.log(`implementations: ${event.impls.join('; ') || 'none'}\n`);
         header = event.header;
       } else if (event.type === 'progress') {
         progress(event.message);
@@ -149,6 +157,10 @@ async function runOnPage(page) {
         clearProgress();
         const r = event.row;
         console.log(`  our matmul ${r.shape}: ${r.medianMs.toFixed(1)} ms, ${r.gflops.toFixed(2)} GFLOP/s`);
+      } else if (event.type === 'layer') {
+        clearProgress();
+        if (event.header) console.log(`\n${layerLine(event.header)}`);
+        console.log(layerLine(event.cells));
       } else if (event.type === 'done') {
         clearProgress();
         resolve(event);
@@ -218,8 +230,10 @@ try {
     await page.goto(`${base}bench/index.html`);
   } else {
     const result = await runOnPage(page);
-    const targets = result.markdown.split('\n').slice(-2 - result.report.targets.length);
-    console.log(`\n${targets.join('\n')}`);
+    if (result.report.targets.length) {
+      const targets = result.markdown.split('\n').slice(-2 - result.report.targets.length);
+      console.log(`\n${targets.join('\n')}`);
+    }
     if (save) await saveResults(result);
   }
   if (args.screenshot) {

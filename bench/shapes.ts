@@ -35,21 +35,37 @@ export function flops(s: BenchShape): number {
   return (4 * s.B * s.Hq * s.Lq * s.Lk * s.D) / (s.causal ? 2 : 1);
 }
 
-/** Shapes named by a comma list of names or groups ('all' or empty: every shape). */
-export function selectShapes(spec: string): BenchShape[] {
-  const words = spec
+/** The --shapes word that selects the decode-layer section (a small transformer generating tokens). */
+export const LAYER = 'layer';
+
+function shapeWords(spec: string): string[] {
+  return spec
     .split(',')
     .map((w) => w.trim())
     .filter(Boolean);
+}
+
+/**
+ * Attention shapes named by a comma list of names or groups ('all' or empty: every shape);
+ * {@link LAYER} is accepted and selects none of them.
+ */
+export function selectShapes(spec: string): BenchShape[] {
+  const words = shapeWords(spec);
   if (words.length === 0 || words.includes('all')) return [...SHAPES];
-  const unknown = words.filter((w) => !SHAPES.some((s) => s.name === w || s.group === w));
+  const unknown = words.filter((w) => w !== LAYER && !SHAPES.some((s) => s.name === w || s.group === w));
   if (unknown.length) {
-    const groups = [...new Set(SHAPES.map((s) => s.group))];
+    const groups = [...new Set(SHAPES.map((s) => s.group)), LAYER];
     throw new Error(
       `--shapes: unknown ${unknown.join(', ')}; expected names (${SHAPES.map((s) => s.name).join(', ')}) or groups (${groups.join(', ')})`,
     );
   }
   return SHAPES.filter((s) => words.includes(s.name) || words.includes(s.group));
+}
+
+/** Whether a --shapes list runs the decode-layer section: 'all', empty, or naming {@link LAYER}. */
+export function selectsLayer(spec: string): boolean {
+  const words = shapeWords(spec);
+  return words.length === 0 || words.includes('all') || words.includes(LAYER);
 }
 
 /**

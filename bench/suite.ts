@@ -1,14 +1,16 @@
 // The benchmark itself, run in the page: every implementation on every selected shape, each
-// first checked against the float64 reference at a small shape of the same kind, then timed.
+// first checked against the float64 reference at a small shape of the same kind, then timed;
+// then the decode-layer section (a small transformer generating tokens, f32 and f16).
 import { type Context, createContext, matmul } from '../src';
 import { attentionCpu } from '../src/reference';
+import { type DecodeOptions, runDecode } from './decode_layer';
 import { naive } from './impl/naive';
 import { deviceWithout, ortWasm, ortWebgpu } from './impl/ort';
 import { oursComposed, oursFused } from './impl/ours';
 import { tfjsWebgpu } from './impl/tfjs';
 import type { BenchInputs, CallStats, F32, Impl, ImplKind } from './impl/types';
 import { PassProbe } from './probe';
-import { type BenchShape, checkKey, checkShape, flops, selectShapes } from './shapes';
+import { type BenchShape, checkKey, checkShape, flops, selectShapes, selectsLayer } from './shapes';
 import { type Target, targets } from './targets';
 
 export interface BenchOptions {
@@ -77,6 +79,37 @@ export interface MatmulRow {
   gpuMedianMs?: number;
 }
 
+/**
+ * The decode-layer section: a small transformer (MultiHeadAttention with RoPE and a KV cache,
+ * GELU MLP) generating tokens one at a time, in each storage dtype. Sized to take seconds, not
+ * minutes, on SwiftShader.
+ */
+export const DECODE_LAYER: Required<
+  Pick<DecodeOptions, 'steps' | 'layers' | 'embedDim' | 'numHeads' | 'numKvHeads' | 'prompt'>
+> = {
+  steps: 16,
+  layers: 2,
+  embedDim: 256,
+  numHeads: 8,
+  numKvHeads: 2,
+  prompt: 16,
+};
+
+/** One dtype of the decode-layer section. */
+export interface LayerRow {
+  dtype: 'f32' | 'f16';
+  status: 'ok' | 'error';
+  /** Why it failed, or how f16 was stored. */
+  note?: string;
+  tokensPerSecond?: number;
+  msPerLayer?: number;
+  msPerToken?: number;
+  /** The prompt's forward pass, pipeline compiles included. */
+  prefillMs?: number;
+  steps: number;
+  layers: number;
+}
+
 export interface BenchReport {
   date: string;
   adapter: { vendor: string; architecture: string; description: string };
@@ -86,6 +119,10 @@ export interface BenchReport {
   shapes: BenchShape[];
   rows: Row[];
   matmul: MatmulRow[];
+  /** The decode-layer section (absent from results saved before it existed). */
+  layer?: LayerRow[];
+  /** Its model sizes. */
+  layerModel?: typeof DECODE_LAYER;
   targets: Target[];
 }
 
@@ -94,6 +131,7 @@ export type BenchEvent =
   | { type: 'progress'; message: string }
   | { type: 'row'; row: Row }
   | { type: 'matmul'; row: MatmulRow }
+  | { type: 'layer'; row: LayerRow }
   | { type: 'done'; report: BenchReport };
 
 /** Seeded uniform [-1, 1) (mulberry32): the same inputs every run. */
@@ -243,6 +281,23 @@ async function timeMatmul(ctx: Context, probe: PassProbe, L: number, o: BenchOpt
   }
 }
 
+/** Runs the decode-layer model in `dtype`; a failure is a row that says so. */
+async function timeLayer(ctx: Context, dtype: LayerRow['dtype']): Promise<LayerRow> {
+  const base = { dtype, steps: DECODE_LAYER.steps, layers: DECODE_LAYER.layers };
+  // f16 without shader-f16 is stored packed in u32 words (unpacked to f32 in the kernels).
+  const note = dtype === 'f16' ? (ctx.hasF16 ? 'shader-f16' : 'packed in u32, no shader-f16') : undefined;
+  try {
+    const r = await runDecode(ctx, { ...DECODE_LAYER, dtype });
+    if (!r.last.every(Number.isFinite)) {
+      return { ...base, status: 'error', note: `non-finite output: ${r.last.join(', ')}` };
+    }
+    const { tokensPerSecond, msPerLayer, msPerToken, prefillMs } = r;
+    return { ...base, status: 'ok', note, tokensPerSecond, msPerLayer, msPerToken, prefillMs };
+  } catch (e) {
+    return { ...base, status: 'error', note: errorMessage(e) };
+  }
+}
+
 /** Runs the benchmark; `emit` hears every row as soon as it is measured. */
 export async function runBench(
   partial: Partial<BenchOptions>,
@@ -273,7 +328,7 @@ export async function runBench(
     });
   };
   const probe = new PassProbe(ctx.device);
-  const impls = await createImpls(ctx, probe, adapterFeatures, wanted);
+  const impls = shapes.length ? await createImpls(ctx, probe, adapterFeatures, wanted) : [];
   emit({
     type: 'start',
     adapter: ctx.adapterInfo,
@@ -378,6 +433,16 @@ export async function runBench(
     }
   }
 
+  const layerRows: LayerRow[] = [];
+  if (selectsLayer(options.shapes)) {
+    for (const dtype of ['f32', 'f16'] as const) {
+      emit({ type: 'progress', message: `decode layer: ${dtype}` });
+      const row = await timeLayer(ctx, dtype);
+      layerRows.push(row);
+      emit({ type: 'layer', row });
+    }
+  }
+
   for (const impl of impls) impl.dispose();
   probe.destroy();
   ctx.destroy();
@@ -390,6 +455,8 @@ export async function runBench(
     shapes,
     rows,
     matmul: matmulRows,
+    layer: layerRows,
+    layerModel: DECODE_LAYER,
     targets: targets(shapes, rows, matmulRows),
   };
   emit({ type: 'done', report });

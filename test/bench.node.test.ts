@@ -5,7 +5,7 @@ import * as ort from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
 import { causalBias, repeatHeads, toBsd } from '../bench/impl/types';
 import { multiHeadAttentionModel } from '../bench/onnx';
-import { flops, SHAPES, selectShapes } from '../bench/shapes';
+import { flops, SHAPES, selectShapes, selectsLayer } from '../bench/shapes';
 import { attentionCpu } from '../src/reference';
 import { expectClose, F32_TOL, randomArray, rng } from './helpers';
 
@@ -15,6 +15,14 @@ describe('bench shapes', () => {
     expect(selectShapes('decode').map((s) => s.name)).toEqual(['decode-512', 'decode-2048', 'decode-8192']);
     expect(selectShapes('prefill-512,gqa').map((s) => s.name)).toEqual(['prefill-512', 'gqa-512']);
     expect(() => selectShapes('prefill-513')).toThrow(/--shapes: unknown prefill-513; expected names/);
+    expect(selectShapes('layer')).toEqual([]);
+    expect(selectShapes('decode-512,layer').map((s) => s.name)).toEqual(['decode-512']);
+    expect([selectsLayer(''), selectsLayer('all'), selectsLayer('gqa,layer'), selectsLayer('gqa')]).toEqual([
+      true,
+      true,
+      true,
+      false,
+    ]);
   });
 
   it('counts 4·B·H·Lq·Lk·D flops, halved when causal', () => {
