@@ -2,17 +2,11 @@
 // KV-cache specs (the kernels differ, the contract does not).
 import type { AttentionOptions, AttentionResult, Context, Tensor } from '../src';
 import { f16ToFloat32, float32ToF16 } from '../src';
+import type { AttentionShape } from '../src/ops/attention';
 import { attentionCpu, type HostTensor } from '../src/reference';
 import { checked, expectClose, F16_TOL, F32_TOL, randomArray, randomMask, rng } from './helpers';
 
-export interface Case {
-  B: number;
-  Hq: number;
-  Hkv: number;
-  Lq: number;
-  Lk: number;
-  D: number;
-  Dv: number;
+export interface Case extends AttentionShape {
   dtype?: 'f32' | 'f16';
   causal?: boolean;
   /** shape of a mask broadcast to [B, Hq, Lq, Lk] */
