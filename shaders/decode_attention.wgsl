@@ -24,6 +24,8 @@ struct Params {
   scale: f32, kStride: u32, vStride: u32, group: u32,
   // tiles of WG keys per chunk; partials per query row (chunks * G)
   tilesPerChunk: u32, P: u32,
+  // causal: key j is allowed for row i iff j <= i + shift (Lk - Lq, or a split call's own shift)
+  shift: i32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -66,9 +68,9 @@ fn rowOf(b: u32, hk: u32, ri0: u32, r: u32) -> Row {
   return Row(ri < p.group * p.Lq, h, i, (b * p.Hq + h) * p.Lq + i);
 }
 
-// 0, the additive mask value, or MASKED for key j (< jStop) of a row. Causal is bottom-right.
+// 0, the additive mask value, or MASKED for key j (< jStop) of a row. Causal is bottom-right (shift).
 fn keyBias(b: u32, row: Row, j: u32, jStop: u32) -> f32 {
-  if (!row.valid || j >= jStop || (p.causal != 0u && j + p.Lq > row.i + p.Lk)) {
+  if (!row.valid || j >= jStop || (p.causal != 0u && i32(j) > i32(row.i) + p.shift)) {
     return MASKED;
   }
   if (MASK == 0u) {

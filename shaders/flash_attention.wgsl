@@ -18,6 +18,8 @@ struct Params {
   grid_x: u32, grid_y: u32,
   // rows from one kv head to the next in k and v: Lk, or a KV cache's capacity
   kStride: u32, vStride: u32,
+  // causal: key j is allowed for row i iff j <= i + shift (Lk - Lq, or a split call's own shift)
+  shift: i32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -126,13 +128,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
-  // Causal, bottom-right: key j is allowed for row i iff j <= i + Lk - Lq. Keys past the limit of
+  // Causal, bottom-right: key j is allowed for row i iff j <= i + shift. Keys past the limit of
   // the block's last row are masked for the whole block, so the loop stops there.
-  let limit = i32(i) + i32(p.Lk) - i32(p.Lq);
+  let limit = i32(i) + p.shift;
   var kEnd = p.Lk;
   if (p.causal != 0u) {
     let lastRow = min(row0 + WG, p.Lq) - 1u;
-    kEnd = u32(clamp(i32(lastRow) + i32(p.Lk) - i32(p.Lq) + 1, 0, i32(p.Lk)));
+    kEnd = u32(clamp(i32(lastRow) + p.shift + 1, 0, i32(p.Lk)));
   }
 
   var m = MASKED;

@@ -33,6 +33,8 @@ interface Case {
   causal: boolean;
   /** shape of a bool mask, or none */
   mask?: number[];
+  /** the mask is additive (f32) rather than bool */
+  additive?: boolean;
 }
 
 async function compare(ctx: Context, c: Case) {
@@ -50,24 +52,24 @@ async function compare(ctx: Context, c: Case) {
     random,
     shapes.k.reduce((a, b) => a * b),
   );
+  const maskSize = c.mask?.reduce((a, b) => a * b) ?? 0;
   const md = c.mask
-    ? randomMask(
-        random,
-        c.mask.reduce((a, b) => a * b),
-        0.8,
-      )
+    ? c.additive
+      ? randomArray(random, maskSize, 3)
+      : randomMask(random, maskSize, 0.8)
     : undefined;
+  const dtype = c.additive ? 'f32' : 'bool';
   const ref = attentionCpu(
     { data: qd, shape: shapes.q },
     { data: kd, shape: shapes.k },
     { data: vd, shape: shapes.k },
-    { causal: c.causal, mask: md && c.mask ? { data: md, shape: c.mask, dtype: 'bool' } : undefined },
+    { causal: c.causal, mask: md && c.mask ? { data: md, shape: c.mask, dtype } : undefined },
   );
   await checked(ctx, async () => {
     const q = ctx.tensor(qd, shapes.q);
     const k = ctx.tensor(kd, shapes.k);
     const v = ctx.tensor(vd, shapes.k);
-    const mask = md && c.mask ? ctx.tensor(md, c.mask, { dtype: 'bool' }) : undefined;
+    const mask = md && c.mask ? ctx.tensor(md, c.mask, { dtype }) : undefined;
     const { output, lse } = await attention(q, k, v, { causal: c.causal, mask, returnLse: true });
     expectClose(await output.read(), ref.output.data, F32_TOL, 'output');
     expectClose(await lse!.read(), ref.lse.data, F32_TOL, 'lse');
@@ -122,10 +124,59 @@ describe('maxStorageBufferBindingSize = 4 KiB', () => {
     expect(largestBinding).toBeLessThanOrEqual(4096);
     cache.destroy();
   });
-  it('one head larger than a binding: a clear error', async () => {
+  // One head [128, 16] f32 is 8 KiB: queries run in blocks against chunks of keys, merged by lse.
+  it('one head larger than a binding is split into query blocks and key chunks', async () => {
+    largestBinding = 0;
+    const live = small.liveBytes;
+    await compare(small, { B: 1, Hq: 1, Hkv: 1, Lq: 128, Lk: 128, D: 16, causal: false });
+    expect(largestBinding).toBeLessThanOrEqual(4096);
+    expect(small.liveBytes).toBe(live); // every slice, partial and merged block is freed
+  });
+  it('one head split: causal (Lq < Lk), GQA and a bool mask [Lq, Lk]', async () => {
+    largestBinding = 0;
+    await compare(small, { B: 1, Hq: 2, Hkv: 1, Lq: 100, Lk: 136, D: 16, causal: true, mask: [100, 136] });
+    expect(largestBinding).toBeLessThanOrEqual(4096);
+  });
+  it('one head split: causal with Lq > Lk (rows attending nothing) and an additive mask', async () => {
+    largestBinding = 0;
+    await compare(small, {
+      B: 2,
+      Hq: 1,
+      Hkv: 1,
+      Lq: 136,
+      Lk: 100,
+      D: 16,
+      causal: true,
+      mask: [2, 1, 136, 100],
+      additive: true,
+    });
+    expect(largestBinding).toBeLessThanOrEqual(4096);
+  });
+  it('one head split: few queries against 256-key chunks run the decode kernel with its causal shift', async () => {
+    largestBinding = 0;
+    // k [300, 4] is 4,800 bytes; blocks of 4 rows keep the decode kernel's partials within 4 KiB
+    await compare(small, { B: 1, Hq: 1, Hkv: 1, Lq: 6, Lk: 300, D: 4, causal: true, mask: [300] });
+    expect(largestBinding).toBeLessThanOrEqual(4096);
+  });
+  it('one head split: a NaN in q keeps its output row NaN, its lse non-finite, like an unsplit call', async () => {
+    const random = rng(5);
+    const [qd, kd] = [randomArray(random, 128 * 16), randomArray(random, 128 * 16)];
+    qd[70 * 16 + 3] = Number.NaN;
+    await checked(small, async () => {
+      const q = small.tensor(qd, [1, 1, 128, 16]);
+      const k = small.tensor(kd, [1, 1, 128, 16]);
+      const { output, lse } = await attention(q, k, k, { returnLse: true });
+      const [out, l] = [await output.read(), await lse!.read()];
+      expect(out.slice(70 * 16, 71 * 16).every(Number.isNaN)).toBe(true);
+      expect(Number.isFinite(l[70])).toBe(false);
+      expect(Number.isFinite(l[69])).toBe(true);
+      for (const t of [q, k, output, lse]) t?.destroy();
+    });
+  });
+  it('one head split: returnWeights is refused with a clear error', async () => {
     const q = small.tensor(new Float32Array(2048), [1, 1, 128, 16]);
-    await expect(attention(q, q, q)).rejects.toThrow(
-      'attention: one head needs more than maxStorageBufferBindingSize (4096 bytes) for q [128, 16], k [128, 16], v [128, 16]; split the sequence yourself',
+    await expect(attention(q, q, q, { returnWeights: true })).rejects.toThrow(
+      'attention: returnWeights is not supported when one head needs more than maxStorageBufferBindingSize (4096 bytes), received true for q [128, 16], k [128, 16], v [128, 16]',
     );
     q.destroy();
   });

@@ -67,9 +67,25 @@ export async function attention(
   v: Tensor,
   options: AttentionOptions = {},
 ): Promise<AttentionResult> {
+  return attentionShifted(q, k, v, options);
+}
+
+/**
+ * @internal `attention` whose causal condition is j <= i + `causalShift` (default Lk - Lq): the
+ * split path runs blocks of queries against chunks of keys with their own shift.
+ */
+export async function attentionShifted(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions,
+  causalShift?: number,
+): Promise<AttentionResult> {
   const shape = checkAttentionInputs(q, k, v, options);
-  if (needsSplit(q.ctx, shape, q, options)) return attentionInGroups(attention, q, k, v, shape, options);
-  if (prefersDecode(shape, options)) return decodeSplitK(q, k, v, shape, options);
+  if (needsSplit(q.ctx, shape, q, options))
+    return attentionInGroups(attentionShifted, q, k, v, shape, options);
+  const shift = causalShift ?? shape.Lk - shape.Lq;
+  if (prefersDecode(shape, options)) return decodeSplitK(q, k, v, shape, options, shift);
   const { ctx } = q;
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
   const mask = options.mask;
@@ -108,6 +124,7 @@ export async function attention(
   const grid = foldGrid(ctx, Math.ceil(Lq / ROWS_PER_WORKGROUP) * Hq * B, 'attention');
   u32.set(grid.slice(0, 2), 13);
   u32.set([k.rowStride, v.rowStride], 15);
+  new Int32Array(uniforms)[17] = shift;
 
   ctx.run([
     {

@@ -64,6 +64,7 @@ export async function decodeSplitK(
   v: Tensor,
   shape: AttentionShape,
   options: AttentionOptions,
+  causalShift = shape.Lk - shape.Lq,
 ): Promise<AttentionResult> {
   const { ctx } = q;
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
@@ -133,6 +134,7 @@ export async function decodeSplitK(
     P,
   ]);
   new Float32Array(uniforms)[12] = options.scale ?? 1 / Math.sqrt(D);
+  new Int32Array(uniforms)[18] = causalShift;
 
   ctx.run([
     {
