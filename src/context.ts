@@ -1,9 +1,20 @@
+import { checkOptions } from './ops/common';
 import { type DType, Tensor, type TensorData } from './tensor';
 import { Usage } from './usage';
 
 export type LimitName = (typeof RAISED_LIMITS)[number] | 'maxComputeWorkgroupsPerDimension';
 /** The limits the library sizes and splits its work by. */
 export type Limits = Record<LimitName, number>;
+
+const CONTEXT_OPTION_KEYS = [
+  'gpu',
+  'device',
+  'adapter',
+  'powerPreference',
+  'disableFeatures',
+  'limits',
+  'label',
+];
 
 /** Optional adapter features the library uses when they exist. */
 const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
@@ -323,6 +334,16 @@ export class Context {
  * (default `navigator.gpu`), with the optional features that exist and the adapter's larger limits.
  */
 export async function createContext(options: ContextOptions = {}): Promise<Context> {
+  checkOptions('createContext', options, CONTEXT_OPTION_KEYS);
+  const limitNames: readonly string[] = [...RAISED_LIMITS, 'maxComputeWorkgroupsPerDimension'];
+  for (const [name, value] of Object.entries(options.limits ?? {})) {
+    if (!limitNames.includes(name)) {
+      throw new Error(`createContext: unknown limit '${name}', expected one of ${limitNames.join(', ')}`);
+    }
+    if (!Number.isInteger(value) || value < 1) {
+      throw new Error(`createContext: limits.${name} must be a positive integer, received ${value}`);
+    }
+  }
   if (options.device) {
     const info = options.device.adapterInfo;
     return new Context(options.device, describe(info), false, options.limits);

@@ -1,8 +1,22 @@
 // Device loss, memory accounting and scopes, and many operations in flight at once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attention, type Context, DeviceLostError } from '../src';
+import { attention, type Context, createContext, DeviceLostError } from '../src';
 import { attentionCpu } from '../src/reference';
 import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
+
+describe('createContext options', () => {
+  it('unknown options and limits throw, naming them', async () => {
+    const typo = { gpu: navigator.gpu, limit: {} } as unknown as Parameters<typeof createContext>[0];
+    await expect(createContext(typo)).rejects.toThrow(
+      "createContext: unknown option 'limit', expected one of gpu, device, adapter, powerPreference, disableFeatures, limits, label",
+    );
+    const badLimit = { limits: { maxBindingSize: 4 } } as unknown as Parameters<typeof createContext>[0];
+    await expect(createContext(badLimit)).rejects.toThrow("createContext: unknown limit 'maxBindingSize'");
+    await expect(createContext({ limits: { maxStorageBufferBindingSize: 0 } })).rejects.toThrow(
+      'createContext: limits.maxStorageBufferBindingSize must be a positive integer, received 0',
+    );
+  });
+});
 
 describe('device loss', () => {
   it('rejects pending reads, throws on new work at once, and a fresh context works', async () => {
