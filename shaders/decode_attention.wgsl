@@ -73,19 +73,7 @@ fn keyBias(b: u32, row: Row, j: u32, jStop: u32) -> f32 {
   if (!row.valid || j >= jStop || (p.causal != 0u && i32(j) > i32(row.i) + p.shift)) {
     return MASKED;
   }
-  if (MASK == 0u) {
-    return 0.0;
-  }
-  let e = b * p.mask_b + row.h * p.mask_h + row.i * p.mask_i + j * p.mask_j;
-  if (MASK == 1u) {
-    let byte = (mask[e / 4u] >> ((e % 4u) * 8u)) & 0xffu;
-    return select(MASKED, 0.0, byte != 0u);
-  }
-  let bits = mask[e];
-  if (bits == NEG_INF_BITS) {
-    return MASKED;
-  }
-  return max(bitcast<f32>(bits), MASKED);
+  return maskBias(b * p.mask_b + row.h * p.mask_h + row.i * p.mask_i + j * p.mask_j);
 }
 
 // Elements 4c .. 4c + 3 of the v row starting at element `base`, zero past Dv.

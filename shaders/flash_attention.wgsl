@@ -58,19 +58,7 @@ fn keyBias(b: u32, h: u32, i: u32, j: u32, rowValid: bool, limit: i32) -> f32 {
   if (!rowValid || j >= p.Lk || (p.causal != 0u && i32(j) > limit)) {
     return MASKED;
   }
-  if (MASK == 0u) {
-    return 0.0;
-  }
-  let e = b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j;
-  if (MASK == 1u) {
-    let byte = (mask[e / 4u] >> ((e % 4u) * 8u)) & 0xffu;
-    return select(MASKED, 0.0, byte != 0u);
-  }
-  let bits = mask[e];
-  if (bits == NEG_INF_BITS) {
-    return MASKED;
-  }
-  return max(bitcast<f32>(bits), MASKED);
+  return maskBias(b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j);
 }
 
 // Stage keys [j0, j0 + BC) of one kv head in kt (and vt when withV), zero-padded.

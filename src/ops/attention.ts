@@ -1,4 +1,5 @@
 import flashSource from '../../shaders/flash_attention.wgsl?raw';
+import maskBiasSource from '../../shaders/mask_bias.wgsl?raw';
 import type { Context } from '../context';
 import { elementPrelude, elementStorage } from '../f16';
 import { broadcastStrides, expectRank, fmt } from '../shape';
@@ -110,7 +111,7 @@ export async function attentionShifted(
   const key = `flash_attention:${storage}:${Object.values(constants).join(',')}`;
   const pipeline = await ctx.pipeline(
     key,
-    () => elementPrelude(storage, true) + specialise(flashSource, constants),
+    () => elementPrelude(storage, true) + specialise(flashSource + maskBiasSource, constants),
   );
 
   const output = ctx.zeros([B, Hq, Lq, Dv], q.dtype, 'attention:output');

@@ -1,4 +1,5 @@
 import decodeSource from '../../shaders/decode_attention.wgsl?raw';
+import maskBiasSource from '../../shaders/mask_bias.wgsl?raw';
 import { elementPrelude, elementStorage } from '../f16';
 import { broadcastStrides } from '../shape';
 import type { Tensor } from '../tensor';
@@ -106,7 +107,10 @@ export async function decodeSplitK(
   const splitKey = `decode_attention:split:${storage}:${Object.values(splitConstants).join(',')}`;
   const mergeKey = `decode_attention:merge:${storage}:${Object.values(mergeConstants).join(',')}`;
   const [split, merge] = await Promise.all([
-    ctx.pipeline(splitKey, () => elementPrelude(storage, false) + specialise(COMMON + SPLIT, splitConstants)),
+    ctx.pipeline(
+      splitKey,
+      () => elementPrelude(storage, false) + specialise(COMMON + SPLIT + maskBiasSource, splitConstants),
+    ),
     ctx.pipeline(mergeKey, () => elementPrelude(storage, true) + specialise(COMMON + MERGE, mergeConstants)),
   ]);
 
