@@ -14,6 +14,7 @@ const CONTEXT_OPTION_KEYS = [
   'disableFeatures',
   'limits',
   'label',
+  'attentionKernel',
 ];
 
 /** Optional adapter features the library uses when they exist. */
@@ -45,6 +46,28 @@ export interface ContextOptions {
    */
   limits?: Partial<Limits>;
   label?: string;
+  /**
+   * The prefill kernel of `attention`: `'workgroup'` stages K and V tiles in workgroup memory, one
+   * query row per invocation (what GPUs are fast at); `'registers'` gives each invocation four
+   * query rows as 4 x 4 register blocks and reads K and V straight from storage, with no
+   * barriers (what adapters that run compute on the CPU, such as SwiftShader, are fast at).
+   * Default: `'registers'` on a fallback adapter (`adapter.info.isFallbackAdapter`, or
+   * SwiftShader), else `'workgroup'`. `'registers'` needs head dims that are multiples of 4 and
+   * no `returnWeights`; other calls use `'workgroup'` either way.
+   */
+  attentionKernel?: AttentionKernel;
+}
+
+/** See {@link ContextOptions.attentionKernel}. */
+export type AttentionKernel = 'workgroup' | 'registers';
+
+/** Facts about the adapter a context's device came from. */
+export interface AdapterDescription {
+  vendor: string;
+  architecture: string;
+  description: string;
+  /** A fallback adapter: one with major performance caveats, typically a CPU implementation. */
+  isFallbackAdapter: boolean;
 }
 
 /** Why a context stopped working. */
@@ -102,6 +125,8 @@ export class Context {
   readonly lost: Promise<ContextLostInfo>;
   /** The device's limits, lowered where {@link ContextOptions.limits} asked. */
   readonly limits: Readonly<Limits>;
+  /** The prefill kernel `attention` uses here (see {@link ContextOptions.attentionKernel}). */
+  readonly attentionKernel: AttentionKernel;
   private lostInfo: ContextLostInfo | undefined;
   private bytes = 0;
   private peak = 0;
@@ -112,9 +137,9 @@ export class Context {
   /** @internal use {@link createContext}. */
   constructor(
     readonly device: GPUDevice,
-    readonly adapterInfo: { vendor: string; architecture: string; description: string },
+    readonly adapterInfo: AdapterDescription,
     private readonly ownsDevice: boolean,
-    limits: Partial<Limits> = {},
+    options: Pick<ContextOptions, 'limits' | 'attentionKernel'> = {},
     /**
      * The GPU object and adapter the device came from, held as long as the context: Dawn in Node
      * crashes when they are garbage-collected while their device is alive.
@@ -123,8 +148,10 @@ export class Context {
   ) {
     const names: LimitName[] = [...RAISED_LIMITS, 'maxComputeWorkgroupsPerDimension'];
     this.limits = Object.fromEntries(
-      names.map((n) => [n, Math.min(device.limits[n], limits[n] ?? Number.POSITIVE_INFINITY)]),
+      names.map((n) => [n, Math.min(device.limits[n], options.limits?.[n] ?? Number.POSITIVE_INFINITY)]),
     ) as Limits;
+    this.attentionKernel =
+      options.attentionKernel ?? (adapterInfo.isFallbackAdapter ? 'registers' : 'workgroup');
     this.lost = device.lost.then((info) => {
       this.lostInfo ??= {
         reason: info.reason === 'destroyed' ? 'destroyed' : 'unknown',
@@ -344,9 +371,17 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
       throw new Error(`createContext: limits.${name} must be a positive integer, received ${value}`);
     }
   }
+  if (
+    options.attentionKernel !== undefined &&
+    !['workgroup', 'registers'].includes(options.attentionKernel)
+  ) {
+    throw new Error(
+      `createContext: options.attentionKernel must be 'workgroup' or 'registers', received ${JSON.stringify(options.attentionKernel)}`,
+    );
+  }
   if (options.device) {
     const info = options.device.adapterInfo;
-    return new Context(options.device, describe(info), false, options.limits);
+    return new Context(options.device, describe(info), false, options);
   }
   let adapter = options.adapter;
   const gpu = options.gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
@@ -374,14 +409,17 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
     requiredFeatures,
     requiredLimits,
   });
-  return new Context(device, describe(adapter.info), true, options.limits, { gpu, adapter });
+  return new Context(device, describe(adapter.info), true, options, { gpu, adapter });
 }
 
-function describe(info: GPUAdapterInfo | undefined) {
+function describe(info: GPUAdapterInfo | undefined): AdapterDescription {
+  const architecture = info?.architecture ?? '';
   return {
     vendor: info?.vendor ?? '',
-    architecture: info?.architecture ?? '',
+    architecture,
     description: info?.description ?? '',
+    // older browsers lack the flag; SwiftShader is the CPU adapter they ship
+    isFallbackAdapter: info?.isFallbackAdapter === true || architecture === 'swiftshader',
   };
 }
 

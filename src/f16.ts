@@ -88,6 +88,27 @@ export function elementPrelude(storage: ElementStorage, writesOut: boolean): str
   return writesOut ? load + store : load;
 }
 
+/**
+ * WGSL, after {@link elementPrelude}, for kernels that read their inputs four elements at a time
+ * (rows whose length is a multiple of 4): `Chunk`, the array element holding elements 4n .. 4n + 3,
+ * and `unpackChunk(chunk)`, those elements as vec4<f32>.
+ */
+export function chunkPrelude(storage: ElementStorage): string {
+  return CHUNKS[storage];
+}
+
+const CHUNKS: Record<ElementStorage, string> = {
+  f32: `alias Chunk = vec4<f32>;
+fn unpackChunk(c: Chunk) -> vec4<f32> { return c; }
+`,
+  'f16-packed': `alias Chunk = vec2<u32>;
+fn unpackChunk(c: Chunk) -> vec4<f32> { return vec4<f32>(unpack2x16float(c.x), unpack2x16float(c.y)); }
+`,
+  f16: `alias Chunk = vec4<f16>;
+fn unpackChunk(c: Chunk) -> vec4<f32> { return vec4<f32>(c); }
+`,
+};
+
 const PRELUDES: Record<ElementStorage, [load: string, store: string]> = {
   f32: [
     `alias Stored = f32;

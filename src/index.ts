@@ -1,4 +1,6 @@
 export {
+  type AdapterDescription,
+  type AttentionKernel,
   Context,
   type ContextLostInfo,
   type ContextOptions,

@@ -1,76 +1,93 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attention, type Context } from '../src';
+import { type AttentionKernel, attention, type Context } from '../src';
+import { flashKernel } from '../src/ops/attention';
 import { type Case, checkCase } from './attention_cases';
 import { testContext } from './helpers';
 
-let ctx: Context;
-beforeAll(async () => {
-  ctx = await testContext();
-});
-afterAll(() => ctx?.destroy());
-
-/** One case on the GPU and on the float64 reference: output, lse and weights compared. */
-const check = (c: Case, outputs = { lse: true, weights: true }) => checkCase(ctx, attention, c, outputs);
-
 const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 8, Dv: 8 };
 
-describe('attention matches the float64 reference', () => {
-  it('size 1 everywhere', () => check({ B: 1, Hq: 1, Hkv: 1, Lq: 1, Lk: 1, D: 1, Dv: 1 }));
-  it('odd sizes, Dv != D, cross-attention', () => check({ B: 3, Hq: 3, Hkv: 3, Lq: 7, Lk: 13, D: 5, Dv: 3 }));
-  it('keys not a multiple of the tile', () => check({ ...base, Lk: 33, D: 16, Dv: 16 }));
-  it('queries longer than a workgroup', () => check({ ...base, Lq: 130, Lk: 70, D: 12, Dv: 20 }));
-  it('more keys than queries', () => check({ ...base, Lq: 3, Lk: 200 }));
-  it('scale option', () => check({ ...base, scale: 0.37 }));
-  it('GQA: 6 query heads on 2 kv heads', () => check({ ...base, Hq: 6, Hkv: 2, Lq: 9, Lk: 11 }));
-  it('MQA: 4 query heads on 1 kv head', () => check({ ...base, B: 2, Hq: 4, Hkv: 1 }));
-  it('head dim 64', () => check({ ...base, Lq: 40, Lk: 75, D: 64, Dv: 64 }));
-  it('head dim 128 with Dv 96', () => check({ ...base, Hq: 1, Hkv: 1, Lq: 20, Lk: 45, D: 128, Dv: 96 }));
-  it('head dim 256', () => check({ ...base, Hq: 1, Hkv: 1, Lq: 9, Lk: 21, D: 256, Dv: 256 }));
-  it('large logits (about 1e4 after scaling)', () =>
-    check({ ...base, D: 4, Dv: 4, magnitude: 100, scale: 1 }, { lse: true, weights: false }));
-});
+// Both flash kernels, on any adapter. 'registers' leaves the weights output (and head dims that
+// are not multiples of 4) to 'workgroup', so its cases compare output and lse and check that it
+// ran them.
+describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (kernel) => {
+  let ctx: Context;
+  beforeAll(async () => {
+    ctx = await testContext({ attentionKernel: kernel });
+  });
+  afterAll(() => ctx?.destroy());
 
-describe('causal (bottom-right aligned)', () => {
-  it('Lq == Lk', () => check({ ...base, Lq: 37, Lk: 37, causal: true }));
-  it('Lq < Lk (KV-cache decoding)', () => check({ ...base, Lq: 5, Lk: 40, causal: true }));
-  it('Lq > Lk: the first rows attend nothing (zeros, lse -Infinity)', () =>
-    check({ ...base, Lq: 20, Lk: 6, causal: true }));
-  it('one query against the cache', () => check({ ...base, Lq: 1, Lk: 77, causal: true }));
-  it('long causal, several query blocks and tiles', () =>
-    check({ ...base, Hq: 1, Hkv: 1, Lq: 150, Lk: 150, causal: true }));
-  it('causal with GQA and a mask', () =>
-    check({
-      ...base,
-      Hq: 4,
-      Hkv: 2,
-      Lq: 12,
-      Lk: 19,
-      causal: true,
-      mask: { kind: 'bool', shape: [1, 1, 12, 19] },
-    }));
-});
+  /** One case on the GPU and on the float64 reference: output, lse and (workgroup) weights compared. */
+  const check = (c: Case, outputs = { lse: true, weights: kernel === 'workgroup' }) => {
+    const fits = c.D % 4 === 0 && c.Dv % 4 === 0 && !outputs.weights;
+    expect(flashKernel(ctx, c, { returnWeights: outputs.weights })).toBe(fits ? kernel : 'workgroup');
+    return checkCase(ctx, attention, c, outputs);
+  };
 
-describe('masks', () => {
-  it('bool mask, full shape', () => check({ ...base, B: 2, mask: { kind: 'bool', shape: [2, 2, 16, 16] } }));
-  it('bool mask [Lk] (key padding) broadcast', () =>
-    check({ ...base, Lk: 35, mask: { kind: 'bool', shape: [35] } }));
-  it('bool mask [B, 1, 1, Lk] broadcast', () =>
-    check({ ...base, B: 3, Lk: 10, mask: { kind: 'bool', shape: [3, 1, 1, 10], pTrue: 0.5 } }));
-  it('bool mask [Hq, Lq, Lk] broadcast over batch', () =>
-    check({ ...base, B: 2, Lq: 5, Lk: 9, mask: { kind: 'bool', shape: [2, 5, 9] } }));
-  it('bool mask that empties rows and whole tiles', () =>
-    check({ ...base, Lq: 70, Lk: 100, mask: { kind: 'bool', shape: [70, 100], pTrue: 0.02 } }));
-  it('bool mask that empties everything', () =>
-    check({ ...base, mask: { kind: 'bool', shape: [1], pTrue: 0 } }));
-  it('additive mask with -Infinity entries', () =>
-    check({ ...base, Lq: 9, Lk: 40, mask: { kind: 'additive', shape: [1, 2, 9, 40] } }));
-  it('additive mask [Lq, Lk] broadcast, mostly -Infinity', () =>
-    check({ ...base, Lq: 33, Lk: 66, mask: { kind: 'additive', shape: [33, 66], pTrue: 0.05 } }));
+  describe('attention matches the float64 reference', () => {
+    it('size 1 everywhere', () => check({ B: 1, Hq: 1, Hkv: 1, Lq: 1, Lk: 1, D: 1, Dv: 1 }));
+    it('odd sizes, Dv != D, cross-attention', () =>
+      check({ B: 3, Hq: 3, Hkv: 3, Lq: 7, Lk: 13, D: 5, Dv: 3 }));
+    it('keys not a multiple of the tile', () => check({ ...base, Lk: 33, D: 16, Dv: 16 }));
+    it('queries longer than a workgroup', () => check({ ...base, Lq: 130, Lk: 70, D: 12, Dv: 20 }));
+    it('more keys than queries', () => check({ ...base, Lq: 3, Lk: 200 }));
+    it('scale option', () => check({ ...base, scale: 0.37 }));
+    it('GQA: 6 query heads on 2 kv heads', () => check({ ...base, Hq: 6, Hkv: 2, Lq: 9, Lk: 11 }));
+    it('MQA: 4 query heads on 1 kv head', () => check({ ...base, B: 2, Hq: 4, Hkv: 1 }));
+    it('head dim 64', () => check({ ...base, Lq: 40, Lk: 75, D: 64, Dv: 64 }));
+    it('head dim 128 with Dv 96', () => check({ ...base, Hq: 1, Hkv: 1, Lq: 20, Lk: 45, D: 128, Dv: 96 }));
+    it('head dim 256', () => check({ ...base, Hq: 1, Hkv: 1, Lq: 9, Lk: 21, D: 256, Dv: 256 }));
+    it('large logits (about 1e4 after scaling)', () =>
+      check({ ...base, D: 4, Dv: 4, magnitude: 100, scale: 1 }, { lse: true, weights: false }));
+  });
+
+  describe('causal (bottom-right aligned)', () => {
+    it('Lq == Lk', () => check({ ...base, Lq: 37, Lk: 37, causal: true }));
+    it('Lq < Lk (KV-cache decoding)', () => check({ ...base, Lq: 5, Lk: 40, causal: true }));
+    it('Lq > Lk: the first rows attend nothing (zeros, lse -Infinity)', () =>
+      check({ ...base, Lq: 20, Lk: 6, causal: true }));
+    it('one query against the cache', () => check({ ...base, Lq: 1, Lk: 77, causal: true }));
+    it('long causal, several query blocks and tiles', () =>
+      check({ ...base, Hq: 1, Hkv: 1, Lq: 150, Lk: 150, causal: true }));
+    it('causal with GQA and a mask', () =>
+      check({
+        ...base,
+        Hq: 4,
+        Hkv: 2,
+        Lq: 12,
+        Lk: 19,
+        causal: true,
+        mask: { kind: 'bool', shape: [1, 1, 12, 19] },
+      }));
+  });
+
+  describe('masks', () => {
+    it('bool mask, full shape', () =>
+      check({ ...base, B: 2, mask: { kind: 'bool', shape: [2, 2, 16, 16] } }));
+    it('bool mask [Lk] (key padding) broadcast', () =>
+      check({ ...base, Lk: 35, mask: { kind: 'bool', shape: [35] } }));
+    it('bool mask [B, 1, 1, Lk] broadcast', () =>
+      check({ ...base, B: 3, Lk: 10, mask: { kind: 'bool', shape: [3, 1, 1, 10], pTrue: 0.5 } }));
+    it('bool mask [Hq, Lq, Lk] broadcast over batch', () =>
+      check({ ...base, B: 2, Lq: 5, Lk: 9, mask: { kind: 'bool', shape: [2, 5, 9] } }));
+    it('bool mask that empties rows and whole tiles', () =>
+      check({ ...base, Lq: 70, Lk: 100, mask: { kind: 'bool', shape: [70, 100], pTrue: 0.02 } }));
+    it('bool mask that empties everything', () =>
+      check({ ...base, mask: { kind: 'bool', shape: [1], pTrue: 0 } }));
+    it('additive mask with -Infinity entries', () =>
+      check({ ...base, Lq: 9, Lk: 40, mask: { kind: 'additive', shape: [1, 2, 9, 40] } }));
+    it('additive mask [Lq, Lk] broadcast, mostly -Infinity', () =>
+      check({ ...base, Lq: 33, Lk: 66, mask: { kind: 'additive', shape: [33, 66], pTrue: 0.05 } }));
+  });
 });
 
 // Random configurations (500, with f16 and decode sizes) are in fuzz.test.ts.
 
 describe('bad input throws an error naming the argument', () => {
+  let ctx: Context;
+  beforeAll(async () => {
+    ctx = await testContext();
+  });
+  afterAll(() => ctx?.destroy());
   const t = (shape: number[]) => ctx.tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
   it('wrong rank', async () => {
     await expect(attention(t([2, 4, 8]), t([1, 2, 4, 8]), t([1, 2, 4, 8]))).rejects.toThrow(

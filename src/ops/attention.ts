@@ -1,7 +1,8 @@
 import flashSource from '../../shaders/flash_attention.wgsl?raw';
+import registersSource from '../../shaders/flash_attention_registers.wgsl?raw';
 import maskBiasSource from '../../shaders/mask_bias.wgsl?raw';
-import type { Context } from '../context';
-import { elementPrelude, elementStorage } from '../f16';
+import type { AttentionKernel, Context } from '../context';
+import { chunkPrelude, elementPrelude, elementStorage } from '../f16';
 import { broadcastStrides, expectRank, fmt } from '../shape';
 import type { Tensor } from '../tensor';
 import { attentionInGroups, needsSplit } from './attention_split';
@@ -35,7 +36,7 @@ export interface AttentionResult {
 
 const OPTION_KEYS = ['scale', 'causal', 'mask', 'returnLse', 'returnWeights'] as const;
 
-/** Rows of queries per workgroup of the flash kernel: one invocation each. */
+/** Rows of queries per workgroup of both flash kernels (one or four per invocation). */
 const ROWS_PER_WORKGROUP = 64;
 
 /** The problem sizes, checked. */
@@ -50,8 +51,8 @@ export interface AttentionShape {
 }
 
 /**
- * Scaled dot-product attention: softmax(q kᵀ · scale + mask) v, fused: one dispatch of the flash
- * kernel, or for few queries against many keys the split-K decode kernel (two dispatches).
+ * Scaled dot-product attention: softmax(q kᵀ · scale + mask) v, fused: one dispatch of a flash
+ * kernel (the context's {@link Context.attentionKernel}), or for few queries against many keys the split-K decode kernel (two dispatches).
  * q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> output [B, Hq, Lq, Dv].
  * Hq must be a multiple of Hkv (query head h reads kv head floor(h / (Hq / Hkv))).
  * q, k and v are all 'f32' or all 'f16' (halves in memory; max, sum and output accumulate in f32);
@@ -94,25 +95,39 @@ export async function attentionShifted(
   const maskKind = !mask ? 0 : mask.dtype === 'bool' ? 1 : 2;
   const D4 = Math.ceil(D / 4);
   const DV4 = Math.ceil(Dv / 4);
-  const BC = keysPerTile(ctx, D4, DV4);
   const returnLse = options.returnLse ?? false;
   const returnWeights = options.returnWeights ?? false;
   const storage = elementStorage(ctx, q.dtype);
+  const registers = flashKernel(ctx, shape, options) === 'registers';
 
-  const constants = {
-    WG: ROWS_PER_WORKGROUP,
-    BC,
-    D4,
-    DV4,
-    MASK: maskKind,
-    LSE: returnLse,
-    WEIGHTS: returnWeights,
-  };
-  const key = `flash_attention:${storage}:${Object.values(constants).join(',')}`;
-  const pipeline = await ctx.pipeline(
-    key,
-    () => elementPrelude(storage, true) + specialise(flashSource + maskBiasSource, constants),
-  );
+  let key: string;
+  let pipeline: Promise<GPUComputePipeline>;
+  if (registers) {
+    const constants = { WG: ROWS_PER_WORKGROUP / 4, D4, DV4, MASK: maskKind, LSE: returnLse };
+    key = `flash_attention_registers:${storage}:${Object.values(constants).join(',')}`;
+    pipeline = ctx.pipeline(
+      key,
+      () =>
+        elementPrelude(storage, true) +
+        chunkPrelude(storage) +
+        specialise(registersSource + maskBiasSource, constants),
+    );
+  } else {
+    const constants = {
+      WG: ROWS_PER_WORKGROUP,
+      BC: keysPerTile(ctx, D4, DV4),
+      D4,
+      DV4,
+      MASK: maskKind,
+      LSE: returnLse,
+      WEIGHTS: returnWeights,
+    };
+    key = `flash_attention:${storage}:${Object.values(constants).join(',')}`;
+    pipeline = ctx.pipeline(
+      key,
+      () => elementPrelude(storage, true) + specialise(flashSource + maskBiasSource, constants),
+    );
+  }
 
   const output = ctx.zeros([B, Hq, Lq, Dv], q.dtype, 'attention:output');
   const lse = returnLse ? ctx.zeros([B, Hq, Lq], 'f32', 'attention:lse') : undefined;
@@ -130,7 +145,7 @@ export async function attentionShifted(
   ctx.run([
     {
       label: key,
-      pipeline,
+      pipeline: await pipeline,
       uniforms,
       buffers: [
         q.buffer,
@@ -139,12 +154,22 @@ export async function attentionShifted(
         mask ? mask.buffer : ctx.dummy('mask'),
         output.buffer,
         lse ? lse.buffer : ctx.dummy('lse'),
-        weights ? weights.buffer : ctx.dummy('weights'),
+        ...(registers ? [] : [weights ? weights.buffer : ctx.dummy('weights')]),
       ],
       workgroups: grid,
     },
   ]);
   return { output, lse, weights };
+}
+
+/**
+ * The flash kernel that runs a call of these sizes and options on `ctx`: the context's choice
+ * when it is `'workgroup'` or the call suits `'registers'` (head dims multiples of 4, whose rows
+ * load as whole vec4s, and no weights output), else `'workgroup'`.
+ */
+export function flashKernel(ctx: Context, shape: AttentionShape, options: AttentionOptions): AttentionKernel {
+  const fits = shape.D % 4 === 0 && shape.Dv % 4 === 0 && !options.returnWeights;
+  return ctx.attentionKernel === 'registers' && fits ? 'registers' : 'workgroup';
 }
 
 /**
