@@ -1,6 +1,8 @@
 // Split-K attention for few queries against many keys (flash-decoding), in two passes that share
 // the parameters below; src/ops/decode_attention.ts compiles each pass from this file's common
-// part plus that pass's section (split at the `// ==== pass:` lines).
+// part plus that pass's section (split at the `// ====` lines). Pass 1 comes in two forms,
+// for the context's two attention kernels (see ContextOptions.attentionKernel): `split`, with
+// workgroup memory, for GPUs, and `split_registers`, without, for adapters that run on the CPU.
 // q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> out [B, Hq, Lq, Dv], lse [B, Hq, Lq].
 // k and v rows of one kv head are contiguous; kv heads are kStride (vStride) rows apart, so a
 // KV cache of capacity rows is read in place.
@@ -22,10 +24,12 @@ struct Params {
   // element strides of the mask broadcast to [B, Hq, Lq, Lk] (0 on broadcast dims)
   mask_b: u32, mask_h: u32, mask_i: u32, mask_j: u32,
   scale: f32, kStride: u32, vStride: u32, group: u32,
-  // tiles of WG keys per chunk; partials per query row (chunks * G)
+  // tiles of keys per chunk (WG keys in `split`, 4 in `split_registers`); partials per query row
   tilesPerChunk: u32, P: u32,
   // causal: key j is allowed for row i iff j <= i + shift (Lk - Lq, or a split call's own shift)
   shift: i32,
+  // split_registers: its (chunk group, row) grid folded into x, y and z
+  grid_x: u32, grid_y: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -34,23 +38,14 @@ struct Params {
 const MASKED = -3.0e38;
 const NEG_INF_BITS = 0xff800000u;
 
-// ==== pass: split ====
+// ==== part of both forms of pass 1 ====
 
-@group(0) @binding(1) var<storage, read> q: array<Stored>;
-@group(0) @binding(2) var<storage, read> k: array<Stored>;
-@group(0) @binding(3) var<storage, read> v: array<Stored>;
 // bool: bytes packed four per word; additive: f32 bits
 @group(0) @binding(4) var<storage, read> mask: array<u32>;
 // [B * Hq * Lq, P, DV4]: unnormalised output of each partial
 @group(0) @binding(5) var<storage, read_write> partO: array<vec4<f32>>;
 // [B * Hq * Lq, P]: (m, l) of each partial
 @group(0) @binding(6) var<storage, read_write> partML: array<vec2<f32>>;
-
-var<workgroup> qs: array<vec4<f32>, RQ * D4>;
-// [RQ, WG]: scores of the tile, then their exp(s - m)
-var<workgroup> sc: array<f32, RQ * WG>;
-// [RQ, WG]: scratch of the max reduction
-var<workgroup> red: array<f32, RQ * WG>;
 
 struct Row {
   valid: bool,
@@ -75,6 +70,18 @@ fn keyBias(b: u32, row: Row, j: u32, jStop: u32) -> f32 {
   }
   return maskBias(b * p.mask_b + row.h * p.mask_h + row.i * p.mask_i + j * p.mask_j);
 }
+
+// ==== pass 1: split ====
+
+@group(0) @binding(1) var<storage, read> q: array<Stored>;
+@group(0) @binding(2) var<storage, read> k: array<Stored>;
+@group(0) @binding(3) var<storage, read> v: array<Stored>;
+
+var<workgroup> qs: array<vec4<f32>, RQ * D4>;
+// [RQ, WG]: scores of the tile, then their exp(s - m)
+var<workgroup> sc: array<f32, RQ * WG>;
+// [RQ, WG]: scratch of the max reduction
+var<workgroup> red: array<f32, RQ * WG>;
 
 // Elements 4c .. 4c + 3 of the v row starting at element `base`, zero past Dv.
 fn loadV4(base: u32, c: u32) -> vec4<f32> {
@@ -206,7 +213,116 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }
 
-// ==== pass: merge ====
+// ==== pass 1: split_registers ====
+
+// One invocation per (key chunk, query row), no workgroup memory: it walks its chunk four keys at
+// a time, their scores a vec4 and their rows 4 x 4 blocks, and writes one partial (m, l, o) of the
+// row. Needs D and Dv multiples of 4 (D4 and DV4 exact): q, k and v are read a Chunk at a time.
+@group(0) @binding(1) var<storage, read> q: array<Chunk>;
+@group(0) @binding(2) var<storage, read> k: array<Chunk>;
+@group(0) @binding(3) var<storage, read> v: array<Chunk>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let flat = wid.x + (wid.y + wid.z * p.grid_y) * p.grid_x;
+  let groups = (p.P + WG - 1u) / WG;
+  let row = flat / groups;
+  let chunk = (flat % groups) * WG + t;
+  if (row >= p.B * p.Hq * p.Lq || chunk >= p.P) {
+    return;
+  }
+  let i = row % p.Lq;
+  let h = (row / p.Lq) % p.Hq;
+  let b = row / (p.Lq * p.Hq);
+  let hk = h / p.group;
+  // first chunk of the kv head's key 0
+  let kBase = (b * p.Hkv + hk) * p.kStride * D4;
+  let vBase = (b * p.Hkv + hk) * p.vStride * DV4;
+
+  var qr: array<vec4<f32>, D4>;
+  for (var c = 0u; c < D4; c++) {
+    qr[c] = unpackChunk(q[row * D4 + c]) * p.scale;
+  }
+  let jStart = chunk * p.tilesPerChunk * 4u;
+  var jStop = min(jStart + p.tilesPerChunk * 4u, p.Lk);
+  if (p.causal != 0u) {
+    jStop = min(jStop, u32(clamp(i32(i) + p.shift + 1, 0, i32(p.Lk))));
+  }
+
+  var m = MASKED;
+  var l = 0.0;
+  var acc: array<vec4<f32>, DV4>;
+  for (var j0 = jStart; j0 < jStop; j0 += 4u) {
+    // A full tile: four keys that the row may attend, with no mask values to add.
+    let full = MASK == 0u && j0 + 4u <= jStop;
+    // bias[e]: of key j0 + e
+    var bias = vec4<f32>();
+    if (!full) {
+      let r = Row(true, h, i, row);
+      for (var e = 0u; e < 4u; e++) {
+        bias[e] = keyBias(b, r, j0 + e, jStop);
+      }
+      if (all(bias == vec4<f32>(MASKED))) {
+        continue;
+      }
+    }
+    let ok = bias > vec4<f32>(MASKED);
+
+    // Keys past jStop read whatever the buffer holds there; their scores are replaced below.
+    var s = bias;
+    let kt = kBase + j0 * D4;
+    for (var c = 0u; c < D4; c++) {
+      let qc = qr[c];
+      s += vec4<f32>(
+        dot(unpackChunk(k[kt + c]), qc),
+        dot(unpackChunk(k[kt + D4 + c]), qc),
+        dot(unpackChunk(k[kt + 2u * D4 + c]), qc),
+        dot(unpackChunk(k[kt + 3u * D4 + c]), qc),
+      );
+    }
+    if (!full) {
+      // by select, so that a NaN or Infinity in a key the row may not attend stays out
+      s = select(vec4<f32>(MASKED), s, ok);
+    }
+    let mNew = max(m, max(max(s.x, s.y), max(s.z, s.w)));
+    let alpha = exp(m - mNew);
+    m = mNew;
+    var pr = exp(s - mNew);
+    if (!full) {
+      pr = select(vec4<f32>(0.0), pr, ok);
+    }
+    l = l * alpha + pr.x + pr.y + pr.z + pr.w;
+
+    let vt = vBase + j0 * DV4;
+    for (var c = 0u; c < DV4; c++) {
+      // byKey[e]: dims 4c .. 4c + 3 of key j0 + e
+      let byKey = mat4x4<f32>(
+        unpackChunk(v[vt + c]),
+        unpackChunk(v[vt + DV4 + c]),
+        unpackChunk(v[vt + 2u * DV4 + c]),
+        unpackChunk(v[vt + 3u * DV4 + c]),
+      );
+      var add: vec4<f32>;
+      if (full) {
+        add = byKey * pr;
+      } else {
+        add = vec4<f32>(0.0);
+        for (var e = 0u; e < 4u; e++) {
+          add += select(vec4<f32>(0.0), pr[e] * byKey[e], ok[e]);
+        }
+      }
+      acc[c] = acc[c] * alpha + add;
+    }
+  }
+
+  let part = row * p.P + chunk;
+  for (var c = 0u; c < DV4; c++) {
+    partO[part * DV4 + c] = acc[c];
+  }
+  partML[part] = vec2<f32>(m, l);
+}
+
+// ==== pass 2: merge ====
 
 // [B * Hq * Lq, P, DV4] and [B * Hq * Lq, P], written by the split pass
 @group(0) @binding(1) var<storage, read> partO: array<vec4<f32>>;

@@ -1,5 +1,6 @@
 // Our library: the fused op (`attention`) and the composed path (matmul -> softmax -> matmul).
 import { attention, type Context, matmul, softmax, type Tensor } from '../../src';
+import { flashKernel } from '../../src/ops/attention';
 import { prefersDecode } from '../../src/ops/decode_attention';
 import type { PassProbe } from '../probe';
 import type { BenchInputs, CallStats, Impl } from './types';
@@ -34,9 +35,8 @@ export function oursFused(ctx: Context, probe: PassProbe): Impl {
       const { q, k, v } = upload(ctx, inputs);
       const { causal } = inputs.shape;
       // The op's own rule for its kernel choice (it does not report the choice in its result).
-      const kernel = prefersDecode({ ...inputs.shape, Dv: inputs.shape.D }, { causal })
-        ? 'split-K decode'
-        : 'flash';
+      const shape = { ...inputs.shape, Dv: inputs.shape.D };
+      const kernel = `${prefersDecode(shape, { causal }) ? 'split-K decode' : 'flash'} (${flashKernel(ctx, shape, { causal })})`;
       const call = async () => [(await attention(q, k, v, { causal })).output];
       return {
         device: ctx.device,

@@ -1,6 +1,7 @@
 import decodeSource from '../../shaders/decode_attention.wgsl?raw';
 import maskBiasSource from '../../shaders/mask_bias.wgsl?raw';
-import { elementPrelude, elementStorage } from '../f16';
+import type { Context } from '../context';
+import { chunkPrelude, type ElementStorage, elementPrelude, elementStorage } from '../f16';
 import { broadcastStrides } from '../shape';
 import type { Tensor } from '../tensor';
 import { Usage } from '../usage';
@@ -9,8 +10,9 @@ import {
   type AttentionResult,
   type AttentionShape,
   checkAttentionInputs,
+  flashKernel,
 } from './attention';
-import { specialise } from './common';
+import { foldGrid, specialise } from './common';
 
 /** Invocations per workgroup of both passes; also keys per tile of the split pass (a power of two). */
 const WG = 64;
@@ -21,7 +23,13 @@ const TARGET_WORKGROUPS = 256;
 /** Fewest key tiles per chunk, so that each workgroup's q load and each partial pay off. */
 const MIN_TILES_PER_CHUNK = 2;
 
-const [COMMON, SPLIT, MERGE] = decodeSource.split(/^\/\/ ==== pass: \w+ ====$/m);
+const [COMMON, SPLIT_PARTS, SPLIT, SPLIT_REGISTERS, MERGE] = decodeSource.split(/^\/\/ ==== .* ====$/m);
+
+/** Invocations per workgroup of `split_registers` (one key chunk each). */
+const REGISTERS_WG = 16;
+/** `split_registers`: invocations to aim for, and fewest keys per chunk (a multiple of 4). */
+const REGISTERS_TARGET_CHUNKS = 1024;
+const REGISTERS_MIN_KEYS = 32;
 
 /** The fewest workgroups per grid dimension every WebGPU device allows. */
 const MIN_GRID_DIMENSION = 65535;
@@ -72,45 +80,19 @@ export async function decodeSplitK(
   const mask = options.mask;
   const maskStrides = mask ? broadcastStrides('attention: mask', mask.shape, [B, Hq, Lq, Lk]) : [0, 0, 0, 0];
   const storage = elementStorage(ctx, q.dtype);
-  const group = Hq / Hkv;
-  const D4 = Math.ceil(D / 4);
   const DV4 = Math.ceil(Dv / 4);
-  // Rows of a block are the group * Lq (query head, query) pairs of one kv head.
-  const RQ = 2 ** Math.ceil(Math.log2(Math.min(group * Lq, MAX_ROWS)));
-  const rowBlocks = Math.ceil((group * Lq) / RQ);
-  const G = Math.floor(WG / DV4);
   const rows = B * Hq * Lq;
-  if (B * Hkv > ctx.limits.maxComputeWorkgroupsPerDimension) {
-    throw new Error(
-      `attention: the decode kernel runs B * Hkv = ${B * Hkv} workgroups in one grid dimension, more than maxComputeWorkgroupsPerDimension ${ctx.limits.maxComputeWorkgroupsPerDimension}`,
-    );
-  }
-  const partBytes = G * DV4 * 16; // one chunk's partial outputs of one row
-
-  const tiles = Math.ceil(Lk / WG);
-  const fit = Math.floor(ctx.limits.maxStorageBufferBindingSize / (rows * partBytes));
-  if (fit < 1) {
-    throw new Error(
-      `attention: ${rows} query rows need ${rows * partBytes} bytes of partials, more than maxStorageBufferBindingSize ${ctx.limits.maxStorageBufferBindingSize}`,
-    );
-  }
-  let chunks = Math.ceil(TARGET_WORKGROUPS / (B * Hkv * rowBlocks));
-  chunks = Math.max(1, Math.min(chunks, Math.floor(tiles / MIN_TILES_PER_CHUNK), fit));
-  const tilesPerChunk = Math.ceil(tiles / chunks);
-  chunks = Math.ceil(tiles / tilesPerChunk);
-  const P = chunks * G;
-
   const maskKind = !mask ? 0 : mask.dtype === 'bool' ? 1 : 2;
+  const split =
+    flashKernel(ctx, shape, options) === 'registers'
+      ? registersSplit(ctx, shape, storage, maskKind)
+      : workgroupSplit(ctx, shape, storage, maskKind);
+  const { P, tilesPerChunk } = split;
   const returnLse = options.returnLse ?? false;
-  const splitConstants = { WG, RQ, D4, DV4, G, MASK: maskKind };
   const mergeConstants = { WG, DV4, LSE: returnLse };
-  const splitKey = `decode_attention:split:${storage}:${Object.values(splitConstants).join(',')}`;
   const mergeKey = `decode_attention:merge:${storage}:${Object.values(mergeConstants).join(',')}`;
-  const [split, merge] = await Promise.all([
-    ctx.pipeline(
-      splitKey,
-      () => elementPrelude(storage, false) + specialise(COMMON + SPLIT + maskBiasSource, splitConstants),
-    ),
+  const [splitPipeline, merge] = await Promise.all([
+    split.pipeline,
     ctx.pipeline(mergeKey, () => elementPrelude(storage, true) + specialise(COMMON + MERGE, mergeConstants)),
   ]);
 
@@ -119,8 +101,9 @@ export async function decodeSplitK(
   const partO = ctx.createBuffer(rows * P * DV4 * 16, Usage.STORAGE, 'attention:partials');
   const partML = ctx.createBuffer(rows * P * 8, Usage.STORAGE, 'attention:partial-lse');
 
-  const uniforms = new ArrayBuffer(80);
-  new Uint32Array(uniforms).set([
+  const uniforms = new ArrayBuffer(96);
+  const u32 = new Uint32Array(uniforms);
+  u32.set([
     B,
     Hq,
     Hkv,
@@ -133,20 +116,21 @@ export async function decodeSplitK(
     0, // scale, below
     k.rowStride,
     v.rowStride,
-    group,
+    Hq / Hkv,
     tilesPerChunk,
     P,
   ]);
   new Float32Array(uniforms)[12] = options.scale ?? 1 / Math.sqrt(D);
   new Int32Array(uniforms)[18] = causalShift;
+  u32.set(split.workgroups.slice(0, 2), 19);
 
   ctx.run([
     {
-      label: splitKey,
-      pipeline: split,
+      label: split.key,
+      pipeline: splitPipeline,
       uniforms,
       buffers: [q.buffer, k.buffer, v.buffer, mask ? mask.buffer : ctx.dummy('mask'), partO, partML],
-      workgroups: [chunks, rowBlocks, B * Hkv],
+      workgroups: split.workgroups,
     },
     {
       label: mergeKey,
@@ -160,4 +144,92 @@ export async function decodeSplitK(
   ctx.freeBuffer(partO);
   ctx.freeBuffer(partML);
   return { output, lse };
+}
+
+/** Pass 1 of a call: its pipeline, partials per row (P), tiles per chunk and grid. */
+interface SplitPlan {
+  key: string;
+  pipeline: Promise<GPUComputePipeline>;
+  P: number;
+  tilesPerChunk: number;
+  workgroups: [number, number, number];
+}
+
+/** Throws unless `P` partials of every row fit in one binding. */
+function checkPartials(ctx: Context, rows: number, P: number, DV4: number): void {
+  const bytes = rows * P * DV4 * 16;
+  if (bytes > ctx.limits.maxStorageBufferBindingSize) {
+    throw new Error(
+      `attention: ${rows} query rows need ${bytes} bytes of partials, more than maxStorageBufferBindingSize ${ctx.limits.maxStorageBufferBindingSize}`,
+    );
+  }
+}
+
+/** `split`: workgroups of (key chunk, block of RQ rows of one kv head), G partials per chunk. */
+function workgroupSplit(
+  ctx: Context,
+  shape: AttentionShape,
+  storage: ElementStorage,
+  maskKind: number,
+): SplitPlan {
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
+  const group = Hq / Hkv;
+  const D4 = Math.ceil(D / 4);
+  const DV4 = Math.ceil(Dv / 4);
+  // Rows of a block are the group * Lq (query head, query) pairs of one kv head.
+  const RQ = 2 ** Math.ceil(Math.log2(Math.min(group * Lq, MAX_ROWS)));
+  const rowBlocks = Math.ceil((group * Lq) / RQ);
+  const G = Math.floor(WG / DV4);
+  const rows = B * Hq * Lq;
+  if (B * Hkv > ctx.limits.maxComputeWorkgroupsPerDimension) {
+    throw new Error(
+      `attention: the decode kernel runs B * Hkv = ${B * Hkv} workgroups in one grid dimension, more than maxComputeWorkgroupsPerDimension ${ctx.limits.maxComputeWorkgroupsPerDimension}`,
+    );
+  }
+  checkPartials(ctx, rows, G, DV4);
+  const tiles = Math.ceil(Lk / WG);
+  const fit = Math.floor(ctx.limits.maxStorageBufferBindingSize / (rows * G * DV4 * 16));
+  let chunks = Math.ceil(TARGET_WORKGROUPS / (B * Hkv * rowBlocks));
+  chunks = Math.max(1, Math.min(chunks, Math.floor(tiles / MIN_TILES_PER_CHUNK), fit));
+  const tilesPerChunk = Math.ceil(tiles / chunks);
+  chunks = Math.ceil(tiles / tilesPerChunk);
+  const constants = { WG, RQ, D4, DV4, G, MASK: maskKind };
+  const key = `decode_attention:split:${storage}:${Object.values(constants).join(',')}`;
+  const pipeline = ctx.pipeline(
+    key,
+    () =>
+      elementPrelude(storage, false) + specialise(COMMON + SPLIT_PARTS + SPLIT + maskBiasSource, constants),
+  );
+  return { key, pipeline, P: chunks * G, tilesPerChunk, workgroups: [chunks, rowBlocks, B * Hkv] };
+}
+
+/** `split_registers`: one invocation per (key chunk, row), one partial per chunk. */
+function registersSplit(
+  ctx: Context,
+  shape: AttentionShape,
+  storage: ElementStorage,
+  maskKind: number,
+): SplitPlan {
+  const { B, Hq, Lq, Lk, D, Dv } = shape;
+  const D4 = D / 4;
+  const DV4 = Dv / 4;
+  const rows = B * Hq * Lq;
+  const tiles = Math.ceil(Lk / 4);
+  checkPartials(ctx, rows, 1, DV4);
+  const fit = Math.floor(ctx.limits.maxStorageBufferBindingSize / (rows * DV4 * 16));
+  let chunks = Math.ceil(REGISTERS_TARGET_CHUNKS / rows);
+  chunks = Math.max(1, Math.min(chunks, Math.floor(tiles / (REGISTERS_MIN_KEYS / 4)), fit));
+  const tilesPerChunk = Math.ceil(tiles / chunks);
+  chunks = Math.ceil(tiles / tilesPerChunk);
+  const constants = { WG: REGISTERS_WG, D4, DV4, MASK: maskKind };
+  const key = `decode_attention:split_registers:${storage}:${Object.values(constants).join(',')}`;
+  const pipeline = ctx.pipeline(
+    key,
+    () =>
+      elementPrelude(storage, false) +
+      chunkPrelude(storage) +
+      specialise(COMMON + SPLIT_PARTS + SPLIT_REGISTERS + maskBiasSource, constants),
+  );
+  const workgroups = foldGrid(ctx, rows * Math.ceil(chunks / REGISTERS_WG), 'attention');
+  return { key, pipeline, P: chunks, tilesPerChunk, workgroups };
 }
