@@ -8,13 +8,28 @@ describe('createContext options', () => {
   it('unknown options and limits throw, naming them', async () => {
     const typo = { gpu: navigator.gpu, limit: {} } as unknown as Parameters<typeof createContext>[0];
     await expect(createContext(typo)).rejects.toThrow(
-      "createContext: unknown option 'limit', expected one of gpu, device, adapter, powerPreference, disableFeatures, limits, label",
+      "createContext: unknown option 'limit', expected one of gpu, device, adapter, powerPreference, disableFeatures, limits, label, attentionKernel",
     );
     const badLimit = { limits: { maxBindingSize: 4 } } as unknown as Parameters<typeof createContext>[0];
     await expect(createContext(badLimit)).rejects.toThrow("createContext: unknown limit 'maxBindingSize'");
     await expect(createContext({ limits: { maxStorageBufferBindingSize: 0 } })).rejects.toThrow(
       'createContext: limits.maxStorageBufferBindingSize must be a positive integer, received 0',
     );
+  });
+  it('attentionKernel: a bad name throws; the default follows the adapter', async () => {
+    const bad = { attentionKernel: 'fast' } as unknown as Parameters<typeof createContext>[0];
+    await expect(createContext(bad)).rejects.toThrow(
+      `createContext: options.attentionKernel must be 'workgroup' or 'registers', received "fast"`,
+    );
+    const ctx = await createContext();
+    const fallback = ctx.adapterInfo.isFallbackAdapter;
+    // SwiftShader runs compute on the CPU: it counts as a fallback adapter
+    if (ctx.adapterInfo.architecture === 'swiftshader') expect(fallback).toBe(true);
+    expect(ctx.attentionKernel).toBe(fallback ? 'registers' : 'workgroup');
+    ctx.destroy();
+    const chosen = await createContext({ attentionKernel: 'workgroup' });
+    expect(chosen.attentionKernel).toBe('workgroup');
+    chosen.destroy();
   });
 });
 
