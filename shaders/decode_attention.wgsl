@@ -222,6 +222,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 @group(0) @binding(2) var<storage, read> k: array<Chunk>;
 @group(0) @binding(3) var<storage, read> v: array<Chunk>;
 
+// Chunk c of four consecutive v rows from chunk `first`: column j holds dims 4c .. 4c + 3 of row j.
+fn keyChunks(first: u32, c: u32) -> mat4x4<f32> {
+  return mat4x4<f32>(
+    unpackChunk(v[first + c]),
+    unpackChunk(v[first + DV4 + c]),
+    unpackChunk(v[first + 2u * DV4 + c]),
+    unpackChunk(v[first + 3u * DV4 + c]),
+  );
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let flat = wid.x + (wid.y + wid.z * p.grid_y) * p.grid_x;
@@ -293,25 +303,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     l = l * alpha + pr.x + pr.y + pr.z + pr.w;
 
+    // The same product on both paths, written out for each: a branch inside the loop costs
+    // SwiftShader much of its speed.
     let vt = vBase + j0 * DV4;
-    for (var c = 0u; c < DV4; c++) {
-      // byKey[e]: dims 4c .. 4c + 3 of key j0 + e
-      let byKey = mat4x4<f32>(
-        unpackChunk(v[vt + c]),
-        unpackChunk(v[vt + DV4 + c]),
-        unpackChunk(v[vt + 2u * DV4 + c]),
-        unpackChunk(v[vt + 3u * DV4 + c]),
-      );
-      var add: vec4<f32>;
-      if (full) {
-        add = byKey * pr;
-      } else {
-        add = vec4<f32>(0.0);
+    if (full) {
+      for (var c = 0u; c < DV4; c++) {
+        acc[c] = acc[c] * alpha + keyChunks(vt, c) * pr;
+      }
+    } else {
+      for (var c = 0u; c < DV4; c++) {
+        // column e of byKey: dims 4c .. 4c + 3 of key j0 + e
+        let byKey = keyChunks(vt, c);
+        var add = vec4<f32>(0.0);
         for (var e = 0u; e < 4u; e++) {
           add += select(vec4<f32>(0.0), pr[e] * byKey[e], ok[e]);
         }
+        acc[c] = acc[c] * alpha + add;
       }
-      acc[c] = acc[c] * alpha + add;
     }
   }
 

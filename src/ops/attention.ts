@@ -1,5 +1,6 @@
 import flashSource from '../../shaders/flash_attention.wgsl?raw';
 import registersSource from '../../shaders/flash_attention_registers.wgsl?raw';
+import flashCommonSource from '../../shaders/flash_common.wgsl?raw';
 import maskBiasSource from '../../shaders/mask_bias.wgsl?raw';
 import type { AttentionKernel, Context } from '../context';
 import { chunkPrelude, elementPrelude, elementStorage } from '../f16';
@@ -110,7 +111,7 @@ export async function attentionShifted(
       () =>
         elementPrelude(storage, true) +
         chunkPrelude(storage) +
-        specialise(registersSource + maskBiasSource, constants),
+        specialise(registersSource + flashCommonSource + maskBiasSource, constants),
     );
   } else {
     const constants = {
@@ -125,7 +126,9 @@ export async function attentionShifted(
     key = `flash_attention:${storage}:${Object.values(constants).join(',')}`;
     pipeline = ctx.pipeline(
       key,
-      () => elementPrelude(storage, true) + specialise(flashSource + maskBiasSource, constants),
+      () =>
+        elementPrelude(storage, true) +
+        specialise(flashSource + flashCommonSource + maskBiasSource, constants),
     );
   }
 
