@@ -9,7 +9,7 @@
 //
 // Options: --shapes a,b (names or groups: prefill, causal, d128, gqa, decode; layer: the decode-layer
 // section, run after the attention shapes, also part of 'all'), --impl a,b
-// (ours, composed, ort-subgroups, ort, tfjs, naive, ort-wasm), --repeats N, --warmup N,
+// (ours, ours-other, composed, ort-subgroups, ort, tfjs, naive, ort-wasm), --repeats N, --warmup N,
 // --max-slow-L N (slow implementations skipped above query length N), --row-budget-s N (a row
 // whose calls are slow gets fewer timed runs, at least 2; 0 = always --repeats), --no-matmul,
 // --save / --no-save (default: save only a full run), --out DIR, --timeout-min N,

@@ -41,7 +41,16 @@ export const DEFAULT_OPTIONS: BenchOptions = {
   rowBudgetS: 30,
 };
 
-export const IMPL_IDS = ['ours', 'composed', 'ort-subgroups', 'ort', 'tfjs', 'naive', 'ort-wasm'] as const;
+export const IMPL_IDS = [
+  'ours',
+  'ours-other',
+  'composed',
+  'ort-subgroups',
+  'ort',
+  'tfjs',
+  'naive',
+  'ort-wasm',
+] as const;
 
 /** A check passes when |out - ref| <= TOL + TOL·|ref| everywhere: looser than the library's own
  * tests (1e-4) so that peers with a different summation order pass, far tighter than a wrong result. */
@@ -195,6 +204,11 @@ async function createImpls(
   const hasSubgroups = adapterFeatures.includes('subgroups');
   const makers: Record<(typeof IMPL_IDS)[number], () => Impl | Promise<Impl>> = {
     ours: () => oursFused(ctx, probe),
+    'ours-other': async () => {
+      const attentionKernel = ctx.attentionKernel === 'registers' ? 'workgroup' : 'registers';
+      const other = await createContext({ device: ctx.device, attentionKernel, label: 'bench:other' });
+      return oursFused(other, probe, true);
+    },
     composed: () => oursComposed(ctx, probe),
     'ort-subgroups': async () => {
       const label = 'onnxruntime-web WebGPU, subgroups on';

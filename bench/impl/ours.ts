@@ -24,13 +24,17 @@ function upload(ctx: Context, inputs: BenchInputs) {
   };
 }
 
-/** The fused op, one call of `attention`. */
-export function oursFused(ctx: Context, probe: PassProbe): Impl {
+/**
+ * The fused op, one call of `attention`, in the kernel form `ctx` chose for the adapter; with
+ * `other`, on a context of the same device forced to the other form (to show what the choice buys).
+ */
+export function oursFused(ctx: Context, probe: PassProbe, other = false): Impl {
   return {
-    id: 'ours',
-    label: 'ours fused',
+    id: other ? 'ours-other' : 'ours',
+    label: other ? `ours fused, ${ctx.attentionKernel} form` : 'ours fused',
     kind: 'ours',
-    slow: false,
+    // the other form is the slow one on this adapter by the context's own rule
+    slow: other,
     async prepare(inputs) {
       const { q, k, v } = upload(ctx, inputs);
       const { causal } = inputs.shape;
@@ -52,7 +56,9 @@ export function oursFused(ctx: Context, probe: PassProbe): Impl {
         },
       };
     },
-    dispose() {},
+    dispose() {
+      if (other) ctx.destroy();
+    },
   };
 }
 
