@@ -47,13 +47,14 @@ export interface ContextOptions {
   limits?: Partial<Limits>;
   label?: string;
   /**
-   * The prefill kernel of `attention`: `'workgroup'` stages K and V tiles in workgroup memory, one
-   * query row per invocation (what GPUs are fast at); `'registers'` gives each invocation four
-   * query rows as 4 x 4 register blocks and reads K and V straight from storage, with no
-   * barriers (what adapters that run compute on the CPU, such as SwiftShader, are fast at).
-   * Default: `'registers'` on a fallback adapter (`adapter.info.isFallbackAdapter`, or
-   * SwiftShader), else `'workgroup'`. `'registers'` needs head dims that are multiples of 4 and
-   * no `returnWeights`; other calls use `'workgroup'` either way.
+   * The form of `attention`'s kernels (the flash kernel and the split-K decode pass):
+   * `'workgroup'` stages K and V tiles in workgroup memory shared by the workgroup's rows (what
+   * GPUs are fast at); `'registers'` holds several query rows or keys per invocation as 4 x 4
+   * register blocks and reads K and V straight from storage, with no barriers (what adapters that
+   * run compute on the CPU, such as SwiftShader, are fast at). Default: `'registers'` on a
+   * fallback adapter (`adapter.info.isFallbackAdapter`, or SwiftShader), else `'workgroup'`.
+   * `'registers'` needs head dims that are multiples of 4 and no `returnWeights`; other calls use
+   * `'workgroup'` either way.
    */
   attentionKernel?: AttentionKernel;
 }
@@ -125,7 +126,7 @@ export class Context {
   readonly lost: Promise<ContextLostInfo>;
   /** The device's limits, lowered where {@link ContextOptions.limits} asked. */
   readonly limits: Readonly<Limits>;
-  /** The prefill kernel `attention` uses here (see {@link ContextOptions.attentionKernel}). */
+  /** The kernel form `attention` uses here (see {@link ContextOptions.attentionKernel}). */
   readonly attentionKernel: AttentionKernel;
   private lostInfo: ContextLostInfo | undefined;
   private bytes = 0;

@@ -52,8 +52,9 @@ export interface AttentionShape {
 }
 
 /**
- * Scaled dot-product attention: softmax(q kᵀ · scale + mask) v, fused: one dispatch of a flash
- * kernel (the context's {@link Context.attentionKernel}), or for few queries against many keys the split-K decode kernel (two dispatches).
+ * Scaled dot-product attention: softmax(q kᵀ · scale + mask) v, fused: one dispatch of the flash
+ * kernel, or for few queries against many keys the split-K decode kernel (two dispatches), each
+ * in the form the context chose ({@link Context.attentionKernel}).
  * q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> output [B, Hq, Lq, Dv].
  * Hq must be a multiple of Hkv (query head h reads kv head floor(h / (Hq / Hkv))).
  * q, k and v are all 'f32' or all 'f16' (halves in memory; max, sum and output accumulate in f32);
