@@ -174,7 +174,14 @@ export class KVCache {
     this.filled = 0;
   }
 
-  /** Frees the GPU buffers. Safe to call twice. */
+  /** @internal for its views (see Tensor.view) */
+  readonly kind = 'KVCache';
+  /** True once {@link destroy} has run: its views are then unusable too. */
+  get destroyed(): boolean {
+    return !this.keyBuffer;
+  }
+
+  /** Frees the GPU buffers (its views become unusable). Safe to call twice. */
   destroy(): void {
     for (const b of [this.keyBuffer, this.valueBuffer]) if (b) this.ctx.freeBuffer(b);
     this.keyBuffer = undefined;
@@ -196,6 +203,7 @@ export class KVCache {
       [this.batch, this.kvHeads, this.filled, cols],
       this.dtype,
       this.capacity,
+      this,
     );
   }
 }

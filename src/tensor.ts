@@ -22,6 +22,12 @@ export function bytesPerElement(dtype: DType): number {
 
 const USAGE = Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST;
 
+/** @internal the object whose buffer a view reads, e.g. a KVCache. */
+export interface ViewOwner {
+  readonly kind: string;
+  readonly destroyed: boolean;
+}
+
 /** An n-d array in a GPUBuffer, row-major. Create tensors through a {@link Context}. */
 export class Tensor {
   private live = true;
@@ -38,6 +44,8 @@ export class Tensor {
      * larger buffer, e.g. a KV cache's keys [B, Hkv, length, D] with row stride = capacity.
      */
     readonly rowStride: number = shape.length < 2 ? 1 : shape[shape.length - 2],
+    /** What a view's buffer belongs to (a KV cache): once it is destroyed, so is the view. */
+    private readonly owner?: ViewOwner,
   ) {
     ctx.track(this);
   }
@@ -93,6 +101,7 @@ export class Tensor {
     shape: readonly number[],
     dtype: DType,
     rowStride: number,
+    owner?: ViewOwner,
   ): Tensor {
     const size = checkShape(shape, 'view');
     const rows = shape[shape.length - 2];
@@ -105,7 +114,7 @@ export class Tensor {
     if (buffer.size < needed) {
       throw new Error(`view: buffer has ${buffer.size} bytes, expected at least ${needed}`);
     }
-    return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, false, rowStride);
+    return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, false, rowStride, owner);
   }
 
   /** False for a view whose matrices have more rows in the buffer than in its shape. */
@@ -121,7 +130,7 @@ export class Tensor {
     return this.shape.length;
   }
   get destroyed(): boolean {
-    return !this.live;
+    return !this.live || this.owner?.destroyed === true;
   }
 
   /**
@@ -130,6 +139,11 @@ export class Tensor {
    */
   assertUsable(what: string, ctx: Context = this.ctx, allowRowStride = false): void {
     if (!this.live) throw new Error(`${what}: tensor [${this.shape.join(', ')}] was destroyed`);
+    if (this.owner?.destroyed) {
+      throw new Error(
+        `${what}: tensor [${this.shape.join(', ')}] is a view of a ${this.owner.kind} that was destroyed`,
+      );
+    }
     if (ctx !== this.ctx) throw new Error(`${what}: tensor belongs to another context`);
     if (!allowRowStride && !this.contiguous) {
       throw new Error(

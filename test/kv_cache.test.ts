@@ -195,6 +195,22 @@ describe('append', () => {
     cache.destroy();
   });
 
+  it('views of a destroyed cache throw a clear error instead of reaching the GPU', async () => {
+    const cache = new KVCache(ctx, { batch: 1, kvHeads: 1, headDim: 4, capacity: 8 });
+    const q = ctx.tensor(new Float32Array(8), [1, 1, 2, 4]);
+    const { k, v } = await cache.append(q, q);
+    cache.destroy();
+    expect(cache.destroyed).toBe(true);
+    expect(k.destroyed).toBe(true);
+    await expect(attention(q, k, v)).rejects.toThrow(
+      'attention: k: tensor [1, 1, 2, 4] is a view of a KVCache that was destroyed',
+    );
+    await expect(k.read()).rejects.toThrow(
+      'read: tensor [1, 1, 2, 4] is a view of a KVCache that was destroyed',
+    );
+    q.destroy();
+  });
+
   it('destroy frees its buffers', () => {
     const before = ctx.liveBytes;
     const cache = new KVCache(ctx, { batch: 2, kvHeads: 2, headDim: 8, capacity: 16, dtype: 'f16' });
