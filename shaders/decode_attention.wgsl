@@ -268,10 +268,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // bias[e]: of key j0 + e
     var bias = vec4<f32>();
     if (!full) {
+      // written out: a vector indexed by a loop variable lives in memory on SwiftShader
       let r = Row(true, h, i, row);
-      for (var e = 0u; e < 4u; e++) {
-        bias[e] = keyBias(b, r, j0 + e, jStop);
-      }
+      bias = vec4<f32>(
+        keyBias(b, r, j0, jStop),
+        keyBias(b, r, j0 + 1u, jStop),
+        keyBias(b, r, j0 + 2u, jStop),
+        keyBias(b, r, j0 + 3u, jStop),
+      );
       if (all(bias == vec4<f32>(MASKED))) {
         continue;
       }
@@ -314,11 +318,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       for (var c = 0u; c < DV4; c++) {
         // column e of byKey: dims 4c .. 4c + 3 of key j0 + e
         let byKey = keyChunks(vt, c);
-        var add = vec4<f32>(0.0);
-        for (var e = 0u; e < 4u; e++) {
-          add += select(vec4<f32>(0.0), pr[e] * byKey[e], ok[e]);
-        }
-        acc[c] = acc[c] * alpha + add;
+        let z = vec4<f32>(0.0);
+        acc[c] = acc[c] * alpha + select(z, pr.x * byKey[0], ok.x) + select(z, pr.y * byKey[1], ok.y) +
+          select(z, pr.z * byKey[2], ok.z) + select(z, pr.w * byKey[3], ok.w);
       }
     }
   }

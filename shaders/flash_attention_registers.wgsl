@@ -14,15 +14,17 @@
 // q, k and v are read four elements a load (the bindings are in flash_common.wgsl)
 alias Input = Chunk;
 
-// Bias of key j for rows i0 .. i0 + rows - 1 (components): 0 or the additive mask value where
-// the row may attend the key, MASKED where it may not (and for missing rows).
-fn keyBias(b: u32, h: u32, i0: u32, rows: u32, j: u32) -> vec4<f32> {
-  var bias = vec4<f32>(MASKED);
-  if (j < p.Lk) {
+// Biases of keys j0 .. j0 + 3 (columns) for rows i0 .. i0 + rows - 1 (components): 0 or the
+// additive mask value where the row may attend the key, MASKED where it may not (and for missing
+// rows).
+fn tileBias(b: u32, h: u32, i0: u32, rows: u32, j0: u32) -> mat4x4<f32> {
+  var bias = mat4x4<f32>(vec4<f32>(MASKED), vec4<f32>(MASKED), vec4<f32>(MASKED), vec4<f32>(MASKED));
+  for (var c = 0u; c < 4u; c++) {
+    let j = j0 + c;
     for (var r = 0u; r < rows; r++) {
       let i = i0 + r;
-      if (p.causal == 0u || i32(j) <= i32(i) + p.shift) {
-        bias[r] = maskBias(b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j);
+      if (j < p.Lk && (p.causal == 0u || i32(j) <= i32(i) + p.shift)) {
+        bias[c][r] = maskBias(b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j);
       }
     }
   }
@@ -42,24 +44,33 @@ fn expMinus(x: mat4x4<f32>, m: vec4<f32>) -> mat4x4<f32> {
 // x where the bias allows the (row, key) pair, else `dropped`. By select, not arithmetic, so that
 // a NaN or Infinity in a key or value that a row may not attend never reaches that row.
 fn allowedOr(x: mat4x4<f32>, bias: mat4x4<f32>, dropped: f32) -> mat4x4<f32> {
-  var r: mat4x4<f32>;
-  for (var c = 0u; c < 4u; c++) {
-    r[c] = select(vec4<f32>(dropped), x[c], bias[c] > vec4<f32>(MASKED));
-  }
-  return r;
+  let d = vec4<f32>(dropped);
+  let lo = vec4<f32>(MASKED);
+  return mat4x4<f32>(
+    select(d, x[0], bias[0] > lo),
+    select(d, x[1], bias[1] > lo),
+    select(d, x[2], bias[2] > lo),
+    select(d, x[3], bias[3] > lo),
+  );
 }
 
 // pr * transpose(byKey) over the allowed (row, key) pairs only: pr's column j weighs key j for
 // the rows, byKey's column j holds four dims of key j.
 fn allowedProduct(pr: mat4x4<f32>, byKey: mat4x4<f32>, bias: mat4x4<f32>) -> mat4x4<f32> {
-  var r = mat4x4<f32>();
-  for (var j = 0u; j < 4u; j++) {
-    let ok = bias[j] > vec4<f32>(MASKED);
-    for (var e = 0u; e < 4u; e++) {
-      r[e] += select(vec4<f32>(0.0), pr[j] * byKey[j][e], ok);
-    }
-  }
-  return r;
+  return keyTerm(pr[0], byKey[0], bias[0]) + keyTerm(pr[1], byKey[1], bias[1]) +
+    keyTerm(pr[2], byKey[2], bias[2]) + keyTerm(pr[3], byKey[3], bias[3]);
+}
+
+// One key's share of allowedProduct: column e is pr * dim e of the key, 0 in disallowed rows.
+fn keyTerm(pr: vec4<f32>, key: vec4<f32>, bias: vec4<f32>) -> mat4x4<f32> {
+  let ok = bias > vec4<f32>(MASKED);
+  let z = vec4<f32>(0.0);
+  return mat4x4<f32>(
+    select(z, pr * key.x, ok),
+    select(z, pr * key.y, ok),
+    select(z, pr * key.z, ok),
+    select(z, pr * key.w, ok),
+  );
 }
 
 // Chunk c of four consecutive v rows from chunk `first`: column j holds dims 4c .. 4c + 3 of row j.
@@ -127,10 +138,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var ba = mat4x4<f32>();
     var bb = mat4x4<f32>();
     if (!full) {
-      for (var c = 0u; c < 4u; c++) {
-        ba[c] = keyBias(b, h, i0, rows, j0 + c);
-        bb[c] = keyBias(b, h, i0, rows, j0 + 4u + c);
-      }
+      ba = tileBias(b, h, i0, rows, j0);
+      bb = tileBias(b, h, i0, rows, j0 + 4u);
       if (all(max(colMax(ba), colMax(bb)) == vec4<f32>(MASKED))) {
         continue;
       }

@@ -103,11 +103,22 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s split pass', (ker
   describe('kernel choice and resources', () => {
     it('attention uses the decode kernel for few queries against many keys', () => {
       const shape = { B: 1, Hq: 8, Hkv: 2, D: 64, Dv: 64 };
-      expect(prefersDecode({ ...shape, Lq: 1, Lk: 4096 }, {})).toBe(true);
-      expect(prefersDecode({ ...shape, Lq: 8, Lk: 256 }, { causal: true })).toBe(true);
-      expect(prefersDecode({ ...shape, Lq: 1, Lk: 4096 }, { returnWeights: true })).toBe(false);
-      expect(prefersDecode({ ...shape, Lq: 9, Lk: 4096 }, {})).toBe(false);
-      expect(prefersDecode({ ...shape, Lq: 1, Lk: 64 }, {})).toBe(false);
+      const decodes = (Lq: number, Lk: number, options = {}) =>
+        prefersDecode({ ...shape, Lq, Lk }, options, kernel);
+      expect(decodes(1, 4096)).toBe(true);
+      expect(decodes(4, 256, { causal: true })).toBe(true);
+      expect(decodes(1, 4096, { returnWeights: true })).toBe(false);
+      expect(decodes(9, 4096)).toBe(false);
+      if (kernel === 'workgroup') {
+        expect(decodes(8, 256)).toBe(true);
+        expect(decodes(1, 64)).toBe(false);
+      } else {
+        // four query rows per invocation: the flash kernel takes over from three queries (short
+        // keys) or five
+        expect(decodes(2, 16)).toBe(true);
+        expect(decodes(3, 64)).toBe(false);
+        expect(decodes(8, 4096)).toBe(false);
+      }
     });
 
     it('attention through the decode kernel matches the reference', () =>

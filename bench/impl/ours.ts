@@ -40,7 +40,8 @@ export function oursFused(ctx: Context, probe: PassProbe, other = false): Impl {
       const { causal } = inputs.shape;
       // The op's own rule for its kernel choice (it does not report the choice in its result).
       const shape = { ...inputs.shape, Dv: inputs.shape.D };
-      const kernel = `${prefersDecode(shape, { causal }) ? 'split-K decode' : 'flash'} (${flashKernel(ctx, shape, { causal })})`;
+      const form = flashKernel(ctx, shape, { causal });
+      const kernel = `${prefersDecode(shape, { causal }, form) ? 'split-K decode' : 'flash'} (${form})`;
       const call = async () => [(await attention(q, k, v, { causal })).output];
       return {
         device: ctx.device,

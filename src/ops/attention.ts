@@ -89,7 +89,9 @@ export async function attentionShifted(
   if (needsSplit(q.ctx, shape, q, options))
     return attentionInGroups(attentionShifted, q, k, v, shape, options);
   const shift = causalShift ?? shape.Lk - shape.Lq;
-  if (prefersDecode(shape, options)) return decodeSplitK(q, k, v, shape, options, shift);
+  if (prefersDecode(shape, options, flashKernel(q.ctx, shape, options))) {
+    return decodeSplitK(q, k, v, shape, options, shift);
+  }
   const { ctx } = q;
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
   const mask = options.mask;

@@ -232,8 +232,9 @@ function blockSizes(
     let rows = Math.min(s.Lq, Math.floor(limit / perRow));
     if (rows < s.Lq && rows >= 4) rows -= rows % 4; // keeps f16 and bool slices 4-byte aligned
     // few rows against many keys run the split-K decode kernel, whose partials need a binding too
+    // (in the workgroup form: the registers form sizes its partials to the binding by itself)
     const oneHead = { ...s, B: 1, Hq: 1, Hkv: 1, Lk: keys };
-    for (let n = 1; n <= rows && prefersDecode({ ...oneHead, Lq: n }, {}); n++) {
+    for (let n = 1; n <= rows && prefersDecode({ ...oneHead, Lq: n }, {}, 'workgroup'); n++) {
       if (n * DECODE_PARTIAL_BYTES > limit) rows = n - 1;
     }
     if (rows >= 1) return [rows, keys];
