@@ -10,10 +10,15 @@ const SEED = 20261124;
 const RUNS = 500;
 
 let ctx: Context;
+let registers: Context;
 beforeAll(async () => {
   ctx = await testContext();
+  registers = await testContext({ attentionKernel: 'registers' });
 });
-afterAll(() => ctx?.destroy());
+afterAll(() => {
+  ctx?.destroy();
+  registers?.destroy();
+});
 
 const config = fc.record({
   B: fc.integer({ min: 1, max: 2 }),
@@ -24,8 +29,8 @@ const config = fc.record({
   Lq: fc.integer({ min: 1, max: 70 }),
   Lk: fc.integer({ min: 1, max: 70 }),
   // head dims from two small ranges keep the number of distinct kernels (compile time) bounded
-  D: fc.constantFrom(1, 3, 4, 7, 8),
-  Dv: fc.constantFrom(2, 4, 5, 8),
+  D: fc.constantFrom<number>(1, 3, 4, 7, 8),
+  Dv: fc.constantFrom<number>(2, 4, 5, 8),
   dtype: fc.constantFrom('f32', 'f16'),
   causal: fc.boolean(),
   maskKind: fc.constantFrom('none', 'bool', 'additive'),
@@ -36,38 +41,63 @@ const config = fc.record({
   seed: fc.integer({ min: 1, max: 1e6 }),
 });
 
+type FuzzConfig = typeof config extends fc.Arbitrary<infer T> ? T : never;
+
+/** One fuzz configuration through `attention` on `on`, against the reference. */
+async function fuzzCase(on: Context, r: FuzzConfig) {
+  const Hq = r.Hkv * r.group;
+  const Lq = r.decode ? 1 + (r.Lq % 8) : r.Lq;
+  const Lk = r.decode ? 256 + r.Lk * 5 : r.Lk;
+  const full = [r.B, Hq, Lq, Lk];
+  const shape = full.slice(4 - r.maskDims).map((d, i) => (r.broadcast[i] ? 1 : d));
+  await checkCase(
+    on,
+    attention,
+    {
+      B: r.B,
+      Hq,
+      Hkv: r.Hkv,
+      Lq,
+      Lk,
+      D: r.D,
+      Dv: r.Dv,
+      dtype: r.dtype as 'f32' | 'f16',
+      causal: r.causal,
+      scale: r.scale,
+      seed: r.seed,
+      mask: r.maskKind === 'none' ? undefined : { kind: r.maskKind as 'bool' | 'additive', shape },
+    },
+    { lse: true, weights: r.weights && !r.decode },
+  );
+}
+
 describe(`fuzz: ${RUNS} random configurations (seed ${SEED})`, () => {
   it('attention matches the reference for every shape, dtype and option', { timeout: 900_000 }, async () => {
     let done = 0;
     await fc.assert(
       fc.asyncProperty(config, async (r) => {
         if (++done % 100 === 0) console.log(`fuzz: ${done} of ${RUNS} cases`);
-        const Hq = r.Hkv * r.group;
-        const Lq = r.decode ? 1 + (r.Lq % 8) : r.Lq;
-        const Lk = r.decode ? 256 + r.Lk * 5 : r.Lk;
-        const full = [r.B, Hq, Lq, Lk];
-        const shape = full.slice(4 - r.maskDims).map((d, i) => (r.broadcast[i] ? 1 : d));
-        await checkCase(
-          ctx,
-          attention,
-          {
-            B: r.B,
-            Hq,
-            Hkv: r.Hkv,
-            Lq,
-            Lk,
-            D: r.D,
-            Dv: r.Dv,
-            dtype: r.dtype as 'f32' | 'f16',
-            causal: r.causal,
-            scale: r.scale,
-            seed: r.seed,
-            mask: r.maskKind === 'none' ? undefined : { kind: r.maskKind as 'bool' | 'additive', shape },
-          },
-          { lse: true, weights: r.weights && !r.decode },
-        );
+        await fuzzCase(ctx, r);
       }),
       { numRuns: RUNS, seed: SEED },
+    );
+  });
+});
+
+// The registers form on any adapter: head dims multiples of 4 and no weights, so that it (and its
+// decode pass) runs every case rather than handing it to the workgroup form.
+const REGISTERS_RUNS = 150;
+describe(`fuzz, registers form: ${REGISTERS_RUNS} random configurations (seed ${SEED})`, () => {
+  it('attention matches the reference', { timeout: 900_000 }, async () => {
+    const fitted = config.map((r) => ({
+      ...r,
+      D: 4 * Math.ceil(r.D / 4),
+      Dv: 4 * Math.ceil(r.Dv / 4),
+      weights: false,
+    }));
+    await fc.assert(
+      fc.asyncProperty(fitted, (r) => fuzzCase(registers, r)),
+      { numRuns: REGISTERS_RUNS, seed: SEED + 1 },
     );
   });
 });
