@@ -222,16 +222,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 @group(0) @binding(2) var<storage, read> k: array<Chunk>;
 @group(0) @binding(3) var<storage, read> v: array<Chunk>;
 
-// Chunk c of four consecutive v rows from chunk `first`: column j holds dims 4c .. 4c + 3 of row j.
-fn keyChunks(first: u32, c: u32) -> mat4x4<f32> {
-  return mat4x4<f32>(
-    unpackChunk(v[first + c]),
-    unpackChunk(v[first + DV4 + c]),
-    unpackChunk(v[first + 2u * DV4 + c]),
-    unpackChunk(v[first + 3u * DV4 + c]),
-  );
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let flat = wid.x + (wid.y + wid.z * p.grid_y) * p.grid_x;

@@ -73,16 +73,6 @@ fn keyTerm(pr: vec4<f32>, key: vec4<f32>, bias: vec4<f32>) -> mat4x4<f32> {
   );
 }
 
-// Chunk c of four consecutive v rows from chunk `first`: column j holds dims 4c .. 4c + 3 of row j.
-fn keyChunks(first: u32, c: u32) -> mat4x4<f32> {
-  return mat4x4<f32>(
-    unpackChunk(v[first + c]),
-    unpackChunk(v[first + DV4 + c]),
-    unpackChunk(v[first + 2u * DV4 + c]),
-    unpackChunk(v[first + 3u * DV4 + c]),
-  );
-}
-
 // Each column of x times its row's factor.
 fn scaled(x: mat4x4<f32>, f: vec4<f32>) -> mat4x4<f32> {
   return mat4x4<f32>(x[0] * f, x[1] * f, x[2] * f, x[3] * f);

@@ -2,6 +2,7 @@ import flashSource from '../../shaders/flash_attention.wgsl?raw';
 import registersSource from '../../shaders/flash_attention_registers.wgsl?raw';
 import flashCommonSource from '../../shaders/flash_common.wgsl?raw';
 import maskBiasSource from '../../shaders/mask_bias.wgsl?raw';
+import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import type { AttentionKernel, Context } from '../context';
 import { chunkPrelude, elementPrelude, elementStorage } from '../f16';
 import { broadcastStrides, expectRank, fmt } from '../shape';
@@ -114,7 +115,7 @@ export async function attentionShifted(
       () =>
         elementPrelude(storage, true) +
         chunkPrelude(storage) +
-        specialise(registersSource + flashCommonSource + maskBiasSource, constants),
+        specialise(registersSource + flashCommonSource + maskBiasSource + valueChunksSource, constants),
     );
   } else {
     const constants = {

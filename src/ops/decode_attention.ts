@@ -1,5 +1,6 @@
 import decodeSource from '../../shaders/decode_attention.wgsl?raw';
 import maskBiasSource from '../../shaders/mask_bias.wgsl?raw';
+import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import type { AttentionKernel, Context } from '../context';
 import { chunkPrelude, type ElementStorage, elementPrelude, elementStorage } from '../f16';
 import { broadcastStrides } from '../shape';
@@ -232,7 +233,7 @@ function registersSplit(
     () =>
       elementPrelude(storage, false) +
       chunkPrelude(storage) +
-      specialise(COMMON + SPLIT_PARTS + SPLIT_REGISTERS + maskBiasSource, constants),
+      specialise(COMMON + SPLIT_PARTS + SPLIT_REGISTERS + maskBiasSource + valueChunksSource, constants),
   );
   const workgroups = foldGrid(ctx, rows * Math.ceil(chunks / REGISTERS_WG), 'attention');
   return { key, pipeline, P: chunks, tilesPerChunk, workgroups };
