@@ -97,6 +97,27 @@ export function chunkPrelude(storage: ElementStorage): string {
   return CHUNKS[storage];
 }
 
+/**
+ * WGSL, after {@link elementPrelude} (and {@link chunkPrelude} when `vec4`), for a kernel whose
+ * input arrays have element type `Input` and are read `V` elements at a time: `inputIndex(e)`,
+ * the array index that holds element e (a multiple of V), and `inputAt(word, e)`, elements
+ * e .. e + V - 1 as the first V components of a vec4<f32>, the others zero. With `vec4` the
+ * reads are whole Chunks (rows of a multiple of 4 elements); without, single elements.
+ */
+export function inputPrelude(vec4: boolean): string {
+  return vec4
+    ? `alias Input = Chunk;
+const V = 4u;
+fn inputIndex(e: u32) -> u32 { return e / 4u; }
+fn inputAt(w: Input, e: u32) -> vec4<f32> { return unpackChunk(w); }
+`
+    : `alias Input = Stored;
+const V = 1u;
+fn inputIndex(e: u32) -> u32 { return wordOf(e); }
+fn inputAt(w: Input, e: u32) -> vec4<f32> { return vec4<f32>(unpackAt(w, e), 0.0, 0.0, 0.0); }
+`;
+}
+
 const CHUNKS: Record<ElementStorage, string> = {
   f32: `alias Chunk = vec4<f32>;
 fn unpackChunk(c: Chunk) -> vec4<f32> { return c; }

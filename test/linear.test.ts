@@ -61,24 +61,30 @@ describe('linear', () => {
     await check({ B: 2, L: 1, K: 16, N: 5, activation: 'gelu', residual: true });
   });
   it('f16 storage', () => check({ B: 1, L: 3, K: 9, N: 11, bias: true, activation: 'gelu', dtype: 'f16' }));
-  it('heads: split on write and merged on read', async () => {
-    const random = rng(5);
-    const xData = randomArray(random, 2 * 3 * 8);
-    const wData = randomArray(random, 8 * 8);
-    const eye = Float32Array.from({ length: 64 }, (_, i) => (i % 9 === 0 ? 1 : 0));
-    const ref = linearCpu({ data: xData, shape: [2, 3, 8] }, { data: wData, shape: [8, 8] });
-    await checked(ctx, async () => {
-      const x = ctx.tensor(xData, [2, 3, 8]);
-      const w = ctx.tensor(wData, [8, 8]);
-      const identity = ctx.tensor(eye, [8, 8]);
-      const split = await linear(x, w, { heads: 4 }); // [2, 4, 3, 2]
-      expect(split.shape).toEqual([2, 4, 3, 2]);
-      const merged = await linear(split, identity); // back to [2, 3, 8]
-      expect(merged.shape).toEqual([2, 3, 8]);
-      expectClose(await merged.read(), ref.data, F32_TOL, 'split then merge');
-      for (const t of [x, w, identity, split, merged]) t.destroy();
+  it('f16 storage, features read four at a time', () =>
+    check({ B: 2, L: 3, K: 12, N: 10, bias: true, residual: true, dtype: 'f16' }));
+  // head dims 2 (features read one at a time) and 4 (four at a time)
+  for (const headDim of [2, 4]) {
+    it(`heads: split on write and merged on read, head dim ${headDim}`, async () => {
+      const E = 4 * headDim;
+      const random = rng(5);
+      const xData = randomArray(random, 2 * 3 * E);
+      const wData = randomArray(random, E * E);
+      const eye = Float32Array.from({ length: E * E }, (_, i) => (i % (E + 1) === 0 ? 1 : 0));
+      const ref = linearCpu({ data: xData, shape: [2, 3, E] }, { data: wData, shape: [E, E] });
+      await checked(ctx, async () => {
+        const x = ctx.tensor(xData, [2, 3, E]);
+        const w = ctx.tensor(wData, [E, E]);
+        const identity = ctx.tensor(eye, [E, E]);
+        const split = await linear(x, w, { heads: 4 }); // [2, 4, 3, headDim]
+        expect(split.shape).toEqual([2, 4, 3, headDim]);
+        const merged = await linear(split, identity); // back to [2, 3, E]
+        expect(merged.shape).toEqual([2, 3, E]);
+        expectClose(await merged.read(), ref.data, F32_TOL, 'split then merge');
+        for (const t of [x, w, identity, split, merged]) t.destroy();
+      });
     });
-  });
+  }
   it('rejects bad shapes and options with the expected and received values', async () => {
     const x = ctx.tensor(new Float32Array(6), [1, 2, 3]);
     const w = ctx.tensor(new Float32Array(8), [2, 4]);

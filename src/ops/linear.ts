@@ -1,5 +1,5 @@
 import linearSource from '../../shaders/linear.wgsl?raw';
-import { elementPrelude, elementStorage } from '../f16';
+import { chunkPrelude, elementPrelude, elementStorage, inputPrelude } from '../f16';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
 import { checkOptions, foldGrid, specialise } from './common';
@@ -33,20 +33,27 @@ export async function linear(x: Tensor, weight: Tensor, options: LinearOptions =
   const { B, Hin, L, K, N, heads } = checkLinearInputs(x, weight, options);
   const { ctx } = x;
   const storage = elementStorage(ctx, x.dtype);
+  // whole vec4 reads when every head's features start and end on a multiple of 4
+  const vec4 = (K / Hin) % 4 === 0;
   const constants = {
     WG,
     BIAS: options.bias !== undefined,
     ACT: options.activation ? ACTIVATIONS[options.activation] : 0,
     RESIDUAL: options.residual !== undefined,
   };
-  const key = `linear:${storage}:${Object.values(constants).join(',')}`;
+  const key = `linear:${storage}:${vec4 ? 4 : 1}:${Object.values(constants).join(',')}`;
   const pipeline = await ctx.pipeline(
     key,
-    () => elementPrelude(storage, true) + specialise(linearSource, constants),
+    () =>
+      elementPrelude(storage, true) +
+      (vec4 ? chunkPrelude(storage) : '') +
+      inputPrelude(vec4) +
+      specialise(linearSource, constants),
   );
   const shape = options.heads === undefined ? [B, L, N] : [B, heads, L, N / heads];
   const y = ctx.zeros(shape, x.dtype, 'linear:y');
-  const grid = foldGrid(ctx, Math.ceil((B * L * N) / WG), 'linear');
+  // one invocation per four outputs of a row
+  const grid = foldGrid(ctx, Math.ceil((B * L * Math.ceil(N / 4)) / WG), 'linear');
   ctx.run([
     {
       label: key,
