@@ -90,9 +90,8 @@ export async function attentionShifted(
   if (needsSplit(q.ctx, shape, q, options))
     return attentionInGroups(attentionShifted, q, k, v, shape, options);
   const shift = causalShift ?? shape.Lk - shape.Lq;
-  if (prefersDecode(shape, options, flashKernel(q.ctx, shape, options))) {
-    return decodeSplitK(q, k, v, shape, options, shift);
-  }
+  const form = flashKernel(q.ctx, shape, options);
+  if (prefersDecode(shape, options, form)) return decodeSplitK(q, k, v, shape, options, shift);
   const { ctx } = q;
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
   const mask = options.mask;
@@ -103,7 +102,7 @@ export async function attentionShifted(
   const returnLse = options.returnLse ?? false;
   const returnWeights = options.returnWeights ?? false;
   const storage = elementStorage(ctx, q.dtype);
-  const registers = flashKernel(ctx, shape, options) === 'registers';
+  const registers = form === 'registers';
 
   let key: string;
   let pipeline: Promise<GPUComputePipeline>;

@@ -160,14 +160,29 @@ interface SplitPlan {
   workgroups: [number, number, number];
 }
 
-/** Throws unless `P` partials of every row fit in one binding. */
-function checkPartials(ctx: Context, rows: number, P: number, DV4: number): void {
-  const bytes = rows * P * DV4 * 16;
-  if (bytes > ctx.limits.maxStorageBufferBindingSize) {
+/**
+ * How pass 1 spreads `tiles` key tiles over chunks: about `wanted` chunks of at least `minTiles`
+ * tiles each, and no more than the partials binding holds (`chunkBytes` per chunk, all rows).
+ * Throws when not even one chunk's partials fit.
+ */
+function chunking(
+  ctx: Context,
+  rows: number,
+  chunkBytes: number,
+  tiles: number,
+  wanted: number,
+  minTiles: number,
+): { chunks: number; tilesPerChunk: number } {
+  const limit = ctx.limits.maxStorageBufferBindingSize;
+  const fit = Math.floor(limit / chunkBytes);
+  if (fit < 1) {
     throw new Error(
-      `attention: ${rows} query rows need ${bytes} bytes of partials, more than maxStorageBufferBindingSize ${ctx.limits.maxStorageBufferBindingSize}`,
+      `attention: ${rows} query rows need ${chunkBytes} bytes of partials, more than maxStorageBufferBindingSize ${limit}`,
     );
   }
+  const chunks = Math.max(1, Math.min(wanted, Math.floor(tiles / minTiles), fit));
+  const tilesPerChunk = Math.ceil(tiles / chunks);
+  return { chunks: Math.ceil(tiles / tilesPerChunk), tilesPerChunk };
 }
 
 /** `split`: workgroups of (key chunk, block of RQ rows of one kv head), G partials per chunk. */
@@ -191,13 +206,14 @@ function workgroupSplit(
       `attention: the decode kernel runs B * Hkv = ${B * Hkv} workgroups in one grid dimension, more than maxComputeWorkgroupsPerDimension ${ctx.limits.maxComputeWorkgroupsPerDimension}`,
     );
   }
-  checkPartials(ctx, rows, G, DV4);
-  const tiles = Math.ceil(Lk / WG);
-  const fit = Math.floor(ctx.limits.maxStorageBufferBindingSize / (rows * G * DV4 * 16));
-  let chunks = Math.ceil(TARGET_WORKGROUPS / (B * Hkv * rowBlocks));
-  chunks = Math.max(1, Math.min(chunks, Math.floor(tiles / MIN_TILES_PER_CHUNK), fit));
-  const tilesPerChunk = Math.ceil(tiles / chunks);
-  chunks = Math.ceil(tiles / tilesPerChunk);
+  const { chunks, tilesPerChunk } = chunking(
+    ctx,
+    rows,
+    rows * G * DV4 * 16,
+    Math.ceil(Lk / WG),
+    Math.ceil(TARGET_WORKGROUPS / (B * Hkv * rowBlocks)),
+    MIN_TILES_PER_CHUNK,
+  );
   const constants = { WG, RQ, D4, DV4, G, MASK: maskKind };
   const key = `decode_attention:split:${storage}:${Object.values(constants).join(',')}`;
   const pipeline = ctx.pipeline(
@@ -219,13 +235,14 @@ function registersSplit(
   const D4 = D / 4;
   const DV4 = Dv / 4;
   const rows = B * Hq * Lq;
-  const tiles = Math.ceil(Lk / 4);
-  checkPartials(ctx, rows, 1, DV4);
-  const fit = Math.floor(ctx.limits.maxStorageBufferBindingSize / (rows * DV4 * 16));
-  let chunks = Math.ceil(REGISTERS_TARGET_CHUNKS / rows);
-  chunks = Math.max(1, Math.min(chunks, Math.floor(tiles / (REGISTERS_MIN_KEYS / 4)), fit));
-  const tilesPerChunk = Math.ceil(tiles / chunks);
-  chunks = Math.ceil(tiles / tilesPerChunk);
+  const { chunks, tilesPerChunk } = chunking(
+    ctx,
+    rows,
+    rows * DV4 * 16,
+    Math.ceil(Lk / 4),
+    Math.ceil(REGISTERS_TARGET_CHUNKS / rows),
+    REGISTERS_MIN_KEYS / 4,
+  );
   const constants = { WG: REGISTERS_WG, D4, DV4, MASK: maskKind };
   const key = `decode_attention:split_registers:${storage}:${Object.values(constants).join(',')}`;
   const pipeline = ctx.pipeline(
