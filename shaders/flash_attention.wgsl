@@ -3,7 +3,7 @@
 // and, when WEIGHTS, weights [B, Hq, Lq, Lk]. One invocation owns one query row: its scaled q and
 // its output accumulator stay in registers; K and V tiles of BC keys are staged in workgroup
 // memory; the softmax is online, in f32, so the Lq x Lk scores never reach memory.
-// Prepended by the op (see src/ops/attention.ts): WG (rows per workgroup), BC (keys per tile),
+// Constants (src/ops/flash_attention.ts): WG (rows per workgroup), BC (keys per tile),
 // D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK (0 none, 1 bool, 2 additive), LSE, WEIGHTS, and the
 // element storage helpers of src/f16.ts (Stored, OutStored, wordOf, unpackAt, storeOut): q, k, v
 // and out are f32 or f16 (packed or native); scores, softmax state and accumulators are f32.
@@ -29,8 +29,8 @@ var<workgroup> vt: array<vec4<f32>, BC * DV4>;
 var<workgroup> live: array<u32, 3>;
 
 // 0, the additive mask value, or MASKED for key j of query row i.
-fn keyBias(b: u32, h: u32, i: u32, j: u32, rowValid: bool, limit: i32) -> f32 {
-  if (!rowValid || j >= p.Lk || (p.causal != 0u && i32(j) > limit)) {
+fn keyBias(b: u32, h: u32, i: u32, j: u32, rowValid: bool) -> f32 {
+  if (!rowValid || j >= p.Lk || !causalAllows(i, j)) {
     return MASKED;
   }
   return maskBias(b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j);
@@ -65,12 +65,11 @@ fn loadTiles(kBase: u32, vBase: u32, j0: u32, t: u32, withV: bool) {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  // Folded so that no dispatch dimension exceeds maxComputeWorkgroupsPerDimension.
-  let blocks = (p.Lq + WG - 1u) / WG;
-  let flat = wid.x + (wid.y + wid.z * p.grid_y) * p.grid_x;
-  if (flat >= blocks * p.Hq * p.B) {
+  let flat = workgroupIndex(wid);
+  if (flat >= p.workgroups) {
     return;
   }
+  let blocks = (p.Lq + WG - 1u) / WG;
   let b = flat / (blocks * p.Hq);
   let h = (flat / blocks) % p.Hq;
   let row0 = (flat % blocks) * WG;
@@ -91,14 +90,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
-  // Causal, bottom-right: key j is allowed for row i iff j <= i + shift. Keys past the limit of
-  // the block's last row are masked for the whole block, so the loop stops there.
-  let limit = i32(i) + p.shift;
-  var kEnd = p.Lk;
-  if (p.causal != 0u) {
-    let lastRow = min(row0 + WG, p.Lq) - 1u;
-    kEnd = u32(clamp(i32(lastRow) + p.shift + 1, 0, i32(p.Lk)));
-  }
+  // Keys past the causal limit of the block's last row are masked for the whole block.
+  let kEnd = causalEnd(min(row0 + WG, p.Lq) - 1u);
 
   var m = MASKED;
   var l = 0.0;
@@ -110,7 +103,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // NaN in q or k) is still summed, and turns its row NaN instead of vanishing.
     var allowed = 0u;
     for (var jj = 0u; jj < BC; jj++) {
-      s[jj] = keyBias(b, h, i, j0 + jj, rowValid, limit);
+      s[jj] = keyBias(b, h, i, j0 + jj, rowValid);
       allowed |= select(0u, 1u << jj, s[jj] > MASKED);
     }
     if (MASK != 0u) {
@@ -184,7 +177,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var j0 = 0u; j0 < kEnd; j0 += BC) {
       loadTiles(kBase, vBase, j0, t, false);
       for (var jj = 0u; jj < BC; jj++) {
-        let bias = keyBias(b, h, i, j0 + jj, rowValid, limit);
+        let bias = keyBias(b, h, i, j0 + jj, rowValid);
         if (bias > MASKED && l > 0.0) {
           var dot4 = vec4<f32>(0.0);
           for (var c = 0u; c < D4; c++) {

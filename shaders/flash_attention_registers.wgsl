@@ -7,7 +7,7 @@
 // 4 x 4 blocks held in mat4x4s whose columns are vec4s over the four rows (column = key for the
 // scores, column = output dim for the accumulator), so each step is a 4 x 4 matrix product; the
 // softmax is online, in f32. Same contract as flash_attention.wgsl, without the weights output.
-// Prepended by the op (see src/ops/attention.ts): WG (invocations per workgroup), D4 = D / 4,
+// Constants (src/ops/flash_attention.ts): WG (invocations per workgroup), D4 = D / 4,
 // DV4 = Dv / 4 (D and Dv must be multiples of 4), MASK (0 none, 1 bool, 2 additive), LSE, and
 // the storage helpers of src/f16.ts: Chunk and unpackChunk (four elements per load), storeOut.
 
@@ -23,7 +23,7 @@ fn tileBias(b: u32, h: u32, i0: u32, rows: u32, j0: u32) -> mat4x4<f32> {
     let j = j0 + c;
     for (var r = 0u; r < rows; r++) {
       let i = i0 + r;
-      if (j < p.Lk && (p.causal == 0u || i32(j) <= i32(i) + p.shift)) {
+      if (j < p.Lk && causalAllows(i, j)) {
         bias[c][r] = maskBias(b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j);
       }
     }
@@ -80,12 +80,11 @@ fn scaled(x: mat4x4<f32>, f: vec4<f32>) -> mat4x4<f32> {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  // Folded so that no dispatch dimension exceeds maxComputeWorkgroupsPerDimension.
-  let blocks = (p.Lq + 4u * WG - 1u) / (4u * WG);
-  let flat = wid.x + (wid.y + wid.z * p.grid_y) * p.grid_x;
-  if (flat >= blocks * p.Hq * p.B) {
+  let flat = workgroupIndex(wid);
+  if (flat >= p.workgroups) {
     return;
   }
+  let blocks = (p.Lq + 4u * WG - 1u) / (4u * WG);
   let b = flat / (blocks * p.Hq);
   let h = (flat / blocks) % p.Hq;
   let i0 = (flat % blocks) * 4u * WG + 4u * t;
@@ -110,10 +109,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 
   // Causal: keys past the last row's limit are masked for all four rows, so the loop stops there.
-  var kEnd = p.Lk;
-  if (p.causal != 0u) {
-    kEnd = u32(clamp(i32(i0 + rows - 1u) + p.shift + 1, 0, i32(p.Lk)));
-  }
+  let kEnd = causalEnd(i0 + rows - 1u);
 
   var m = vec4<f32>(MASKED);
   var l = vec4<f32>(0.0);
@@ -122,7 +118,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var j0 = 0u; j0 < kEnd; j0 += 8u) {
     // A full tile: all four rows may attend all eight keys, with no mask values to add.
     let full = MASK == 0u && rows == 4u && j0 + 8u <= p.Lk &&
-      (p.causal == 0u || i32(j0) + 7 <= i32(i0) + p.shift);
+      causalAllows(i0, j0 + 7u);
     // Keys j0 .. j0 + 3 are block a, j0 + 4 .. j0 + 7 block b; column c of ba (bb) is the bias
     // of key c of the block for the rows.
     var ba = mat4x4<f32>();

@@ -1,23 +1,15 @@
 // KV-cache append, in place: src [B * Hkv, n, cols] -> rows [length, length + n) of
 // dst [B * Hkv, capacity, cols]. One invocation per element; the past rows are not touched.
-// Prepended by the op (see src/kv_cache.ts): WG, and the element storage helpers of src/f16.ts
-// (Stored, OutStored, wordOf, unpackAt, storeOut); packed f16 needs the destination rows zeroed,
-// which a new or reset cache is.
+// Constants (src/kv_cache.ts): WG, and the element storage helpers of src/f16.ts (Stored,
+// OutStored, wordOf, unpackAt, storeOut); packed f16 needs the destination rows zeroed, which a
+// new or reset cache is. Uniforms: total (elements of src), n, cols, capacity, length.
 
-struct Params {
-  total: u32, n: u32, cols: u32, capacity: u32,
-  length: u32,
-  // the grid is folded into x, y and z
-  grid_x: u32, grid_y: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<Stored>;
 @group(0) @binding(2) var<storage, read_write> out: array<OutStored>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let e = (wid.x + (wid.y + wid.z * p.grid_y) * p.grid_x) * WG + t;
+  let e = workgroupIndex(wid) * WG + t;
   if (e >= p.total) {
     return;
   }

@@ -6,15 +6,9 @@
 // One invocation per four consecutive elements of a row of y (x read once for the four); sums in
 // f32 whatever the storage. x and w are read four elements at a time (V = 4) when a head's
 // features are a multiple of 4, else one (V = 1).
-// Prepended by the op (see src/ops/linear.ts): WG, BIAS, ACT, RESIDUAL, and the element and input
-// helpers of src/f16.ts (Input, V, inputIndex, inputAt).
+// Constants (src/ops/linear.ts): WG, BIAS, ACT, RESIDUAL, and the element and input helpers of
+// src/f16.ts (Input, V, inputIndex, inputAt). Uniforms: rows (B * L), L, K, N, Hin, Hout.
 
-struct Params {
-  rows: u32, L: u32, K: u32, N: u32,
-  Hin: u32, Hout: u32, gridX: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<Input>;
 @group(0) @binding(2) var<storage, read> w: array<Input>;
 @group(0) @binding(3) var<storage, read> bias: array<Stored>;
@@ -58,7 +52,7 @@ fn finish(r: u32, n: u32, sum: f32) {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let groups = (p.N + 3u) / 4u;
-  let g = (wg.y * p.gridX + wg.x) * WG + t;
+  let g = workgroupIndex(wg) * WG + t;
   if (g >= p.rows * groups) {
     return;
   }

@@ -3,19 +3,12 @@
 // Each workgroup computes one BM x BN tile of c: it stages BK-deep slices of op(a) and op(b) in
 // workgroup memory, laid out [k][m] and [k][n] so that the inner loop reads vec4s along m and n,
 // and each invocation accumulates an 8 x 8 register tile.
-// Prepended by the op (see src/ops/matmul.ts): BM, BN (multiples of 8), BK (a multiple of 4),
+// Constants (src/ops/matmul.ts): BM, BN (multiples of 8), BK (a multiple of 4),
 // TRANS_A, TRANS_B, VA and VB (elements per global load of a and b: 4 when the operand's
 // contiguous dim is a multiple of 4, else 1), MAX_BATCH_DIMS, and the aliases AElem and BElem
-// (vec4<f32> for 4, f32 for 1).
+// (vec4<f32> for 4, f32 for 1). Uniforms: M, N, K, tilesN, tilesM, batchDims, alpha, and batch:
+// the merged batch dims of c, innermost first, as (size, a stride, b stride, unused) in matrices.
 
-struct Params {
-  M: u32, N: u32, K: u32, tilesN: u32,
-  tilesM: u32, tiles: u32, batchDims: u32, alpha: f32,
-  // merged batch dims of c, innermost first: (size, a stride, b stride, unused), strides in matrices
-  batch: array<vec4<u32>, MAX_BATCH_DIMS>,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<AElem>;
 @group(0) @binding(2) var<storage, read> b: array<BElem>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
@@ -95,14 +88,12 @@ fn outer(a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
 @compute @workgroup_size(WX, WY)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_id) lid: vec3<u32>,
   @builtin(local_invocation_index) t: u32,
 ) {
-  // The grid is folded to stay under maxComputeWorkgroupsPerDimension; unfold it to
-  // (tile column, tile row, batch), tile columns fastest.
-  let tile = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
-  if (tile >= p.tiles) {
+  // (tile column, tile row, batch), tile columns fastest
+  let tile = workgroupIndex(wid);
+  if (tile >= p.workgroups) {
     return;
   }
   let n0 = (tile % p.tilesN) * BN;

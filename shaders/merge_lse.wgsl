@@ -2,14 +2,9 @@
 // lse = log(exp(lseA) + exp(lseB)), out = exp(lseA - lse) outA + exp(lseB - lse) outB.
 // outA, outB, out [rows, Dv]; lseA, lseB, lse [rows] (f32 bits). A part with lse = -Infinity
 // contributes nothing; a row with both empty gives zeros and -Infinity; a NaN lse gives a NaN row.
-// Prepended by the op (src/ops/attention_split.ts): WG and the element storage helpers of
-// src/f16.ts (Stored, wordOf, unpackAt, OutStored, storeOut); out must start zeroed.
-
-struct Params {
-  rows: u32, Dv: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
+// Constants (src/ops/attention_split.ts): WG and the element storage helpers of src/f16.ts
+// (Stored, wordOf, unpackAt, OutStored, storeOut); out must start zeroed. Uniforms: rows, Dv.
+// Appended: masked.wgsl.
 @group(0) @binding(1) var<storage, read> outA: array<Stored>;
 @group(0) @binding(2) var<storage, read> lseA: array<u32>;
 @group(0) @binding(3) var<storage, read> outB: array<Stored>;
@@ -17,16 +12,15 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> out: array<OutStored>;
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
 
-const NEG_INF_BITS = 0xff800000u;
-
 fn isNaN(bits: u32) -> bool {
   return (bits & 0x7fffffffu) > 0x7f800000u;
 }
 
-// One invocation per element of out, striding over the grid when there are more elements.
+// One invocation per element of out.
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
-  for (var e = gid.x; e < p.rows * p.Dv; e += n.x * WG) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let e = workgroupIndex(wid) * WG + t;
+  if (e < p.rows * p.Dv) {
     mergeElement(e);
   }
 }

@@ -3,14 +3,9 @@
 // (offset + l) * base^(-2i / dims), and the rest are copied. The op computes the cosines and sines
 // in float64 (WGSL's cos and sin are loose for large angles).
 // 'half' style (STYLE 0) pairs feature i with i + dims/2; 'interleaved' (STYLE 1) pairs 2i with 2i+1.
-// Prepended by the op (see src/ops/rope.ts): WG, STYLE, and the element helpers of src/f16.ts.
+// Constants (src/ops/rope.ts): WG, STYLE, and the element helpers of src/f16.ts. Uniforms: total
+// (elements), L, D, dims.
 
-struct Params {
-  total: u32, L: u32, D: u32, dims: u32,
-  gridX: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<Stored>;
 // [L, dims / 2]: (cos, sin) of the angle of row l, pair i
 @group(0) @binding(2) var<storage, read> rotation: array<vec2<f32>>;
@@ -22,7 +17,7 @@ fn load(e: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let e = (wg.y * p.gridX + wg.x) * WG + t;
+  let e = workgroupIndex(wg) * WG + t;
   if (e >= p.total) {
     return;
   }

@@ -2,23 +2,12 @@
 // keeps an online (max, sum) over a strided share of the row, the workgroup merges them in a tree,
 // and a second sweep writes exp(v - max) / sum. Masked entries (-Infinity in x, or causal) get 0;
 // a row with nothing left is all zeros.
-// Prepended by the op (see src/ops/softmax.ts): WG (invocations per workgroup, a power of two).
+// Constants (src/ops/softmax.ts): WG (invocations per workgroup, a power of two). Uniforms: n
+// (row length), Lq (rows per [Lq, Lk] matrix, for causal), causal, scale. Appended: masked.wgsl.
 
-struct Params {
-  rows: u32, n: u32,
-  // rows per [Lq, Lk] matrix, for the causal mask
-  Lq: u32, causal: u32,
-  scale: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 // f32 bits, so that -Infinity is recognised by its bits rather than by arithmetic
 @group(0) @binding(1) var<storage, read> x: array<u32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-
-// Finite stand-in for -Infinity: WGSL does not promise IEEE infinities in arithmetic.
-const MASKED = -3.0e38;
-const NEG_INF_BITS = 0xff800000u;
 
 var<workgroup> maxes: array<f32, WG>;
 var<workgroup> sums: array<f32, WG>;
@@ -35,12 +24,10 @@ fn entry(base: u32, j: u32, limit: i32) -> f32 {
 @compute @workgroup_size(WG)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) t: u32,
 ) {
-  // The grid is folded to stay under maxComputeWorkgroupsPerDimension.
-  let row = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
-  if (row >= p.rows) {
+  let row = workgroupIndex(wid);
+  if (row >= p.workgroups) {
     return;
   }
   let base = row * p.n;

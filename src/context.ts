@@ -1,4 +1,5 @@
-import { checkOptions } from './ops/common';
+import { checkOptions } from './checks';
+import { held } from './held';
 import { type DType, Tensor, type TensorData } from './tensor';
 import { Usage } from './usage';
 
@@ -90,33 +91,6 @@ export class DeviceLostError extends Error {
   }
 }
 
-interface Dispatch {
-  label: string;
-  pipeline: GPUComputePipeline;
-  /** Buffers in binding order, after the uniform buffer at binding 0. */
-  buffers: GPUBuffer[];
-  /** Contents of the uniform buffer at binding 0 (omit when the shader has none). */
-  uniforms?: ArrayBuffer;
-  workgroups: [number, number?, number?];
-}
-
-let pending = 0;
-let keepAliveTimer: ReturnType<typeof setInterval> | undefined;
-
-/**
- * Resolves like `promise`, keeping the JS event loop alive meanwhile. Dawn in Node does not hold
- * the loop open for its own promises (pipeline compiles, mapAsync), so a script whose only pending
- * work is on the GPU would otherwise exit before it finishes. Harmless in browsers.
- */
-export function held<T>(promise: Promise<T>): Promise<T> {
-  if (pending++ === 0) keepAliveTimer = setInterval(() => {}, 1000);
-  return promise.finally(() => {
-    if (--pending === 0) clearInterval(keepAliveTimer);
-  });
-}
-
-const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
-
 /**
  * Owns one GPUDevice: its features and limits, a pipeline cache, buffer accounting and dispatch.
  * Create it with {@link createContext}.
@@ -132,6 +106,7 @@ export class Context {
   private bytes = 0;
   private peak = 0;
   private readonly dummies = new Map<string, GPUBuffer>();
+  private uniforms: GPUBuffer | undefined;
   /** Tensors made inside each open {@link scope}, innermost last. */
   private readonly scopes: Set<Tensor>[] = [];
 
@@ -283,63 +258,21 @@ export class Context {
     return buffer;
   }
 
-  /** @internal a compute pipeline compiled once per device, asynchronously. */
-  pipeline(key: string, code: () => string, constants?: Record<string, number>): Promise<GPUComputePipeline> {
-    this.assertAlive(key);
-    let cache = pipelineCache.get(this.device);
-    if (!cache) {
-      cache = new Map();
-      pipelineCache.set(this.device, cache);
-    }
-    let pipeline = cache.get(key);
-    if (!pipeline) {
-      const module = this.device.createShaderModule({ code: code(), label: key });
-      pipeline = held(
-        this.device.createComputePipelineAsync({
-          label: key,
-          layout: 'auto',
-          compute: { module, entryPoint: 'main', constants },
-        }),
-      );
-      cache.set(key, pipeline);
-      pipeline.catch(() => cache.delete(key));
-    }
-    return pipeline;
-  }
-
-  /** @internal encode and submit dispatches in order, in one command buffer. */
-  run(dispatches: Dispatch[]): void {
-    this.assertAlive(dispatches[0]?.label ?? 'dispatch');
-    const encoder = this.device.createCommandEncoder({ label: dispatches.map((d) => d.label).join('+') });
-    const transient: GPUBuffer[] = [];
-    for (const d of dispatches) {
-      const entries: GPUBindGroupEntry[] = [];
-      if (d.uniforms) {
-        const ub = this.device.createBuffer({
-          size: align16(d.uniforms.byteLength),
-          usage: Usage.UNIFORM | Usage.COPY_DST,
-          label: `${d.label}:uniforms`,
-        });
-        this.device.queue.writeBuffer(ub, 0, d.uniforms);
-        transient.push(ub);
-        entries.push({ binding: 0, resource: { buffer: ub } });
-      }
-      d.buffers.forEach((buffer, i) => {
-        entries.push({ binding: i + 1, resource: { buffer } });
+  /**
+   * @internal the buffer a submit's uniforms are written to, grown to at least `size` bytes. One
+   * per context: each submit writes its uniforms just before submitting, so calls in flight never
+   * see each other's values.
+   */
+  uniformStorage(size: number): GPUBuffer {
+    if (!this.uniforms || this.uniforms.size < size) {
+      this.uniforms?.destroy(); // work already submitted keeps it alive until it finishes
+      this.uniforms = this.device.createBuffer({
+        size: Math.max(4096, 2 ** Math.ceil(Math.log2(size))),
+        usage: Usage.UNIFORM | Usage.COPY_DST,
+        label: 'uniforms',
       });
-      const bindGroup = this.device.createBindGroup({
-        label: d.label,
-        layout: d.pipeline.getBindGroupLayout(0),
-        entries,
-      });
-      const pass = encoder.beginComputePass({ label: d.label });
-      pass.setPipeline(d.pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
-      pass.end();
     }
-    this.device.queue.submit([encoder.finish()]);
-    for (const b of transient) b.destroy();
+    return this.uniforms;
   }
 
   /** Resolves when all work submitted so far has finished on the GPU. */
@@ -352,6 +285,8 @@ export class Context {
   destroy(): void {
     for (const b of this.dummies.values()) b.destroy();
     this.dummies.clear();
+    this.uniforms?.destroy();
+    this.uniforms = undefined;
     this.lostInfo ??= { reason: 'destroyed', message: 'context destroyed' };
     if (this.ownsDevice) this.device.destroy();
   }
@@ -426,7 +361,4 @@ function describe(info: GPUAdapterInfo | undefined): AdapterDescription {
 
 function align4(n: number): number {
   return Math.ceil(n / 4) * 4;
-}
-function align16(n: number): number {
-  return Math.ceil(n / 16) * 16;
 }

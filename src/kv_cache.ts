@@ -2,9 +2,10 @@
 // step's rows are written into place by a small kernel, and attention reads the first `length`
 // rows through strided views (no copies, no re-upload).
 import appendSource from '../shaders/kv_cache.wgsl?raw';
+import { checkOptions } from './checks';
 import type { Context } from './context';
 import { elementPrelude, elementStorage } from './f16';
-import { checkOptions, foldGrid, specialise } from './ops/common';
+import { Recording } from './program';
 import { expectRank, fmt } from './shape';
 import { bytesPerElement, Tensor } from './tensor';
 import { Usage } from './usage';
@@ -137,31 +138,24 @@ export class KVCache {
     }
 
     const storage = elementStorage(ctx, this.dtype);
-    const key = `kv_cache_append:${storage}:${WG}`;
-    const pipeline = await ctx.pipeline(
-      key,
-      () => elementPrelude(storage, true) + specialise(appendSource, { WG }),
-    );
-    const dispatch = (label: string, src: Tensor, dst: GPUBuffer, cols: number) => {
+    const rec = new Recording(ctx, 'kv_cache_append');
+    for (const [src, dst, cols] of [
+      [k, keyBuffer, this.headDim],
+      [v, valueBuffer, this.valueDim],
+    ] as const) {
       const total = B * Hkv * n * cols;
-      const workgroups = foldGrid(ctx, Math.ceil(total / WG), key);
-      const uniforms = new Uint32Array([
-        total,
-        n,
-        cols,
-        this.capacity,
-        this.filled,
-        workgroups[0],
-        workgroups[1],
-        0,
-      ]);
-      return { label, pipeline, uniforms: uniforms.buffer, buffers: [src.buffer, dst], workgroups };
-    };
-    ctx.run([
-      dispatch(`${key}:keys`, k, keyBuffer, this.headDim),
-      dispatch(`${key}:values`, v, valueBuffer, this.valueDim),
-    ]);
+      rec.dispatch({
+        name: 'kv_cache_append',
+        sources: [elementPrelude(storage, true), appendSource],
+        constants: { WG },
+        uniforms: { total, n, cols, capacity: this.capacity, length: this.filled },
+        bindings: [src.buffer, dst],
+        workgroups: Math.ceil(total / WG),
+      });
+    }
+    const submitted = rec.submit();
     this.filled += n;
+    await submitted;
     return { k: this.keys, v: this.values };
   }
 

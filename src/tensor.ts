@@ -1,5 +1,6 @@
-import { type Context, held } from './context';
+import type { Context } from './context';
 import { f16ToFloat32, float32ToF16 } from './f16';
+import { held } from './held';
 import { MAP_READ_MODE, Usage } from './usage';
 
 /**

@@ -1,8 +1,14 @@
 // One attention case, run on the GPU and on the float64 reference, shared by the f16, decode and
 // KV-cache specs (the kernels differ, the contract does not).
-import type { AttentionOptions, AttentionResult, Context, Tensor } from '../src';
-import { f16ToFloat32, float32ToF16 } from '../src';
-import type { AttentionShape } from '../src/ops/attention';
+import type {
+  AttentionOptions,
+  AttentionPlan,
+  AttentionResult,
+  AttentionShape,
+  Context,
+  Tensor,
+} from '../src';
+import { f16ToFloat32, float32ToF16, planAttention } from '../src';
 import { attentionCpu, type HostTensor } from '../src/reference';
 import { checked, expectClose, F16_TOL, F32_TOL, randomArray, randomMask, rng } from './helpers';
 
@@ -56,16 +62,23 @@ export function caseInputs(c: Case): { q: HostTensor; k: HostTensor; v: HostTens
   return { q, k, v, mask: { data, shape: c.mask.shape, dtype: 'f32' } };
 }
 
+/** The kernel form a plan runs (undefined for a plan of blocks x chunks, whose parts vary). */
+export function kernelOf(plan: AttentionPlan): string | undefined {
+  if (plan.path === 'heads') return plan.group.kernel;
+  return plan.path === 'blocks' ? undefined : plan.kernel;
+}
+
 /**
  * Runs `c` through `fn` on `ctx` and through `attentionCpu`, and compares output and lse (and the
- * weights when asked) with the tolerance of the case's dtype. Frees everything it made.
+ * weights when asked) with the tolerance of the case's dtype. Frees everything it made. Returns
+ * the plan `attention` makes for the case.
  */
 export async function checkCase(
   ctx: Context,
   fn: AttentionFn,
   c: Case,
   outputs: { lse?: boolean; weights?: boolean } = { lse: true },
-): Promise<void> {
+): Promise<AttentionPlan> {
   const inputs = caseInputs(c);
   const ref = attentionCpu(inputs.q, inputs.k, inputs.v, {
     causal: c.causal,
@@ -80,14 +93,17 @@ export async function checkCase(
     made.push(t);
     return t;
   };
-  await checked(ctx, async () => {
-    const result = await fn(up(inputs.q), up(inputs.k), up(inputs.v), {
+  const plan = await checked(ctx, async () => {
+    const [q, k, v] = [up(inputs.q), up(inputs.k), up(inputs.v)];
+    const options = {
       causal: c.causal,
       scale: c.scale,
       mask: inputs.mask ? up(inputs.mask) : undefined,
       returnLse: outputs.lse,
       returnWeights: outputs.weights,
-    });
+    };
+    const plan = planAttention(q, k, v, options);
+    const result = await fn(q, k, v, options);
     made.push(
       result.output,
       ...(result.lse ? [result.lse] : []),
@@ -98,6 +114,8 @@ export async function checkCase(
     expectClose(await result.output.read(), ref.output.data, tol, `${label} output`);
     if (outputs.lse) expectClose(await result.lse!.read(), ref.lse.data, tol, `${label} lse`);
     if (outputs.weights) expectClose(await result.weights!.read(), ref.weights.data, tol, `${label} weights`);
+    return plan;
   });
   for (const t of made) t.destroy();
+  return plan;
 }

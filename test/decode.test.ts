@@ -1,9 +1,8 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AttentionKernel, attention, type Context } from '../src';
-import { flashKernel } from '../src/ops/attention';
-import { decodeAttention, prefersDecode } from '../src/ops/decode_attention';
-import { type Case, checkCase } from './attention_cases';
+import { type AttentionKernel, attention, type Context, planAttention } from '../src';
+import { decodeAttention } from '../src/ops/attention';
+import { type Case, checkCase, kernelOf } from './attention_cases';
 import { testContext } from './helpers';
 
 // D 8 and Dv 5 (or 8) keep the number of distinct kernels small; Lk past 128 gives several chunks.
@@ -21,10 +20,9 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s split pass', (ker
   afterAll(() => ctx?.destroy());
 
   /** `c` through decodeAttention against the reference, on this describe's split pass. */
-  const check = (c: Case) => {
+  const check = async (c: Case) => {
     const fitted = kernel === 'registers' ? { ...c, D: up4(c.D), Dv: up4(c.Dv) } : c;
-    expect(flashKernel(ctx, fitted, {})).toBe(kernel);
-    return checkCase(ctx, decodeAttention, fitted);
+    expect(kernelOf(await checkCase(ctx, decodeAttention, fitted))).toBe(kernel);
   };
 
   describe('split-K decode kernel matches the float64 reference', () => {
@@ -102,9 +100,13 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s split pass', (ker
 
   describe('kernel choice and resources', () => {
     it('attention uses the decode kernel for few queries against many keys', () => {
-      const shape = { B: 1, Hq: 8, Hkv: 2, D: 64, Dv: 64 };
-      const decodes = (Lq: number, Lk: number, options = {}) =>
-        prefersDecode({ ...shape, Lq, Lk }, options, kernel);
+      const decodes = (Lq: number, Lk: number, options = {}) => {
+        const q = ctx.zeros([1, 8, Lq, 64]);
+        const kv = ctx.zeros([1, 2, Lk, 64]);
+        const { path } = planAttention(q, kv, kv, options);
+        for (const t of [q, kv]) t.destroy();
+        return path === 'decode';
+      };
       expect(decodes(1, 4096)).toBe(true);
       expect(decodes(4, 256, { causal: true })).toBe(true);
       expect(decodes(1, 4096, { returnWeights: true })).toBe(false);

@@ -12,10 +12,14 @@ let largestBinding = 0;
 beforeAll(async () => {
   folded = await testContext({ limits: { maxComputeWorkgroupsPerDimension: 3 } });
   small = await testContext({ limits: { maxStorageBufferBindingSize: 4096 } });
-  const run = small.run.bind(small);
-  small.run = (dispatches) => {
-    for (const d of dispatches) largestBinding = Math.max(largestBinding, ...d.buffers.map((b) => b.size));
-    run(dispatches);
+  const { device } = small;
+  const createBindGroup = device.createBindGroup.bind(device);
+  device.createBindGroup = (descriptor) => {
+    for (const e of descriptor.entries) {
+      const { buffer, size } = e.resource as GPUBufferBinding;
+      if (e.binding > 0) largestBinding = Math.max(largestBinding, size ?? buffer.size);
+    }
+    return createBindGroup(descriptor);
   };
 });
 afterAll(() => {

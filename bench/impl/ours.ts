@@ -1,7 +1,5 @@
 // Our library: the fused op (`attention`) and the composed path (matmul -> softmax -> matmul).
-import { attention, type Context, matmul, softmax, type Tensor } from '../../src';
-import { flashKernel } from '../../src/ops/attention';
-import { prefersDecode } from '../../src/ops/decode_attention';
+import { attention, type Context, matmul, planAttention, softmax, type Tensor } from '../../src';
 import type { PassProbe } from '../probe';
 import type { BenchInputs, CallStats, Impl } from './types';
 
@@ -38,10 +36,11 @@ export function oursFused(ctx: Context, probe: PassProbe, other = false): Impl {
     async prepare(inputs) {
       const { q, k, v } = upload(ctx, inputs);
       const { causal } = inputs.shape;
-      // The op's own rule for its kernel choice (it does not report the choice in its result).
-      const shape = { ...inputs.shape, Dv: inputs.shape.D };
-      const form = flashKernel(ctx, shape, { causal });
-      const kernel = `${prefersDecode(shape, { causal }, form) ? 'split-K decode' : 'flash'} (${form})`;
+      const plan = planAttention(q, k, v, { causal });
+      const kernel =
+        plan.path === 'flash' || plan.path === 'decode'
+          ? `${plan.path === 'decode' ? 'split-K decode' : 'flash'} (${plan.kernel})`
+          : plan.path;
       const call = async () => [(await attention(q, k, v, { causal })).output];
       return {
         device: ctx.device,

@@ -1,6 +1,6 @@
+import { checkOptions } from '../checks';
 import type { Context } from '../context';
 import { attention } from '../ops/attention';
-import { checkOptions } from '../ops/common';
 import { linear } from '../ops/linear';
 import { rope } from '../ops/rope';
 import { checkRopeSettings } from '../reference/rope';

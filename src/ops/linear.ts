@@ -1,8 +1,9 @@
 import linearSource from '../../shaders/linear.wgsl?raw';
+import { checkOptions } from '../checks';
 import { chunkPrelude, elementPrelude, elementStorage, inputPrelude } from '../f16';
+import { Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
-import { checkOptions, foldGrid, specialise } from './common';
 
 export interface LinearOptions {
   /** Added to every row: [N]. */
@@ -41,34 +42,24 @@ export async function linear(x: Tensor, weight: Tensor, options: LinearOptions =
     ACT: options.activation ? ACTIVATIONS[options.activation] : 0,
     RESIDUAL: options.residual !== undefined,
   };
-  const key = `linear:${storage}:${vec4 ? 4 : 1}:${Object.values(constants).join(',')}`;
-  const pipeline = await ctx.pipeline(
-    key,
-    () =>
-      elementPrelude(storage, true) +
-      (vec4 ? chunkPrelude(storage) : '') +
-      inputPrelude(vec4) +
-      specialise(linearSource, constants),
-  );
   const shape = options.heads === undefined ? [B, L, N] : [B, heads, L, N / heads];
   const y = ctx.zeros(shape, x.dtype, 'linear:y');
-  // one invocation per four outputs of a row
-  const grid = foldGrid(ctx, Math.ceil((B * L * Math.ceil(N / 4)) / WG), 'linear');
-  ctx.run([
-    {
-      label: key,
-      pipeline,
-      uniforms: new Uint32Array([B * L, L, K, N, Hin, heads, grid[0]]).buffer,
-      buffers: [
-        x.buffer,
-        weight.buffer,
-        options.bias ? options.bias.buffer : ctx.dummy('bias'),
-        options.residual ? options.residual.buffer : ctx.dummy('residual'),
-        y.buffer,
-      ],
-      workgroups: grid,
-    },
-  ]);
+  const rec = new Recording(ctx, 'linear');
+  rec.dispatch({
+    name: 'linear',
+    sources: [
+      elementPrelude(storage, true),
+      vec4 ? chunkPrelude(storage) : '',
+      inputPrelude(vec4),
+      linearSource,
+    ],
+    constants,
+    uniforms: { rows: B * L, L, K, N, Hin, Hout: heads },
+    bindings: [x.buffer, weight.buffer, options.bias?.buffer, options.residual?.buffer, y.buffer],
+    // one invocation per four outputs of a row
+    workgroups: Math.ceil((B * L * Math.ceil(N / 4)) / WG),
+  });
+  await rec.submit();
   return y;
 }
 

@@ -1,8 +1,9 @@
 import matmulSource from '../../shaders/matmul.wgsl?raw';
+import { checkOptions } from '../checks';
+import { f32, Recording, vec4u } from '../program';
 import { batchShape, type MatmulOptions } from '../reference/matmul';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
-import { checkOptions, foldGrid, specialise } from './common';
 
 export type { MatmulOptions };
 
@@ -53,36 +54,34 @@ export async function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}):
     VB: (transposeB ? K : N) % 4 === 0 ? 4 : 1,
     MAX_BATCH_DIMS,
   };
-  const key = `matmul:${Object.values(constants).join(',')}`;
-  const pipeline = await ctx.pipeline(key, () => {
-    const elem = (v: number) => (v === 4 ? 'vec4<f32>' : 'f32');
-    return specialise(
-      `alias AElem = ${elem(constants.VA)};\nalias BElem = ${elem(constants.VB)};\n${matmulSource}`,
-      constants,
-    );
-  });
-
   const c = ctx.zeros([...batch, M, N], 'f32', 'matmul:c');
   const tilesN = Math.ceil(N / tiling.BN);
   const tilesM = Math.ceil(M / tiling.BM);
-  const tiles = tilesN * tilesM * batch.reduce((x, y) => x * y, 1);
-  const uniforms = new ArrayBuffer(32 + 16 * MAX_BATCH_DIMS);
-  const u32 = new Uint32Array(uniforms);
-  u32.set([M, N, K, tilesN, tilesM, tiles, batchDims.length]);
-  new Float32Array(uniforms)[7] = options.alpha ?? 1;
+  const batchValues = new Array<number>(4 * MAX_BATCH_DIMS).fill(0);
   batchDims.forEach((d, i) => {
-    u32.set(d, 8 + 4 * i);
+    batchValues.splice(4 * i, 4, ...d);
   });
-
-  ctx.run([
-    {
-      label: key,
-      pipeline,
-      uniforms,
-      buffers: [a.buffer, b.buffer, c.buffer],
-      workgroups: foldGrid(ctx, tiles, 'matmul'),
+  const elem = (v: number) => (v === 4 ? 'vec4<f32>' : 'f32');
+  const aliases = `alias AElem = ${elem(constants.VA)};\nalias BElem = ${elem(constants.VB)};\n`;
+  const rec = new Recording(ctx, 'matmul');
+  rec.dispatch({
+    name: 'matmul',
+    sources: [aliases, matmulSource],
+    constants,
+    uniforms: {
+      M,
+      N,
+      K,
+      tilesN,
+      tilesM,
+      batchDims: batchDims.length,
+      alpha: f32(options.alpha ?? 1),
+      batch: vec4u(batchValues),
     },
-  ]);
+    bindings: [a.buffer, b.buffer, c.buffer],
+    workgroups: tilesN * tilesM * batch.reduce((x, y) => x * y, 1),
+  });
+  await rec.submit();
   return c;
 }
 

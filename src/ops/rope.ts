@@ -1,10 +1,10 @@
 import ropeSource from '../../shaders/rope.wgsl?raw';
+import { checkOptions } from '../checks';
 import { elementPrelude, elementStorage } from '../f16';
+import { Recording } from '../program';
 import { checkRopeSettings, type RopeOptions } from '../reference/rope';
 import { expectRank } from '../shape';
 import type { Tensor } from '../tensor';
-import { Usage } from '../usage';
-import { checkOptions, foldGrid, specialise } from './common';
 
 export type { RopeOptions };
 
@@ -25,11 +25,6 @@ export async function rope(x: Tensor, options: RopeOptions): Promise<Tensor> {
   const [, , L, D] = x.shape;
   const storage = elementStorage(ctx, x.dtype);
   const constants = { WG, STYLE: options.style === 'half' ? 0 : 1 };
-  const key = `rope:${storage}:${Object.values(constants).join(',')}`;
-  const pipeline = await ctx.pipeline(
-    key,
-    () => elementPrelude(storage, true) + specialise(ropeSource, constants),
-  );
 
   // (cos, sin) of every (row, pair), in float64 before rounding to f32.
   const half = dims / 2;
@@ -41,21 +36,19 @@ export async function rope(x: Tensor, options: RopeOptions): Promise<Tensor> {
       rotation[(l * half + i) * 2 + 1] = Math.sin(angle);
     }
   }
-  const table = ctx.createBuffer(rotation.byteLength, Usage.STORAGE | Usage.COPY_DST, 'rope:rotation');
+  const rec = new Recording(ctx, 'rope');
+  const table = rec.buffer(rotation.byteLength, 'rope:rotation');
   ctx.device.queue.writeBuffer(table, 0, rotation);
-
   const out = ctx.zeros(x.shape, x.dtype, 'rope:out');
-  const grid = foldGrid(ctx, Math.ceil(x.size / WG), 'rope');
-  ctx.run([
-    {
-      label: key,
-      pipeline,
-      uniforms: new Uint32Array([x.size, L, D, dims, grid[0]]).buffer,
-      buffers: [x.buffer, table, out.buffer],
-      workgroups: grid,
-    },
-  ]);
-  ctx.freeBuffer(table); // submitted work keeps it alive until it finishes
+  rec.dispatch({
+    name: 'rope',
+    sources: [elementPrelude(storage, true), ropeSource],
+    constants,
+    uniforms: { total: x.size, L, D, dims },
+    bindings: [x.buffer, table, out.buffer],
+    workgroups: Math.ceil(x.size / WG),
+  });
+  await rec.submit();
   return out;
 }
 

@@ -1,8 +1,10 @@
+import maskedSource from '../../shaders/masked.wgsl?raw';
 import softmaxSource from '../../shaders/softmax.wgsl?raw';
+import { checkOptions } from '../checks';
+import { f32, Recording } from '../program';
 import type { SoftmaxOptions } from '../reference/softmax';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
-import { checkOptions, foldGrid, specialise } from './common';
 
 export type { SoftmaxOptions };
 
@@ -26,23 +28,22 @@ export async function softmax(x: Tensor, options: SoftmaxOptions = {}): Promise<
   // Small workgroups: short rows would leave a large one idle, and on CPU implementations of
   // WebGPU (SwiftShader) each invocation group of a workgroup with barriers costs microseconds.
   const constants = { WG: n <= 1024 ? 16 : 64 };
-  const key = `softmax:${constants.WG}`;
-  const pipeline = await ctx.pipeline(key, () => specialise(softmaxSource, constants));
-
   const y = ctx.zeros(x.shape, 'f32', 'softmax:y');
-  const uniforms = new ArrayBuffer(32);
-  const lq = options.causal ? x.shape[x.rank - 2] : 1;
-  new Uint32Array(uniforms).set([rows, n, lq, options.causal ? 1 : 0]);
-  new Float32Array(uniforms)[4] = options.scale ?? 1;
-  ctx.run([
-    {
-      label: key,
-      pipeline,
-      uniforms,
-      buffers: [x.buffer, y.buffer],
-      workgroups: foldGrid(ctx, rows, 'softmax'),
+  const rec = new Recording(ctx, 'softmax');
+  rec.dispatch({
+    name: 'softmax',
+    sources: [softmaxSource, maskedSource],
+    constants,
+    uniforms: {
+      n,
+      Lq: options.causal ? x.shape[x.rank - 2] : 1,
+      causal: options.causal ? 1 : 0,
+      scale: f32(options.scale ?? 1),
     },
-  ]);
+    bindings: [x.buffer, y.buffer],
+    workgroups: rows,
+  });
+  await rec.submit();
   return y;
 }
 

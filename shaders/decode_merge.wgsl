@@ -1,0 +1,46 @@
+// Split-K attention (flash-decoding), pass 2: one workgroup per query row combines the P partials
+// of the row (decode_split.wgsl) by their log-sum-exp into out [B, Hq, Lq, Dv] and lse [B, Hq, Lq].
+// Constants: WG, DV4, LSE, and the element storage helpers of src/f16.ts; uniforms: Dv, P.
+// Appended: masked.wgsl.
+// [B * Hq * Lq, P, DV4] and [B * Hq * Lq, P], written by the split pass
+@group(0) @binding(1) var<storage, read> partO: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> partML: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<OutStored>;
+// f32 bits, so that -Infinity is written as bits rather than computed
+@group(0) @binding(4) var<storage, read_write> lse: array<u32>;
+
+// Invocation c owns output columns 4c..4c+3 of row workgroupIndex(wid) of [B * Hq * Lq].
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) c: u32) {
+  let row = workgroupIndex(wid);
+  if (row >= p.workgroups) {
+    return;
+  }
+  var mMax = MASKED;
+  for (var i = 0u; i < p.P; i++) {
+    mMax = max(mMax, partML[row * p.P + i].x);
+  }
+  var l = 0.0;
+  var o = vec4<f32>(0.0);
+  for (var i = 0u; i < p.P; i++) {
+    let ml = partML[row * p.P + i];
+    let w = exp(ml.x - mMax);
+    l += w * ml.y;
+    if (c < DV4) {
+      o += w * partO[(row * p.P + i) * DV4 + c];
+    }
+  }
+  // A row that may attend no key: zeros and lse = -Infinity (a NaN sum stays NaN).
+  let inv = select(1.0 / l, 0.0, l == 0.0);
+  if (c < DV4) {
+    for (var e = 0u; e < 4u; e++) {
+      let d = c * 4u + e;
+      if (d < p.Dv) {
+        storeOut(row * p.Dv + d, o[e] * inv);
+      }
+    }
+  }
+  if (LSE && c == 0u) {
+    lse[row] = select(bitcast<u32>(mMax + log(l)), NEG_INF_BITS, l == 0.0);
+  }
+}

@@ -1,0 +1,37 @@
+// Part of both forms of pass 1 of split-K decode (decode_split.wgsl, decode_split_registers.wgsl):
+// the mask and partials bindings, the rows of a block and the bias of a key for a row. Uniforms
+// (src/ops/decode_attention.ts): B, Hq, Hkv, Lq, Lk, D, Dv, causal, mask_b .. mask_j (element
+// strides of the mask broadcast to [B, Hq, Lq, Lk]), scale, kStride, vStride (rows from one kv
+// head to the next), group (Hq / Hkv), tilesPerChunk (key tiles per chunk: WG keys in `split`, 4
+// in `split_registers`), P (partials per query row), shift (see key_rules.wgsl).
+// bool: bytes packed four per word; additive: f32 bits
+@group(0) @binding(4) var<storage, read> mask: array<u32>;
+// [B * Hq * Lq, P, DV4]: unnormalised output of each partial
+@group(0) @binding(5) var<storage, read_write> partO: array<vec4<f32>>;
+// [B * Hq * Lq, P]: (m, l) of each partial
+@group(0) @binding(6) var<storage, read_write> partML: array<vec2<f32>>;
+
+struct Row {
+  valid: bool,
+  h: u32,
+  i: u32,
+  // index of the row in [B, Hq, Lq]
+  index: u32,
+}
+
+// Row r of the block: (query head, query) pair number ri0 + r of kv head hk.
+fn rowOf(b: u32, hk: u32, ri0: u32, r: u32) -> Row {
+  let ri = ri0 + r;
+  let h = hk * p.group + ri / p.Lq;
+  let i = ri % p.Lq;
+  return Row(ri < p.group * p.Lq, h, i, (b * p.Hq + h) * p.Lq + i);
+}
+
+// 0, the additive mask value, or MASKED for key j (< jStop) of a row.
+fn keyBias(b: u32, row: Row, j: u32, jStop: u32) -> f32 {
+  if (!row.valid || j >= jStop || !causalAllows(row.i, j)) {
+    return MASKED;
+  }
+  return maskBias(b * p.mask_b + row.h * p.mask_h + row.i * p.mask_i + j * p.mask_j);
+}
+

@@ -1,0 +1,159 @@
+// Split-K attention for few queries against many keys (flash-decoding), pass 1 for GPUs: workgroup
+// memory. q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> partials, merged by
+// decode_merge.wgsl into out [B, Hq, Lq, Dv] and lse [B, Hq, Lq]. k and v rows of one kv head are
+// contiguous; kv heads are kStride (vStride) rows apart, so a KV cache is read in place.
+// One workgroup per (key chunk, block of RQ rows, b * Hkv + kv head), in that order from the
+// fastest. The rows of a block are (query head, query) pairs of the same kv head, so GQA heads
+// share each K/V load. For each tile of WG keys, invocation t scores key t for every row; a tree
+// reduction gives the tile max; then invocation (c, g) accumulates output columns 4c..4c+3 over the
+// keys g, g + G, ... of the tile. Each key group g writes its own partial (m, l, o): l and o sum
+// exp(s - m) and exp(s - m) v over that group's keys of the chunk, m is the running max.
+// Constants: WG, RQ (rows per block), D4 = ceil(D / 4), DV4 = ceil(Dv / 4), G = WG / DV4 (key
+// groups), MASK, and the element storage helpers of src/f16.ts; uniforms and the other bindings
+// in decode_partials.wgsl, plus chunks (key chunks) and rowBlocks. Appended: decode_partials.wgsl,
+// key_rules.wgsl, masked.wgsl. Scores, softmax state and accumulators are f32.
+@group(0) @binding(1) var<storage, read> q: array<Stored>;
+@group(0) @binding(2) var<storage, read> k: array<Stored>;
+@group(0) @binding(3) var<storage, read> v: array<Stored>;
+
+var<workgroup> qs: array<vec4<f32>, RQ * D4>;
+// [RQ, WG]: scores of the tile, then their exp(s - m)
+var<workgroup> sc: array<f32, RQ * WG>;
+// [RQ, WG]: scratch of the max reduction
+var<workgroup> red: array<f32, RQ * WG>;
+
+// Elements 4c .. 4c + 3 of the v row starting at element `base`, zero past Dv.
+fn loadV4(base: u32, c: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    let d = c * 4u + e;
+    if (d < p.Dv) {
+      x[e] = unpackAt(v[wordOf(base + d)], base + d);
+    }
+  }
+  return x;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let w = workgroupIndex(wid);
+  if (w >= p.workgroups) {
+    return;
+  }
+  let chunk = w % p.chunks;
+  let ri0 = (w / p.chunks) % p.rowBlocks * RQ;
+  let bh = w / (p.chunks * p.rowBlocks);
+  let b = bh / p.Hkv;
+  let hk = bh % p.Hkv;
+  let kBase = (b * p.Hkv + hk) * p.kStride * p.D;
+  let vBase = (b * p.Hkv + hk) * p.vStride * p.Dv;
+
+  // Scaled q rows of the block, zero-padded to D4 * 4 (and for rows past the block's end).
+  for (var e = t; e < RQ * D4 * 4u; e += WG) {
+    let r = e / (D4 * 4u);
+    let d = e % (D4 * 4u);
+    let row = rowOf(b, hk, ri0, r);
+    var x = 0.0;
+    if (row.valid && d < p.D) {
+      let qe = row.index * p.D + d;
+      x = unpackAt(q[wordOf(qe)], qe) * p.scale;
+    }
+    qs[r * D4 + d / 4u][d % 4u] = x;
+  }
+  workgroupBarrier();
+
+  let c = t % DV4;
+  let g = t / DV4;
+  var rows: array<Row, RQ>;
+  var m: array<f32, RQ>;
+  var l: array<f32, RQ>;
+  var acc: array<vec4<f32>, RQ>;
+  for (var r = 0u; r < RQ; r++) {
+    rows[r] = rowOf(b, hk, ri0, r);
+    m[r] = MASKED;
+  }
+
+  var nanBits = 0x7fc00000u; // a var, so that the NaN is made at run time, not in a constant
+  let nan = bitcast<f32>(nanBits);
+  let jStart = chunk * p.tilesPerChunk * WG;
+  let jStop = min(jStart + p.tilesPerChunk * WG, p.Lk);
+  for (var j0 = jStart; j0 < jStop; j0 += WG) {
+    // Scores of key j0 + t for every row. (Explicit zero initialisers: Dawn on SwiftShader was
+    // seen not to re-zero an uninitialised `var` declared inside a loop.)
+    let j = j0 + t;
+    var s = array<f32, RQ>();
+    var anyAllowed = false;
+    for (var r = 0u; r < RQ; r++) {
+      s[r] = keyBias(b, rows[r], j, jStop);
+      anyAllowed = anyAllowed || s[r] > MASKED;
+    }
+    if (anyAllowed) {
+      var dot = array<f32, RQ>();
+      for (var d = 0u; d < p.D; d++) {
+        let ke = kBase + j * p.D + d;
+        let kd = unpackAt(k[wordOf(ke)], ke);
+        for (var r = 0u; r < RQ; r++) {
+          dot[r] += qs[r * D4 + d / 4u][d % 4u] * kd;
+        }
+      }
+      for (var r = 0u; r < RQ; r++) {
+        s[r] = select(MASKED, s[r] + dot[r], s[r] > MASKED);
+      }
+    }
+    for (var r = 0u; r < RQ; r++) {
+      sc[r * WG + t] = s[r];
+      red[r * WG + t] = s[r];
+    }
+    workgroupBarrier();
+
+    // Tile max of each row (WG is a power of two).
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+      if (t < stride) {
+        for (var r = 0u; r < RQ; r++) {
+          red[r * WG + t] = max(red[r * WG + t], red[r * WG + t + stride]);
+        }
+      }
+      workgroupBarrier();
+    }
+
+    // New running max; rescale what was accumulated; probabilities of this invocation's key.
+    for (var r = 0u; r < RQ; r++) {
+      let mNew = max(m[r], red[r * WG]);
+      let alpha = exp(m[r] - mNew);
+      l[r] *= alpha;
+      acc[r] *= alpha;
+      m[r] = mNew;
+      // A NaN or +Infinity score (from q or k) must turn its row NaN; tested by bits and written
+      // as a NaN, because WGSL lets max and exp assume finite values.
+      let bits = bitcast<u32>(s[r]);
+      let poisoned = (bits & 0x7fffffffu) > 0x7f800000u || bits == 0x7f800000u;
+      sc[r * WG + t] = select(select(0.0, exp(s[r] - mNew), s[r] > MASKED), nan, poisoned);
+    }
+    workgroupBarrier();
+
+    if (g < G) {
+      for (var jj = g; jj < WG && j0 + jj < jStop; jj += G) {
+        let vj = loadV4(vBase + (j0 + jj) * p.Dv, c);
+        for (var r = 0u; r < RQ; r++) {
+          let pj = sc[r * WG + jj];
+          l[r] += pj;
+          acc[r] += pj * vj;
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  if (g < G) {
+    for (var r = 0u; r < RQ; r++) {
+      if (rows[r].valid) {
+        let part = rows[r].index * p.P + chunk * G + g;
+        partO[part * DV4 + c] = acc[r];
+        if (c == 0u) {
+          partML[part] = vec2<f32>(m[r], l[r]);
+        }
+      }
+    }
+  }
+}
+

@@ -1,0 +1,109 @@
+// Split-K attention (flash-decoding), pass 1 for adapters that run compute on the CPU: no
+// workgroup memory. Same contract as decode_split.wgsl.
+// One invocation per (key chunk, query row): it walks its chunk four keys at a time, their scores
+// a vec4 and their rows 4 x 4 blocks, and writes one partial (m, l, o) of the row. Needs D and Dv
+// multiples of 4: q, k and v are read a Chunk at a time. Constants: WG, D4 = D / 4, DV4 = Dv / 4,
+// MASK, and Chunk and unpackChunk of src/f16.ts. Appended: decode_partials.wgsl, key_rules.wgsl,
+// value_chunks.wgsl, masked.wgsl.
+
+@group(0) @binding(1) var<storage, read> q: array<Chunk>;
+@group(0) @binding(2) var<storage, read> k: array<Chunk>;
+@group(0) @binding(3) var<storage, read> v: array<Chunk>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let flat = workgroupIndex(wid);
+  let groups = (p.P + WG - 1u) / WG;
+  let row = flat / groups;
+  let chunk = (flat % groups) * WG + t;
+  if (row >= p.B * p.Hq * p.Lq || chunk >= p.P) {
+    return;
+  }
+  let i = row % p.Lq;
+  let h = (row / p.Lq) % p.Hq;
+  let b = row / (p.Lq * p.Hq);
+  let hk = h / p.group;
+  // first chunk of the kv head's key 0
+  let kBase = (b * p.Hkv + hk) * p.kStride * D4;
+  let vBase = (b * p.Hkv + hk) * p.vStride * DV4;
+
+  var qr: array<vec4<f32>, D4>;
+  for (var c = 0u; c < D4; c++) {
+    qr[c] = unpackChunk(q[row * D4 + c]) * p.scale;
+  }
+  let jStart = chunk * p.tilesPerChunk * 4u;
+  let jStop = min(min(jStart + p.tilesPerChunk * 4u, p.Lk), causalEnd(i));
+
+  var m = MASKED;
+  var l = 0.0;
+  var acc: array<vec4<f32>, DV4>;
+  for (var j0 = jStart; j0 < jStop; j0 += 4u) {
+    // A full tile: four keys that the row may attend, with no mask values to add.
+    let full = MASK == 0u && j0 + 4u <= jStop;
+    // bias[e]: of key j0 + e
+    var bias = vec4<f32>();
+    if (!full) {
+      // written out: a vector indexed by a loop variable lives in memory on SwiftShader
+      let r = Row(true, h, i, row);
+      bias = vec4<f32>(
+        keyBias(b, r, j0, jStop),
+        keyBias(b, r, j0 + 1u, jStop),
+        keyBias(b, r, j0 + 2u, jStop),
+        keyBias(b, r, j0 + 3u, jStop),
+      );
+      if (all(bias == vec4<f32>(MASKED))) {
+        continue;
+      }
+    }
+    let ok = bias > vec4<f32>(MASKED);
+
+    // Keys past jStop read whatever the buffer holds there; their scores are replaced below.
+    var s = bias;
+    let kt = kBase + j0 * D4;
+    for (var c = 0u; c < D4; c++) {
+      let qc = qr[c];
+      s += vec4<f32>(
+        dot(unpackChunk(k[kt + c]), qc),
+        dot(unpackChunk(k[kt + D4 + c]), qc),
+        dot(unpackChunk(k[kt + 2u * D4 + c]), qc),
+        dot(unpackChunk(k[kt + 3u * D4 + c]), qc),
+      );
+    }
+    if (!full) {
+      // by select, so that a NaN or Infinity in a key the row may not attend stays out
+      s = select(vec4<f32>(MASKED), s, ok);
+    }
+    let mNew = max(m, max(max(s.x, s.y), max(s.z, s.w)));
+    let alpha = exp(m - mNew);
+    m = mNew;
+    var pr = exp(s - mNew);
+    if (!full) {
+      pr = select(vec4<f32>(0.0), pr, ok);
+    }
+    l = l * alpha + pr.x + pr.y + pr.z + pr.w;
+
+    // The same product on both paths, written out for each: a branch inside the loop costs
+    // SwiftShader much of its speed.
+    let vt = vBase + j0 * DV4;
+    if (full) {
+      for (var c = 0u; c < DV4; c++) {
+        acc[c] = acc[c] * alpha + keyChunks(vt, c) * pr;
+      }
+    } else {
+      for (var c = 0u; c < DV4; c++) {
+        // column e of byKey: dims 4c .. 4c + 3 of key j0 + e
+        let byKey = keyChunks(vt, c);
+        let z = vec4<f32>(0.0);
+        acc[c] = acc[c] * alpha + select(z, pr.x * byKey[0], ok.x) + select(z, pr.y * byKey[1], ok.y) +
+          select(z, pr.z * byKey[2], ok.z) + select(z, pr.w * byKey[3], ok.w);
+      }
+    }
+  }
+
+  let part = row * p.P + chunk;
+  for (var c = 0u; c < DV4; c++) {
+    partO[part * DV4 + c] = acc[c];
+  }
+  partML[part] = vec2<f32>(m, l);
+}
+

@@ -1,0 +1,458 @@
+// Attention, step 1 and 2 of check -> plan -> programs -> run: validate the inputs, then decide
+// once how the call runs (which path, which kernel form, tiles, chunks, mask strides). A plan is
+// plain data: the executors (flash_attention.ts, decode_attention.ts, attention_split.ts) turn it
+// into programs, and tests and the benchmark read it to know what ran.
+import { checkOptions } from '../checks';
+import type { AttentionKernel, Context } from '../context';
+import { type ElementStorage, elementStorage } from '../f16';
+import { broadcastStrides, expectRank, fmt } from '../shape';
+import { bytesPerElement, type DType, type Tensor } from '../tensor';
+
+export interface AttentionOptions {
+  /** Multiplies q·k. Default 1/sqrt(D). */
+  scale?: number;
+  /** Bottom-right causal: query i may attend key j iff j <= i + (Lk - Lq). Combines with `mask`. */
+  causal?: boolean;
+  /**
+   * A `bool` tensor (true = may attend) or an `f32` tensor added to the scaled scores,
+   * broadcastable to [B, Hq, Lq, Lk].
+   */
+  mask?: Tensor;
+  /** Also return the row log-sum-exp [B, Hq, Lq] (natural log; -Infinity where nothing may be attended). */
+  returnLse?: boolean;
+  /** Also return the attention weights [B, Hq, Lq, Lk]. For inspection at small sizes: it is Lq x Lk. */
+  returnWeights?: boolean;
+}
+
+export interface AttentionResult {
+  /** [B, Hq, Lq, Dv] */
+  output: Tensor;
+  /** [B, Hq, Lq], when `returnLse` */
+  lse?: Tensor;
+  /** [B, Hq, Lq, Lk], when `returnWeights` */
+  weights?: Tensor;
+}
+
+const OPTION_KEYS = ['scale', 'causal', 'mask', 'returnLse', 'returnWeights'] as const;
+
+/** The problem sizes, checked. */
+export interface AttentionShape {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  Lq: number;
+  Lk: number;
+  D: number;
+  Dv: number;
+}
+
+/** What the kernels of one (unsplit) call are specialised and parametrised by. */
+export interface CorePlan {
+  shape: AttentionShape;
+  /** The form of the flash kernel and of the decode pass (see ContextOptions.attentionKernel). */
+  kernel: AttentionKernel;
+  storage: ElementStorage;
+  /** 0 none, 1 bool, 2 additive */
+  maskKind: 0 | 1 | 2;
+  /** Element strides of the mask broadcast to [B, Hq, Lq, Lk]; 0 on broadcast dims. */
+  maskStrides: number[];
+  scale: number;
+  causal: boolean;
+  /** Causal: key j is allowed for row i iff j <= i + causalShift (Lk - Lq, or a block's own). */
+  causalShift: number;
+  lse: boolean;
+  weights: boolean;
+}
+
+/** One dispatch of a flash kernel: `rowsPerWorkgroup` query rows of one head per workgroup. */
+export interface FlashPlan extends CorePlan {
+  path: 'flash';
+  rowsPerWorkgroup: number;
+  /** Keys staged per tile in workgroup memory ('workgroup' form). */
+  keysPerTile: number;
+  workgroups: number;
+}
+
+/** Split-K decode: keys split into chunks scored in parallel, merged by log-sum-exp. */
+export interface DecodePlan extends CorePlan {
+  path: 'decode';
+  /** Key chunks per (kv head, row block) ('workgroup') or per row ('registers'). */
+  chunks: number;
+  /** Key tiles per chunk: tiles of DECODE_WG keys ('workgroup') or of 4 ('registers'). */
+  tilesPerChunk: number;
+  /** Partial results per query row. */
+  partials: number;
+  /** 'workgroup' form: (query head, query) rows per block and blocks per kv head. */
+  rowsPerBlock: number;
+  rowBlocks: number;
+  workgroups: number;
+}
+
+/** A call too large for one binding, run over groups of heads of one batch item. */
+export interface HeadsPlan {
+  path: 'heads';
+  shape: AttentionShape;
+  heads: number;
+  kvHeads: number;
+  /** The mask's shape right-aligned to [B', H', Lq', Lk'] (1 where it broadcasts). */
+  maskDims: number[];
+  /** How each group runs. */
+  group: FlashPlan | DecodePlan;
+}
+
+/** A head too large for one binding, run as blocks of query rows x chunks of keys. */
+export interface BlocksPlan {
+  path: 'blocks';
+  shape: AttentionShape;
+  rows: number;
+  keys: number;
+  maskDims: number[];
+  storage: ElementStorage;
+}
+
+export type AttentionPlan = FlashPlan | DecodePlan | HeadsPlan | BlocksPlan;
+
+/** The buffers of one (unsplit) call. k and v rows of kv head n start at row n * kStride (vStride). */
+export interface AttentionBuffers {
+  q: GPUBuffer;
+  k: GPUBuffer;
+  v: GPUBuffer;
+  kStride: number;
+  vStride: number;
+  mask?: GPUBuffer;
+  output: GPUBuffer;
+  lse?: GPUBuffer;
+  weights?: GPUBuffer;
+}
+
+/** Rows of queries per workgroup of both flash kernels (one or four per invocation). */
+export const ROWS_PER_WORKGROUP = 64;
+/** Invocations per workgroup of the `workgroup` decode pass; also keys per tile (a power of two). */
+export const DECODE_WG = 64;
+/** Most (query head, query) rows that one `workgroup` decode block scores against each key. */
+const DECODE_MAX_ROWS = 8;
+/** Decode workgroups to aim for: enough to occupy every core of a large GPU several times over. */
+const DECODE_TARGET_WORKGROUPS = 256;
+/** Fewest key tiles per chunk, so that each workgroup's q load and each partial pay off. */
+const DECODE_MIN_TILES = 2;
+/** Invocations per workgroup of the `registers` decode pass (one key chunk each). */
+export const DECODE_REGISTERS_WG = 16;
+/** `registers` decode pass: invocations to aim for, and fewest keys per chunk (a multiple of 4). */
+const DECODE_REGISTERS_TARGET_CHUNKS = 1024;
+const DECODE_REGISTERS_MIN_KEYS = 32;
+/** Most bytes of partials per query row the `workgroup` decode pass may bind. */
+const DECODE_PARTIAL_BYTES = 1024;
+
+/** Inputs of a plan: sizes and dtypes, no buffers. */
+interface PlanInputs {
+  ctx: Context;
+  shape: AttentionShape;
+  dtype: DType;
+  mask?: { shape: readonly number[]; dtype: DType; size: number };
+}
+
+/**
+ * How `attention(q, k, v, options)` would run on these inputs: the path (`flash`, split-K
+ * `decode`, `heads` groups or `blocks` x chunks for inputs larger than a binding), the kernel
+ * form, tiles and chunks. Validates like `attention` does.
+ */
+export function planAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions = {},
+): AttentionPlan {
+  const shape = checkAttentionInputs(q, k, v, options);
+  return plan({ ctx: q.ctx, shape, dtype: q.dtype, mask: options.mask }, options);
+}
+
+/** @internal the plan of checked inputs; `force: 'decode'` runs the decode kernel whatever the sizes. */
+export function plan(inputs: PlanInputs, options: AttentionOptions, force?: 'decode'): AttentionPlan {
+  const { ctx, shape: s, dtype } = inputs;
+  const bpe = bytesPerElement(dtype);
+  const limit = ctx.limits.maxStorageBufferBindingSize;
+  if (Math.max(...groupBytes(inputs, s.Hq, options).map((b) => b * s.B)) <= limit) {
+    return corePlan(inputs, options, s.Lk - s.Lq, force);
+  }
+  const maskDims = inputs.mask ? [...Array(4 - inputs.mask.shape.length).fill(1), ...inputs.mask.shape] : [];
+  const group = s.Hq / s.Hkv;
+  // Head counts that keep kv heads whole: divisors of the GQA group, then multiples of it.
+  const heads = [...Array(s.Hq).keys()]
+    .map((i) => i + 1)
+    .filter((n) => s.Hq % n === 0 && (group % n === 0 || n % group === 0))
+    .filter((n) => Math.max(...groupBytes(inputs, n, options)) <= limit)
+    .at(-1);
+  if (heads !== undefined) {
+    const kvHeads = Math.max(1, heads / group);
+    const mask = inputs.mask && {
+      ...inputs.mask,
+      shape: [1, maskDims[1] === 1 ? 1 : heads, maskDims[2], maskDims[3]],
+    };
+    const inner = { ...inputs, shape: { ...s, B: 1, Hq: heads, Hkv: kvHeads }, mask };
+    const groupPlan = corePlan(inner, options, s.Lk - s.Lq, force);
+    return { path: 'heads', shape: s, heads, kvHeads, maskDims, group: groupPlan };
+  }
+  const where = `q [${s.Lq}, ${s.D}], k [${s.Lk}, ${s.D}], v [${s.Lk}, ${s.Dv}]`;
+  if (options.returnWeights) {
+    throw new Error(
+      `attention: returnWeights is not supported when one head needs more than maxStorageBufferBindingSize (${limit} bytes), received true for ${where}`,
+    );
+  }
+  const sizes = blockSizes(s, bpe, inputs.mask ? bytesPerElement(inputs.mask.dtype) : 0, maskDims, limit);
+  if (!sizes) {
+    throw new Error(
+      `attention: one query row against one key needs more than maxStorageBufferBindingSize (${limit} bytes) for ${where}`,
+    );
+  }
+  return {
+    path: 'blocks',
+    shape: s,
+    rows: sizes[0],
+    keys: sizes[1],
+    maskDims: inputs.mask ? maskDims : [1, 1, 1, 1],
+    storage: elementStorage(ctx, dtype),
+  };
+}
+
+/** The plan of a call that fits its bindings: one flash dispatch or the two decode passes. */
+export function corePlan(
+  inputs: PlanInputs,
+  options: AttentionOptions,
+  causalShift: number,
+  force?: 'decode',
+): FlashPlan | DecodePlan {
+  const { ctx, shape: s, mask } = inputs;
+  const fits = s.D % 4 === 0 && s.Dv % 4 === 0 && !options.returnWeights;
+  const kernel: AttentionKernel = ctx.attentionKernel === 'registers' && fits ? 'registers' : 'workgroup';
+  const core: CorePlan = {
+    shape: s,
+    kernel,
+    storage: elementStorage(ctx, inputs.dtype),
+    maskKind: !mask ? 0 : mask.dtype === 'bool' ? 1 : 2,
+    maskStrides: mask
+      ? broadcastStrides('attention: mask', mask.shape, [s.B, s.Hq, s.Lq, s.Lk])
+      : [0, 0, 0, 0],
+    scale: options.scale ?? 1 / Math.sqrt(s.D),
+    causal: options.causal ?? false,
+    causalShift,
+    lse: options.returnLse ?? false,
+    weights: options.returnWeights ?? false,
+  };
+  if (force === 'decode' || prefersDecode(s, options, kernel)) return decodePlan(ctx, core);
+  const rows = ROWS_PER_WORKGROUP;
+  return {
+    ...core,
+    path: 'flash',
+    rowsPerWorkgroup: rows,
+    keysPerTile: kernel === 'workgroup' ? keysPerTile(ctx, s) : 0,
+    workgroups: Math.ceil(s.Lq / rows) * s.Hq * s.B,
+  };
+}
+
+/**
+ * Whether a call runs the split-K decode kernel rather than the flash kernel, in kernel `form`:
+ * few queries against many keys, where the flash kernel would leave most of its invocations idle.
+ * The `registers` flash kernel computes four rows per invocation and loses to the decode pass
+ * only for one or two queries at any length, or up to four from 256 keys.
+ */
+function prefersDecode(shape: AttentionShape, options: AttentionOptions, form: AttentionKernel): boolean {
+  if (options.returnWeights) return false;
+  if (form === 'registers') return shape.Lq <= 2 || (shape.Lq <= 4 && shape.Lk >= 256);
+  return shape.Lq <= DECODE_MAX_ROWS && shape.Lk >= 256;
+}
+
+/**
+ * Largest power-of-two tile of keys whose K and V rows fit in workgroup memory, at most 16 (the
+ * kernel keeps one bit per key of a tile in a u32, so never above 32).
+ */
+function keysPerTile(ctx: Context, s: AttentionShape): number {
+  const budget = ctx.limits.maxComputeWorkgroupStorageSize - 64;
+  const vec4s = Math.ceil(s.D / 4) + Math.ceil(s.Dv / 4);
+  let bc = 16;
+  while (bc > 1 && bc * vec4s * 16 > budget) bc /= 2;
+  return bc;
+}
+
+function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
+  const { B, Hq, Hkv, Lq, Lk, Dv } = core.shape;
+  const rows = B * Hq * Lq;
+  if (core.kernel === 'registers') {
+    const { chunks, tilesPerChunk } = chunking(
+      ctx,
+      rows,
+      rows * (Dv / 4) * 16,
+      Math.ceil(Lk / 4),
+      Math.ceil(DECODE_REGISTERS_TARGET_CHUNKS / rows),
+      DECODE_REGISTERS_MIN_KEYS / 4,
+    );
+    return {
+      ...core,
+      path: 'decode',
+      chunks,
+      tilesPerChunk,
+      partials: chunks,
+      rowsPerBlock: 1,
+      rowBlocks: rows,
+      workgroups: rows * Math.ceil(chunks / DECODE_REGISTERS_WG),
+    };
+  }
+  const group = Hq / Hkv;
+  const DV4 = Math.ceil(Dv / 4);
+  // Rows of a block are the group * Lq (query head, query) pairs of one kv head.
+  const rowsPerBlock = 2 ** Math.ceil(Math.log2(Math.min(group * Lq, DECODE_MAX_ROWS)));
+  const rowBlocks = Math.ceil((group * Lq) / rowsPerBlock);
+  const G = Math.floor(DECODE_WG / DV4);
+  const { chunks, tilesPerChunk } = chunking(
+    ctx,
+    rows,
+    rows * G * DV4 * 16,
+    Math.ceil(Lk / DECODE_WG),
+    Math.ceil(DECODE_TARGET_WORKGROUPS / (B * Hkv * rowBlocks)),
+    DECODE_MIN_TILES,
+  );
+  return {
+    ...core,
+    path: 'decode',
+    chunks,
+    tilesPerChunk,
+    partials: chunks * G,
+    rowsPerBlock,
+    rowBlocks,
+    workgroups: chunks * rowBlocks * B * Hkv,
+  };
+}
+
+/**
+ * How a decode pass spreads `tiles` key tiles over chunks: about `wanted` chunks of at least
+ * `minTiles` tiles each, and no more than the partials binding holds (`chunkBytes` per chunk, all
+ * rows). Throws when not even one chunk's partials fit.
+ */
+function chunking(
+  ctx: Context,
+  rows: number,
+  chunkBytes: number,
+  tiles: number,
+  wanted: number,
+  minTiles: number,
+): { chunks: number; tilesPerChunk: number } {
+  const limit = ctx.limits.maxStorageBufferBindingSize;
+  const fit = Math.floor(limit / chunkBytes);
+  if (fit < 1) {
+    throw new Error(
+      `attention: ${rows} query rows need ${chunkBytes} bytes of partials, more than maxStorageBufferBindingSize ${limit}`,
+    );
+  }
+  const chunks = Math.max(1, Math.min(wanted, Math.floor(tiles / minTiles), fit));
+  const tilesPerChunk = Math.ceil(tiles / chunks);
+  return { chunks: Math.ceil(tiles / tilesPerChunk), tilesPerChunk };
+}
+
+/** Bytes each binding of one call over `heads` query heads (of one batch item) would need. */
+function groupBytes(inputs: PlanInputs, heads: number, options: AttentionOptions): number[] {
+  const { shape: s, mask } = inputs;
+  const bpe = bytesPerElement(inputs.dtype);
+  const kvHeads = Math.max(1, heads / (s.Hq / s.Hkv));
+  const maskBytes = mask ? mask.size * bytesPerElement(mask.dtype) : 0;
+  return [
+    heads * s.Lq * s.D * bpe,
+    kvHeads * s.Lk * s.D * bpe,
+    kvHeads * s.Lk * s.Dv * bpe,
+    heads * s.Lq * s.Dv * bpe,
+    options.returnWeights ? heads * s.Lq * s.Lk * 4 : 0,
+    // a mask with batch or head dims is sliced like q; a broadcast one is bound whole
+    Math.min(maskBytes, heads * s.Lq * s.Lk * (mask ? bytesPerElement(mask.dtype) : 0)) || maskBytes,
+  ];
+}
+
+/**
+ * The most query rows per block and keys per chunk (keys as large as fit, then rows) whose
+ * slices, partial results and mask block each fit one binding; undefined when none do.
+ */
+function blockSizes(
+  s: AttentionShape,
+  bpe: number,
+  maskBpe: number,
+  [, , mi, mj]: number[],
+  limit: number,
+): [number, number] | undefined {
+  for (let keys = s.Lk; keys >= 1; keys = keys === s.Lk ? 2 ** Math.floor(Math.log2(keys - 1)) : keys / 2) {
+    const maskCols = mj === 1 ? 1 : keys;
+    if (keys * Math.max(s.D, s.Dv) * bpe > limit || maskCols * maskBpe > limit) continue;
+    const perRow = Math.max(s.D * bpe, s.Dv * bpe, 4, mi === 1 ? 0 : maskCols * maskBpe);
+    let rows = Math.min(s.Lq, Math.floor(limit / perRow));
+    if (rows < s.Lq && rows >= 4) rows -= rows % 4; // keeps f16 and bool slices 4-byte aligned
+    // few rows against many keys run the split-K decode kernel, whose partials need a binding too
+    // (in the workgroup form: the registers form sizes its partials to the binding by itself)
+    const oneHead = { ...s, B: 1, Hq: 1, Hkv: 1, Lk: keys };
+    for (let n = 1; n <= rows && prefersDecode({ ...oneHead, Lq: n }, {}, 'workgroup'); n++) {
+      if (n * DECODE_PARTIAL_BYTES > limit) rows = n - 1;
+    }
+    if (rows >= 1) return [rows, keys];
+  }
+  return undefined;
+}
+
+/** Validates q, k, v and the options of `attention`; returns the sizes. */
+export function checkAttentionInputs(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions,
+): AttentionShape {
+  checkOptions('attention', options, OPTION_KEYS);
+  q.assertUsable('attention: q');
+  // k and v may be views of a KV cache (rows of one kv head rowStride apart)
+  k.assertUsable('attention: k', q.ctx, true);
+  v.assertUsable('attention: v', q.ctx, true);
+  expectRank('attention: q', q.shape, 4, 'B, Hq, Lq, D');
+  expectRank('attention: k', k.shape, 4, 'B, Hkv, Lk, D');
+  expectRank('attention: v', v.shape, 4, 'B, Hkv, Lk, Dv');
+  const [B, Hq, Lq, D] = q.shape;
+  const [Bk, Hkv, Lk, Dk] = k.shape;
+  const [Bv, Hv, Lv, Dv] = v.shape;
+  if (q.dtype !== 'f32' && q.dtype !== 'f16') {
+    throw new Error(`attention: q must have dtype 'f32' or 'f16', received '${q.dtype}'`);
+  }
+  if (k.dtype !== q.dtype || v.dtype !== q.dtype) {
+    throw new Error(
+      `attention: q, k and v must have the same dtype, received q '${q.dtype}', k '${k.dtype}', v '${v.dtype}'`,
+    );
+  }
+  if (Bk !== B)
+    throw new Error(`attention: k batch must equal q batch ${B}, received k shape ${fmt(k.shape)}`);
+  if (Dk !== D)
+    throw new Error(`attention: k head dim must equal q head dim ${D}, received k shape ${fmt(k.shape)}`);
+  if (Hq % Hkv !== 0) {
+    throw new Error(
+      `attention: q heads (${Hq}) must be a multiple of k heads (${Hkv}), received q ${fmt(q.shape)} and k ${fmt(k.shape)}`,
+    );
+  }
+  if (Bv !== B || Hv !== Hkv || Lv !== Lk) {
+    throw new Error(
+      `attention: v must have shape [${B}, ${Hkv}, ${Lk}, Dv] like k, received ${fmt(v.shape)}`,
+    );
+  }
+  if (D > 256 || Dv > 256) {
+    throw new Error(`attention: head dims up to 256 are supported, received D=${D}, Dv=${Dv}`);
+  }
+  if (options.scale !== undefined && (typeof options.scale !== 'number' || !Number.isFinite(options.scale))) {
+    throw new Error(`attention: options.scale must be a finite number, received ${String(options.scale)}`);
+  }
+  for (const flag of ['causal', 'returnLse', 'returnWeights'] as const) {
+    const value = options[flag];
+    if (value !== undefined && typeof value !== 'boolean') {
+      throw new Error(`attention: options.${flag} must be a boolean, received ${typeof value}`);
+    }
+  }
+  const mask = options.mask;
+  if (mask !== undefined) {
+    if (typeof mask !== 'object' || mask === null || !('dtype' in mask)) {
+      throw new Error('attention: options.mask must be a Tensor');
+    }
+    mask.assertUsable('attention: mask', q.ctx);
+    if (mask.dtype === 'f16')
+      throw new Error("attention: mask dtype must be 'bool' or 'f32', received 'f16'");
+    broadcastStrides('attention: mask', mask.shape, [B, Hq, Lq, Lk]);
+  }
+  return { B, Hq, Hkv, Lq, Lk, D, Dv };
+}
