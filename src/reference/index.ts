@@ -1,4 +1,20 @@
-export { type AttentionCpuOptions, type AttentionCpuResult, attentionCpu } from './attention';
+export {
+  type AttentionCpuOptions,
+  type AttentionCpuResult,
+  type AttentionShape,
+  attentionCpu,
+  BLOCK_EMPTY,
+  BLOCK_FULL,
+  BLOCK_PARTIAL,
+  type BlockMaskCpu,
+  type CreateBlockMaskCpuOptions,
+  createBlockMaskCpu,
+  type MaskModFn,
+  type ScoreModFn,
+  type ScoreRules,
+  scoreRules,
+} from './attention';
+export { type AttentionBackwardCpuResult, attentionBackwardCpu } from './attention_backward';
 export type { HostResult, HostTensor } from './host';
 export { type LinearCpuOptions, linearCpu } from './linear';
 export { type MatmulOptions, matmulCpu } from './matmul';
@@ -8,5 +24,5 @@ export {
   type MultiHeadAttentionCpuWeights,
   multiHeadAttentionCpu,
 } from './multi_head_attention';
-export { type RopeOptions, ropeCpu } from './rope';
+export { type RopeOptions, type RopeTableOptions, ropeCpu, ropeTablesCpu } from './rope';
 export { type SoftmaxOptions, softmaxCpu } from './softmax';
