@@ -33,3 +33,15 @@ fn maskBias(e: u32) -> f32 {
   }
   return max(bitcast<f32>(bits), MASKED);
 }
+
+// The score of key j for query row i of head h, batch b, from s = scale * q·k: the modifications
+// and the additive mask applied, or MASKED where the row may not attend the key. Kernels that
+// need no tile-level shortcuts (the backward) score through this one function, so that an option
+// added here reaches them all.
+fn keyScore(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
+  if (j >= p.Lk || !causalAllows(i, j)) {
+    return MASKED;
+  }
+  let bias = maskBias(b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j);
+  return select(MASKED, s + bias, bias > MASKED);
+}
