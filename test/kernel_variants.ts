@@ -1,0 +1,105 @@
+// The variant space of every op, run on tiny inputs, and the compilation messages of the shader
+// modules that creates (used by kernels.test.ts and kernels_null.node.test.ts).
+import { attention, type Context, KVCache, linear, matmul, rope, softmax, type Tensor } from '../src';
+import { decodeAttention } from '../src/ops/attention';
+
+/** Runs `fn` on `ctx` and returns the compilation messages of every shader module it created. */
+export async function messagesOf(
+  ctx: Context,
+  fn: () => Promise<unknown>,
+): Promise<{ count: number; messages: string[] }> {
+  const modules: GPUShaderModule[] = [];
+  const { device } = ctx;
+  const create = device.createShaderModule.bind(device);
+  device.createShaderModule = (descriptor) => {
+    const module = create(descriptor);
+    modules.push(module);
+    return module;
+  };
+  try {
+    await fn();
+  } finally {
+    device.createShaderModule = create;
+  }
+  const messages: string[] = [];
+  for (const m of modules) {
+    for (const msg of (await m.getCompilationInfo()).messages) {
+      messages.push(`${m.label}: ${msg.type} at ${msg.lineNum}:${msg.linePos}: ${msg.message}`);
+    }
+  }
+  return { count: modules.length, messages };
+}
+
+/** Every attention variant: element storage x kernel form x mask kind x outputs x path. */
+export async function attentionVariants(ctx: Context): Promise<void> {
+  const made: Tensor[] = [];
+  const t = (shape: number[], dtype: 'f32' | 'f16' | 'bool' = 'f32') => {
+    const x = ctx.zeros(shape, dtype);
+    made.push(x);
+    return x;
+  };
+  const keep = (r: { output: Tensor; lse?: Tensor; weights?: Tensor }) => {
+    made.push(r.output, ...(r.lse ? [r.lse] : []), ...(r.weights ? [r.weights] : []));
+  };
+  for (const dtype of ['f32', 'f16'] as const) {
+    // D 8 runs the registers form where the context has it, D 6 always the workgroup form
+    for (const [D, Lq] of [
+      [8, 5],
+      [6, 5],
+      [8, 1],
+    ]) {
+      const q = t([1, 2, Lq, D], dtype);
+      const kv = t([1, 1, 300, D], dtype);
+      const masks = [undefined, t([1, 1, Lq, 300], 'bool'), t([Lq, 300])];
+      for (const mask of masks) {
+        for (const returnLse of [false, true]) {
+          keep(await attention(q, kv, kv, { mask, returnLse, causal: true }));
+          keep(await decodeAttention(q, kv, kv, { mask, returnLse }));
+        }
+        keep(await attention(q, kv, kv, { mask, returnWeights: true }));
+      }
+    }
+  }
+  for (const x of made) x.destroy();
+}
+
+/** The other ops' variants. */
+export async function opVariants(ctx: Context): Promise<void> {
+  const made: Tensor[] = [];
+  const t = (shape: number[], dtype: 'f32' | 'f16' = 'f32') => {
+    const x = ctx.zeros(shape, dtype);
+    made.push(x);
+    return x;
+  };
+  for (const [M, K, N] of [
+    [4, 8, 8],
+    [3, 5, 7],
+    [20, 8, 24],
+  ]) {
+    for (const transposeA of [false, true]) {
+      for (const transposeB of [false, true]) {
+        const a = t(transposeA ? [K, M] : [M, K]);
+        const b = t(transposeB ? [N, K] : [K, N]);
+        made.push(await matmul(a, b, { transposeA, transposeB }));
+      }
+    }
+  }
+  for (const n of [7, 2000]) made.push(await softmax(t([2, n]), { causal: n < 10 }));
+  for (const dtype of ['f32', 'f16'] as const) {
+    for (const K of [8, 6]) {
+      const x = t([1, 2, K], dtype);
+      const w = t([4, K], dtype);
+      made.push(await linear(x, w));
+      made.push(
+        await linear(x, w, { bias: t([4], dtype), activation: 'gelu', residual: t([1, 2, 4], dtype) }),
+      );
+      made.push(await linear(x, w, { activation: 'relu', heads: 2 }));
+    }
+    for (const style of ['half', 'interleaved'] as const)
+      made.push(await rope(t([1, 1, 3, 8], dtype), { style }));
+    const cache = new KVCache(ctx, { batch: 1, kvHeads: 1, headDim: 4, capacity: 4, dtype });
+    await cache.append(t([1, 1, 2, 4], dtype), t([1, 1, 2, 4], dtype));
+    cache.destroy();
+  }
+  for (const x of made) x.destroy();
+}

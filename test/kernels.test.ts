@@ -1,0 +1,47 @@
+// Every kernel variant the library generates compiles on the adapter without a single compilation
+// message (error, warning or info). The ops run over their variant space on tiny inputs; every
+// shader module they create is collected and its compilation info checked.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attention, type Context } from '../src';
+import { testContext } from './helpers';
+import { attentionVariants, messagesOf, opVariants } from './kernel_variants';
+
+describe('every kernel variant compiles without messages', () => {
+  let ctx: Context;
+  let small: Context;
+  beforeAll(async () => {
+    ctx = await testContext();
+    // a binding limit this low sends attention through the split paths and the merge kernel
+    small = await testContext({ limits: { maxStorageBufferBindingSize: 1024 } });
+  });
+  afterAll(() => {
+    ctx?.destroy();
+    small?.destroy();
+  });
+
+  for (const kernel of ['workgroup', 'registers'] as const) {
+    it(`attention, ${kernel} form`, async () => {
+      const forced = await testContext({ attentionKernel: kernel });
+      const { count, messages } = await messagesOf(forced, () => attentionVariants(forced));
+      forced.destroy();
+      expect(messages).toEqual([]);
+      expect(count).toBeGreaterThan(10);
+    });
+  }
+
+  it('attention split over heads and blocks', async () => {
+    const { count, messages } = await messagesOf(small, async () => {
+      const q = small.zeros([1, 2, 40, 8]);
+      const r = await attention(q, q, q, { returnLse: true });
+      for (const x of [q, r.output, r.lse!]) x.destroy();
+    });
+    expect(messages).toEqual([]);
+    expect(count).toBeGreaterThan(0);
+  });
+
+  it('matmul, softmax, linear, rope, KV cache', async () => {
+    const { count, messages } = await messagesOf(ctx, () => opVariants(ctx));
+    expect(messages).toEqual([]);
+    expect(count).toBeGreaterThan(10);
+  });
+});
