@@ -2,8 +2,8 @@
 // memory and no barriers, which cost there what they save on a GPU.
 // q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> out [B, Hq, Lq, Dv], lse [B, Hq, Lq].
 // One invocation owns four consecutive query rows of one head and walks the keys eight at a time
-// (two blocks of four: 15-25% faster than one on SwiftShader, where four blocks spill registers
-// and run slower), reading K and V straight from storage. Scores, probabilities and the output accumulator are
+// (two blocks of four: faster than one on SwiftShader, where four blocks spill registers),
+// reading K and V straight from storage. Scores, probabilities and the output accumulator are
 // 4 x 4 blocks held in mat4x4s whose columns are vec4s over the four rows (column = key for the
 // scores, column = output dim for the accumulator), so each step is a 4 x 4 matrix product; the
 // softmax is online, in f32. Same contract as flash_attention.wgsl, without the weights output.
@@ -162,8 +162,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     l = l * alpha + pa * vec4<f32>(1.0) + pb * vec4<f32>(1.0);
 
-    // The same product on both paths, but a branch inside the loop costs SwiftShader a third of
-    // the kernel's speed, so the loop is written out for each.
+    // The same product on both paths, but a branch inside the loop costs SwiftShader much of the
+    // kernel's speed, so the loop is written out for each.
     let vt = vBase + j0 * DV4;
     if (full) {
       for (var c = 0u; c < DV4; c++) {

@@ -1,5 +1,5 @@
 import { checkOptions } from './checks';
-import { held } from './held';
+import { keepAliveUntil } from './keep_alive';
 import { type DType, Tensor, type TensorData } from './tensor';
 import { Usage } from './usage';
 
@@ -278,7 +278,7 @@ export class Context {
   /** Resolves when all work submitted so far has finished on the GPU. */
   async sync(): Promise<void> {
     this.assertAlive('sync');
-    await held(this.device.queue.onSubmittedWorkDone());
+    await keepAliveUntil(this.device.queue.onSubmittedWorkDone());
   }
 
   /** Release the device (when the context created it) and every cached placeholder. */

@@ -3,7 +3,7 @@
 // of one call into a Recording, which compiles each distinct program once per device, packs all
 // uniforms into one buffer and submits the call as one command buffer.
 import type { Context } from './context';
-import { held } from './held';
+import { keepAliveUntil } from './keep_alive';
 import { Usage } from './usage';
 
 /** A uniform other than a u32: `f32(x)`, `i32(x)`, or `vec4u(values)` (an array of vec4<u32>). */
@@ -169,7 +169,7 @@ export function pipelineOf(ctx: Context, program: Program): Promise<GPUComputePi
   let pipeline = cache.get(unit.key);
   if (!pipeline) {
     const module = ctx.device.createShaderModule({ code: unit.code(), label: program.name });
-    pipeline = held(
+    pipeline = keepAliveUntil(
       ctx.device.createComputePipelineAsync({
         label: program.name,
         layout: 'auto',

@@ -1,6 +1,6 @@
 import type { Context } from './context';
 import { f16ToFloat32, float32ToF16 } from './f16';
-import { held } from './held';
+import { keepAliveUntil } from './keep_alive';
 import { MAP_READ_MODE, Usage } from './usage';
 
 /**
@@ -167,7 +167,7 @@ export class Tensor {
       const encoder = device.createCommandEncoder({ label: 'read' });
       encoder.copyBufferToBuffer(this.buffer, 0, staging, 0, staging.size);
       device.queue.submit([encoder.finish()]);
-      await Promise.race([held(staging.mapAsync(MAP_READ_MODE)), this.ctx.lost]);
+      await Promise.race([keepAliveUntil(staging.mapAsync(MAP_READ_MODE)), this.ctx.lost]);
       this.ctx.assertAlive('read');
       const bytes = staging.getMappedRange().slice(0, size);
       staging.unmap();
