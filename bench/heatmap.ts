@@ -2,7 +2,7 @@
 // (attention(..., { returnWeights: true }).weights.buffer) and are drawn by a render pipeline.
 // Wheel zooms about the cursor, drag pans, double-click resets; wgpu-matrix builds the view matrix.
 import { mat4, vec3 } from 'wgpu-matrix';
-import { attention, type Context, createContext } from '../src';
+import { attention, type Context, createContext, seededRandom } from '../src';
 import heatmapSource from './heatmap.wgsl?raw';
 
 const L = 64;
@@ -13,11 +13,8 @@ const D = 16;
  * seeded noise; v random. The weights then show a band along the causal diagonal.
  */
 function exampleInputs() {
-  let seed = 42;
-  const noise = () => {
-    seed = (seed * 1664525 + 1013904223) >>> 0;
-    return seed / 2 ** 32 - 0.5;
-  };
+  const random = seededRandom(42);
+  const noise = () => random() - 0.5;
   const position = (pos: number) =>
     Array.from({ length: D }, (_, d) => {
       const freq = 1 / 1.7 ** Math.floor(d / 2);

@@ -1,7 +1,7 @@
 // The benchmark itself, run in the page: every implementation on every selected shape, each
 // first checked against the float64 reference at a small shape of the same kind, then timed;
 // then the decode-layer section (a small transformer generating tokens, f32 and f16).
-import { type Context, createContext, matmul } from '../src';
+import { type Context, createContext, matmul, randomUniform, seededRandom } from '../src';
 import { attentionCpu } from '../src/reference';
 import { type DecodeOptions, runDecode } from './decode_layer';
 import { naive } from './impl/naive';
@@ -143,18 +143,9 @@ export type BenchEvent =
   | { type: 'layer'; row: LayerRow }
   | { type: 'done'; report: BenchReport };
 
-/** Seeded uniform [-1, 1) (mulberry32): the same inputs every run. */
+/** Seeded uniform [-1, 1): the same inputs every run. */
 function randomArray(seed: number, n: number): F32 {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
+  return randomUniform(seededRandom(seed), n);
 }
 
 function makeInputs(shape: BenchShape, seed: number): BenchInputs {

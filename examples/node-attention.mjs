@@ -1,6 +1,6 @@
 // Causal self-attention in Node on Dawn, checked against the float64 reference.
 // Run from a checkout: npm run build && node examples/node-attention.mjs
-import { attention } from 'webgpu-attention';
+import { attention, randomUniform, seededRandom } from 'webgpu-attention';
 import { createNodeContext } from 'webgpu-attention/node';
 import { attentionCpu } from 'webgpu-attention/reference';
 
@@ -8,7 +8,8 @@ const ctx = await createNodeContext();
 console.log(`adapter: ${ctx.adapterInfo.vendor} ${ctx.adapterInfo.architecture}`);
 
 const [B, H, L, D] = [1, 4, 128, 64];
-const random = (n) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
+const seeded = seededRandom(1);
+const random = (n) => randomUniform(seeded, n);
 const qData = random(B * H * L * D);
 const kData = random(B * H * L * D);
 const vData = random(B * H * L * D);

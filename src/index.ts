@@ -25,4 +25,5 @@ export { type LinearOptions, linear } from './ops/linear';
 export { type MatmulOptions, matmul } from './ops/matmul';
 export { type RopeOptions, rope } from './ops/rope';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
+export { randomUniform, seededRandom } from './random';
 export { type DType, Tensor, type TensorData } from './tensor';

@@ -30,24 +30,8 @@ export async function checked<T>(ctx: Context, fn: () => Promise<T>): Promise<T>
   return outcome.value;
 }
 
-/** Seeded generator (mulberry32): the same seed gives the same inputs everywhere. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** `n` values uniform in [-scale, scale). */
-export function randomArray(random: () => number, n: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (random() * 2 - 1) * scale;
-  return out;
-}
+/** The library's seeded generator (mulberry32), under the specs' names. */
+export { randomUniform as randomArray, seededRandom as rng } from '../src';
 
 /** `n` booleans, each true with probability `pTrue`. */
 export function randomMask(random: () => number, n: number, pTrue: number): Uint8Array {

@@ -1,11 +1,12 @@
 // Causal self-attention in the browser. Run from a checkout: npx vite examples/browser
 // (serve over http://127.0.0.1 or https: navigator.gpu exists only on a secure origin).
-import { attention, createContext } from '../../src';
+import { attention, createContext, randomUniform, seededRandom } from '../../src';
 
 const log = document.getElementById('log')!;
 const ctx = await createContext();
 const [B, H, L, D] = [1, 8, 256, 64];
-const random = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
+const seeded = seededRandom(1);
+const random = (n: number) => randomUniform(seeded, n);
 const q = ctx.tensor(random(B * H * L * D), [B, H, L, D]);
 const k = ctx.tensor(random(B * H * L * D), [B, H, L, D]);
 const v = ctx.tensor(random(B * H * L * D), [B, H, L, D]);

@@ -46,7 +46,7 @@ export async function runDecode(lib, ctx, options = {}) {
   const numHeads = options.numHeads ?? 8;
   const numKvHeads = options.numKvHeads ?? 2;
   const prompt = options.prompt ?? 16;
-  const random = mulberry32(options.seed ?? 1);
+  const random = lib.seededRandom(options.seed ?? 1);
   // Uniform in ±gain/sqrt(fan in): small enough that the fed-back hidden state stays in f16 range.
   const uniform = (n, fanIn, gain = 0.5) =>
     Float32Array.from({ length: n }, () => ((random() * 2 - 1) * gain) / Math.sqrt(fanIn));
@@ -145,17 +145,5 @@ export async function runDecode(lib, ctx, options = {}) {
     layers,
     dtype,
     last,
-  };
-}
-
-/** Seeded uniform [0, 1) generator. */
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
