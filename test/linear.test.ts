@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Context, fromF16Bits, linear, type Tensor, toF16Bits } from '../src';
+import { type Context, linear } from '../src';
 import { type HostTensor, linearCpu } from '../src/reference';
-import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
+import { compareOp } from './compare_op';
+import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
 
 let ctx: Context;
 beforeAll(async () => {
@@ -22,35 +23,33 @@ interface Case {
 
 async function check(c: Case) {
   const random = rng(11);
-  const host = (n: number, shape: number[], scale = 1): HostTensor => {
-    const data = randomArray(random, n, scale);
-    return {
-      data: c.dtype === 'f16' ? Float32Array.from(data, (v) => fromF16Bits(toF16Bits(v))) : data,
-      shape,
-    };
-  };
-  const x = host(c.B * c.L * c.K, [c.B, c.L, c.K]);
-  const w = host(c.N * c.K, [c.N, c.K], 1 / Math.sqrt(c.K));
-  const bias = c.bias ? host(c.N, [c.N]) : undefined;
-  const residual = c.residual ? host(c.B * c.L * c.N, [c.B, c.L, c.N]) : undefined;
-  const ref = linearCpu(x, w, { bias, activation: c.activation, residual });
-  const made: Tensor[] = [];
-  const up = (h: HostTensor) => {
-    const t = ctx.tensor(h.data as Float32Array, h.shape, { dtype: c.dtype });
-    made.push(t);
-    return t;
-  };
-  await checked(ctx, async () => {
-    const y = await linear(up(x), up(w), {
-      bias: bias && up(bias),
-      activation: c.activation,
-      residual: residual && up(residual),
-    });
-    made.push(y);
-    expect(y.shape).toEqual([c.B, c.L, c.N]);
-    expectClose(await y.read(), ref.data, c.dtype === 'f16' ? F16_TOL : F32_TOL, JSON.stringify(c));
+  const host = (n: number, shape: number[], scale = 1): HostTensor => ({
+    data: randomArray(random, n, scale),
+    shape,
   });
-  for (const t of made) t.destroy();
+  const inputs: Record<'x' | 'w' | 'bias' | 'residual', HostTensor> = {
+    x: host(c.B * c.L * c.K, [c.B, c.L, c.K]),
+    w: host(c.N * c.K, [c.N, c.K], 1 / Math.sqrt(c.K)),
+    bias: host(c.N, [c.N]),
+    residual: host(c.B * c.L * c.N, [c.B, c.L, c.N]),
+  };
+  await compareOp(ctx, {
+    inputs,
+    dtype: c.dtype,
+    gpu: (t) =>
+      linear(t.x, t.w, {
+        bias: c.bias ? t.bias : undefined,
+        activation: c.activation,
+        residual: c.residual ? t.residual : undefined,
+      }),
+    ref: (h) =>
+      linearCpu(h.x, h.w, {
+        bias: c.bias ? h.bias : undefined,
+        activation: c.activation,
+        residual: c.residual ? h.residual : undefined,
+      }),
+    label: JSON.stringify(c),
+  });
 }
 
 describe('linear', () => {

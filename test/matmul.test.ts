@@ -1,8 +1,9 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Context, matmul, Tensor } from '../src';
-import { type HostTensor, matmulCpu } from '../src/reference';
-import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
+import { matmulCpu } from '../src/reference';
+import { compareOp } from './compare_op';
+import { F32_TOL, randomArray, rng, testContext } from './helpers';
 
 interface Case {
   /** shapes as stored, i.e. already transposed where the flags say so */
@@ -27,22 +28,18 @@ async function check(c: Case, on: Context = ctx) {
   const random = rng(c.seed ?? 1);
   const mag = c.magnitude ?? 1;
   const size = (s: number[]) => s.reduce((x, y) => x * y, 1);
-  const ah: HostTensor = { data: randomArray(random, size(c.a), mag), shape: c.a };
-  const bh: HostTensor = { data: randomArray(random, size(c.b), mag), shape: c.b };
   const options = { transposeA: c.transposeA, transposeB: c.transposeB, alpha: c.alpha };
-  const ref = matmulCpu(ah, bh, options);
-  // The rounding error of a sum of products scales with the size of the products, not of the sum.
-  const tol = { atol: F32_TOL.atol * mag * mag * Math.max(1, Math.abs(c.alpha ?? 1)), rtol: F32_TOL.rtol };
-  const a = on.tensor(ah.data as Float32Array, c.a);
-  const b = on.tensor(bh.data as Float32Array, c.b);
-  await checked(on, async () => {
-    const out = await matmul(a, b, options);
-    expect(out.shape).toEqual(ref.shape);
-    expectClose(await out.read(), ref.data, tol, JSON.stringify(c));
-    out.destroy();
+  await compareOp(on, {
+    inputs: {
+      a: { data: randomArray(random, size(c.a), mag), shape: c.a },
+      b: { data: randomArray(random, size(c.b), mag), shape: c.b },
+    },
+    gpu: ({ a, b }) => matmul(a, b, options),
+    ref: ({ a, b }) => matmulCpu(a, b, options),
+    // The rounding error of a sum of products scales with the size of the products, not of the sum.
+    tol: { atol: F32_TOL.atol * mag * mag * Math.max(1, Math.abs(c.alpha ?? 1)), rtol: F32_TOL.rtol },
+    label: JSON.stringify(c),
   });
-  a.destroy();
-  b.destroy();
 }
 
 describe('matmul matches the float64 reference', () => {

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Context, fromF16Bits, rope, toF16Bits } from '../src';
+import { type Context, rope } from '../src';
 import { ropeCpu } from '../src/reference';
-import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
+import { compareOp } from './compare_op';
+import { randomArray, rng, testContext } from './helpers';
 
 let ctx: Context;
 beforeAll(async () => {
@@ -21,19 +22,13 @@ interface Case {
 async function check(c: Case) {
   const random = rng(7);
   const n = c.shape.reduce((a, b) => a * b, 1);
-  let data = randomArray(random, n);
-  // f16 storage: the reference sees the halves the GPU reads
-  if (c.dtype === 'f16') data = Float32Array.from(data, (x) => fromF16Bits(toF16Bits(x)));
   const options = { style: c.style, dims: c.dims, base: c.base, offset: c.offset };
-  const ref = ropeCpu({ data, shape: c.shape }, options);
-  await checked(ctx, async () => {
-    const x = ctx.tensor(data, c.shape, { dtype: c.dtype });
-    const y = await rope(x, options);
-    expect(y.shape).toEqual(c.shape);
-    expect(y.dtype).toBe(c.dtype ?? 'f32');
-    expectClose(await y.read(), ref.data, c.dtype === 'f16' ? F16_TOL : F32_TOL, JSON.stringify(c));
-    x.destroy();
-    y.destroy();
+  await compareOp(ctx, {
+    inputs: { x: { data: randomArray(random, n), shape: c.shape } },
+    dtype: c.dtype,
+    gpu: ({ x }) => rope(x, options),
+    ref: ({ x }) => ropeCpu(x, options),
+    label: JSON.stringify(c),
   });
 }
 

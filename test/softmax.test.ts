@@ -1,8 +1,9 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Context, softmax, Tensor } from '../src';
-import { type HostTensor, softmaxCpu } from '../src/reference';
-import { checked, expectClose, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
+import { softmaxCpu } from '../src/reference';
+import { compareOp } from './compare_op';
+import { randomArray, randomMask, rng, testContext } from './helpers';
 
 interface Case {
   shape: number[];
@@ -30,17 +31,13 @@ async function check(c: Case) {
     const drop = randomMask(random, n, c.pNegInf);
     for (let i = 0; i < n; i++) if (drop[i]) data[i] = Number.NEGATIVE_INFINITY;
   }
-  const xh: HostTensor = { data, shape: c.shape };
   const options = { scale: c.scale, causal: c.causal };
-  const ref = softmaxCpu(xh, options);
-  const x = ctx.tensor(data, c.shape);
-  await checked(ctx, async () => {
-    const y = await softmax(x, options);
-    expect(y.shape).toEqual(c.shape);
-    expectClose(await y.read(), ref.data, F32_TOL, JSON.stringify(c));
-    y.destroy();
+  await compareOp(ctx, {
+    inputs: { x: { data, shape: c.shape } },
+    gpu: ({ x }) => softmax(x, options),
+    ref: ({ x }) => softmaxCpu(x, options),
+    label: JSON.stringify(c),
   });
-  x.destroy();
 }
 
 describe('softmax matches the float64 reference', () => {
