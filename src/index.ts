@@ -24,4 +24,4 @@ export { type LinearOptions, linear } from './ops/linear';
 export { type MatmulOptions, matmul } from './ops/matmul';
 export { type RopeOptions, rope } from './ops/rope';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
-export { type DType, Tensor, type TensorData } from './tensor';
+export { type DType, type ReadType, Tensor, type TensorData } from './tensor';
