@@ -11,9 +11,9 @@ export interface AttentionCpuOptions {
 export interface AttentionCpuResult {
   /** [B, Hq, Lq, Dv] */
   output: HostResult;
-  /** [B, Hq, Lq]: natural-log sum of exp of the scaled, masked scores; -Infinity for empty rows. */
+  /** [B, Hq, Lq], the natural-log sum of exp of the scaled, masked scores; -Infinity for empty rows. */
   lse: HostResult;
-  /** [B, Hq, Lq, Lk]: softmax weights; a row of zeros where nothing may be attended. */
+  /** [B, Hq, Lq, Lk], the softmax weights; a row of zeros where nothing may be attended. */
   weights: HostResult;
 }
 
