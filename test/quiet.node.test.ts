@@ -30,6 +30,8 @@ describe('quiet Node', () => {
     });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(/max \|gpu - float64\| = /);
+    // The built library (minified WGSL) still agrees with the float64 reference.
+    const error = Number(/max \|gpu - float64\| = (\S+)/.exec(run.stdout)?.[1]);
+    expect(error).toBeLessThan(1e-4);
   });
 });
