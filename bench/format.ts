@@ -18,6 +18,56 @@ export const HEADER = [
   'note',
 ];
 
+/** What each column of {@link HEADER} means, in the order of the header (shown under the table). */
+export const COLUMN_NOTES: Record<string, string> = {
+  shape: 'the problem: B, heads, Lq, Lk, D of a named shape (see the chart panels and bench/shapes.ts)',
+  implementation:
+    'who computes it: ours (fused flash kernel), a peer library, or a composed or naive baseline',
+  'median ms': 'wall time from the call to the GPU finishing (onSubmittedWorkDone), median of the timed runs',
+  'min ms': 'the fastest timed run',
+  runs: 'timed runs after warm-up (fewer, at least 2, where a row would take longer than its time budget)',
+  'GFLOP/s':
+    'useful work 4·B·H·Lq·Lk·D (halved when causal) / median; or why the row was not timed: wrong, skipped, n/a, error',
+  'GPU ms': 'time on the GPU from timestamp queries (ours only, where the adapter has timestamp-query)',
+  'ours ×':
+    'our fused GFLOP/s divided by this row’s: above 1 we are faster, below 1 the row is (blank on our own rows)',
+  dispatches: 'compute passes one call records (ours only)',
+  'peak MiB': 'largest GPU memory the call held at once, inputs included (ours only)',
+  'check err':
+    'largest |out − ref| / (1 + |ref|) against the float64 reference; above 1e-3 the row is marked wrong',
+  note: 'which kernel ran, how a peer was run, or why a row was not timed',
+};
+
+/** What kind of adapter the numbers come from, in words: CPU emulation or a GPU. */
+export function adapterKind(adapter: { vendor: string; architecture: string; description: string }): {
+  cpu: boolean;
+  text: string;
+} {
+  const words = `${adapter.vendor} ${adapter.architecture} ${adapter.description}`.toLowerCase();
+  const emulator = ['swiftshader', 'llvmpipe', 'lavapipe', 'warp', 'software'].find((w) => words.includes(w));
+  if (emulator) {
+    return {
+      cpu: true,
+      text:
+        `CPU emulation (${emulator === 'warp' ? 'WARP' : emulator === 'swiftshader' ? 'SwiftShader' : emulator}): ` +
+        'WGSL runs on the CPU cores, so these numbers compare implementations on the same emulator, not GPUs. ' +
+        'There the CPU peer (onnxruntime-web wasm) beating GPU libraries is expected: it runs native-style ' +
+        'CPU code, while every WebGPU implementation pays for emulated GPU threads and memory.',
+    };
+  }
+  return { cpu: false, text: 'a GPU: WebGPU implementations run on the graphics hardware.' };
+}
+
+/** The CSS class of a result row: our rows stand out, wrong and failed rows are marked. */
+export function rowClass(row: Row): string {
+  return [
+    row.impl === 'ours' ? 'ours' : '',
+    row.status === 'wrong' || row.status === 'error' ? row.status : '',
+  ]
+    .filter(Boolean)
+    .join(' ');
+}
+
 const num = (x: number | undefined) =>
   x === undefined || !Number.isFinite(x) ? '' : x >= 100 ? x.toFixed(0) : x.toPrecision(3);
 

@@ -8,6 +8,39 @@ import heatmapSource from './heatmap.wgsl?raw';
 const L = 64;
 const D = 16;
 
+/** The five viridis stops of heatmap.wgsl (keep the two in step), from t = 0 to t = 1. */
+export const VIRIDIS: readonly (readonly [number, number, number])[] = [
+  [0.267, 0.005, 0.329],
+  [0.231, 0.322, 0.545],
+  [0.129, 0.569, 0.549],
+  [0.369, 0.788, 0.384],
+  [0.992, 0.906, 0.145],
+];
+
+/**
+ * The heatmap's colour scale into `el`: a vertical bar (t = 0 at the bottom) with ticks in
+ * weight / row max; the shader's t is sqrt(weight / row max), so the ticks sit at sqrt(value).
+ */
+export function drawColourScale(el: HTMLElement): void {
+  const css = ([r, g, b]: readonly number[]) => `rgb(${r * 255} ${g * 255} ${b * 255})`;
+  const bar = document.createElement('div');
+  bar.className = 'scale-bar';
+  bar.style.background = `linear-gradient(to top, ${VIRIDIS.map(
+    (c, i) => `${css(c)} ${(i / (VIRIDIS.length - 1)) * 100}%`,
+  ).join(', ')})`;
+  const ticks = [0, 0.05, 0.25, 0.5, 1].map((value) => {
+    const tick = document.createElement('span');
+    tick.className = 'scale-tick';
+    tick.style.bottom = `${Math.sqrt(value) * 100}%`;
+    tick.textContent = `${value}`;
+    return tick;
+  });
+  const title = document.createElement('div');
+  title.className = 'scale-title';
+  title.textContent = 'weight / row max';
+  el.replaceChildren(title, bar, ...ticks);
+}
+
 /**
  * q and k [1, 1, L, D] from sinusoidal positions (so that q_i·k_j falls off with |i - j|) plus
  * seeded noise; v random. The weights then show a band along the causal diagonal.
@@ -263,6 +296,7 @@ async function setUp(
   });
 
   status.textContent =
-    `1 head, L = ${L}, D = ${D}, causal; colour = sqrt(weight / row max); ${presentation === 'canvas' ? 'WebGPU canvas' : 'rendered offscreen, copied to a 2D canvas'}. ` +
-    'Wheel: zoom, drag: pan, double-click: reset';
+    `One head, L = ${L}, D = ${D}, causal: row i holds query i's softmax weights over keys j (query 0 and key 0 at the top left); ` +
+    `keys after the query (j > i) are masked, weight 0. Colour = sqrt(weight / row max). ${presentation === 'canvas' ? 'WebGPU canvas' : 'Rendered offscreen, copied to a 2D canvas'}. ` +
+    'Wheel: zoom, drag: pan, double-click: reset.';
 }

@@ -3,21 +3,27 @@
 // window.__benchReport (Playwright's exposeFunction).
 import { chartSvg } from './chart';
 import {
+  adapterKind,
+  COLUMN_NOTES,
   HEADER,
   LAYER_HEADER,
   layerCells,
+  layerModelText,
   MATMUL_HEADER,
   markdownReport,
   matmulCells,
   oursByShape,
   rowCells,
+  rowClass,
   TARGET_HEADER,
   targetCells,
 } from './format';
-import { showHeatmap } from './heatmap';
+import { drawColourScale, showHeatmap } from './heatmap';
+import { SHAPES } from './shapes';
 import {
   type BenchEvent,
   type BenchOptions,
+  DECODE_LAYER,
   DEFAULT_OPTIONS,
   type LayerRow,
   type MatmulRow,
@@ -62,13 +68,17 @@ function optionsFromUrl(): BenchOptions {
   };
 }
 
+/** Fills and shows a table; a section with no rows stays hidden. */
 function fillTable(
   table: HTMLTableElement,
+  caption: string,
   header: string[],
   rows: string[][],
   classes: string[] = [],
 ): void {
   table.replaceChildren();
+  table.hidden = rows.length === 0;
+  table.createCaption().textContent = caption;
   const head = table.createTHead().insertRow();
   for (const h of header) head.appendChild(document.createElement('th')).textContent = h;
   const body = table.createTBody();
@@ -86,21 +96,42 @@ async function run(options: BenchOptions): Promise<void> {
   let shapes: Parameters<typeof chartSvg>[0]['shapes'] = [];
   let adapter = { vendor: '', architecture: '', description: '' };
   const progress = $('progress');
+  for (const id of ['chart', 'not-drawn', 'results', 'columns', 'matmul', 'layer', 'targets'])
+    $(id).hidden = true;
   const render = () => {
     const ours = oursByShape(rows);
     fillTable(
       $('results'),
+      'Attention: every implementation on every shape (f32); red rows are wrong or failed',
       HEADER,
       rows.map((r) => rowCells(r, ours.get(r.shape))),
-      rows.map((r) => (r.impl === 'ours' ? 'ours' : '')),
+      rows.map(rowClass),
     );
-    if (matmulRows.length) fillTable($('matmul'), MATMUL_HEADER, matmulRows.map(matmulCells));
-    if (layerRows.length) fillTable($('layer'), LAYER_HEADER, layerRows.map(layerCells));
-    $('chart').innerHTML = chartSvg({ rows, shapes, adapter });
+    $('columns').hidden = rows.length === 0;
+    fillTable($('matmul'), 'Our matmul', MATMUL_HEADER, matmulRows.map(matmulCells));
+    fillTable(
+      $('layer'),
+      `Decode layer: ${layerModelText(DECODE_LAYER)}`,
+      LAYER_HEADER,
+      layerRows.map(layerCells),
+    );
+    // The chart draws correct, timed rows of the prefill and decode shapes; nothing else makes one.
+    const groups = new Map(shapes.map((s) => [s.name, s.group]));
+    const charted = rows.some(
+      (r) => r.status === 'ok' && ['prefill', 'decode'].includes(groups.get(r.shape) ?? ''),
+    );
+    $('chart').hidden = !charted;
+    $('chart').innerHTML = charted ? chartSvg({ rows, shapes, adapter }) : '';
+    const failed = rows.filter((r) => r.status === 'wrong' || r.status === 'error');
+    $('not-drawn').hidden = failed.length === 0;
+    $('not-drawn').textContent = failed.length
+      ? `Not drawn, marked red below: ${failed.map((r) => `${r.label} on ${r.shape} (${r.status}${r.checkErr === undefined ? '' : `, error ${r.checkErr.toExponential(1)}`})`).join('; ')}.`
+      : '';
   };
   await runBench(options, (event) => {
     if (event.type === 'start') {
       adapter = event.adapter;
+      shapes = SHAPES.filter((s) => event.shapes.includes(s.name));
       send({ ...event, header: HEADER });
     } else if (event.type === 'progress') {
       progress.textContent = event.message;
@@ -125,7 +156,12 @@ async function run(options: BenchOptions): Promise<void> {
     } else {
       shapes = event.report.shapes;
       render();
-      fillTable($('targets'), TARGET_HEADER, event.report.targets.map(targetCells));
+      fillTable(
+        $('targets'),
+        'Targets: our speed over a peer’s on the shapes the goals name',
+        TARGET_HEADER,
+        event.report.targets.map(targetCells),
+      );
       progress.textContent = 'done';
       send({ ...event, svg: chartSvg(event.report), markdown: markdownReport(event.report) });
     }
@@ -144,6 +180,15 @@ async function main(): Promise<void> {
     ? `Adapter: ${[adapter.info.vendor, adapter.info.architecture, adapter.info.description].filter(Boolean).join(' / ')}; features: ${[...adapter.features].sort().join(', ')}`
     : 'No WebGPU adapter (serve the page from http://127.0.0.1 or localhost, in a browser with WebGPU).';
   if (!adapter) throw new Error('no WebGPU adapter');
+  const kind = adapterKind(adapter.info);
+  $('adapter-kind').className = kind.cpu ? 'cpu' : 'gpu';
+  $('adapter-kind').textContent = `This adapter is ${kind.text}`;
+  const notes = $('columns').querySelector('dl')!;
+  for (const h of HEADER) {
+    notes.appendChild(document.createElement('dt')).textContent = h;
+    notes.appendChild(document.createElement('dd')).textContent = COLUMN_NOTES[h];
+  }
+  drawColourScale($('heatmap-scale'));
 
   form.addEventListener('submit', (e) => {
     e.preventDefault();

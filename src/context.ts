@@ -172,21 +172,25 @@ export class Context {
   }
 
   /** Upload `data` into a new tensor of `shape` (row-major). */
-  tensor(
+  tensor<D extends DType = 'f32'>(
     data: TensorData,
     shape: readonly number[],
-    options: { dtype?: DType; label?: string } = {},
-  ): Tensor {
-    return Tensor.fromData(this, data, shape, options.dtype ?? 'f32', options.label);
+    options: { dtype?: D; label?: string } = {},
+  ): Tensor<D> {
+    return Tensor.fromData(this, data, shape, options.dtype ?? ('f32' as D), options.label);
   }
 
   /** A zero-filled tensor of `shape`. */
-  zeros(shape: readonly number[], dtype: DType = 'f32', label?: string): Tensor {
+  zeros<D extends DType = 'f32'>(shape: readonly number[], dtype: D = 'f32' as D, label?: string): Tensor<D> {
     return Tensor.empty(this, shape, dtype, label);
   }
 
   /** Wrap a buffer the app already has (no copy); the tensor never destroys it. */
-  wrap(buffer: GPUBuffer, shape: readonly number[], dtype: DType = 'f32'): Tensor {
+  wrap<D extends DType = 'f32'>(
+    buffer: GPUBuffer,
+    shape: readonly number[],
+    dtype: D = 'f32' as D,
+  ): Tensor<D> {
     return Tensor.wrap(this, buffer, shape, dtype);
   }
 

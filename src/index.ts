@@ -8,7 +8,7 @@ export {
   DeviceLostError,
   type Limits,
 } from './context';
-export { f16ToFloat32, float32ToF16, fromF16Bits, toF16Bits } from './f16';
+export { type ElementStorage, f16ToFloat32, float32ToF16, fromF16Bits, toF16Bits } from './f16';
 export { KVCache, type KVCacheOptions } from './kv_cache';
 export {
   type AttentionCache,
@@ -20,10 +20,19 @@ export {
   type SeparateAttentionWeights,
 } from './layers/multi_head_attention';
 export { type AttentionOptions, type AttentionResult, attention } from './ops/attention';
-export { type AttentionPlan, type AttentionShape, planAttention } from './ops/attention_plan';
+export {
+  type AttentionPlan,
+  type AttentionShape,
+  type BlocksPlan,
+  type CorePlan,
+  type DecodePlan,
+  type FlashPlan,
+  type HeadsPlan,
+  planAttention,
+} from './ops/attention_plan';
 export { type LinearOptions, linear } from './ops/linear';
 export { type MatmulOptions, matmul } from './ops/matmul';
 export { type RopeOptions, rope } from './ops/rope';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
 export { randomUniform, seededRandom } from './random';
-export { type DType, Tensor, type TensorData } from './tensor';
+export { type DType, type ReadType, Tensor, type TensorData } from './tensor';

@@ -9,6 +9,12 @@ import { MAP_READ_MODE, Usage } from './usage';
  */
 export type DType = 'f32' | 'f16' | 'bool';
 
+/**
+ * What {@link Tensor.read} returns for a dtype: `Float32Array` for `f32` and `f16` (f16 is widened),
+ * `Uint8Array` for `bool` (0 = false, 1 = true). For the union {@link DType}, the union of both.
+ */
+export type ReadType<D extends DType> = D extends 'bool' ? Uint8Array : Float32Array;
+
 export type TensorData =
   | Float32Array
   | Float64Array
@@ -29,15 +35,19 @@ export interface ViewOwner {
   readonly destroyed: boolean;
 }
 
-/** An n-d array in a GPUBuffer, row-major. Create tensors through a {@link Context}. */
-export class Tensor {
+/**
+ * An n-d array in a GPUBuffer, row-major. Create tensors through a {@link Context}.
+ * `D` is the element type where it is known, e.g. `Tensor<'bool'>` for a mask; a plain `Tensor`
+ * is a tensor of any dtype.
+ */
+export class Tensor<D extends DType = DType> {
   private live = true;
 
   private constructor(
     readonly ctx: Context,
     readonly buffer: GPUBuffer,
     readonly shape: readonly number[],
-    readonly dtype: DType,
+    readonly dtype: D,
     private readonly ownsBuffer: boolean,
     /**
      * Rows (of the second-to-last dim) from one matrix of the leading dims to the next in the
@@ -52,14 +62,25 @@ export class Tensor {
   }
 
   /** @internal */
-  static empty(ctx: Context, shape: readonly number[], dtype: DType, label = 'tensor'): Tensor {
+  static empty<D extends DType>(
+    ctx: Context,
+    shape: readonly number[],
+    dtype: D,
+    label = 'tensor',
+  ): Tensor<D> {
     const size = checkShape(shape, label);
     const buffer = ctx.createBuffer(size * bytesPerElement(dtype), USAGE, label);
     return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, true);
   }
 
   /** @internal */
-  static fromData(ctx: Context, data: TensorData, shape: readonly number[], dtype: DType, label = 'tensor') {
+  static fromData<D extends DType>(
+    ctx: Context,
+    data: TensorData,
+    shape: readonly number[],
+    dtype: D,
+    label = 'tensor',
+  ): Tensor<D> {
     const size = checkShape(shape, label);
     if (data.length !== size) {
       throw new Error(
@@ -78,7 +99,12 @@ export class Tensor {
   }
 
   /** @internal */
-  static wrap(ctx: Context, buffer: GPUBuffer, shape: readonly number[], dtype: DType): Tensor {
+  static wrap<D extends DType>(
+    ctx: Context,
+    buffer: GPUBuffer,
+    shape: readonly number[],
+    dtype: D,
+  ): Tensor<D> {
     const size = checkShape(shape, 'wrap');
     const needed = size * bytesPerElement(dtype);
     if (buffer.size < needed) {
@@ -96,14 +122,14 @@ export class Tensor {
    * @internal a view (no copy, never destroys the buffer) of the first `shape[rank - 2]` rows of
    * each matrix of a buffer whose matrices have `rowStride` rows.
    */
-  static view(
+  static view<D extends DType>(
     ctx: Context,
     buffer: GPUBuffer,
     shape: readonly number[],
-    dtype: DType,
+    dtype: D,
     rowStride: number,
     owner?: ViewOwner,
-  ): Tensor {
+  ): Tensor<D> {
     const size = checkShape(shape, 'view');
     const rows = shape[shape.length - 2];
     if (shape.length < 2 || !Number.isInteger(rowStride) || rowStride < rows) {
@@ -155,9 +181,10 @@ export class Tensor {
   }
 
   /**
-   * Copy the contents back to the CPU. f32 and f16 tensors read as Float32Array, bool as Uint8Array.
+   * Copy the contents back to the CPU. f32 and f16 tensors read as Float32Array, bool as Uint8Array
+   * (see {@link ReadType}).
    */
-  async read(): Promise<Float32Array | Uint8Array> {
+  async read(): Promise<ReadType<D>> {
     this.assertUsable('read', this.ctx, true);
     const { device } = this.ctx;
     // A strided view reads the whole span of its matrices, then keeps the rows in its shape.
@@ -171,13 +198,13 @@ export class Tensor {
       this.ctx.assertAlive('read');
       const bytes = staging.getMappedRange().slice(0, size);
       staging.unmap();
-      const data =
+      const data: Float32Array | Uint8Array =
         this.dtype === 'f32'
           ? new Float32Array(bytes)
           : this.dtype === 'f16'
             ? f16ToFloat32(new Uint16Array(bytes))
             : new Uint8Array(bytes);
-      return this.contiguous ? data : this.gatherRows(data);
+      return (this.contiguous ? data : this.gatherRows(data)) as ReadType<D>;
     } catch (e) {
       // A mapAsync aborted by device loss can reject before ctx.lost resolves: give it a turn.
       await Promise.race([this.ctx.lost, new Promise((r) => setTimeout(r, 10))]);

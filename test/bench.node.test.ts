@@ -3,9 +3,11 @@
 // build in Node and compared with the float64 reference).
 import * as ort from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
+import { adapterKind, COLUMN_NOTES, HEADER, rowClass } from '../bench/format';
 import { causalBias, repeatHeads, toBsd } from '../bench/impl/types';
 import { multiHeadAttentionModel } from '../bench/onnx';
 import { flops, SHAPES, selectShapes, selectsLayer } from '../bench/shapes';
+import type { Row } from '../bench/suite';
 import { attentionCpu } from '../src/reference';
 import { expectClose, F32_TOL, randomArray, rng } from './helpers';
 
@@ -82,4 +84,26 @@ describe('bench ONNX model (onnxruntime-web wasm)', () => {
       expectClose(actual, expected.output.data, F32_TOL, 'output');
     });
   }
+});
+
+describe('bench page text', () => {
+  it('explains every column of the results table', () => {
+    expect(HEADER.filter((h) => !COLUMN_NOTES[h])).toEqual([]);
+  });
+
+  it('says whether the adapter is CPU emulation or a GPU', () => {
+    const swiftshader = adapterKind({ vendor: 'google', architecture: 'swiftshader', description: '' });
+    expect(swiftshader.cpu).toBe(true);
+    expect(swiftshader.text).toMatch(/SwiftShader.*expected/s);
+    expect(adapterKind({ vendor: 'nvidia', architecture: 'hopper', description: 'NVIDIA H200' }).cpu).toBe(
+      false,
+    );
+  });
+
+  it('marks wrong and failed rows', () => {
+    const row = (impl: string, status: Row['status']) => ({ impl, status }) as Row;
+    expect(
+      [row('ours', 'ok'), row('tfjs', 'wrong'), row('ours', 'error'), row('ort', 'skipped')].map(rowClass),
+    ).toEqual(['ours', 'wrong', 'ours error', '']);
+  });
 });

@@ -65,7 +65,7 @@ export interface MultiHeadAttentionResult {
 
 /** PyTorch's nn.MultiheadAttention state dict entries (batch_first; packed q/k/v). */
 export interface PyTorchAttentionWeights {
-  /** [3E, E]: q, k and v projection weights stacked */
+  /** [3E, E], the q, k and v projection weights stacked */
   in_proj_weight: TensorData;
   /** [3E] */
   in_proj_bias?: TensorData;
@@ -83,7 +83,7 @@ export interface SeparateAttentionWeights {
   k_proj_weight: TensorData;
   /** [Hkv·Dh, vdim] */
   v_proj_weight: TensorData;
-  /** [E + 2·Hkv·Dh]: q, k and v biases stacked (or give them separately below) */
+  /** [E + 2·Hkv·Dh], the q, k and v biases stacked (or give them separately below) */
   in_proj_bias?: TensorData;
   q_proj_bias?: TensorData;
   k_proj_bias?: TensorData;

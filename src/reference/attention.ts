@@ -70,11 +70,11 @@ export interface AttentionCpuResult {
   /** [B, Hq, Lq, Dv] */
   output: HostResult;
   /**
-   * [B, Hq, Lq]: natural-log sum of exp of the final (modified, masked) scores, plus exp(sink) with
-   * sinks; -Infinity for empty rows without sinks, sinks[h] for empty rows with sinks.
+   * [B, Hq, Lq], the natural-log sum of exp of the final (modified, masked) scores, plus
+   * exp(sink) with sinks; -Infinity for empty rows without sinks, sinks[h] for empty rows with sinks.
    */
   lse: HostResult;
-  /** [B, Hq, Lq, Lk]: softmax weights; a row of zeros where nothing may be attended. */
+  /** [B, Hq, Lq, Lk], the softmax weights; a row of zeros where nothing may be attended. */
   weights: HostResult;
 }
 

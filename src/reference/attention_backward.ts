@@ -5,9 +5,9 @@ import type { HostResult, HostTensor } from './host';
 export interface AttentionBackwardCpuResult {
   /** [B, Hq, Lq, D] */
   dq: HostResult;
-  /** [B, Hkv, Lk, D]: summed over the query heads that read each kv head. */
+  /** [B, Hkv, Lk, D], summed over the query heads that read each kv head. */
   dk: HostResult;
-  /** [B, Hkv, Lk, Dv]: summed over the query heads that read each kv head. */
+  /** [B, Hkv, Lk, Dv], summed over the query heads that read each kv head. */
   dv: HostResult;
   /** [Hq], only with `sinks`: d loss / d sinks[h] = -Σ_{b,i} P_sink(b, h, i) · delta(b, h, i). */
   dsinks?: HostResult;

@@ -35,7 +35,7 @@ export interface MultiHeadAttentionCpuOptions {
 export interface MultiHeadAttentionCpuResult {
   /** [B, L, E] */
   output: HostResult;
-  /** [B, numHeads, L, S]: per-head softmax weights */
+  /** [B, numHeads, L, S], the per-head softmax weights */
   weights: HostResult;
 }
 
