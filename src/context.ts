@@ -91,18 +91,31 @@ export class DeviceLostError extends Error {
   }
 }
 
+/** Raised for work on a context after its {@link Context.destroy}. */
+export class ContextDestroyedError extends Error {
+  constructor(what: string) {
+    super(`${what}: the context was destroyed (ctx.destroy()); create a new context`);
+    this.name = 'ContextDestroyedError';
+  }
+}
+
 /**
  * Owns one GPUDevice: its features and limits, a pipeline cache, buffer accounting and dispatch.
  * Create it with {@link createContext}.
  */
 export class Context {
-  /** Resolves once the device is lost or the context is destroyed. */
+  /**
+   * Resolves once the device is lost: destroyed (by anyone, including {@link destroy} of a context
+   * that created its device) or lost by the browser or driver. {@link destroy} of a context that
+   * wraps an app's device does not resolve it: the device lives on.
+   */
   readonly lost: Promise<ContextLostInfo>;
   /** The device's limits, lowered where {@link ContextOptions.limits} asked. */
   readonly limits: Readonly<Limits>;
   /** The kernel form `attention` uses here (see {@link ContextOptions.attentionKernel}). */
   readonly attentionKernel: AttentionKernel;
   private lostInfo: ContextLostInfo | undefined;
+  private destroyed = false;
   private bytes = 0;
   private peak = 0;
   private readonly dummies = new Map<string, GPUBuffer>();
@@ -150,9 +163,9 @@ export class Context {
   get hasTimestamps(): boolean {
     return this.device.features.has('timestamp-query');
   }
-  /** True once the device is lost or the context destroyed. */
+  /** True once the device is lost or the context destroyed: it can do no more work. */
   get isLost(): boolean {
-    return this.lostInfo !== undefined;
+    return this.lostInfo !== undefined || this.destroyed;
   }
   /** Bytes of GPU buffers this context has allocated and not yet freed. */
   get liveBytes(): number {
@@ -168,6 +181,7 @@ export class Context {
 
   /** Throws a {@link DeviceLostError} if the context can no longer do work. */
   assertAlive(what: string): void {
+    if (this.destroyed) throw new ContextDestroyedError(what);
     if (this.lostInfo) throw new DeviceLostError(this.lostInfo, what);
   }
 
@@ -180,18 +194,36 @@ export class Context {
     return Tensor.fromData(this, data, shape, options.dtype ?? ('f32' as D), options.label);
   }
 
-  /** A zero-filled tensor of `shape`. */
-  zeros<D extends DType = 'f32'>(shape: readonly number[], dtype: D = 'f32' as D, label?: string): Tensor<D> {
-    return Tensor.empty(this, shape, dtype, label);
+  /**
+   * A zero-filled tensor of `shape`. The dtype is given as for {@link tensor} (`{ dtype }`), or
+   * directly: `zeros([2, 3], 'f16')`.
+   */
+  zeros<D extends DType = 'f32'>(
+    shape: readonly number[],
+    options: D | { dtype?: D; label?: string } = {},
+    label?: string,
+  ): Tensor<D> {
+    const o = typeof options === 'string' ? { dtype: options, label } : options;
+    return Tensor.empty(this, shape, o.dtype ?? ('f32' as D), o.label);
   }
 
-  /** Wrap a buffer the app already has (no copy); the tensor never destroys it. */
+  /**
+   * Wraps a buffer the app already has, or the range of it from `offset` bytes on (a multiple of
+   * the device's minStorageBufferOffsetAlignment, usually 256), without a copy; the tensor never
+   * destroys it. The buffer needs GPUBufferUsage.STORAGE, and COPY_SRC to be read back. The dtype
+   * is given as for {@link tensor}, or directly: `wrap(buffer, shape, 'f16')`.
+   *
+   * @example
+   * // the k part of a packed [3, B, H, L, D] qkv buffer
+   * const k = ctx.wrap(qkv, [B, H, L, D], { offset: B * H * L * D * 4 });
+   */
   wrap<D extends DType = 'f32'>(
     buffer: GPUBuffer,
     shape: readonly number[],
-    dtype: D = 'f32' as D,
+    options: D | { dtype?: D; offset?: number } = {},
   ): Tensor<D> {
-    return Tensor.wrap(this, buffer, shape, dtype);
+    const o = typeof options === 'string' ? { dtype: options } : options;
+    return Tensor.wrap(this, buffer, shape, o.dtype ?? ('f32' as D), o.offset ?? 0);
   }
 
   /**
@@ -249,6 +281,11 @@ export class Context {
     buffer.destroy();
   }
 
+  /** @internal stop counting a buffer without destroying it (left to the garbage collector). */
+  forgetBuffer(buffer: GPUBuffer): void {
+    this.bytes -= buffer.size;
+  }
+
   /**
    * @internal A small placeholder bound where a kernel's optional buffer is unused. One per `slot`
    * so that two writable placeholders never alias in one dispatch.
@@ -285,13 +322,16 @@ export class Context {
     await keepAliveUntil(this.device.queue.onSubmittedWorkDone());
   }
 
-  /** Release the device (when the context created it) and every cached placeholder. */
+  /**
+   * Ends the context: later work throws {@link ContextDestroyedError}. Destroys the device when
+   * the context created it; a wrapped app device lives on (and {@link lost} does not resolve).
+   */
   destroy(): void {
     for (const b of this.dummies.values()) b.destroy();
     this.dummies.clear();
     this.uniforms?.destroy();
     this.uniforms = undefined;
-    this.lostInfo ??= { reason: 'destroyed', message: 'context destroyed' };
+    this.destroyed = true;
     if (this.ownsDevice) this.device.destroy();
   }
 }
@@ -321,6 +361,7 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
   }
   if (options.device) {
     const info = options.device.adapterInfo;
+    if (options.adapter) warnMissing(options.device, options.adapter);
     return new Context(options.device, describe(info), false, options);
   }
   let adapter = options.adapter;
@@ -340,16 +381,58 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
       );
     }
   }
-  const disabled = new Set(options.disableFeatures ?? []);
-  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f) && !disabled.has(f));
-  const requiredLimits: Record<string, number> = {};
-  for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const device = await adapter.requestDevice({
     label: options.label ?? 'webgpu-attention',
-    requiredFeatures,
-    requiredLimits,
+    ...deviceRequirements(adapter, options.disableFeatures),
   });
   return new Context(device, describe(adapter.info), true, options, { gpu, adapter });
+}
+
+/**
+ * What to request for a device the library will use at its best on `adapter`: the optional
+ * features it uses that the adapter has (shader-f16, subgroups, timestamp-query) and the
+ * adapter's maxima of the limits attention sizes its work by. Merge it into your own
+ * `requestDevice` descriptor when the app creates the device and passes it to
+ * `createContext({ device })`.
+ *
+ * @example
+ * const { requiredFeatures, requiredLimits } = deviceRequirements(adapter);
+ * const device = await adapter.requestDevice({
+ *   requiredFeatures: [...requiredFeatures, ...myFeatures],
+ *   requiredLimits: { ...requiredLimits, ...myLimits },
+ * });
+ * const ctx = await createContext({ device, adapter });
+ */
+export function deviceRequirements(
+  adapter: GPUAdapter,
+  disableFeatures: readonly GPUFeatureName[] = [],
+): { requiredFeatures: GPUFeatureName[]; requiredLimits: Record<string, number> } {
+  const requiredFeatures = OPTIONAL_FEATURES.filter(
+    (f) => adapter.features.has(f) && !disableFeatures.includes(f),
+  );
+  const requiredLimits: Record<string, number> = {};
+  for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
+  return { requiredFeatures, requiredLimits };
+}
+
+const warned = new WeakSet<GPUDevice>();
+
+/** Warns once per device about features and limits its adapter has that the device lacks. */
+function warnMissing(device: GPUDevice, adapter: GPUAdapter): void {
+  if (warned.has(device)) return;
+  warned.add(device);
+  const { requiredFeatures, requiredLimits } = deviceRequirements(adapter);
+  const missing = [
+    ...requiredFeatures.filter((f) => !device.features.has(f)),
+    ...Object.entries(requiredLimits)
+      .filter(([name, value]) => (device.limits as unknown as Record<string, number>)[name] < value)
+      .map(([name]) => name),
+  ];
+  if (missing.length) {
+    console.warn(
+      `webgpu-attention: the device was created without ${missing.join(', ')}, which its adapter has and the library would use; request them with deviceRequirements(adapter)`,
+    );
+  }
 }
 
 function describe(info: GPUAdapterInfo | undefined): AdapterDescription {

@@ -2,10 +2,12 @@ export {
   type AdapterDescription,
   type AttentionKernel,
   Context,
+  ContextDestroyedError,
   type ContextLostInfo,
   type ContextOptions,
   createContext,
   DeviceLostError,
+  deviceRequirements,
   type Limits,
 } from './context';
 export { type ElementStorage, f16ToFloat32, float32ToF16, fromF16Bits, toF16Bits } from './f16';
@@ -19,7 +21,13 @@ export {
   type PyTorchAttentionWeights,
   type SeparateAttentionWeights,
 } from './layers/multi_head_attention';
-export { type AttentionOptions, type AttentionResult, attention } from './ops/attention';
+export {
+  type AttentionCallOptions,
+  type AttentionOptions,
+  type AttentionResult,
+  type AttentionResultWith,
+  attention,
+} from './ops/attention';
 export {
   type AttentionPlan,
   type AttentionShape,
@@ -32,6 +40,7 @@ export {
 } from './ops/attention_plan';
 export { type LinearOptions, linear } from './ops/linear';
 export { type MatmulOptions, matmul } from './ops/matmul';
+export { type AttentionCallShape, prepareAttention } from './ops/prepare';
 export { type RopeOptions, rope } from './ops/rope';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
 export { randomUniform, seededRandom } from './random';

@@ -7,7 +7,7 @@ import type { Context } from './context';
 import { elementPrelude, elementStorage } from './f16';
 import { Recording } from './program';
 import { expectRank, fmt } from './shape';
-import { bytesPerElement, Tensor } from './tensor';
+import { bytesPerElement, expectTensor, Tensor } from './tensor';
 import { Usage } from './usage';
 
 export interface KVCacheOptions {
@@ -114,7 +114,9 @@ export class KVCache {
   async append(k: Tensor, v: Tensor): Promise<{ k: Tensor; v: Tensor }> {
     const [keyBuffer, valueBuffer] = this.buffers('append');
     const { ctx, batch: B, kvHeads: Hkv } = this;
+    expectTensor('KVCache.append: k', k);
     k.assertUsable('KVCache.append: k', ctx);
+    expectTensor('KVCache.append: v', v);
     v.assertUsable('KVCache.append: v', ctx);
     expectRank('KVCache.append: k', k.shape, 4, 'B, Hkv, n, D');
     expectRank('KVCache.append: v', v.shape, 4, 'B, Hkv, n, Dv');
@@ -149,7 +151,7 @@ export class KVCache {
         sources: [elementPrelude(storage, true), appendSource],
         constants: { WG },
         uniforms: { total, n, cols, capacity: this.capacity, length: this.filled },
-        bindings: [src.buffer, dst],
+        bindings: [src.binding, dst],
         workgroups: Math.ceil(total / WG),
       });
     }

@@ -19,6 +19,9 @@ export const i32 = (value: number): TypedUniform => ({ type: 'i32', value });
 /** `array<vec4<u32>, values.length / 4>` */
 export const vec4u = (value: readonly number[]): TypedUniform => ({ type: 'vec4u', value });
 
+/** What a binding holds: a whole buffer or a range of one. */
+export type Bindable = GPUBuffer | GPUBufferBinding;
+
 export interface Program {
   /** What the kernel is: the label of its GPU objects and the start of its pipeline cache key. */
   name: string;
@@ -34,8 +37,11 @@ export interface Program {
    * `workgroups`, `grid_x` and `grid_y`, which `workgroupIndex(wid)` reads.
    */
   uniforms?: Readonly<Record<string, UniformValue>>;
-  /** Storage buffers at bindings 1, 2, ...; `undefined` binds a placeholder (an unused option). */
-  bindings: readonly (GPUBuffer | undefined)[];
+  /**
+   * Storage buffers (or ranges of them) at bindings 1, 2, ...; `undefined` binds a placeholder
+   * (an unused option).
+   */
+  bindings: readonly (Bindable | undefined)[];
   /**
    * Workgroups to run. The runner folds them into x, y and z under
    * maxComputeWorkgroupsPerDimension; a kernel takes `let w = workgroupIndex(wid);` and returns
@@ -190,7 +196,7 @@ function withGrid(program: Program, grid: [number, number, number]): Record<stri
 type Step =
   | { program: Program; pipeline: Promise<GPUComputePipeline> }
   | { copy: [from: GPUBuffer, fromOffset: number, to: GPUBuffer, toOffset: number, size: number] }
-  | { clear: GPUBuffer };
+  | { clear: Bindable };
 
 /** The steps of one op call: dispatches, copies and clears, submitted as one command buffer. */
 export class Recording {
@@ -217,9 +223,9 @@ export class Recording {
     this.steps.push({ copy: [from, fromOffset, to, toOffset, size] });
   }
 
-  /** Adds a zero fill of `buffer`. */
-  clear(buffer: GPUBuffer): void {
-    this.steps.push({ clear: buffer });
+  /** Adds a zero fill of a buffer or a range of one. */
+  clear(target: Bindable): void {
+    this.steps.push({ clear: target });
   }
 
   /** A counted buffer that lives until the recording is submitted. */
@@ -235,12 +241,18 @@ export class Recording {
   }
 
   /**
-   * Compiles what is missing, then encodes every step in order into one command buffer, writes
-   * all uniforms with one queue write and submits. Scratch buffers are freed after the submit
-   * (the submitted work keeps them alive until it finishes).
+   * Compiles what is missing, then encodes every step in order and submits them as one command
+   * buffer, with one queue write of all uniforms. With `encoder` (the app's), records into it
+   * instead and submits nothing: the app submits it, after the call's promise resolves. Rejects
+   * with the message of any WebGPU validation, internal or out-of-memory error the call caused (a
+   * buffer of another device, a destroyed one, missing usage flags). Scratch buffers are freed
+   * once submitted (the submitted work keeps them alive until it finishes); those of a call
+   * recorded into an app's encoder are left to the garbage collector, since the library cannot
+   * know when the app submits.
    */
-  async submit(): Promise<void> {
+  async submit(encoder?: GPUCommandEncoder): Promise<void> {
     const { ctx } = this;
+    let release = true;
     try {
       const pipelines = await Promise.all(this.steps.map((s) => ('pipeline' in s ? s.pipeline : undefined)));
       ctx.assertAlive(this.label);
@@ -264,49 +276,96 @@ export class Recording {
         blocks.push({ bytes, offset: total, grid });
         total = Math.ceil((total + size) / align) * align;
       }
-      const uniformBuffer = total ? ctx.uniformStorage(total) : undefined;
+      // An app's encoder is submitted later, after other calls may have rewritten the shared
+      // uniform buffer: such a call gets a buffer of its own.
+      const uniformBuffer = !total
+        ? undefined
+        : encoder
+          ? ctx.device.createBuffer({
+              size: total,
+              usage: Usage.UNIFORM | Usage.COPY_DST,
+              label: `${this.label}:uniforms`,
+            })
+          : ctx.uniformStorage(total);
       const packed = new Uint8Array(total);
       for (const b of blocks) packed.set(new Uint8Array(b.bytes), b.offset);
 
-      const encoder = ctx.device.createCommandEncoder({ label: this.label });
-      let n = 0;
-      this.steps.forEach((s, index) => {
-        if ('copy' in s) {
-          encoder.copyBufferToBuffer(...s.copy);
-        } else if ('clear' in s) {
-          encoder.clearBuffer(s.clear);
-        } else {
-          const block = blocks[n++];
-          const pipeline = pipelines[index]!;
-          const entries: GPUBindGroupEntry[] = [
-            {
-              binding: 0,
-              resource: { buffer: uniformBuffer!, offset: block.offset, size: block.bytes.byteLength },
-            },
-          ];
-          s.program.bindings.forEach((buffer, i) => {
-            entries.push({ binding: i + 1, resource: { buffer: buffer ?? ctx.dummy(`binding${i + 1}`) } });
-          });
-          const pass = encoder.beginComputePass({ label: s.program.name });
-          pass.setPipeline(pipeline);
-          pass.setBindGroup(
-            0,
-            ctx.device.createBindGroup({
-              label: s.program.name,
-              layout: pipeline.getBindGroupLayout(0),
-              entries,
-            }),
-          );
-          pass.dispatchWorkgroups(...block.grid);
-          pass.end();
-        }
-      });
-      // Written and submitted with no await in between: calls in flight share the uniform buffer,
-      // and the queue orders each write before its own submit and after the earlier ones.
-      if (uniformBuffer) ctx.device.queue.writeBuffer(uniformBuffer, 0, packed);
-      ctx.device.queue.submit([encoder.finish()]);
+      const scopes: GPUErrorFilter[] = ['validation', 'internal', 'out-of-memory'];
+      for (const filter of scopes) ctx.device.pushErrorScope(filter);
+      // Encoded, written and submitted with no await in between: calls in flight share the
+      // uniform buffer, and the queue orders each write before its own submit and after the
+      // earlier ones; the error scopes hold this call's errors only.
+      let thrown: unknown;
+      try {
+        const target = encoder ?? ctx.device.createCommandEncoder({ label: this.label });
+        this.encode(target, pipelines, blocks, uniformBuffer);
+        if (uniformBuffer) ctx.device.queue.writeBuffer(uniformBuffer, 0, packed);
+        if (encoder) release = false;
+        else ctx.device.queue.submit([target.finish()]);
+      } catch (e) {
+        thrown = e;
+      }
+      const errors = await Promise.all(scopes.map(() => ctx.device.popErrorScope()));
+      if (thrown) throw thrown;
+      const error = errors.find((e) => e !== null);
+      if (error) throw new Error(`${this.label}: WebGPU error: ${error.message}`);
     } finally {
-      for (const b of this.scratch) ctx.freeBuffer(b);
+      for (const b of this.scratch) {
+        if (release) ctx.freeBuffer(b);
+        else ctx.forgetBuffer(b);
+      }
     }
+  }
+
+  /** Waits until every pipeline of the recorded programs is compiled; runs nothing. */
+  async compile(): Promise<void> {
+    try {
+      await Promise.all(this.steps.map((s) => ('pipeline' in s ? s.pipeline : undefined)));
+    } finally {
+      for (const b of this.scratch) this.ctx.freeBuffer(b);
+    }
+  }
+
+  private encode(
+    encoder: GPUCommandEncoder,
+    pipelines: (GPUComputePipeline | undefined)[],
+    blocks: { bytes: ArrayBuffer; offset: number; grid: [number, number, number] }[],
+    uniformBuffer: GPUBuffer | undefined,
+  ): void {
+    const { ctx } = this;
+    let n = 0;
+    this.steps.forEach((s, index) => {
+      if ('copy' in s) {
+        encoder.copyBufferToBuffer(...s.copy);
+      } else if ('clear' in s) {
+        if ('buffer' in s.clear) encoder.clearBuffer(s.clear.buffer, s.clear.offset, s.clear.size);
+        else encoder.clearBuffer(s.clear);
+      } else {
+        const block = blocks[n++];
+        const pipeline = pipelines[index]!;
+        const entries: GPUBindGroupEntry[] = [
+          {
+            binding: 0,
+            resource: { buffer: uniformBuffer!, offset: block.offset, size: block.bytes.byteLength },
+          },
+        ];
+        s.program.bindings.forEach((b, i) => {
+          const resource = !b ? { buffer: ctx.dummy(`binding${i + 1}`) } : 'buffer' in b ? b : { buffer: b };
+          entries.push({ binding: i + 1, resource });
+        });
+        const pass = encoder.beginComputePass({ label: s.program.name });
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(
+          0,
+          ctx.device.createBindGroup({
+            label: s.program.name,
+            layout: pipeline.getBindGroupLayout(0),
+            entries,
+          }),
+        );
+        pass.dispatchWorkgroups(...block.grid);
+        pass.end();
+      }
+    });
   }
 }

@@ -57,6 +57,8 @@ export class Tensor<D extends DType = DType> {
     readonly rowStride: number = shape.length < 2 ? 1 : shape[shape.length - 2],
     /** What a view's buffer belongs to (a KV cache): once it is destroyed, so is the view. */
     private readonly owner?: ViewOwner,
+    /** Where the tensor starts in its buffer (a wrapped range of an app's buffer), in bytes. */
+    readonly byteOffset = 0,
   ) {
     ctx.track(this);
   }
@@ -104,18 +106,41 @@ export class Tensor<D extends DType = DType> {
     buffer: GPUBuffer,
     shape: readonly number[],
     dtype: D,
+    offset = 0,
   ): Tensor<D> {
+    if (typeof buffer !== 'object' || buffer === null || typeof buffer.usage !== 'number') {
+      throw new Error(`wrap: buffer must be a GPUBuffer, received ${describeValue(buffer)}`);
+    }
     const size = checkShape(shape, 'wrap');
-    const needed = size * bytesPerElement(dtype);
-    if (buffer.size < needed) {
+    const alignment = ctx.device.limits.minStorageBufferOffsetAlignment;
+    if (!Number.isInteger(offset) || offset < 0 || offset % alignment !== 0) {
       throw new Error(
-        `wrap: buffer has ${buffer.size} bytes, expected at least ${needed} for ${dtype} shape [${shape.join(', ')}]`,
+        `wrap: offset must be a multiple of minStorageBufferOffsetAlignment (${alignment} bytes on this device), received ${offset}`,
+      );
+    }
+    // bound as a range of whole words
+    const needed = align4(size * bytesPerElement(dtype));
+    if (buffer.size < offset + needed) {
+      throw new Error(
+        `wrap: buffer has ${buffer.size} bytes, expected at least ${offset + needed} for ${dtype} shape [${shape.join(', ')}] at offset ${offset}`,
       );
     }
     if (!(buffer.usage & Usage.STORAGE)) {
-      throw new Error('wrap: buffer needs Usage.STORAGE');
+      throw new Error(
+        `wrap: the buffer needs GPUBufferUsage.STORAGE (and COPY_SRC to be read back), received usage ${usageNames(buffer.usage)}`,
+      );
     }
-    return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, false);
+    return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, false, undefined, undefined, offset);
+  }
+
+  /** @internal the range of the buffer a kernel binds for this tensor. */
+  get binding(): GPUBufferBinding {
+    if (this.byteOffset === 0) return { buffer: this.buffer };
+    return {
+      buffer: this.buffer,
+      offset: this.byteOffset,
+      size: align4(this.spanElements * bytesPerElement(this.dtype)),
+    };
   }
 
   /**
@@ -186,14 +211,22 @@ export class Tensor<D extends DType = DType> {
    */
   async read(): Promise<ReadType<D>> {
     this.assertUsable('read', this.ctx, true);
+    if (!(this.buffer.usage & Usage.COPY_SRC)) {
+      throw new Error(
+        `read: the tensor's buffer needs GPUBufferUsage.COPY_SRC to be read back, received usage ${usageNames(this.buffer.usage)}`,
+      );
+    }
     const { device } = this.ctx;
     // A strided view reads the whole span of its matrices, then keeps the rows in its shape.
     const size = this.spanElements * bytesPerElement(this.dtype);
     const staging = this.ctx.createBuffer(size, Usage.MAP_READ | Usage.COPY_DST, `read:${this.buffer.label}`);
     try {
       const encoder = device.createCommandEncoder({ label: 'read' });
-      encoder.copyBufferToBuffer(this.buffer, 0, staging, 0, staging.size);
+      device.pushErrorScope('validation');
+      encoder.copyBufferToBuffer(this.buffer, this.byteOffset, staging, 0, staging.size);
       device.queue.submit([encoder.finish()]);
+      const error = await device.popErrorScope();
+      if (error) throw new Error(`read: WebGPU error: ${error.message}`);
       await Promise.race([keepAliveUntil(staging.mapAsync(MAP_READ_MODE)), this.ctx.lost]);
       this.ctx.assertAlive('read');
       const bytes = staging.getMappedRange().slice(0, size);
@@ -260,4 +293,34 @@ function encode(data: TensorData, dtype: DType): Uint8Array {
     return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
   }
   return Uint8Array.from(data as ArrayLike<number | boolean>, (x) => (x ? 1 : 0));
+}
+
+function align4(n: number): number {
+  return Math.ceil(n / 4) * 4;
+}
+
+/** `usage` as the names of its GPUBufferUsage flags, e.g. 'STORAGE | COPY_DST'. */
+function usageNames(usage: number): string {
+  const names = Object.entries(Usage)
+    .filter(([, flag]) => usage & flag)
+    .map(([name]) => name);
+  return names.length ? names.join(' | ') : 'none';
+}
+
+/** Throws unless `x` is a Tensor (a plain array or typed array must be uploaded first). */
+export function expectTensor(what: string, x: unknown): asserts x is Tensor {
+  if (!(x instanceof Tensor)) {
+    throw new Error(
+      `${what}: expected a Tensor (upload data with ctx.tensor(data, shape)), received ${describeValue(x)}`,
+    );
+  }
+}
+
+/** What a value is, for an error message. */
+export function describeValue(x: unknown): string {
+  if (x === null) return 'null';
+  if (Array.isArray(x)) return `an array of length ${x.length}`;
+  if (ArrayBuffer.isView(x)) return `a ${x.constructor.name}`;
+  if (typeof x === 'object') return `an object (${x.constructor?.name ?? 'Object'})`;
+  return typeof x;
 }

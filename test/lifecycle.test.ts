@@ -1,6 +1,6 @@
 // Device loss, memory accounting and scopes, and many operations in flight at once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attention, type Context, createContext, DeviceLostError } from '../src';
+import { attention, type Context, ContextDestroyedError, createContext, DeviceLostError } from '../src';
 import { attentionCpu } from '../src/reference';
 import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
 
@@ -57,13 +57,30 @@ describe('device loss', () => {
     fresh.destroy();
   });
 
-  it('destroy() marks the context lost synchronously', async () => {
+  it('destroy() ends the context synchronously', async () => {
     const ctx = await testContext();
     ctx.destroy();
     expect(ctx.isLost).toBe(true);
+    expect(() => ctx.zeros([2])).toThrow(ContextDestroyedError);
     expect(() => ctx.zeros([2])).toThrow(
-      'tensor: the GPU device is lost (destroyed: context destroyed); create a new context',
+      'tensor: the context was destroyed (ctx.destroy()); create a new context',
     );
+  });
+
+  it('destroy() of a context on an app device is not a device loss: the device lives on', async () => {
+    const owner = await testContext();
+    const ctx = await createContext({ device: owner.device });
+    ctx.destroy();
+    const outcome = await Promise.race([
+      ctx.lost.then(() => 'lost'),
+      new Promise((r) => setTimeout(r, 50, 'alive')),
+    ]);
+    expect(outcome).toBe('alive');
+    expect(() => ctx.zeros([2])).toThrow(ContextDestroyedError);
+    const t = owner.tensor(new Float32Array([1, 2, 3, 4]), [1, 1, 1, 4]);
+    const { output } = await checked(owner, () => attention(t, t, t));
+    expectClose(await output.read(), [1, 2, 3, 4], F32_TOL, 'the app device still works');
+    owner.destroy();
   });
 });
 

@@ -6,6 +6,7 @@ import { rope } from '../ops/rope';
 import { checkRopeSettings } from '../reference/rope';
 import { expectRank, fmt } from '../shape';
 import type { Tensor, TensorData } from '../tensor';
+import { expectTensor } from '../tensor';
 
 export interface MultiHeadAttentionOptions {
   /** E: features of x and of the output. */
@@ -264,6 +265,7 @@ export class MultiHeadAttention {
     checkOptions(what, options, FORWARD_KEYS);
     if (this.weights.size === 0)
       throw new Error(`${what}: no weights loaded (call loadPyTorch or loadSeparate)`);
+    expectTensor(`${what}: x`, x);
     x.assertUsable(`${what}: x`, this.ctx);
     expectRank(`${what}: x`, x.shape, 3, 'B, L, E');
     if (x.shape[2] !== this.embedDim || x.dtype !== this.dtype) {
@@ -282,6 +284,7 @@ export class MultiHeadAttention {
       ['value', value, this.vdim],
     ] as const) {
       if (t === x) continue;
+      expectTensor(`${what}: memory ${name}`, t);
       t.assertUsable(`${what}: memory ${name}`, this.ctx);
       if (t.rank !== 3 || t.shape[0] !== B || t.shape[2] !== dim || t.dtype !== this.dtype) {
         throw new Error(

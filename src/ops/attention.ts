@@ -1,11 +1,27 @@
 // attention(): check -> plan -> programs -> run. The plan (attention_plan.ts) decides how the call
 // runs; the executors record its programs into one Recording, submitted as one command buffer.
+
+import type { RunOptions } from '../options';
 import { Recording } from '../program';
-import type { Tensor } from '../tensor';
+import { type DType, expectTensor, type Tensor } from '../tensor';
 import { type AttentionOptions, type AttentionResult, checkAttentionInputs, plan } from './attention_plan';
 import { recordBlocks, recordCore, recordHeads } from './attention_split';
+import { resultTensor } from './output';
 
 export type { AttentionOptions, AttentionResult };
+
+/** {@link AttentionOptions} plus where the call's work and results go. */
+export interface AttentionCallOptions extends AttentionOptions, RunOptions {
+  /**
+   * Write the results into these tensors instead of new ones: `output` [B, Hq, Lq, Dv] of q's
+   * dtype, `lse` [B, Hq, Lq] and `weights` [B, Hq, Lq, Lk] of f32 (when asked for).
+   */
+  out?: { output?: Tensor; lse?: Tensor; weights?: Tensor };
+}
+
+/** The result of a call that asked for lse and/or weights: those are then present. */
+export type AttentionResultWith<K extends 'lse' | 'weights'> = AttentionResult &
+  Required<Pick<AttentionResult, K>>;
 
 /**
  * Scaled dot-product attention: softmax(q kᵀ · scale + mask) v, fused: one dispatch of the flash
@@ -26,7 +42,31 @@ export function attention(
   q: Tensor,
   k: Tensor,
   v: Tensor,
-  options: AttentionOptions = {},
+  options: AttentionCallOptions & { returnLse: true; returnWeights: true },
+): Promise<AttentionResultWith<'lse' | 'weights'>>;
+export function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionCallOptions & { returnLse: true },
+): Promise<AttentionResultWith<'lse'>>;
+export function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionCallOptions & { returnWeights: true },
+): Promise<AttentionResultWith<'weights'>>;
+export function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options?: AttentionCallOptions,
+): Promise<AttentionResult>;
+export function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionCallOptions = {},
 ): Promise<AttentionResult> {
   return runAttention(q, k, v, options);
 }
@@ -39,7 +79,7 @@ export async function decodeAttention(
   q: Tensor,
   k: Tensor,
   v: Tensor,
-  options: AttentionOptions = {},
+  options: AttentionCallOptions = {},
 ): Promise<AttentionResult> {
   if (options.returnWeights) {
     throw new Error('decodeAttention: returnWeights is not supported by the split-K kernel, received true');
@@ -51,29 +91,58 @@ async function runAttention(
   q: Tensor,
   k: Tensor,
   v: Tensor,
-  options: AttentionOptions,
+  callOptions: AttentionCallOptions,
   force?: 'decode',
 ): Promise<AttentionResult> {
+  // a non-object is rejected by the checks below with the usual message
+  const { out, encoder, ...options } = (callOptions ?? {}) as AttentionCallOptions;
+  if (callOptions === null || typeof callOptions !== 'object') {
+    checkAttentionInputs(q, k, v, callOptions as unknown as AttentionOptions);
+  }
+  expectTensor('attention: q', q);
+  expectTensor('attention: k', k);
+  expectTensor('attention: v', v);
+  if (options?.mask !== undefined) expectTensor('attention: options.mask', options.mask);
   const shape = checkAttentionInputs(q, k, v, options);
   const { ctx } = q;
   const { mask } = options;
   const p = plan({ ctx, shape, dtype: q.dtype, mask }, options, force);
   const { B, Hq, Lq, Lk, Dv } = shape;
-  const output = ctx.zeros([B, Hq, Lq, Dv], q.dtype, 'attention:output');
-  const lse = options.returnLse ? ctx.zeros([B, Hq, Lq], 'f32', 'attention:lse') : undefined;
-  const weights = options.returnWeights ? ctx.zeros([B, Hq, Lq, Lk], 'f32', 'attention:weights') : undefined;
   const rec = new Recording(ctx, 'attention');
+  const made: Tensor[] = [];
+  const result = (name: 'output' | 'lse' | 'weights', shape: number[], dtype: DType) => {
+    const t = resultTensor(ctx, rec, `attention: out.${name}`, out?.[name], shape, dtype);
+    if (t !== out?.[name]) made.push(t);
+    return t;
+  };
+  if (out !== undefined && (typeof out !== 'object' || out === null)) {
+    throw new Error(
+      `attention: options.out must be an object { output?, lse?, weights? }, received ${typeof out}`,
+    );
+  }
+  const output = result('output', [B, Hq, Lq, Dv], q.dtype);
+  const lse = options.returnLse ? result('lse', [B, Hq, Lq], 'f32') : undefined;
+  const weights = options.returnWeights ? result('weights', [B, Hq, Lq, Lk], 'f32') : undefined;
   try {
-    const call = { q, k, v, mask, output: output.buffer, lse: lse?.buffer, weights: weights?.buffer };
+    const call = { q, k, v, mask, output, lse, weights };
     if (p.path === 'heads') recordHeads(rec, p, call);
     else if (p.path === 'blocks') recordBlocks(rec, p, call, options);
     else {
-      const io = { ...call, q: q.buffer, k: k.buffer, v: v.buffer, mask: mask?.buffer };
-      recordCore(rec, p, { ...io, kStride: k.rowStride, vStride: v.rowStride });
+      recordCore(rec, p, {
+        q: q.binding,
+        k: k.binding,
+        v: v.binding,
+        kStride: k.rowStride,
+        vStride: v.rowStride,
+        mask: mask?.binding,
+        output: output.binding,
+        lse: lse?.binding,
+        weights: weights?.binding,
+      });
     }
-    await rec.submit();
+    await rec.submit(encoder);
   } catch (e) {
-    for (const t of [output, lse, weights]) t?.destroy();
+    for (const t of made) t.destroy();
     throw e;
   }
   return { output, lse, weights };

@@ -5,6 +5,7 @@
 import { checkOptions } from '../checks';
 import type { AttentionKernel, Context } from '../context';
 import { type ElementStorage, elementStorage } from '../f16';
+import type { Bindable } from '../program';
 import { broadcastStrides, expectRank, fmt } from '../shape';
 import { bytesPerElement, type DType, type Tensor } from '../tensor';
 
@@ -114,15 +115,15 @@ export type AttentionPlan = FlashPlan | DecodePlan | HeadsPlan | BlocksPlan;
 
 /** The buffers of one (unsplit) call. k and v rows of kv head n start at row n * kStride (vStride). */
 export interface AttentionBuffers {
-  q: GPUBuffer;
-  k: GPUBuffer;
-  v: GPUBuffer;
+  q: Bindable;
+  k: Bindable;
+  v: Bindable;
   kStride: number;
   vStride: number;
-  mask?: GPUBuffer;
-  output: GPUBuffer;
-  lse?: GPUBuffer;
-  weights?: GPUBuffer;
+  mask?: Bindable;
+  output: Bindable;
+  lse?: Bindable;
+  weights?: Bindable;
 }
 
 /** Rows of queries per workgroup of both flash kernels (one or four per invocation). */

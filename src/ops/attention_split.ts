@@ -8,7 +8,7 @@
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import mergeSource from '../../shaders/merge_lse.wgsl?raw';
 import { elementPrelude } from '../f16';
-import type { Recording } from '../program';
+import type { Bindable, Recording } from '../program';
 import { bytesPerElement, type Tensor } from '../tensor';
 import {
   type AttentionBuffers,
@@ -25,15 +25,22 @@ import { recordFlash } from './flash_attention';
 /** Invocations per workgroup of the merge kernel. */
 const MERGE_WG = 64;
 
-/** The inputs of a call, and the buffers its results go to. */
+/** The inputs of a call, and the tensors its results go to. */
 export interface SplitCall {
   q: Tensor;
   k: Tensor;
   v: Tensor;
   mask?: Tensor;
-  output: GPUBuffer;
-  lse?: GPUBuffer;
-  weights?: GPUBuffer;
+  output: Tensor;
+  lse?: Tensor;
+  weights?: Tensor;
+}
+
+/** Elements of `dtype` in a buffer from `byteOffset` on: a tensor, or a scratch buffer. */
+interface Span {
+  buffer: GPUBuffer;
+  dtype: Tensor['dtype'];
+  byteOffset?: number;
 }
 
 /** Records the flash kernel or the decode passes of a plan that fits its bindings. */
@@ -72,12 +79,19 @@ export function recordHeads(rec: Recording, plan: HeadsPlan, call: SplitCall): v
   for (let b = 0; b < s.B; b++) {
     for (let h0 = 0; h0 < s.Hq; h0 += heads) {
       const hk0 = b * s.Hkv + Math.floor(h0 / group);
-      copyElements(rec, q, (b * s.Hq + h0) * s.Lq * s.D, qs, 0, heads * s.Lq * s.D);
+      copyElements(
+        rec,
+        q,
+        (b * s.Hq + h0) * s.Lq * s.D,
+        { buffer: qs, dtype: q.dtype },
+        0,
+        heads * s.Lq * s.D,
+      );
       copyRows(rec, k, hk0, kvHeads, 0, s.Lk, ks);
       copyRows(rec, v, hk0, kvHeads, 0, s.Lk, vs);
       if (mask && ms) {
         const start = ((mb === 1 ? 0 : b) * mh + (mh === 1 ? 0 : h0)) * mi * mj;
-        copyElements(rec, mask, start, ms, 0, mHeads * mi * mj);
+        copyElements(rec, mask, start, { buffer: ms, dtype: mask.dtype }, 0, mHeads * mi * mj);
       }
       rec.clear(os); // packed f16 results are ORed into zeroed words
       recordCore(rec, plan.group, io);
@@ -135,7 +149,7 @@ export function recordBlocks(
       const kvHead = b * s.Hkv + Math.floor(h / group);
       for (let i0 = 0; i0 < s.Lq; i0 += rows) {
         const n = Math.min(rows, s.Lq - i0);
-        copyElements(rec, q, ((b * s.Hq + h) * s.Lq + i0) * s.D, qs, 0, n * s.D);
+        copyElements(rec, q, ((b * s.Hq + h) * s.Lq + i0) * s.D, { buffer: qs, dtype }, 0, n * s.D);
         for (let j0 = 0; j0 < s.Lk; j0 += keys) {
           // Causal: keys past the block's last row's limit add nothing. The first chunk always
           // runs, so that rows attending no key still get zeros and -Infinity.
@@ -149,9 +163,10 @@ export function recordBlocks(
             const first =
               (((mb === 1 ? 0 : b) * mh + (mh === 1 ? 0 : h)) * mi + (mi === 1 ? 0 : i0)) * mj +
               (mj === 1 ? 0 : j0);
-            if (colsM === mj) copyElements(rec, mask, first, ms, 0, rowsM * colsM);
+            const to = { buffer: ms, dtype: mask.dtype };
+            if (colsM === mj) copyElements(rec, mask, first, to, 0, rowsM * colsM);
             else
-              for (let r = 0; r < rowsM; r++) copyElements(rec, mask, first + r * mj, ms, r * colsM, colsM);
+              for (let r = 0; r < rowsM; r++) copyElements(rec, mask, first + r * mj, to, r * colsM, colsM);
           }
           // key j' of the chunk is allowed for row i' of the block iff j0 + j' <= i0 + i' + Lk - Lq
           const inner = corePlan(
@@ -181,10 +196,11 @@ export function recordBlocks(
   }
 }
 
-type Partial = { output: GPUBuffer; lse: GPUBuffer };
+/** A partial result over some keys: output rows and their log-sum-exp. */
+export type Partial = { output: Bindable; lse: Bindable };
 
 /** Records out = the log-sum-exp merge of a and b, n rows of Dv over disjoint keys. */
-function recordMerge(
+export function recordMerge(
   rec: Recording,
   plan: BlocksPlan,
   a: Partial,
@@ -217,16 +233,17 @@ function copyRows(
 ): void {
   const dim = t.shape[3];
   for (let h = 0; h < heads; h++) {
-    copyElements(rec, t, ((first + h) * t.rowStride + firstRow) * dim, to, h * rows * dim, rows * dim);
+    const at = ((first + h) * t.rowStride + firstRow) * dim;
+    copyElements(rec, t, at, { buffer: to, dtype: t.dtype }, h * rows * dim, rows * dim);
   }
 }
 
 /** Records a copy of `count` elements of `from`'s dtype. */
 function copyElements(
   rec: Recording,
-  from: { buffer: GPUBuffer; dtype: Tensor['dtype'] },
+  from: Span,
   fromStart: number,
-  to: GPUBuffer,
+  to: Span,
   toStart: number,
   count: number,
 ): void {
@@ -237,5 +254,5 @@ function copyElements(
       `attention: splitting this call needs 4-byte-aligned head slices; ${from.dtype} slices of ${count} elements are not (use f32, or sizes with an even element count)`,
     );
   }
-  rec.copy(from.buffer, src, to, dst, size);
+  rec.copy(from.buffer, src + (from.byteOffset ?? 0), to.buffer, dst + (to.byteOffset ?? 0), size);
 }

@@ -1,11 +1,14 @@
 import linearSource from '../../shaders/linear.wgsl?raw';
 import { checkOptions } from '../checks';
 import { chunkPrelude, elementPrelude, elementStorage, inputPrelude } from '../f16';
+import { RUN_OPTION_KEYS, type RunOptions } from '../options';
 import { Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
+import { expectTensor } from '../tensor';
+import { resultTensor } from './output';
 
-export interface LinearOptions {
+export interface LinearOptions extends RunOptions {
   /** Added to every row: [N]. */
   bias?: Tensor;
   /** Write the output split into heads, [B, heads, L, N / heads], instead of [B, L, N]. */
@@ -14,9 +17,11 @@ export interface LinearOptions {
   activation?: 'relu' | 'gelu';
   /** Added last, [B, L, N] (not with `heads`): a transformer's skip connection. */
   residual?: Tensor;
+  /** Write y into this tensor (x's dtype, y's shape) instead of a new one. */
+  out?: Tensor;
 }
 
-const OPTION_KEYS = ['bias', 'heads', 'activation', 'residual'] as const;
+const OPTION_KEYS = ['bias', 'heads', 'activation', 'residual', 'out', ...RUN_OPTION_KEYS] as const;
 const ACTIVATIONS = { relu: 1, gelu: 2 } as const;
 const WG = 64;
 
@@ -43,8 +48,8 @@ export async function linear(x: Tensor, weight: Tensor, options: LinearOptions =
     RESIDUAL: options.residual !== undefined,
   };
   const shape = options.heads === undefined ? [B, L, N] : [B, heads, L, N / heads];
-  const y = ctx.zeros(shape, x.dtype, 'linear:y');
   const rec = new Recording(ctx, 'linear');
+  const y = resultTensor(ctx, rec, 'linear: out', options.out, shape, x.dtype);
   rec.dispatch({
     name: 'linear',
     sources: [
@@ -55,11 +60,11 @@ export async function linear(x: Tensor, weight: Tensor, options: LinearOptions =
     ],
     constants,
     uniforms: { rows: B * L, L, K, N, Hin, Hout: heads },
-    bindings: [x.buffer, weight.buffer, options.bias?.buffer, options.residual?.buffer, y.buffer],
+    bindings: [x.binding, weight.binding, options.bias?.binding, options.residual?.binding, y.binding],
     // one invocation per four outputs of a row
     workgroups: Math.ceil((B * L * Math.ceil(N / 4)) / WG),
   });
-  await rec.submit();
+  await rec.submit(options.encoder);
   return y;
 }
 
@@ -70,7 +75,9 @@ export function checkLinearInputs(
   options: LinearOptions,
 ): { B: number; Hin: number; L: number; K: number; N: number; heads: number } {
   checkOptions('linear', options, OPTION_KEYS);
+  expectTensor('linear: x', x);
   x.assertUsable('linear: x');
+  expectTensor('linear: weight', weight);
   weight.assertUsable('linear: weight', x.ctx);
   if (x.rank !== 3 && x.rank !== 4) {
     throw new Error(
@@ -88,6 +95,7 @@ export function checkLinearInputs(
   const N = weight.shape[0];
   const bias = options.bias;
   if (bias !== undefined) {
+    expectTensor('linear: bias', bias);
     bias.assertUsable('linear: bias', x.ctx);
     if (bias.rank !== 1 || bias.shape[0] !== N) {
       throw new Error(`linear: bias must have shape [${N}], received ${fmt(bias.shape)}`);
@@ -95,6 +103,7 @@ export function checkLinearInputs(
   }
   const residual = options.residual;
   if (residual !== undefined) {
+    expectTensor('linear: residual', residual);
     residual.assertUsable('linear: residual', x.ctx);
     if (options.heads !== undefined || fmt(residual.shape) !== fmt([B, L, N])) {
       throw new Error(

@@ -1,13 +1,19 @@
 import matmulSource from '../../shaders/matmul.wgsl?raw';
 import { checkOptions } from '../checks';
+import { batchShape, type MatmulSettings, RUN_OPTION_KEYS, type RunOptions } from '../options';
 import { f32, Recording, vec4u } from '../program';
-import { batchShape, type MatmulOptions } from '../reference/matmul';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
+import { expectTensor } from '../tensor';
 
-export type { MatmulOptions };
+import { resultTensor } from './output';
 
-const OPTION_KEYS = ['transposeA', 'transposeB', 'alpha'] as const;
+export interface MatmulOptions extends MatmulSettings, RunOptions {
+  /** Write c into this f32 tensor [...batch, M, N] instead of a new one. */
+  out?: Tensor;
+}
+
+const OPTION_KEYS = ['transposeA', 'transposeB', 'alpha', 'out', ...RUN_OPTION_KEYS] as const;
 
 /** Batch dims the kernel's uniforms hold after merging (see {@link mergeBatchDims}). */
 const MAX_BATCH_DIMS = 8;
@@ -54,7 +60,8 @@ export async function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}):
     VB: (transposeB ? K : N) % 4 === 0 ? 4 : 1,
     MAX_BATCH_DIMS,
   };
-  const c = ctx.zeros([...batch, M, N], 'f32', 'matmul:c');
+  const rec = new Recording(ctx, 'matmul');
+  const c = resultTensor(ctx, rec, 'matmul: out', options.out, [...batch, M, N], 'f32');
   const tilesN = Math.ceil(N / tiling.BN);
   const tilesM = Math.ceil(M / tiling.BM);
   const batchValues = new Array<number>(4 * MAX_BATCH_DIMS).fill(0);
@@ -63,7 +70,6 @@ export async function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}):
   });
   const elem = (v: number) => (v === 4 ? 'vec4<f32>' : 'f32');
   const aliases = `alias AElem = ${elem(constants.VA)};\nalias BElem = ${elem(constants.VB)};\n`;
-  const rec = new Recording(ctx, 'matmul');
   rec.dispatch({
     name: 'matmul',
     sources: [aliases, matmulSource],
@@ -78,10 +84,10 @@ export async function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}):
       alpha: f32(options.alpha ?? 1),
       batch: vec4u(batchValues),
     },
-    bindings: [a.buffer, b.buffer, c.buffer],
+    bindings: [a.binding, b.binding, c.binding],
     workgroups: tilesN * tilesM * batch.reduce((x, y) => x * y, 1),
   });
-  await rec.submit();
+  await rec.submit(options.encoder);
   return c;
 }
 
@@ -136,7 +142,9 @@ export function checkMatmulInputs(a: Tensor, b: Tensor, options: MatmulOptions):
   if (options.alpha !== undefined && (typeof options.alpha !== 'number' || !Number.isFinite(options.alpha))) {
     throw new Error(`matmul: options.alpha must be a finite number, received ${String(options.alpha)}`);
   }
+  expectTensor('matmul: a', a);
   a.assertUsable('matmul: a');
+  expectTensor('matmul: b', b);
   b.assertUsable('matmul: b', a.ctx);
   const dimsA = options.transposeA ? 'K, M' : 'M, K';
   const dimsB = options.transposeB ? 'N, K' : 'K, N';

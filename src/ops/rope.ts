@@ -5,6 +5,7 @@ import { Recording } from '../program';
 import { checkRopeSettings, type RopeOptions } from '../reference/rope';
 import { expectRank } from '../shape';
 import type { Tensor } from '../tensor';
+import { expectTensor } from '../tensor';
 
 export type { RopeOptions };
 
@@ -45,7 +46,7 @@ export async function rope(x: Tensor, options: RopeOptions): Promise<Tensor> {
     sources: [elementPrelude(storage, true), ropeSource],
     constants,
     uniforms: { total: x.size, L, D, dims },
-    bindings: [x.buffer, table, out.buffer],
+    bindings: [x.binding, table, out.binding],
     workgroups: Math.ceil(x.size / WG),
   });
   await rec.submit();
@@ -58,6 +59,7 @@ export function checkRopeInputs(
   options: RopeOptions,
 ): { dims: number; base: number; offset: number } {
   checkOptions('rope', options, OPTION_KEYS);
+  expectTensor('rope: x', x);
   x.assertUsable('rope: x');
   expectRank('rope: x', x.shape, 4, 'B, H, L, D');
   if (x.dtype !== 'f32' && x.dtype !== 'f16') {

@@ -1,14 +1,20 @@
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import softmaxSource from '../../shaders/softmax.wgsl?raw';
 import { checkOptions } from '../checks';
+import { RUN_OPTION_KEYS, type RunOptions, type SoftmaxSettings } from '../options';
 import { f32, Recording } from '../program';
-import type { SoftmaxOptions } from '../reference/softmax';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
+import { expectTensor } from '../tensor';
 
-export type { SoftmaxOptions };
+import { resultTensor } from './output';
 
-const OPTION_KEYS = ['scale', 'causal'] as const;
+export interface SoftmaxOptions extends SoftmaxSettings, RunOptions {
+  /** Write y into this f32 tensor of x's shape instead of a new one. */
+  out?: Tensor;
+}
+
+const OPTION_KEYS = ['scale', 'causal', 'out', ...RUN_OPTION_KEYS] as const;
 
 /**
  * Softmax over the last axis of x [..., n] -> [..., n], in f32, one workgroup per row.
@@ -28,8 +34,8 @@ export async function softmax(x: Tensor, options: SoftmaxOptions = {}): Promise<
   // Small workgroups: short rows would leave a large one idle, and on CPU implementations of
   // WebGPU (SwiftShader) each invocation group of a workgroup with barriers costs microseconds.
   const constants = { WG: n <= 1024 ? 16 : 64 };
-  const y = ctx.zeros(x.shape, 'f32', 'softmax:y');
   const rec = new Recording(ctx, 'softmax');
+  const y = resultTensor(ctx, rec, 'softmax: out', options.out, x.shape, 'f32');
   rec.dispatch({
     name: 'softmax',
     sources: [softmaxSource, maskedSource],
@@ -40,10 +46,10 @@ export async function softmax(x: Tensor, options: SoftmaxOptions = {}): Promise<
       causal: options.causal ? 1 : 0,
       scale: f32(options.scale ?? 1),
     },
-    bindings: [x.buffer, y.buffer],
+    bindings: [x.binding, y.binding],
     workgroups: rows,
   });
-  await rec.submit();
+  await rec.submit(options.encoder);
   return y;
 }
 
@@ -56,6 +62,7 @@ export function checkSoftmaxInputs(x: Tensor, options: SoftmaxOptions): void {
   if (options.causal !== undefined && typeof options.causal !== 'boolean') {
     throw new Error(`softmax: options.causal must be a boolean, received ${typeof options.causal}`);
   }
+  expectTensor('softmax: x', x);
   x.assertUsable('softmax: x');
   if (x.dtype !== 'f32') throw new Error(`softmax: x must have dtype 'f32', received '${x.dtype}'`);
   const minRank = options.causal ? 2 : 1;

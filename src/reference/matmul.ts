@@ -1,29 +1,9 @@
+import { batchShape, type MatmulSettings } from '../options';
 import { fmt } from '../shape';
 import type { HostResult, HostTensor } from './host';
 
-export interface MatmulOptions {
-  /** Use A's last two dims transposed: A is [..., K, M]. */
-  transposeA?: boolean;
-  /** Use B's last two dims transposed: B is [..., N, K]. */
-  transposeB?: boolean;
-  /** Multiplies the product. Default 1. */
-  alpha?: number;
-}
-
-/** The batch dims two operands broadcast to (each batch dim equal or 1). */
-export function batchShape(what: string, a: readonly number[], b: readonly number[]): number[] {
-  const n = Math.max(a.length, b.length) - 2;
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const x = a[a.length - 3 - (n - 1 - i)] ?? 1;
-    const y = b[b.length - 3 - (n - 1 - i)] ?? 1;
-    if (x !== y && x !== 1 && y !== 1) {
-      throw new Error(`${what}: batch dims of a ${fmt(a)} and b ${fmt(b)} cannot broadcast`);
-    }
-    out.push(Math.max(x, y));
-  }
-  return out;
-}
+/** The options of {@link matmulCpu}: those of the GPU op's math. */
+export type MatmulOptions = MatmulSettings;
 
 /** Batched C = alpha * op(A) op(B) in float64. A [..., M, K], B [..., K, N] -> C [..., M, N]. */
 export function matmulCpu(a: HostTensor, b: HostTensor, options: MatmulOptions = {}): HostResult {

@@ -1,15 +1,9 @@
+import type { SoftmaxSettings } from '../options';
 import { fmt } from '../shape';
 import type { HostResult, HostTensor } from './host';
 
-export interface SoftmaxOptions {
-  /** Multiplies x before the softmax. -Infinity entries stay masked whatever the scale. Default 1. */
-  scale?: number;
-  /**
-   * Treat x as scores [..., Lq, Lk] and mask key j for query i when j > i + (Lk - Lq)
-   * (bottom-right aligned, as in attention).
-   */
-  causal?: boolean;
-}
+/** The options of {@link softmaxCpu}: those of the GPU op's math. */
+export type SoftmaxOptions = SoftmaxSettings;
 
 /**
  * Softmax over the last axis in float64. -Infinity entries (and causally masked ones) get weight 0;
