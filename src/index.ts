@@ -20,6 +20,13 @@ export {
   type SeparateAttentionWeights,
 } from './layers/multi_head_attention';
 export { type AttentionOptions, type AttentionResult, attention } from './ops/attention';
+export {
+  type AttentionBackwardOptions,
+  type AttentionBackwardPlan,
+  type AttentionGradients,
+  attentionBackward,
+  planAttentionBackward,
+} from './ops/attention_backward';
 export { type AttentionPlan, type AttentionShape, planAttention } from './ops/attention_plan';
 export { type LinearOptions, linear } from './ops/linear';
 export { type MatmulOptions, matmul } from './ops/matmul';
