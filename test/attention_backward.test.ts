@@ -30,7 +30,10 @@ async function checkBackward(ctx: Context, c: BackwardCase, tol?: { atol: number
   const dtype = c.dtype ?? 'f32';
   const random = rng((c.seed ?? 1) + 1000);
   const dOData = randomArray(random, c.B * c.Hq * c.Lq * c.Dv);
-  const dO: HostTensor = { data: dtype === 'f16' ? roundToF16(dOData) : dOData, shape: [c.B, c.Hq, c.Lq, c.Dv] };
+  const dO: HostTensor = {
+    data: dtype === 'f16' ? roundToF16(dOData) : dOData,
+    shape: [c.B, c.Hq, c.Lq, c.Dv],
+  };
   const ref = attentionBackwardCpu(inputs.q, inputs.k, inputs.v, dO, {
     causal: c.causal,
     scale: c.scale,
@@ -137,7 +140,8 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (form) =
   });
 
   describe('masks', () => {
-    it('bool mask, full shape', () => check({ ...base, B: 2, mask: { kind: 'bool', shape: [2, 2, 16, 16] } }));
+    it('bool mask, full shape', () =>
+      check({ ...base, B: 2, mask: { kind: 'bool', shape: [2, 2, 16, 16] } }));
     it('bool mask [Lk] (key padding) broadcast', () =>
       check({ ...base, Lk: 35, mask: { kind: 'bool', shape: [35] } }));
     it('bool mask [B, 1, 1, Lk] broadcast', () =>
@@ -146,7 +150,8 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (form) =
       check({ ...base, B: 2, Lq: 5, Lk: 9, mask: { kind: 'bool', shape: [2, 5, 9] } }));
     it('bool mask that empties rows and whole tiles', () =>
       check({ ...base, Lq: 70, Lk: 100, mask: { kind: 'bool', shape: [70, 100], pTrue: 0.02 } }));
-    it('bool mask that empties everything', () => check({ ...base, mask: { kind: 'bool', shape: [1], pTrue: 0 } }));
+    it('bool mask that empties everything', () =>
+      check({ ...base, mask: { kind: 'bool', shape: [1], pTrue: 0 } }));
     it('additive mask with -Infinity entries', () =>
       check({ ...base, Lq: 9, Lk: 40, mask: { kind: 'additive', shape: [1, 2, 9, 40] } }));
     it('additive mask [Lq, Lk] broadcast, mostly -Infinity', () =>
@@ -159,13 +164,22 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (form) =
     it('odd head dims (halves sharing words across rows)', () =>
       check({ ...base, dtype: 'f16', Lq: 7, Lk: 9, D: 5, Dv: 3 }));
     it('head dim 64 with an additive mask', () =>
-      check({ ...base, dtype: 'f16', Lq: 19, Lk: 33, D: 64, Dv: 64, mask: { kind: 'additive', shape: [19, 33] } }));
+      check({
+        ...base,
+        dtype: 'f16',
+        Lq: 19,
+        Lk: 33,
+        D: 64,
+        Dv: 64,
+        mask: { kind: 'additive', shape: [19, 33] },
+      }));
   });
 
   describe('k and v as KV-cache views (row stride = capacity)', () => {
     it('f32, GQA, causal', () =>
       check({ ...base, Hq: 4, Hkv: 2, Lq: 6, Lk: 13, causal: true, capacity: 20 }));
-    it('f16, odd head dims', () => check({ ...base, dtype: 'f16', Lq: 5, Lk: 9, D: 6, Dv: 10, capacity: 16 }));
+    it('f16, odd head dims', () =>
+      check({ ...base, dtype: 'f16', Lq: 5, Lk: 9, D: 6, Dv: 10, capacity: 16 }));
   });
 });
 
@@ -188,9 +202,10 @@ describe('fuzz: 200 random configurations (seed 20261125), both forms', () => {
     group: fc.integer({ min: 1, max: 3 }),
     Lq: fc.integer({ min: 1, max: 40 }),
     Lk: fc.integer({ min: 1, max: 40 }),
-    // few distinct head dims keep the number of pipelines (compile time) bounded
-    D: fc.constantFrom<number>(3, 4, 8),
-    Dv: fc.constantFrom<number>(4, 5, 8),
+    // head dims of one chunk keep the number of pipelines (compile time) bounded; larger and odd
+    // head dims are the named cases above
+    D: fc.constantFrom<number>(3, 4),
+    Dv: fc.constantFrom<number>(2, 4),
     dtype: fc.constantFrom<'f32' | 'f16'>('f32', 'f16'),
     causal: fc.boolean(),
     maskKind: fc.constantFrom('none', 'bool', 'additive'),
@@ -232,7 +247,14 @@ describe('memory', () => {
     try {
       const L = 512;
       const random = rng(5);
-      const t = (shape: number[]) => ctx.tensor(randomArray(random, shape.reduce((a, b) => a * b, 1)), shape);
+      const t = (shape: number[]) =>
+        ctx.tensor(
+          randomArray(
+            random,
+            shape.reduce((a, b) => a * b, 1),
+          ),
+          shape,
+        );
       const [q, k, v, dOutput] = [t([1, 1, L, 4]), t([1, 1, L, 4]), t([1, 1, L, 4]), t([1, 1, L, 4])];
       const { output, lse } = await attention(q, k, v, { causal: true, returnLse: true });
       ctx.resetPeak();
@@ -240,9 +262,12 @@ describe('memory', () => {
       const g = await checked(ctx, () =>
         attentionBackward(q, k, v, output, dOutput, { causal: true, lse: lse! }),
       );
-      await g.dq.read();
-      // dq, dk, dv (3 x L x 4 floats) and the row stats (L x 2 floats): 14 floats a row, no L x L.
-      expect(ctx.peakBytes - before).toBeLessThan(L * 64);
+      const peak = ctx.peakBytes - before;
+      for (const t of [g.dq, g.dk, g.dv]) t.destroy();
+      // dq, dk, dv (3 x L x 4 floats) and the row stats (L x 2 floats): 28 KiB, where one L x L
+      // f32 matrix would be 1 MiB; an eighth of that leaves room for the uniform buffer.
+      expect(peak).toBeGreaterThanOrEqual(3 * L * 4 * 4 + L * 8);
+      expect(peak).toBeLessThan((L * L * 4) / 8);
     } finally {
       ctx.destroy();
     }
@@ -261,13 +286,17 @@ describe('bad input throws an error naming the argument', () => {
 
   it('dOutput of the wrong shape', async () => {
     const [q, k, v] = qkv();
-    await expect(attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 8]), { lse: t([1, 2, 4]) })).rejects.toThrow(
+    await expect(
+      attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 8]), { lse: t([1, 2, 4]) }),
+    ).rejects.toThrow(
       "attentionBackward: dOutput must have shape [1, 2, 4, 6] (the forward's output), received [1, 2, 4, 8]",
     );
   });
   it('output of the wrong shape', async () => {
     const [q, k, v] = qkv();
-    await expect(attentionBackward(q, k, v, t([1, 2, 6]), t([1, 2, 4, 6]), { lse: t([1, 2, 4]) })).rejects.toThrow(
+    await expect(
+      attentionBackward(q, k, v, t([1, 2, 6]), t([1, 2, 4, 6]), { lse: t([1, 2, 4]) }),
+    ).rejects.toThrow(
       "attentionBackward: output must have shape [1, 2, 4, 6] (the forward's output), received [1, 2, 6]",
     );
   });
@@ -280,9 +309,9 @@ describe('bad input throws an error naming the argument', () => {
   });
   it('lse of the wrong shape', async () => {
     const [q, k, v] = qkv();
-    await expect(attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 6]), { lse: t([2, 4]) })).rejects.toThrow(
-      'attentionBackward: options.lse must have shape [1, 2, 4], received [2, 4]',
-    );
+    await expect(
+      attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 6]), { lse: t([2, 4]) }),
+    ).rejects.toThrow('attentionBackward: options.lse must have shape [1, 2, 4], received [2, 4]');
   });
   it('dOutput dtype differs from q', async () => {
     const [q, k, v] = qkv();
@@ -304,7 +333,9 @@ describe('bad input throws an error naming the argument', () => {
   });
   it('forward-only options', async () => {
     const [q, k, v] = qkv();
-    const options = { lse: t([1, 2, 4]), returnLse: true } as unknown as Parameters<typeof attentionBackward>[5];
+    const options = { lse: t([1, 2, 4]), returnLse: true } as unknown as Parameters<
+      typeof attentionBackward
+    >[5];
     await expect(attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 6]), options)).rejects.toThrow(
       'attentionBackward: options.returnLse is an option of the forward only, received returnLse',
     );

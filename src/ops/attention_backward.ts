@@ -167,7 +167,12 @@ interface BackwardBuffers {
 }
 
 /** Records the three passes of `plan`. dq, dk and dv must start zeroed (packed f16 stores OR). */
-function recordBackward(rec: Recording, plan: AttentionBackwardPlan, io: AttentionBuffers, out: BackwardBuffers) {
+function recordBackward(
+  rec: Recording,
+  plan: AttentionBackwardPlan,
+  io: AttentionBuffers,
+  out: BackwardBuffers,
+) {
   const { core, kernel } = plan;
   const { B, Hq, Lq, D, Dv } = core.shape;
   const storage = core.storage;
@@ -274,10 +279,13 @@ function checkBackwardInputs(
     ['output', output],
     ['dOutput', dOutput],
   ] as const) {
-    if (!isTensor(t)) throw new Error(`${what}: ${name} must be a Tensor [${want.join(', ')}], received ${typeof t}`);
+    if (!isTensor(t))
+      throw new Error(`${what}: ${name} must be a Tensor [${want.join(', ')}], received ${typeof t}`);
     t.assertUsable(`${what}: ${name}`, q.ctx);
     if (!same(t.shape, want)) {
-      throw new Error(`${what}: ${name} must have shape ${fmt(want)} (the forward's output), received ${fmt(t.shape)}`);
+      throw new Error(
+        `${what}: ${name} must have shape ${fmt(want)} (the forward's output), received ${fmt(t.shape)}`,
+      );
     }
     if (t.dtype !== q.dtype) {
       throw new Error(`${what}: ${name} must have dtype '${q.dtype}' like q, received '${t.dtype}'`);
