@@ -33,6 +33,26 @@ fn dOChunks(at: u32, c: u32, rows: u32) -> mat4x4<f32> {
   );
 }
 
+// P of keys j0 .. j0 + 3 (components) for row i with raw scores s and the row's lse.
+fn keyProbabilities(s: vec4<f32>, lse: f32, b: u32, h: u32, i: u32, j0: u32) -> vec4<f32> {
+  return vec4<f32>(
+    probability(keyScore(s.x, b, h, i, j0), lse),
+    probability(keyScore(s.y, b, h, i, j0 + 1u), lse),
+    probability(keyScore(s.z, b, h, i, j0 + 2u), lse),
+    probability(keyScore(s.w, b, h, i, j0 + 3u), lse),
+  );
+}
+
+// keyScoreGrad of keys j0 .. j0 + 3 (components) for row i.
+fn keyGrads(s: vec4<f32>, b: u32, h: u32, i: u32, j0: u32) -> vec4<f32> {
+  return vec4<f32>(
+    keyScoreGrad(s.x, b, h, i, j0),
+    keyScoreGrad(s.y, b, h, i, j0 + 1u),
+    keyScoreGrad(s.z, b, h, i, j0 + 2u),
+    keyScoreGrad(s.w, b, h, i, j0 + 3u),
+  );
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let flat = workgroupIndex(wid);
@@ -81,28 +101,37 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         continue;
       }
       let qAt = (head + i0) * D4;
+      // raw scores scale * q·k, a column per row
       var s = mat4x4<f32>();
       for (var c = 0u; c < D4; c++) {
         s += kT[c] * qChunks(qAt, c, rows);
       }
-      var pr = mat4x4<f32>();
-      var grad = mat4x4<f32>();
-      var delta = vec4<f32>(0.0);
-      var attended = false;
-      for (var r = 0u; r < rows; r++) {
-        let st = stats[head + i0 + r];
-        delta[r] = st.y;
-        for (var e = 0u; e < 4u; e++) {
-          let raw = s[r][e] * p.scale;
-          let score = keyScore(raw, b, h, i0 + r, j0 + e);
-          pr[r][e] = probability(score, st.x);
-          grad[r][e] = keyScoreGrad(raw, b, h, i0 + r, j0 + e);
-          attended = attended || score > MASKED;
-        }
-      }
-      if (!attended) {
+      s = s * p.scale;
+      // P and d keyScore / ds, a column per row (constant indices only: a dynamically indexed
+      // matrix would live in memory on SwiftShader); rows past Lq get zeros.
+      let last = head + p.Lq - 1u;
+      let st0 = stats[head + i0];
+      let st1 = stats[min(head + i0 + 1u, last)];
+      let st2 = stats[min(head + i0 + 2u, last)];
+      let st3 = stats[min(head + i0 + 3u, last)];
+      let delta = vec4<f32>(st0.y, st1.y, st2.y, st3.y);
+      let z = vec4<f32>(0.0);
+      let pr = mat4x4<f32>(
+        keyProbabilities(s[0], st0.x, b, h, i0, j0),
+        select(z, keyProbabilities(s[1], st1.x, b, h, i0 + 1u, j0), rows > 1u),
+        select(z, keyProbabilities(s[2], st2.x, b, h, i0 + 2u, j0), rows > 2u),
+        select(z, keyProbabilities(s[3], st3.x, b, h, i0 + 3u, j0), rows > 3u),
+      );
+      // P = 0 everywhere: nothing to add (masked, or underflowed to 0)
+      if (all((pr[0] == z) & (pr[1] == z) & (pr[2] == z) & (pr[3] == z))) {
         continue;
       }
+      let grad = mat4x4<f32>(
+        keyGrads(s[0], b, h, i0, j0),
+        keyGrads(s[1], b, h, i0 + 1u, j0),
+        keyGrads(s[2], b, h, i0 + 2u, j0),
+        keyGrads(s[3], b, h, i0 + 3u, j0),
+      );
       let oAt = (head + i0) * DV4;
       var dp = mat4x4<f32>();
       for (var c = 0u; c < DV4; c++) {
@@ -110,10 +139,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         dp += vT[c] * dOc;
         dvT[c] += pr * transpose(dOc);
       }
-      var ds = mat4x4<f32>();
-      for (var r = 0u; r < 4u; r++) {
-        ds[r] = pr[r] * (dp[r] - vec4<f32>(delta[r])) * grad[r];
-      }
+      let ds = mat4x4<f32>(
+        pr[0] * (dp[0] - delta.x) * grad[0],
+        pr[1] * (dp[1] - delta.y) * grad[1],
+        pr[2] * (dp[2] - delta.z) * grad[2],
+        pr[3] * (dp[3] - delta.w) * grad[3],
+      );
       for (var c = 0u; c < D4; c++) {
         dkT[c] += ds * transpose(qChunks(qAt, c, rows));
       }

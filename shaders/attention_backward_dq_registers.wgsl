@@ -32,6 +32,26 @@ fn vChunks(at: u32, c: u32, keys: u32) -> mat4x4<f32> {
   );
 }
 
+// P of rows i0 .. i0 + 3 (components) for key j with scores s (already scaled) and the rows' lse.
+fn rowProbabilities(s: vec4<f32>, lse: vec4<f32>, b: u32, h: u32, i0: u32, j: u32) -> vec4<f32> {
+  return vec4<f32>(
+    probability(keyScore(s.x, b, h, i0, j), lse.x),
+    probability(keyScore(s.y, b, h, i0 + 1u, j), lse.y),
+    probability(keyScore(s.z, b, h, i0 + 2u, j), lse.z),
+    probability(keyScore(s.w, b, h, i0 + 3u, j), lse.w),
+  );
+}
+
+// keyScoreGrad of rows i0 .. i0 + 3 (components) for key j.
+fn rowGrads(s: vec4<f32>, b: u32, h: u32, i0: u32, j: u32) -> vec4<f32> {
+  return vec4<f32>(
+    keyScoreGrad(s.x, b, h, i0, j),
+    keyScoreGrad(s.y, b, h, i0 + 1u, j),
+    keyScoreGrad(s.z, b, h, i0 + 2u, j),
+    keyScoreGrad(s.w, b, h, i0 + 3u, j),
+  );
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let flat = workgroupIndex(wid);
@@ -68,13 +88,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     dOT[c] = transpose(byRow);
   }
-  var lse = vec4<f32>(0.0);
-  var delta = vec4<f32>(0.0);
-  for (var r = 0u; r < rows; r++) {
-    let st = stats[row0 + r];
-    lse[r] = st.x;
-    delta[r] = st.y;
-  }
+  let last = row0 + rows - 1u;
+  let st0 = stats[row0];
+  let st1 = stats[min(row0 + 1u, last)];
+  let st2 = stats[min(row0 + 2u, last)];
+  let st3 = stats[min(row0 + 3u, last)];
+  let lse = vec4<f32>(st0.x, st1.x, st2.x, st3.x);
+  let delta = vec4<f32>(st0.y, st1.y, st2.y, st3.y);
+  let live = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(rows);
 
   var dqT: array<mat4x4<f32>, D4>;
   let kEnd = causalEnd(i0 + rows - 1u);
@@ -85,29 +106,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var c = 0u; c < D4; c++) {
       s += qT[c] * kChunks(kAt, c, keys);
     }
-    var pr = mat4x4<f32>();
-    var grad = mat4x4<f32>();
-    var attended = false;
-    for (var j = 0u; j < keys; j++) {
-      for (var r = 0u; r < rows; r++) {
-        let score = keyScore(s[j][r], b, h, i0 + r, j0 + j);
-        pr[j][r] = probability(score, lse[r]);
-        grad[j][r] = keyScoreGrad(s[j][r], b, h, i0 + r, j0 + j);
-        attended = attended || score > MASKED;
-      }
-    }
-    if (!attended) {
+    // P and d keyScore / ds, a column per key (constant indices only: a dynamically indexed
+    // matrix would live in memory on SwiftShader); missing rows get zeros, missing keys are masked.
+    let z = vec4<f32>(0.0);
+    let pr = mat4x4<f32>(
+      select(z, rowProbabilities(s[0], lse, b, h, i0, j0), live),
+      select(z, rowProbabilities(s[1], lse, b, h, i0, j0 + 1u), live),
+      select(z, rowProbabilities(s[2], lse, b, h, i0, j0 + 2u), live),
+      select(z, rowProbabilities(s[3], lse, b, h, i0, j0 + 3u), live),
+    );
+    // P = 0 everywhere: nothing to add (masked, or underflowed to 0)
+    if (all((pr[0] == z) & (pr[1] == z) & (pr[2] == z) & (pr[3] == z))) {
       continue;
     }
+    let grad = mat4x4<f32>(
+      rowGrads(s[0], b, h, i0, j0),
+      rowGrads(s[1], b, h, i0, j0 + 1u),
+      rowGrads(s[2], b, h, i0, j0 + 2u),
+      rowGrads(s[3], b, h, i0, j0 + 3u),
+    );
     let vAt = vBase + j0 * DV4;
     var dp = mat4x4<f32>();
     for (var c = 0u; c < DV4; c++) {
       dp += dOT[c] * vChunks(vAt, c, keys);
     }
-    var ds = mat4x4<f32>();
-    for (var j = 0u; j < 4u; j++) {
-      ds[j] = pr[j] * (dp[j] - delta) * grad[j];
-    }
+    let ds = mat4x4<f32>(
+      pr[0] * (dp[0] - delta) * grad[0],
+      pr[1] * (dp[1] - delta) * grad[1],
+      pr[2] * (dp[2] - delta) * grad[2],
+      pr[3] * (dp[3] - delta) * grad[3],
+    );
     for (var c = 0u; c < D4; c++) {
       dqT[c] += ds * transpose(kChunks(kAt, c, keys));
     }
