@@ -29,6 +29,13 @@ export {
   attention,
 } from './ops/attention';
 export {
+  type AttentionBackwardOptions,
+  type AttentionBackwardPlan,
+  type AttentionGradients,
+  attentionBackward,
+  planAttentionBackward,
+} from './ops/attention_backward';
+export {
   type AttentionPlan,
   type AttentionShape,
   type BlocksPlan,

@@ -1,0 +1,138 @@
+// Attention backward, dK and dV, for GPUs. One workgroup owns WG consecutive keys of one kv head,
+// one key per invocation, and walks every query head of its GQA group and every query row in
+// tiles of BR rows staged in workgroup memory (q, dO and the row stats), recomputing
+// P = exp(keyScore(scale * q·k) - lse); dK and dV of the invocation's key accumulate in registers
+// (no other invocation writes them, so no atomics):
+//   dV += Pᵀ dO,  dP = dO Vᵀ,  dS = P (dP - delta) keyScoreGrad,  dK += scale dSᵀ Q.
+// Any D and Dv: rows are read element by element into vec4s padded with zeros.
+// Constants (src/ops/attention_backward.ts): WG, BR, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK;
+// Stored, wordOf and unpackAt from src/f16.ts; storeDk, storeDv (generated).
+
+alias Input = Stored;
+
+var<workgroup> qTile: array<vec4<f32>, BR * D4>;
+var<workgroup> dOTile: array<vec4<f32>, BR * DV4>;
+var<workgroup> statTile: array<vec2<f32>, BR>;
+
+// Elements 4c .. 4c + 3 of row `row` of q, k, v or dO (k and v rows count from the buffer's
+// start), zero past the row's end.
+fn qAt(row: u32, c: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u && 4u * c + e < p.D; e++) {
+    let i = row * p.D + 4u * c + e;
+    x[e] = unpackAt(q[wordOf(i)], i);
+  }
+  return x;
+}
+fn kAt(row: u32, c: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u && 4u * c + e < p.D; e++) {
+    let i = row * p.D + 4u * c + e;
+    x[e] = unpackAt(k[wordOf(i)], i);
+  }
+  return x;
+}
+fn vAt(row: u32, c: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u && 4u * c + e < p.Dv; e++) {
+    let i = row * p.Dv + 4u * c + e;
+    x[e] = unpackAt(v[wordOf(i)], i);
+  }
+  return x;
+}
+fn dOAt(row: u32, c: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u && 4u * c + e < p.Dv; e++) {
+    let i = row * p.Dv + 4u * c + e;
+    x[e] = unpackAt(dO[wordOf(i)], i);
+  }
+  return x;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let flat = workgroupIndex(wid);
+  if (flat >= p.workgroups) {
+    return;
+  }
+  let blocks = (p.Lk + WG - 1u) / WG;
+  let b = flat / (blocks * p.Hkv);
+  let hk = (flat / blocks) % p.Hkv;
+  let jFirst = (flat % blocks) * WG;
+  let j = jFirst + t;
+  let live = j < p.Lk;
+  let jc = min(j, p.Lk - 1u);
+
+  var kr: array<vec4<f32>, D4>;
+  var vr: array<vec4<f32>, DV4>;
+  for (var c = 0u; c < D4; c++) {
+    kr[c] = kAt((b * p.Hkv + hk) * p.kStride + jc, c);
+  }
+  for (var c = 0u; c < DV4; c++) {
+    vr[c] = vAt((b * p.Hkv + hk) * p.vStride + jc, c);
+  }
+  var dk: array<vec4<f32>, D4>;
+  var dv: array<vec4<f32>, DV4>;
+
+  let group = p.Hq / p.Hkv;
+  for (var g = 0u; g < group; g++) {
+    let h = hk * group + g;
+    let head = (b * p.Hq + h) * p.Lq;
+    for (var i0 = 0u; i0 < p.Lq; i0 += BR) {
+      let rows = min(p.Lq - i0, BR);
+      // Causal: when the tile's last row may not attend the workgroup's first key, no row attends
+      // any of its keys (uniform: every invocation skips together).
+      if (!causalAllows(i0 + rows - 1u, jFirst)) {
+        continue;
+      }
+      workgroupBarrier();
+      for (var x = t; x < BR * D4; x += WG) {
+        let r = x / D4;
+        qTile[x] = select(vec4<f32>(0.0), qAt(head + i0 + min(r, rows - 1u), x % D4), r < rows);
+      }
+      for (var x = t; x < BR * DV4; x += WG) {
+        let r = x / DV4;
+        dOTile[x] = select(vec4<f32>(0.0), dOAt(head + i0 + min(r, rows - 1u), x % DV4), r < rows);
+      }
+      for (var x = t; x < rows; x += WG) {
+        statTile[x] = stats[head + i0 + x];
+      }
+      workgroupBarrier();
+      if (live) {
+        for (var r = 0u; r < rows; r++) {
+          var s = 0.0;
+          for (var c = 0u; c < D4; c++) {
+            s += dot(qTile[r * D4 + c], kr[c]);
+          }
+          let raw = s * p.scale;
+          let score = keyScore(raw, b, h, i0 + r, j);
+          if (score > MASKED) {
+            let st = statTile[r];
+            let pr = probability(score, st.x);
+            var dp = 0.0;
+            for (var c = 0u; c < DV4; c++) {
+              let o = dOTile[r * DV4 + c];
+              dv[c] += pr * o;
+              dp += dot(o, vr[c]);
+            }
+            let ds = pr * (dp - st.y) * keyScoreGrad(raw, b, h, i0 + r, j);
+            for (var c = 0u; c < D4; c++) {
+              dk[c] += ds * qTile[r * D4 + c];
+            }
+          }
+        }
+      }
+    }
+  }
+
+  if (!live) {
+    return;
+  }
+  let row = (b * p.Hkv + hk) * p.Lk + j;
+  for (var d = 0u; d < p.D; d++) {
+    storeDk(row * p.D + d, dk[d / 4u][d % 4u] * p.scale);
+  }
+  for (var d = 0u; d < p.Dv; d++) {
+    storeDv(row * p.Dv + d, dv[d / 4u][d % 4u]);
+  }
+}

@@ -1,0 +1,119 @@
+// Attention backward, dQ, for GPUs. One workgroup owns WG consecutive query rows of one head, one
+// row per invocation, and walks the keys of its kv head (up to the causal end of its last row) in
+// tiles of BC keys staged in workgroup memory, recomputing P = exp(keyScore(scale * q·k) - lse):
+//   dP = dO Vᵀ,  dS = P (dP - delta) keyScoreGrad,  dQ = scale dS K, accumulated in registers.
+// Any D and Dv: rows are read element by element into vec4s padded with zeros.
+// Constants (src/ops/attention_backward.ts): WG, BC, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK;
+// Stored, wordOf and unpackAt from src/f16.ts; storeDq (generated).
+
+alias Input = Stored;
+
+var<workgroup> kTile: array<vec4<f32>, BC * D4>;
+var<workgroup> vTile: array<vec4<f32>, BC * DV4>;
+
+// Elements 4c .. 4c + 3 of row `row` of q, k, v or dO (k and v rows count from the buffer's
+// start), zero past the row's end.
+fn qAt(row: u32, c: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u && 4u * c + e < p.D; e++) {
+    let i = row * p.D + 4u * c + e;
+    x[e] = unpackAt(q[wordOf(i)], i);
+  }
+  return x;
+}
+fn kAt(row: u32, c: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u && 4u * c + e < p.D; e++) {
+    let i = row * p.D + 4u * c + e;
+    x[e] = unpackAt(k[wordOf(i)], i);
+  }
+  return x;
+}
+fn vAt(row: u32, c: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u && 4u * c + e < p.Dv; e++) {
+    let i = row * p.Dv + 4u * c + e;
+    x[e] = unpackAt(v[wordOf(i)], i);
+  }
+  return x;
+}
+fn dOAt(row: u32, c: u32) -> vec4<f32> {
+  var x = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u && 4u * c + e < p.Dv; e++) {
+    let i = row * p.Dv + 4u * c + e;
+    x[e] = unpackAt(dO[wordOf(i)], i);
+  }
+  return x;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let flat = workgroupIndex(wid);
+  if (flat >= p.workgroups) {
+    return;
+  }
+  let blocks = (p.Lq + WG - 1u) / WG;
+  let b = flat / (blocks * p.Hq);
+  let h = (flat / blocks) % p.Hq;
+  let iFirst = (flat % blocks) * WG;
+  let i = iFirst + t;
+  let live = i < p.Lq;
+  let row = (b * p.Hq + h) * p.Lq + min(i, p.Lq - 1u);
+  let hk = h / (p.Hq / p.Hkv);
+  let kRow0 = (b * p.Hkv + hk) * p.kStride;
+  let vRow0 = (b * p.Hkv + hk) * p.vStride;
+
+  var qr: array<vec4<f32>, D4>;
+  var dOr: array<vec4<f32>, DV4>;
+  for (var c = 0u; c < D4; c++) {
+    qr[c] = qAt(row, c) * p.scale;
+  }
+  for (var c = 0u; c < DV4; c++) {
+    dOr[c] = dOAt(row, c);
+  }
+  let st = stats[row];
+  var dq: array<vec4<f32>, D4>;
+
+  // uniform: the causal end of the workgroup's last row
+  let kEnd = causalEnd(min(iFirst + WG, p.Lq) - 1u);
+  for (var j0 = 0u; j0 < kEnd; j0 += BC) {
+    let keys = min(kEnd - j0, BC);
+    workgroupBarrier();
+    for (var x = t; x < BC * D4; x += WG) {
+      let jj = x / D4;
+      kTile[x] = select(vec4<f32>(0.0), kAt(kRow0 + j0 + min(jj, keys - 1u), x % D4), jj < keys);
+    }
+    for (var x = t; x < BC * DV4; x += WG) {
+      let jj = x / DV4;
+      vTile[x] = select(vec4<f32>(0.0), vAt(vRow0 + j0 + min(jj, keys - 1u), x % DV4), jj < keys);
+    }
+    workgroupBarrier();
+    if (live) {
+      for (var jj = 0u; jj < keys; jj++) {
+        var s = 0.0;
+        for (var c = 0u; c < D4; c++) {
+          s += dot(qr[c], kTile[jj * D4 + c]);
+        }
+        let score = keyScore(s, b, h, i, j0 + jj);
+        if (score > MASKED) {
+          let pr = probability(score, st.x);
+          var dp = 0.0;
+          for (var c = 0u; c < DV4; c++) {
+            dp += dot(dOr[c], vTile[jj * DV4 + c]);
+          }
+          let ds = pr * (dp - st.y) * keyScoreGrad(s, b, h, i, j0 + jj);
+          for (var c = 0u; c < D4; c++) {
+            dq[c] += ds * kTile[jj * D4 + c];
+          }
+        }
+      }
+    }
+  }
+
+  if (!live) {
+    return;
+  }
+  for (var d = 0u; d < p.D; d++) {
+    storeDq(row * p.D + d, dq[d / 4u][d % 4u] * p.scale);
+  }
+}

@@ -1,0 +1,155 @@
+// Attention backward, dQ, for adapters that run compute on the CPU (SwiftShader): no workgroup
+// memory and no barriers. One invocation owns four consecutive query rows of one head and walks
+// the keys of its kv head four at a time (up to the causal end), recomputing
+// P = exp(keyScore(scale * q·k) - lse):  dP = dO Vᵀ,  dS = P (dP - delta) keyScoreGrad,
+// dQ = scale dS K, accumulated in registers.
+// Blocks are 4 x 4 mat4x4s: qT[c], dOT[c], dqT[c] hold dims 4c .. 4c + 3 (columns) of the four
+// rows (components); per key block, Kc and Vc hold chunk c of the four keys (columns), and S, P,
+// dP, dS have one column per key, components over the rows.
+// Constants (src/ops/attention_backward.ts): WG, D4 = D / 4, DV4 = Dv / 4 (D and Dv multiples of
+// 4), MASK; Chunk and unpackChunk from src/f16.ts; storeDq (generated).
+
+alias Input = Chunk;
+
+// Chunk c of keys first .. first + 3 of k (n = D4) or v (n = DV4) from chunk `at`: column j holds
+// chunk c of key j, zero for keys j >= keys (so that no value past Lk reaches a product).
+fn kChunks(at: u32, c: u32, keys: u32) -> mat4x4<f32> {
+  let z = vec4<f32>(0.0);
+  return mat4x4<f32>(
+    select(z, unpackChunk(k[at + c]), keys > 0u),
+    select(z, unpackChunk(k[at + D4 + c]), keys > 1u),
+    select(z, unpackChunk(k[at + 2u * D4 + c]), keys > 2u),
+    select(z, unpackChunk(k[at + 3u * D4 + c]), keys > 3u),
+  );
+}
+fn vChunks(at: u32, c: u32, keys: u32) -> mat4x4<f32> {
+  let z = vec4<f32>(0.0);
+  return mat4x4<f32>(
+    select(z, unpackChunk(v[at + c]), keys > 0u),
+    select(z, unpackChunk(v[at + DV4 + c]), keys > 1u),
+    select(z, unpackChunk(v[at + 2u * DV4 + c]), keys > 2u),
+    select(z, unpackChunk(v[at + 3u * DV4 + c]), keys > 3u),
+  );
+}
+
+// P of rows i0 .. i0 + 3 (components) for key j with scores s (already scaled) and the rows' lse.
+fn rowProbabilities(s: vec4<f32>, lse: vec4<f32>, b: u32, h: u32, i0: u32, j: u32) -> vec4<f32> {
+  return vec4<f32>(
+    probability(keyScore(s.x, b, h, i0, j), lse.x),
+    probability(keyScore(s.y, b, h, i0 + 1u, j), lse.y),
+    probability(keyScore(s.z, b, h, i0 + 2u, j), lse.z),
+    probability(keyScore(s.w, b, h, i0 + 3u, j), lse.w),
+  );
+}
+
+// keyScoreGrad of rows i0 .. i0 + 3 (components) for key j.
+fn rowGrads(s: vec4<f32>, b: u32, h: u32, i0: u32, j: u32) -> vec4<f32> {
+  return vec4<f32>(
+    keyScoreGrad(s.x, b, h, i0, j),
+    keyScoreGrad(s.y, b, h, i0 + 1u, j),
+    keyScoreGrad(s.z, b, h, i0 + 2u, j),
+    keyScoreGrad(s.w, b, h, i0 + 3u, j),
+  );
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let flat = workgroupIndex(wid);
+  if (flat >= p.workgroups) {
+    return;
+  }
+  let blocks = (p.Lq + 4u * WG - 1u) / (4u * WG);
+  let b = flat / (blocks * p.Hq);
+  let h = (flat / blocks) % p.Hq;
+  let i0 = (flat % blocks) * 4u * WG + 4u * t;
+  if (i0 >= p.Lq) {
+    return;
+  }
+  let rows = min(p.Lq - i0, 4u);
+  let row0 = (b * p.Hq + h) * p.Lq + i0;
+  let hk = h / (p.Hq / p.Hkv);
+  let kBase = (b * p.Hkv + hk) * p.kStride * D4;
+  let vBase = (b * p.Hkv + hk) * p.vStride * DV4;
+
+  // The four rows of q (scaled) and dO, transposed; missing rows are zero.
+  var qT: array<mat4x4<f32>, D4>;
+  for (var c = 0u; c < D4; c++) {
+    var byRow = mat4x4<f32>();
+    for (var r = 0u; r < rows; r++) {
+      byRow[r] = unpackChunk(q[(row0 + r) * D4 + c]) * p.scale;
+    }
+    qT[c] = transpose(byRow);
+  }
+  var dOT: array<mat4x4<f32>, DV4>;
+  for (var c = 0u; c < DV4; c++) {
+    var byRow = mat4x4<f32>();
+    for (var r = 0u; r < rows; r++) {
+      byRow[r] = unpackChunk(dO[(row0 + r) * DV4 + c]);
+    }
+    dOT[c] = transpose(byRow);
+  }
+  let last = row0 + rows - 1u;
+  let st0 = stats[row0];
+  let st1 = stats[min(row0 + 1u, last)];
+  let st2 = stats[min(row0 + 2u, last)];
+  let st3 = stats[min(row0 + 3u, last)];
+  let lse = vec4<f32>(st0.x, st1.x, st2.x, st3.x);
+  let delta = vec4<f32>(st0.y, st1.y, st2.y, st3.y);
+  let live = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(rows);
+
+  var dqT: array<mat4x4<f32>, D4>;
+  let kEnd = causalEnd(i0 + rows - 1u);
+  for (var j0 = 0u; j0 < kEnd; j0 += 4u) {
+    let keys = min(p.Lk - j0, 4u);
+    let kAt = kBase + j0 * D4;
+    var s = mat4x4<f32>();
+    for (var c = 0u; c < D4; c++) {
+      s += qT[c] * kChunks(kAt, c, keys);
+    }
+    // P and d keyScore / ds, a column per key (constant indices only: a dynamically indexed
+    // matrix would live in memory on SwiftShader); missing rows get zeros, missing keys are masked.
+    let z = vec4<f32>(0.0);
+    let pr = mat4x4<f32>(
+      select(z, rowProbabilities(s[0], lse, b, h, i0, j0), live),
+      select(z, rowProbabilities(s[1], lse, b, h, i0, j0 + 1u), live),
+      select(z, rowProbabilities(s[2], lse, b, h, i0, j0 + 2u), live),
+      select(z, rowProbabilities(s[3], lse, b, h, i0, j0 + 3u), live),
+    );
+    // P = 0 everywhere: nothing to add (masked, or underflowed to 0)
+    if (all((pr[0] == z) & (pr[1] == z) & (pr[2] == z) & (pr[3] == z))) {
+      continue;
+    }
+    let grad = mat4x4<f32>(
+      rowGrads(s[0], b, h, i0, j0),
+      rowGrads(s[1], b, h, i0, j0 + 1u),
+      rowGrads(s[2], b, h, i0, j0 + 2u),
+      rowGrads(s[3], b, h, i0, j0 + 3u),
+    );
+    let vAt = vBase + j0 * DV4;
+    var dp = mat4x4<f32>();
+    for (var c = 0u; c < DV4; c++) {
+      dp += dOT[c] * vChunks(vAt, c, keys);
+    }
+    let ds = mat4x4<f32>(
+      pr[0] * (dp[0] - delta) * grad[0],
+      pr[1] * (dp[1] - delta) * grad[1],
+      pr[2] * (dp[2] - delta) * grad[2],
+      pr[3] * (dp[3] - delta) * grad[3],
+    );
+    for (var c = 0u; c < D4; c++) {
+      dqT[c] += ds * transpose(kChunks(kAt, c, keys));
+    }
+  }
+
+  for (var c = 0u; c < D4; c++) {
+    let byRow = transpose(dqT[c]);
+    for (var r = 0u; r < rows; r++) {
+      let x = byRow[r] * p.scale;
+      let e = ((row0 + r) * D4 + c) * 4u;
+      storeDq(e, x.x);
+      storeDq(e + 1u, x.y);
+      storeDq(e + 2u, x.z);
+      storeDq(e + 3u, x.w);
+    }
+  }
+}

@@ -1,0 +1,338 @@
+// attentionBackward(): FlashAttention-2's backward without atomics (WebGPU has no f32 atomics):
+// check -> plan -> three programs in one recording:
+//   1. delta pass: per query row (lse, delta = rowsum(dO * O)) into a [B, Hq, Lq] scratch buffer;
+//   2. dK/dV pass: each invocation owns keys of one kv head and walks all query heads of its GQA
+//      group and all query rows, recomputing P from lse, accumulating dK and dV in registers;
+//   3. dQ pass: each invocation owns query rows and walks their keys, accumulating dQ.
+// P (L x L) is recomputed in both passes, never stored. Scores go through key_rules.wgsl's
+// keyScore with the forward's scoringUniforms, so options added there reach the backward.
+import commonSource from '../../shaders/attention_backward_common.wgsl?raw';
+import deltaSource from '../../shaders/attention_backward_delta.wgsl?raw';
+import dkdvSource from '../../shaders/attention_backward_dkdv.wgsl?raw';
+import dkdvRegistersSource from '../../shaders/attention_backward_dkdv_registers.wgsl?raw';
+import dqSource from '../../shaders/attention_backward_dq.wgsl?raw';
+import dqRegistersSource from '../../shaders/attention_backward_dq_registers.wgsl?raw';
+import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
+import maskedSource from '../../shaders/masked.wgsl?raw';
+import type { AttentionKernel } from '../context';
+import { chunkPrelude, type ElementStorage, elementPrelude } from '../f16';
+import { type Bindable, Recording } from '../program';
+import { fmt } from '../shape';
+import { bytesPerElement, type Tensor } from '../tensor';
+import {
+  type AttentionBuffers,
+  type AttentionOptions,
+  type AttentionShape,
+  type CorePlan,
+  checkAttentionInputs,
+  corePlan,
+} from './attention_plan';
+import { scoringUniforms } from './flash_attention';
+
+/** The forward's options (the same values as the forward call), plus its log-sum-exp. */
+export type AttentionBackwardOptions = Omit<AttentionOptions, 'returnLse' | 'returnWeights'> & {
+  /** The forward's `lse` [B, Hq, Lq] ('f32'), from `attention(..., { returnLse: true })`. */
+  lse: Tensor;
+};
+
+export interface AttentionGradients {
+  /** [B, Hq, Lq, D] */
+  dq: Tensor;
+  /** [B, Hkv, Lk, D]: summed over the query heads that read each kv head. */
+  dk: Tensor;
+  /** [B, Hkv, Lk, Dv]: summed over the query heads that read each kv head. */
+  dv: Tensor;
+}
+
+/** How one backward call runs: plain data, for tests and the benchmark. */
+export interface AttentionBackwardPlan {
+  /** The scoring parameters, shared with the forward (kernel form, mask strides, scale, causal). */
+  core: CorePlan;
+  /** 'registers': 4 x 4 register blocks, no barriers; 'workgroup': tiles in workgroup memory. */
+  kernel: AttentionKernel;
+  /** Query rows ('workgroup' dK/dV pass) or keys ('workgroup' dQ pass) per workgroup-memory tile. */
+  rowsPerTile: number;
+  keysPerTile: number;
+  deltaWorkgroups: number;
+  dkdvWorkgroups: number;
+  dqWorkgroups: number;
+}
+
+/** Invocations per workgroup: rows of the delta pass, keys or rows of the 'workgroup' passes. */
+const WG = 64;
+/** Invocations per workgroup of the 'registers' passes (four keys or four rows each). */
+const REGISTERS_WG = 16;
+/** Largest workgroup-memory tile, in rows or keys. */
+const MAX_TILE = 32;
+
+/**
+ * Gradients of `attention(q, k, v, options)` given `dOutput` = d loss / d output, fused
+ * (FlashAttention-2's structure: a delta pre-pass, a dK/dV pass over key blocks and a dQ pass over
+ * query blocks; no atomics, the L x L probabilities are recomputed from `lse`, never stored).
+ * `output` and `options.lse` are the forward's results for the same inputs and options
+ * (`returnLse: true`). Query rows that attend no key (lse = -Infinity) get zero gradients. dk and
+ * dv of a kv head sum over its query heads (GQA/MQA). Results have q's dtype (f16 storage
+ * accumulates in f32). The kernel form follows the context ({@link Context.attentionKernel}).
+ *
+ * @example
+ * const { output, lse } = await attention(q, k, v, { causal: true, returnLse: true });
+ * const { dq, dk, dv } = await attentionBackward(q, k, v, output, dOutput, { causal: true, lse: lse! });
+ */
+export async function attentionBackward(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  output: Tensor,
+  dOutput: Tensor,
+  options: AttentionBackwardOptions,
+): Promise<AttentionGradients> {
+  const plan = planAttentionBackward(q, k, v, output, dOutput, options);
+  const { ctx } = q;
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = plan.core.shape;
+  const dq = ctx.zeros([B, Hq, Lq, D], q.dtype, 'attentionBackward:dq');
+  const dk = ctx.zeros([B, Hkv, Lk, D], q.dtype, 'attentionBackward:dk');
+  const dv = ctx.zeros([B, Hkv, Lk, Dv], q.dtype, 'attentionBackward:dv');
+  const rec = new Recording(ctx, 'attentionBackward');
+  try {
+    const stats = rec.buffer(B * Hq * Lq * 8, 'attentionBackward:stats');
+    const io: AttentionBuffers = {
+      q: q.binding,
+      k: k.binding,
+      v: v.binding,
+      kStride: k.rowStride,
+      vStride: v.rowStride,
+      mask: options.mask?.binding,
+      output: output.binding,
+    };
+    recordBackward(rec, plan, io, {
+      dOutput: dOutput.binding,
+      lse: options.lse.binding,
+      stats,
+      dq: dq.binding,
+      dk: dk.binding,
+      dv: dv.binding,
+    });
+    await rec.submit();
+  } catch (e) {
+    for (const t of [dq, dk, dv]) t.destroy();
+    throw e;
+  }
+  return { dq, dk, dv };
+}
+
+/**
+ * How `attentionBackward` would run on these inputs (kernel form, tiles, workgroups). Validates
+ * like `attentionBackward` does.
+ */
+export function planAttentionBackward(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  output: Tensor,
+  dOutput: Tensor,
+  options: AttentionBackwardOptions,
+): AttentionBackwardPlan {
+  const { forward, shape } = checkBackwardInputs(q, k, v, output, dOutput, options);
+  const { ctx } = q;
+  checkBindingSizes(ctx.limits.maxStorageBufferBindingSize, shape, q, k, v, options.mask);
+  const core = corePlan({ ctx, shape, dtype: q.dtype, mask: options.mask }, forward, shape.Lk - shape.Lq);
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
+  const kernel = core.kernel;
+  const budget = ctx.limits.maxComputeWorkgroupStorageSize - 64;
+  const rowBytes = (Math.ceil(D / 4) + Math.ceil(Dv / 4)) * 16;
+  let rowsPerTile = MAX_TILE;
+  while (rowsPerTile > 1 && rowsPerTile * (rowBytes + 8) > budget) rowsPerTile /= 2;
+  let keysPerTile = MAX_TILE;
+  while (keysPerTile > 1 && keysPerTile * rowBytes > budget) keysPerTile /= 2;
+  const per = kernel === 'registers' ? 4 * REGISTERS_WG : WG;
+  return {
+    core,
+    kernel,
+    rowsPerTile,
+    keysPerTile,
+    deltaWorkgroups: Math.ceil((B * Hq * Lq) / WG),
+    dkdvWorkgroups: B * Hkv * Math.ceil(Lk / per),
+    dqWorkgroups: B * Hq * Math.ceil(Lq / per),
+  };
+}
+
+interface BackwardBuffers {
+  dOutput: Bindable;
+  lse: Bindable;
+  /** [B, Hq, Lq] of (lse, delta), written by the delta pass */
+  stats: GPUBuffer;
+  dq: Bindable;
+  dk: Bindable;
+  dv: Bindable;
+}
+
+/** Records the three passes of `plan`. dq, dk and dv must start zeroed (packed f16 stores OR). */
+function recordBackward(
+  rec: Recording,
+  plan: AttentionBackwardPlan,
+  io: AttentionBuffers,
+  out: BackwardBuffers,
+) {
+  const { core, kernel } = plan;
+  const { B, Hq, Lq, D, Dv } = core.shape;
+  const storage = core.storage;
+  rec.dispatch({
+    name: 'attention_backward_delta',
+    sources: [elementPrelude(storage, false), deltaSource, maskedSource],
+    constants: { WG },
+    uniforms: { rows: B * Hq * Lq, Dv },
+    bindings: [out.dOutput, io.output, out.lse, out.stats],
+    workgroups: plan.deltaWorkgroups,
+  });
+  const uniforms = scoringUniforms(core, io);
+  const inputs = [io.q, io.k, io.v, io.mask, out.dOutput, out.stats];
+  const shared = [commonSource, keyRulesSource, maskedSource];
+  const registers = kernel === 'registers';
+  const prelude = registers
+    ? [elementPrelude(storage, false), chunkPrelude(storage)]
+    : [elementPrelude(storage, false)];
+  const common = { D4: Math.ceil(D / 4), DV4: Math.ceil(Dv / 4), MASK: core.maskKind };
+  rec.dispatch({
+    name: registers ? 'attention_backward_dkdv_registers' : 'attention_backward_dkdv',
+    sources: [
+      ...prelude,
+      outputBinding(storage, 7, 'dk', 'storeDk'),
+      outputBinding(storage, 8, 'dv', 'storeDv'),
+      registers ? dkdvRegistersSource : dkdvSource,
+      ...shared,
+    ],
+    constants: registers ? { WG: REGISTERS_WG, ...common } : { WG, BR: plan.rowsPerTile, ...common },
+    uniforms,
+    bindings: [...inputs, out.dk, out.dv],
+    workgroups: plan.dkdvWorkgroups,
+  });
+  rec.dispatch({
+    name: registers ? 'attention_backward_dq_registers' : 'attention_backward_dq',
+    sources: [
+      ...prelude,
+      outputBinding(storage, 7, 'dq', 'storeDq'),
+      registers ? dqRegistersSource : dqSource,
+      ...shared,
+    ],
+    constants: registers ? { WG: REGISTERS_WG, ...common } : { WG, BC: plan.keysPerTile, ...common },
+    uniforms,
+    bindings: [...inputs, out.dq],
+    workgroups: plan.dqWorkgroups,
+  });
+}
+
+/**
+ * WGSL of an output binding `array` at `binding` and its store function `store(e, x)`, which
+ * writes element e: packed f16 ORs each half into its (zeroed) word, so that two invocations
+ * whose rows share a word never race.
+ */
+function outputBinding(storage: ElementStorage, binding: number, array: string, store: string): string {
+  const type = storage === 'f32' ? 'f32' : storage === 'f16' ? 'f16' : 'atomic<u32>';
+  const body =
+    storage === 'f16-packed'
+      ? `atomicOr(&${array}[e >> 1u], (pack2x16float(vec2<f32>(x, 0.0)) & 0xffffu) << ((e & 1u) * 16u));`
+      : storage === 'f16'
+        ? `${array}[e] = f16(x);`
+        : `${array}[e] = x;`;
+  return `@group(0) @binding(${binding}) var<storage, read_write> ${array}: array<${type}>;
+fn ${store}(e: u32, x: f32) { ${body} }
+`;
+}
+
+/** Validates the inputs of attentionBackward; returns the forward's options and the sizes. */
+function checkBackwardInputs(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  output: Tensor,
+  dOutput: Tensor,
+  options: AttentionBackwardOptions,
+): { forward: AttentionOptions; shape: AttentionShape } {
+  const what = 'attentionBackward';
+  if (options === null || typeof options !== 'object') {
+    throw new Error(
+      `${what}: options must be an object with the forward's lse, received ${options === null ? 'null' : typeof options}`,
+    );
+  }
+  for (const key of ['returnLse', 'returnWeights']) {
+    if (key in options) {
+      throw new Error(`${what}: options.${key} is an option of the forward only, received ${key}`);
+    }
+  }
+  const { lse, ...forward } = options;
+  let shape: AttentionShape;
+  try {
+    shape = checkAttentionInputs(q, k, v, forward);
+  } catch (e) {
+    // The forward's checks, reported as this op's.
+    if (e instanceof Error && e.message.startsWith('attention:')) {
+      throw new Error(`${what}:${e.message.slice('attention:'.length)}`);
+    }
+    throw e;
+  }
+  const { B, Hq, Lq, Dv } = shape;
+  const want = [B, Hq, Lq, Dv];
+  const same = (a: readonly number[], b: readonly number[]) =>
+    a.length === b.length && a.every((n, i) => n === b[i]);
+  const isTensor = (t: unknown): t is Tensor => typeof t === 'object' && t !== null && 'dtype' in t;
+  for (const [name, t] of [
+    ['output', output],
+    ['dOutput', dOutput],
+  ] as const) {
+    if (!isTensor(t))
+      throw new Error(`${what}: ${name} must be a Tensor [${want.join(', ')}], received ${typeof t}`);
+    t.assertUsable(`${what}: ${name}`, q.ctx);
+    if (!same(t.shape, want)) {
+      throw new Error(
+        `${what}: ${name} must have shape ${fmt(want)} (the forward's output), received ${fmt(t.shape)}`,
+      );
+    }
+    if (t.dtype !== q.dtype) {
+      throw new Error(`${what}: ${name} must have dtype '${q.dtype}' like q, received '${t.dtype}'`);
+    }
+  }
+  if (lse === undefined) {
+    throw new Error(
+      `${what}: options.lse is required: the forward's log-sum-exp [${B}, ${Hq}, ${Lq}] from attention(..., { returnLse: true }), received undefined`,
+    );
+  }
+  if (!isTensor(lse)) throw new Error(`${what}: options.lse must be a Tensor, received ${typeof lse}`);
+  lse.assertUsable(`${what}: options.lse`, q.ctx);
+  if (!same(lse.shape, [B, Hq, Lq])) {
+    throw new Error(`${what}: options.lse must have shape ${fmt([B, Hq, Lq])}, received ${fmt(lse.shape)}`);
+  }
+  if (lse.dtype !== 'f32') {
+    throw new Error(`${what}: options.lse must have dtype 'f32', received '${lse.dtype}'`);
+  }
+  return { forward, shape };
+}
+
+/**
+ * Throws when a binding would exceed maxStorageBufferBindingSize: unlike the forward, the backward
+ * does not split such calls yet.
+ */
+function checkBindingSizes(
+  limit: number,
+  s: AttentionShape,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask: Tensor | undefined,
+): void {
+  const bpe = bytesPerElement(q.dtype);
+  const bindings: [string, number][] = [
+    ['q and dq', s.B * s.Hq * s.Lq * s.D * bpe],
+    ['k and dk', s.B * s.Hkv * k.rowStride * s.D * bpe],
+    ['v and dv', s.B * s.Hkv * v.rowStride * s.Dv * bpe],
+    ['output and dOutput', s.B * s.Hq * s.Lq * s.Dv * bpe],
+    ['the row stats', s.B * s.Hq * s.Lq * 8],
+    ['mask', mask ? mask.size * bytesPerElement(mask.dtype) : 0],
+  ];
+  for (const [name, bytes] of bindings) {
+    if (bytes > limit) {
+      throw new Error(
+        `attentionBackward: ${name} need ${bytes} bytes in one binding, more than maxStorageBufferBindingSize (${limit} bytes); the backward does not split calls yet: split the batch or heads`,
+      );
+    }
+  }
+}

@@ -1,0 +1,357 @@
+// attentionBackward against the float64 reference backward (attentionBackwardCpu), in both kernel
+// forms: edge shapes, causal, masks, GQA, f16, KV-cache views, a seeded fuzz, peak memory and
+// error messages. The forward's output and lse come from the GPU forward, as in training.
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type AttentionKernel,
+  attention,
+  attentionBackward,
+  type Context,
+  KVCache,
+  planAttentionBackward,
+  type Tensor,
+} from '../src';
+import { attentionBackwardCpu, type HostTensor } from '../src/reference';
+import { type Case, caseInputs, roundToF16 } from './attention_cases';
+import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
+
+interface BackwardCase extends Case {
+  /** read k and v through a KV cache of this capacity (views with row stride = capacity) */
+  capacity?: number;
+}
+
+/**
+ * Runs `c` forward and backward on `ctx` and through attentionBackwardCpu, compares dq, dk and dv
+ * with the tolerance of the case's dtype (or `tol`), frees what it made; returns the kernel form.
+ */
+async function checkBackward(ctx: Context, c: BackwardCase, tol?: { atol: number; rtol: number }) {
+  const inputs = caseInputs(c);
+  const dtype = c.dtype ?? 'f32';
+  const random = rng((c.seed ?? 1) + 1000);
+  const dOData = randomArray(random, c.B * c.Hq * c.Lq * c.Dv);
+  const dO: HostTensor = {
+    data: dtype === 'f16' ? roundToF16(dOData) : dOData,
+    shape: [c.B, c.Hq, c.Lq, c.Dv],
+  };
+  const ref = attentionBackwardCpu(inputs.q, inputs.k, inputs.v, dO, {
+    causal: c.causal,
+    scale: c.scale,
+    mask: inputs.mask,
+  });
+  const made: Tensor[] = [];
+  const up = (h: HostTensor, dt = h.dtype ?? dtype) => {
+    const t = ctx.tensor(h.data as Float32Array, h.shape, { dtype: dt });
+    made.push(t);
+    return t;
+  };
+  let cache: KVCache | undefined;
+  const kernel = await checked(ctx, async () => {
+    const q = up(inputs.q);
+    let k = up(inputs.k);
+    let v = up(inputs.v);
+    if (c.capacity) {
+      cache = new KVCache(ctx, {
+        batch: c.B,
+        kvHeads: c.Hkv,
+        headDim: c.D,
+        valueDim: c.Dv,
+        capacity: c.capacity,
+        dtype,
+      });
+      ({ k, v } = await cache.append(k, v));
+    }
+    const options = { causal: c.causal, scale: c.scale, mask: inputs.mask ? up(inputs.mask) : undefined };
+    const forward = await attention(q, k, v, { ...options, returnLse: true });
+    made.push(forward.output, forward.lse!);
+    const dOutput = up(dO);
+    const backward = { ...options, lse: forward.lse! };
+    const plan = planAttentionBackward(q, k, v, forward.output, dOutput, backward);
+    const g = await attentionBackward(q, k, v, forward.output, dOutput, backward);
+    made.push(g.dq, g.dk, g.dv);
+    const label = JSON.stringify(c);
+    const t = tol ?? (dtype === 'f16' ? F16_TOL : F32_TOL);
+    for (const name of ['dq', 'dk', 'dv'] as const) {
+      expect(g[name].dtype, `${label} ${name} dtype`).toBe(dtype);
+      expectClose(await g[name].read(), ref[name].data, t, `${label} ${name}`);
+    }
+    return plan.kernel;
+  });
+  for (const t of made) t.destroy();
+  cache?.destroy();
+  return kernel;
+}
+
+const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 8, Dv: 8 };
+
+describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (form) => {
+  let ctx: Context;
+  beforeAll(async () => {
+    ctx = await testContext({ attentionKernel: form });
+  });
+  afterAll(() => ctx?.destroy());
+
+  /** One case; checks that it ran the context's form (registers needs D, Dv multiples of 4). */
+  const check = async (c: BackwardCase, tol?: { atol: number; rtol: number }) => {
+    const kernel = await checkBackward(ctx, c, tol);
+    expect(kernel).toBe(c.D % 4 === 0 && c.Dv % 4 === 0 ? form : 'workgroup');
+  };
+
+  describe('gradients match the float64 reference', () => {
+    it('size 1 everywhere', () => check({ B: 1, Hq: 1, Hkv: 1, Lq: 1, Lk: 1, D: 1, Dv: 1 }));
+    it('size 1 with head dim 4', () => check({ B: 1, Hq: 1, Hkv: 1, Lq: 1, Lk: 1, D: 4, Dv: 4 }));
+    it('odd sizes, Dv != D, cross-attention', () =>
+      check({ B: 3, Hq: 3, Hkv: 3, Lq: 7, Lk: 13, D: 5, Dv: 3 }));
+    it('tiles not filled: Lq, Lk not multiples of 4', () =>
+      check({ ...base, Lq: 11, Lk: 33, D: 16, Dv: 12 }));
+    it('longer than a workgroup, both ways', () => check({ ...base, Lq: 130, Lk: 70, D: 12, Dv: 20 }));
+    it('more keys than a workgroup', () => check({ ...base, Hq: 1, Hkv: 1, Lq: 9, Lk: 150 }));
+    it('scale option', () => check({ ...base, scale: 0.37 }));
+    it('GQA: 6 query heads on 2 kv heads', () => check({ ...base, Hq: 6, Hkv: 2, Lq: 9, Lk: 11 }));
+    it('MQA: 4 query heads on 1 kv head, batch 2', () => check({ ...base, B: 2, Hq: 4, Hkv: 1 }));
+    it('head dim 64', () => check({ ...base, Lq: 40, Lk: 75, D: 64, Dv: 64 }));
+    it('head dim 128 with Dv 96', () => check({ ...base, Hq: 1, Hkv: 1, Lq: 20, Lk: 45, D: 128, Dv: 96 }));
+    it('head dim 256', () => check({ ...base, Hq: 1, Hkv: 1, Lq: 9, Lk: 21, D: 256, Dv: 256 }));
+    // Logits about 1e3 (q, k in [-30, 30], D 4, scale 1): P = exp(s - lse) carries the f32
+    // rounding of s and lse (about 1e3 * 6e-8 each) as a relative error, and dq, dk scale with
+    // |k|, |q| ~ 30: gradients of order 30 are compared at 1e-3 relative.
+    it('large logits (about 1e3)', () =>
+      check({ ...base, D: 4, Dv: 4, magnitude: 30, scale: 1 }, { atol: 1e-3, rtol: 1e-3 }));
+  });
+
+  describe('causal (bottom-right aligned)', () => {
+    it('Lq == Lk', () => check({ ...base, Lq: 37, Lk: 37, causal: true }));
+    it('Lq < Lk (KV-cache decoding)', () => check({ ...base, Lq: 5, Lk: 40, causal: true }));
+    it('Lq > Lk: the first rows attend nothing (zero gradients)', () =>
+      check({ ...base, Lq: 20, Lk: 6, causal: true }));
+    it('one query', () => check({ ...base, Lq: 1, Lk: 77, causal: true }));
+    it('long causal, several blocks and tiles', () =>
+      check({ ...base, Hq: 1, Hkv: 1, Lq: 150, Lk: 150, causal: true }));
+    it('causal with GQA and a mask', () =>
+      check({
+        ...base,
+        Hq: 4,
+        Hkv: 2,
+        Lq: 12,
+        Lk: 19,
+        causal: true,
+        mask: { kind: 'bool', shape: [1, 1, 12, 19] },
+      }));
+  });
+
+  describe('masks', () => {
+    it('bool mask, full shape', () =>
+      check({ ...base, B: 2, mask: { kind: 'bool', shape: [2, 2, 16, 16] } }));
+    it('bool mask [Lk] (key padding) broadcast', () =>
+      check({ ...base, Lk: 35, mask: { kind: 'bool', shape: [35] } }));
+    it('bool mask [B, 1, 1, Lk] broadcast', () =>
+      check({ ...base, B: 3, Lk: 10, mask: { kind: 'bool', shape: [3, 1, 1, 10], pTrue: 0.5 } }));
+    it('bool mask [Hq, Lq, Lk] broadcast over batch', () =>
+      check({ ...base, B: 2, Lq: 5, Lk: 9, mask: { kind: 'bool', shape: [2, 5, 9] } }));
+    it('bool mask that empties rows and whole tiles', () =>
+      check({ ...base, Lq: 70, Lk: 100, mask: { kind: 'bool', shape: [70, 100], pTrue: 0.02 } }));
+    it('bool mask that empties everything', () =>
+      check({ ...base, mask: { kind: 'bool', shape: [1], pTrue: 0 } }));
+    it('additive mask with -Infinity entries', () =>
+      check({ ...base, Lq: 9, Lk: 40, mask: { kind: 'additive', shape: [1, 2, 9, 40] } }));
+    it('additive mask [Lq, Lk] broadcast, mostly -Infinity', () =>
+      check({ ...base, Lq: 33, Lk: 66, mask: { kind: 'additive', shape: [33, 66], pTrue: 0.05 } }));
+  });
+
+  describe('f16 storage, f32 accumulation', () => {
+    it('GQA, causal, Dv != D', () =>
+      check({ ...base, dtype: 'f16', Hq: 4, Hkv: 2, Lq: 21, Lk: 30, D: 16, Dv: 8, causal: true }));
+    it('odd head dims (halves sharing words across rows)', () =>
+      check({ ...base, dtype: 'f16', Lq: 7, Lk: 9, D: 5, Dv: 3 }));
+    it('head dim 64 with an additive mask', () =>
+      check({
+        ...base,
+        dtype: 'f16',
+        Lq: 19,
+        Lk: 33,
+        D: 64,
+        Dv: 64,
+        mask: { kind: 'additive', shape: [19, 33] },
+      }));
+  });
+
+  describe('k and v as KV-cache views (row stride = capacity)', () => {
+    it('f32, GQA, causal', () =>
+      check({ ...base, Hq: 4, Hkv: 2, Lq: 6, Lk: 13, causal: true, capacity: 20 }));
+    it('f16, odd head dims', () =>
+      check({ ...base, dtype: 'f16', Lq: 5, Lk: 9, D: 6, Dv: 10, capacity: 16 }));
+  });
+});
+
+describe('fuzz: 200 random configurations (seed 20261125), both forms', () => {
+  let ctx: Context;
+  let registers: Context;
+  beforeAll(async () => {
+    ctx = await testContext({ attentionKernel: 'workgroup' });
+    registers = await testContext({ attentionKernel: 'registers' });
+  });
+  afterAll(() => {
+    ctx?.destroy();
+    registers?.destroy();
+  });
+
+  const config = fc.record({
+    registers: fc.boolean(),
+    B: fc.integer({ min: 1, max: 2 }),
+    Hkv: fc.integer({ min: 1, max: 2 }),
+    group: fc.integer({ min: 1, max: 3 }),
+    Lq: fc.integer({ min: 1, max: 40 }),
+    Lk: fc.integer({ min: 1, max: 40 }),
+    // head dims of one chunk keep the number of pipelines (compile time) bounded; larger and odd
+    // head dims are the named cases above
+    D: fc.constantFrom<number>(3, 4),
+    Dv: fc.constantFrom<number>(2, 4),
+    dtype: fc.constantFrom<'f32' | 'f16'>('f32', 'f16'),
+    causal: fc.boolean(),
+    maskKind: fc.constantFrom('none', 'bool', 'additive'),
+    maskDims: fc.integer({ min: 1, max: 4 }),
+    broadcast: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+    scale: fc.option(fc.double({ min: 0.05, max: 2, noNaN: true }), { nil: undefined }),
+    seed: fc.integer({ min: 1, max: 1e6 }),
+  });
+
+  it('gradients match the reference for every shape, dtype and option', { timeout: 600_000 }, async () => {
+    await fc.assert(
+      fc.asyncProperty(config, async (r) => {
+        const Hq = r.Hkv * r.group;
+        const full = [r.B, Hq, r.Lq, r.Lk];
+        const shape = full.slice(4 - r.maskDims).map((d, i) => (r.broadcast[i] ? 1 : d));
+        await checkBackward(r.registers ? registers : ctx, {
+          B: r.B,
+          Hq,
+          Hkv: r.Hkv,
+          Lq: r.Lq,
+          Lk: r.Lk,
+          D: r.D,
+          Dv: r.Dv,
+          dtype: r.dtype,
+          causal: r.causal,
+          scale: r.scale,
+          seed: r.seed,
+          mask: r.maskKind === 'none' ? undefined : { kind: r.maskKind as 'bool' | 'additive', shape },
+        });
+      }),
+      { seed: 20261125, numRuns: 200 },
+    );
+  });
+});
+
+describe('memory', () => {
+  it.each<AttentionKernel>(['workgroup', 'registers'])('%s: no L x L buffer is allocated', async (form) => {
+    const ctx = await testContext({ attentionKernel: form });
+    try {
+      const L = 512;
+      const random = rng(5);
+      const t = (shape: number[]) =>
+        ctx.tensor(
+          randomArray(
+            random,
+            shape.reduce((a, b) => a * b, 1),
+          ),
+          shape,
+        );
+      const [q, k, v, dOutput] = [t([1, 1, L, 4]), t([1, 1, L, 4]), t([1, 1, L, 4]), t([1, 1, L, 4])];
+      const { output, lse } = await attention(q, k, v, { causal: true, returnLse: true });
+      ctx.resetPeak();
+      const before = ctx.liveBytes;
+      const g = await checked(ctx, () =>
+        attentionBackward(q, k, v, output, dOutput, { causal: true, lse: lse! }),
+      );
+      const peak = ctx.peakBytes - before;
+      for (const t of [g.dq, g.dk, g.dv]) t.destroy();
+      // dq, dk, dv (3 x L x 4 floats) and the row stats (L x 2 floats): 28 KiB, where one L x L
+      // f32 matrix would be 1 MiB; an eighth of that leaves room for the uniform buffer.
+      expect(peak).toBeGreaterThanOrEqual(3 * L * 4 * 4 + L * 8);
+      expect(peak).toBeLessThan((L * L * 4) / 8);
+    } finally {
+      ctx.destroy();
+    }
+  });
+});
+
+describe('bad input throws an error naming the argument', () => {
+  let ctx: Context;
+  beforeAll(async () => {
+    ctx = await testContext();
+  });
+  afterAll(() => ctx?.destroy());
+  const t = (shape: number[], dtype: 'f32' | 'f16' = 'f32') =>
+    ctx.tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape, { dtype });
+  const qkv = () => [t([1, 2, 4, 8]), t([1, 2, 5, 8]), t([1, 2, 5, 6])] as const;
+
+  it('dOutput of the wrong shape', async () => {
+    const [q, k, v] = qkv();
+    await expect(
+      attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 8]), { lse: t([1, 2, 4]) }),
+    ).rejects.toThrow(
+      "attentionBackward: dOutput must have shape [1, 2, 4, 6] (the forward's output), received [1, 2, 4, 8]",
+    );
+  });
+  it('output of the wrong shape', async () => {
+    const [q, k, v] = qkv();
+    await expect(
+      attentionBackward(q, k, v, t([1, 2, 6]), t([1, 2, 4, 6]), { lse: t([1, 2, 4]) }),
+    ).rejects.toThrow(
+      "attentionBackward: output must have shape [1, 2, 4, 6] (the forward's output), received [1, 2, 6]",
+    );
+  });
+  it('missing lse', async () => {
+    const [q, k, v] = qkv();
+    const options = {} as unknown as Parameters<typeof attentionBackward>[5];
+    await expect(attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 6]), options)).rejects.toThrow(
+      "attentionBackward: options.lse is required: the forward's log-sum-exp [1, 2, 4] from attention(..., { returnLse: true }), received undefined",
+    );
+  });
+  it('lse of the wrong shape', async () => {
+    const [q, k, v] = qkv();
+    await expect(
+      attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 6]), { lse: t([2, 4]) }),
+    ).rejects.toThrow('attentionBackward: options.lse must have shape [1, 2, 4], received [2, 4]');
+  });
+  it('dOutput dtype differs from q', async () => {
+    const [q, k, v] = qkv();
+    await expect(
+      attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 6], 'f16'), { lse: t([1, 2, 4]) }),
+    ).rejects.toThrow("attentionBackward: dOutput must have dtype 'f32' like q, received 'f16'");
+  });
+  it('lse that is not f32', async () => {
+    const [q, k, v] = qkv();
+    await expect(
+      attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 6]), { lse: t([1, 2, 4], 'f16') }),
+    ).rejects.toThrow("attentionBackward: options.lse must have dtype 'f32', received 'f16'");
+  });
+  it("the forward's checks, named as the backward's", async () => {
+    const [q, , v] = qkv();
+    await expect(
+      attentionBackward(q, t([1, 2, 5, 7]), v, t([1, 2, 4, 6]), t([1, 2, 4, 6]), { lse: t([1, 2, 4]) }),
+    ).rejects.toThrow('attentionBackward: k head dim must equal q head dim 8, received k shape [1, 2, 5, 7]');
+  });
+  it('forward-only options', async () => {
+    const [q, k, v] = qkv();
+    const options = { lse: t([1, 2, 4]), returnLse: true } as unknown as Parameters<
+      typeof attentionBackward
+    >[5];
+    await expect(attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 6]), options)).rejects.toThrow(
+      'attentionBackward: options.returnLse is an option of the forward only, received returnLse',
+    );
+  });
+  it('a binding larger than maxStorageBufferBindingSize', async () => {
+    const small = await testContext({ limits: { maxStorageBufferBindingSize: 1024 } });
+    try {
+      const s = (shape: number[]) => small.tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+      const [q, k, v] = [s([1, 1, 64, 8]), s([1, 1, 8, 8]), s([1, 1, 8, 8])];
+      await expect(
+        attentionBackward(q, k, v, s([1, 1, 64, 8]), s([1, 1, 64, 8]), { lse: s([1, 1, 64]) }),
+      ).rejects.toThrow(
+        'attentionBackward: q and dq need 2048 bytes in one binding, more than maxStorageBufferBindingSize (1024 bytes)',
+      );
+    } finally {
+      small.destroy();
+    }
+  });
+});
