@@ -9,6 +9,7 @@ export {
   type Limits,
 } from './context';
 export { f16ToFloat32, float32ToF16, fromF16Bits, toF16Bits } from './f16';
+export { IntTensor, intTensor } from './int_tensor';
 export { KVCache, type KVCacheOptions } from './kv_cache';
 export {
   type AttentionCache,
@@ -21,6 +22,7 @@ export {
 } from './layers/multi_head_attention';
 export { type AttentionOptions, type AttentionResult, attention } from './ops/attention';
 export { type AttentionPlan, type AttentionShape, planAttention } from './ops/attention_plan';
+export { embedding, embeddingBackward } from './ops/embedding';
 export { type LinearOptions, linear } from './ops/linear';
 export { type MatmulOptions, matmul } from './ops/matmul';
 export { type RopeOptions, rope } from './ops/rope';
