@@ -23,6 +23,14 @@ export {
 export { type AttentionOptions, type AttentionResult, attention } from './ops/attention';
 export { type AttentionPlan, type AttentionShape, planAttention } from './ops/attention_plan';
 export { embedding, embeddingBackward } from './ops/embedding';
+export {
+  layerNorm,
+  layerNormBackward,
+  type NormGradients,
+  type NormOptions,
+  rmsNorm,
+  rmsNormBackward,
+} from './ops/layer_norm';
 export { type LinearOptions, linear } from './ops/linear';
 export { type MatmulOptions, matmul } from './ops/matmul';
 export { type RopeOptions, rope } from './ops/rope';
