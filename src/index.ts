@@ -32,6 +32,7 @@ export {
   rmsNormBackward,
 } from './ops/layer_norm';
 export { type LinearOptions, linear } from './ops/linear';
+export { type LinearBackwardOptions, type LinearGradients, linearBackward } from './ops/linear_backward';
 export { type MatmulOptions, matmul } from './ops/matmul';
 export { type RopeOptions, rope } from './ops/rope';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
