@@ -22,6 +22,7 @@ export {
 } from './layers/multi_head_attention';
 export { type AttentionOptions, type AttentionResult, attention } from './ops/attention';
 export { type AttentionPlan, type AttentionShape, planAttention } from './ops/attention_plan';
+export { type SoftmaxCrossEntropyResult, softmaxCrossEntropy } from './ops/cross_entropy';
 export { embedding, embeddingBackward } from './ops/embedding';
 export {
   layerNorm,
