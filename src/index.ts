@@ -20,6 +20,7 @@ export {
   type PyTorchAttentionWeights,
   type SeparateAttentionWeights,
 } from './layers/multi_head_attention';
+export { AdamW, type AdamWOptions } from './ops/adamw';
 export { type AttentionOptions, type AttentionResult, attention } from './ops/attention';
 export { type AttentionPlan, type AttentionShape, planAttention } from './ops/attention_plan';
 export { type SoftmaxCrossEntropyResult, softmaxCrossEntropy } from './ops/cross_entropy';
