@@ -37,5 +37,6 @@ export { type LinearOptions, linear } from './ops/linear';
 export { type LinearBackwardOptions, type LinearGradients, linearBackward } from './ops/linear_backward';
 export { type MatmulOptions, matmul } from './ops/matmul';
 export { type RopeOptions, rope } from './ops/rope';
+export { ropeBackward } from './ops/rope_backward';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
 export { type DType, Tensor, type TensorData } from './tensor';
