@@ -25,6 +25,7 @@ export { type AttentionOptions, type AttentionResult, attention } from './ops/at
 export { type AttentionPlan, type AttentionShape, planAttention } from './ops/attention_plan';
 export { type SoftmaxCrossEntropyResult, softmaxCrossEntropy } from './ops/cross_entropy';
 export { embedding, embeddingBackward } from './ops/embedding';
+export { mergeHeads, splitHeads } from './ops/heads';
 export {
   layerNorm,
   layerNormBackward,
@@ -39,4 +40,5 @@ export { type MatmulOptions, matmul } from './ops/matmul';
 export { type RopeOptions, rope } from './ops/rope';
 export { ropeBackward } from './ops/rope_backward';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
+export { type SoftmaxBackwardOptions, softmaxBackward } from './ops/softmax_backward';
 export { type DType, Tensor, type TensorData } from './tensor';

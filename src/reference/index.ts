@@ -48,4 +48,4 @@ export {
   ropeCpu,
   ropeTablesCpu,
 } from './rope';
-export { type SoftmaxOptions, softmaxCpu } from './softmax';
+export { type SoftmaxOptions, softmaxBackwardCpu, softmaxCpu } from './softmax';
