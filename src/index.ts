@@ -42,3 +42,22 @@ export { ropeBackward } from './ops/rope_backward';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
 export { type SoftmaxBackwardOptions, softmaxBackward } from './ops/softmax_backward';
 export { type DType, Tensor, type TensorData } from './tensor';
+export {
+  type AttentionSaved,
+  type AttentionStep,
+  composedAttention,
+} from './train/attention_step';
+export {
+  type TransformerParams,
+  type TransformerStepOptions,
+  type TransformerStepResult,
+  transformerStep,
+  uploadTransformer,
+} from './train/transformer';
+export {
+  checkTransformerConfig,
+  initTransformerWeights,
+  reverseDigitsBatch,
+  type TransformerConfig,
+  transformerParamShapes,
+} from './train/transformer_config';

@@ -49,3 +49,4 @@ export {
   ropeTablesCpu,
 } from './rope';
 export { type SoftmaxOptions, softmaxBackwardCpu, softmaxCpu } from './softmax';
+export { type TransformerCpuResult, transformerCpu } from './transformer';
