@@ -48,6 +48,11 @@ export {
   composedAttention,
 } from './train/attention_step';
 export {
+  type ReverseDigitsOptions,
+  type ReverseDigitsProgress,
+  trainReverseDigits,
+} from './train/reverse_digits';
+export {
   type TransformerParams,
   type TransformerStepOptions,
   type TransformerStepResult,
