@@ -76,6 +76,46 @@ describe('linearBackward matches float64', () => {
     check({ B: 1, L: 3, K: 4, N: 6, activation: 'gelu', residual: true }));
 });
 
+/** [B, L, H * d] -> [B, H, L, d] on the CPU */
+function split(x: ArrayLike<number>, B: number, L: number, H: number): Float32Array {
+  const d = x.length / (B * L * H);
+  const out = new Float32Array(x.length);
+  for (let b = 0; b < B; b++)
+    for (let l = 0; l < L; l++)
+      for (let h = 0; h < H; h++)
+        for (let i = 0; i < d; i++) out[((b * H + h) * L + l) * d + i] = x[((b * L + l) * H + h) * d + i];
+  return out;
+}
+
+describe('head layouts, as the forward reads and writes them', () => {
+  it('x in heads [B, Hin, L, K / Hin] and dy in heads [B, heads, L, N / heads], GELU', async () => {
+    const [B, L, K, N, Hin, heads] = [2, 3, 12, 10, 3, 2];
+    const random = rng(47);
+    const x = randomArray(random, B * L * K);
+    const w = randomArray(random, N * K, 0.3);
+    const bias = randomArray(random, N);
+    const dy = randomArray(random, B * L * N);
+    const ref = linearBackwardCpu(
+      { data: x, shape: [B, L, K] },
+      { data: w, shape: [N, K] },
+      { data: dy, shape: [B, L, N] },
+      { bias: { data: bias, shape: [N] }, activation: 'gelu' },
+    );
+    await checked(ctx, async () => {
+      const xt = ctx.tensor(split(x, B, L, Hin), [B, Hin, L, K / Hin]);
+      const wt = ctx.tensor(w, [N, K]);
+      const bt = ctx.tensor(bias, [N]);
+      const dyt = ctx.tensor(split(dy, B, L, heads), [B, heads, L, N / heads]);
+      const g = await linearBackward(xt, wt, dyt, { bias: bt, activation: 'gelu', heads });
+      expect(g.dx.shape).toEqual([B, Hin, L, K / Hin]);
+      expectClose(await g.dx.read(), split(ref.dx.data, B, L, Hin), F32_TOL, 'dx');
+      expectClose(await g.dweight.read(), ref.dweight.data, F32_TOL, 'dweight');
+      expectClose(await g.dbias!.read(), ref.dbias!.data, F32_TOL, 'dbias');
+      for (const t of [xt, wt, bt, dyt, g.dx, g.dweight, g.dbias!]) t.destroy();
+    });
+  });
+});
+
 describe('the float64 backward equals central differences of linearCpu', () => {
   for (const activation of [undefined, 'relu', 'gelu'] as const) {
     it(`activation ${activation ?? 'none'}: dx, dweight, dbias, dresidual`, () => {
@@ -133,8 +173,8 @@ describe('bad input throws an error naming the argument', () => {
     await expect(linearBackward(x, w, dy)).rejects.toThrow(
       'linearBackward: dy must have shape [1, 2, 4], received [1, 2, 3]',
     );
-    await expect(linearBackward(x, w, dy, { heads: 2 } as never)).rejects.toThrow(
-      'linearBackward: heads is not supported',
+    await expect(linearBackward(x, w, dy, { heads: 2 })).rejects.toThrow(
+      'linearBackward: dy must have shape [1, 2, 2, 2], received [1, 2, 3]',
     );
     const xh = ctx.tensor(new Float32Array(6), [1, 2, 3], { dtype: 'f16' });
     const wh = ctx.tensor(new Float32Array(12), [4, 3], { dtype: 'f16' });

@@ -1,15 +1,16 @@
 import activationBackwardSource from '../../shaders/activation_backward.wgsl?raw';
 import { Recording } from '../program';
 import type { Tensor } from '../tensor';
+import { mergeHeads, splitHeads } from './heads';
 import { checkLinearInputs, type LinearOptions, linear } from './linear';
 import { matmul } from './matmul';
 import { checkF32, recordColumnSum, WG } from './train_common';
 
-/** The forward's options (without `heads`): `bias` and `activation` are needed to recompute z. */
-export type LinearBackwardOptions = Omit<LinearOptions, 'heads'>;
+/** The forward's options: `bias` and `activation` are needed to recompute z. */
+export type LinearBackwardOptions = LinearOptions;
 
 export interface LinearGradients {
-  /** [B, L, K] */
+  /** x's shape: [B, L, K], or [B, H, L, K / H] for x given in heads */
   dx: Tensor;
   /** [N, K] */
   dweight: Tensor;
@@ -25,7 +26,8 @@ const ACTIVATIONS = { relu: 1, gelu: 2 } as const;
  * Gradients of {@link linear} (y = act(x Wᵀ + bias) + residual) for dy [B, L, N], in f32:
  * dz = dy · act'(z) with z recomputed by `linear`, dx = dz W, dweight = dzᵀ x (summed over B and
  * L), dbias = Σ_rows dz (a column-sum pass, no atomics), dresidual = dy. Pass the forward's
- * options. f32 tensors of rank 3 only (no `heads`).
+ * options. f32 only. Head layouts as in the forward: x [B, H, L, K / H] (merged on read) gives dx
+ * in that layout; with `heads`, dy is [B, heads, L, N / heads] (the split output's layout).
  *
  * @example
  * const y = await linear(x, w, { bias: b, activation: 'gelu' });
@@ -37,13 +39,35 @@ export async function linearBackward(
   dy: Tensor,
   options: LinearBackwardOptions = {},
 ): Promise<LinearGradients> {
-  if (options !== null && typeof options === 'object' && 'heads' in options) {
-    throw new Error('linearBackward: heads is not supported (pass x [B, L, K] and dy [B, L, N])');
-  }
-  const { B, L, K, N } = checkLinearInputs(x, weight, options);
-  checkF32('linearBackward', 'x', x, x.ctx, [B, L, K]);
+  const { B, Hin, L, K, N, heads } = checkLinearInputs(x, weight, options);
+  checkF32('linearBackward', 'x', x, x.ctx);
   checkF32('linearBackward', 'weight', weight, x.ctx);
-  checkF32('linearBackward', 'dy', dy, x.ctx, [B, L, N]);
+  const dyShape = options.heads === undefined ? [B, L, N] : [B, heads, L, N / heads];
+  checkF32('linearBackward', 'dy', dy, x.ctx, dyShape);
+  if (x.rank === 3 && options.heads === undefined) return linearBackwardRows(x, weight, dy, options);
+  // head layouts: merge to rows [B, L, ·], then split dx back into x's layout
+  const xRows = x.rank === 4 ? await mergeHeads(x) : x;
+  const dyRows = options.heads === undefined ? dy : await mergeHeads(dy);
+  const g = await linearBackwardRows(xRows, weight, dyRows, { ...options, heads: undefined });
+  if (xRows !== x) xRows.destroy();
+  if (dyRows !== dy) dyRows.destroy();
+  if (x.rank === 4) {
+    const dx = await splitHeads(g.dx, Hin);
+    g.dx.destroy();
+    g.dx = dx;
+  }
+  return g;
+}
+
+/** linearBackward for x [B, L, K] and dy [B, L, N]. */
+async function linearBackwardRows(
+  x: Tensor,
+  weight: Tensor,
+  dy: Tensor,
+  options: LinearBackwardOptions,
+): Promise<LinearGradients> {
+  const [B, L, K] = x.shape;
+  const N = weight.shape[0];
   const { ctx } = x;
   const rows = B * L;
   let dz = dy;
