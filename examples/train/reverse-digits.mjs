@@ -12,6 +12,8 @@ const { history, params } = await trainReverseDigits(ctx, {
     ),
 });
 const last = history.at(-1);
-console.log(`done: ${(100 * last.accuracy).toFixed(1)}% after ${last.step} steps, ${last.seconds.toFixed(1)} s`);
+console.log(
+  `done: ${(100 * last.accuracy).toFixed(1)}% after ${last.step} steps, ${last.seconds.toFixed(1)} s`,
+);
 for (const t of Object.values(params)) t.destroy();
 ctx.destroy();

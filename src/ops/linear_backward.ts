@@ -39,7 +39,7 @@ export async function linearBackward(
   dy: Tensor,
   options: LinearBackwardOptions = {},
 ): Promise<LinearGradients> {
-  const { B, Hin, L, K, N, heads } = checkLinearInputs(x, weight, options);
+  const { B, Hin, L, N, heads } = checkLinearInputs(x, weight, options);
   checkF32('linearBackward', 'x', x, x.ctx);
   checkF32('linearBackward', 'weight', weight, x.ctx);
   const dyShape = options.heads === undefined ? [B, L, N] : [B, heads, L, N / heads];
