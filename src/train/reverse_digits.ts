@@ -30,6 +30,8 @@ export interface ReverseDigitsOptions {
   /** Model width and depth; vocab (11) and maxLen (2 · digits) are set by the task. */
   model?: Partial<Pick<TransformerConfig, 'dModel' | 'heads' | 'layers' | 'ffn'>>;
   attention?: AttentionStep;
+  /** Give every evaluation the attention maps of held-out sequence 0 (`progress.attention`). */
+  watchAttention?: boolean;
   /** Called after every evaluation. */
   onProgress?: (p: ReverseDigitsProgress) => void;
 }
@@ -41,6 +43,12 @@ export interface ReverseDigitsProgress {
   /** Token accuracy of the reversed half on 256 held-out sequences (teacher forcing). */
   accuracy: number;
   seconds: number;
+  /**
+   * With `watchAttention`: per layer, the attention weights [heads, L, L] (row = query position)
+   * of held-out sequence 0, whose tokens are `sequence`.
+   */
+  attention?: Float32Array[];
+  sequence?: Int32Array;
 }
 
 /** Trains the demo model; returns every evaluation and the final parameters (caller destroys). */
@@ -103,8 +111,18 @@ export async function trainReverseDigits(
       const e = await transformerStep(params, config, heldIds, heldTargets, {
         attention: options.attention,
         backward: false,
+        returnWeights: options.watchAttention,
       });
       const logits = await e.logits.read();
+      let attention: Float32Array[] | undefined;
+      if (e.weights) {
+        const per = config.heads * held.length * held.length; // one sequence's [H, L, L]
+        attention = [];
+        for (const w of e.weights) {
+          attention.push((await w.read()).slice(0, per) as Float32Array);
+          w.destroy();
+        }
+      }
       e.loss.destroy();
       e.logits.destroy();
       let right = 0;
@@ -118,7 +136,13 @@ export async function trainReverseDigits(
         right += best === held.targets[i] ? 1 : 0;
         total++;
       }
-      const progress = { step, loss, accuracy: right / total, seconds: (performance.now() - start) / 1000 };
+      const progress: ReverseDigitsProgress = {
+        step,
+        loss,
+        accuracy: right / total,
+        seconds: (performance.now() - start) / 1000,
+        ...(attention ? { attention, sequence: held.ids.slice(0, held.length) } : {}),
+      };
       history.push(progress);
       options.onProgress?.(progress);
       if (progress.accuracy >= (options.targetAccuracy ?? 0.99)) break;
