@@ -6,6 +6,7 @@ import {
   intTensor,
   reverseDigitsBatch,
   type TransformerConfig,
+  trainReverseDigits,
   transformerParamShapes,
   transformerStep,
   uploadTransformer,
@@ -124,6 +125,31 @@ describe('the demo transformer on the GPU matches its float64 reference', () => 
       'initTransformerWeights: config.heads must divide dModel=8, received 3',
     );
     for (const t of [...Object.values(params), ids, short]) t.destroy();
+  });
+});
+
+describe('trainReverseDigits', () => {
+  it('reports progress with attention maps, the same each run', async () => {
+    const run = () =>
+      trainReverseDigits(ctx, {
+        digits: 2,
+        batch: 4,
+        steps: 4,
+        evalEvery: 2,
+        watchAttention: true,
+        model: { dModel: 8, ffn: 8 },
+      });
+    const a = await run();
+    expect(a.history.map((p) => p.step)).toEqual([2, 4]);
+    const last = a.history[1];
+    expect(last.accuracy).toBeGreaterThanOrEqual(0);
+    expect(last.accuracy).toBeLessThanOrEqual(1);
+    expect(last.attention?.length).toBe(2);
+    expect(last.attention?.[0].length).toBe(2 * 4 * 4); // [heads, L, L]
+    expect(Array.from(last.sequence!)[2]).toBe(10); // the separator
+    const b = await run();
+    expect(b.history.map((p) => p.loss)).toEqual(a.history.map((p) => p.loss));
+    for (const t of [...Object.values(a.params), ...Object.values(b.params)]) t.destroy();
   });
 });
 
