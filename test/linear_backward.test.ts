@@ -176,6 +176,12 @@ describe('bad input throws an error naming the argument', () => {
     await expect(linearBackward(x, w, dy, { heads: 2 })).rejects.toThrow(
       'linearBackward: dy must have shape [1, 2, 2, 2], received [1, 2, 3]',
     );
+    await expect(linearBackward(x, dy, dy)).rejects.toThrow(
+      'linearBackward: weight must have shape [N, 3], received [1, 2, 3]',
+    );
+    await expect(linearBackward(x, w, dy, { act: 'gelu' } as never)).rejects.toThrow(
+      "linearBackward: unknown option 'act', expected one of bias, heads, activation, residual",
+    );
     const xh = ctx.tensor(new Float32Array(6), [1, 2, 3], { dtype: 'f16' });
     const wh = ctx.tensor(new Float32Array(12), [4, 3], { dtype: 'f16' });
     await expect(linearBackward(xh, wh, dy)).rejects.toThrow(

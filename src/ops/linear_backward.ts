@@ -39,7 +39,7 @@ export async function linearBackward(
   dy: Tensor,
   options: LinearBackwardOptions = {},
 ): Promise<LinearGradients> {
-  const { B, Hin, L, N, heads } = checkLinearInputs(x, weight, options);
+  const { B, Hin, L, N, heads } = renamed(() => checkLinearInputs(x, weight, options));
   checkF32('linearBackward', 'x', x, x.ctx);
   checkF32('linearBackward', 'weight', weight, x.ctx);
   const dyShape = options.heads === undefined ? [B, L, N] : [B, heads, L, N / heads];
@@ -57,6 +57,18 @@ export async function linearBackward(
     g.dx = dx;
   }
   return g;
+}
+
+/** Runs the forward's checks with its messages naming linearBackward. */
+function renamed<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (e instanceof Error && e.message.startsWith('linear: ')) {
+      e.message = `linearBackward: ${e.message.slice('linear: '.length)}`;
+    }
+    throw e;
+  }
 }
 
 /** linearBackward for x [B, L, K] and dy [B, L, N]. */
