@@ -11,6 +11,7 @@ export {
   type Limits,
 } from './context';
 export { type ElementStorage, f16ToFloat32, float32ToF16, fromF16Bits, toF16Bits } from './f16';
+export { IntTensor, intTensor } from './int_tensor';
 export { KVCache, type KVCacheOptions } from './kv_cache';
 export {
   type AttentionCache,
@@ -21,6 +22,7 @@ export {
   type PyTorchAttentionWeights,
   type SeparateAttentionWeights,
 } from './layers/multi_head_attention';
+export { AdamW, type AdamWOptions } from './ops/adamw';
 export {
   type AttentionCallOptions,
   type AttentionOptions,
@@ -45,10 +47,48 @@ export {
   type HeadsPlan,
   planAttention,
 } from './ops/attention_plan';
+export { type SoftmaxCrossEntropyResult, softmaxCrossEntropy } from './ops/cross_entropy';
+export { embedding, embeddingBackward } from './ops/embedding';
+export { mergeHeads, splitHeads } from './ops/heads';
+export {
+  layerNorm,
+  layerNormBackward,
+  type NormGradients,
+  type NormOptions,
+  rmsNorm,
+  rmsNormBackward,
+} from './ops/layer_norm';
 export { type LinearOptions, linear } from './ops/linear';
+export { type LinearBackwardOptions, type LinearGradients, linearBackward } from './ops/linear_backward';
 export { type MatmulOptions, matmul } from './ops/matmul';
 export { type AttentionCallShape, prepareAttention } from './ops/prepare';
 export { type RopeOptions, rope } from './ops/rope';
+export { ropeBackward } from './ops/rope_backward';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
+export { type SoftmaxBackwardOptions, softmaxBackward } from './ops/softmax_backward';
 export { randomUniform, seededRandom } from './random';
 export { type DType, type ReadType, Tensor, type TensorData } from './tensor';
+export {
+  type AttentionSaved,
+  type AttentionStep,
+  composedAttention,
+} from './train/attention_step';
+export {
+  type ReverseDigitsOptions,
+  type ReverseDigitsProgress,
+  trainReverseDigits,
+} from './train/reverse_digits';
+export {
+  type TransformerParams,
+  type TransformerStepOptions,
+  type TransformerStepResult,
+  transformerStep,
+  uploadTransformer,
+} from './train/transformer';
+export {
+  checkTransformerConfig,
+  initTransformerWeights,
+  reverseDigitsBatch,
+  type TransformerConfig,
+  transformerParamShapes,
+} from './train/transformer_config';

@@ -1,3 +1,4 @@
+export { type AdamWCpuState, type AdamWOptions, adamwStepCpu } from './adamw';
 export {
   type AttentionCpuOptions,
   type AttentionCpuResult,
@@ -15,8 +16,24 @@ export {
   scoreRules,
 } from './attention';
 export { type AttentionBackwardCpuResult, attentionBackwardCpu } from './attention_backward';
+export { type SoftmaxCrossEntropyCpuResult, softmaxCrossEntropyCpu } from './cross_entropy';
+export { embeddingBackwardCpu, embeddingCpu } from './embedding';
 export type { HostResult, HostTensor } from './host';
-export { type LinearCpuOptions, linearCpu } from './linear';
+export {
+  layerNormBackwardCpu,
+  layerNormCpu,
+  type NormBackwardCpuResult,
+  type NormCpuOptions,
+  rmsNormBackwardCpu,
+  rmsNormCpu,
+} from './layer_norm';
+export {
+  geluGradCpu,
+  type LinearBackwardCpuResult,
+  type LinearCpuOptions,
+  linearBackwardCpu,
+  linearCpu,
+} from './linear';
 export { type MatmulOptions, matmulCpu } from './matmul';
 export {
   type MultiHeadAttentionCpuOptions,
@@ -24,5 +41,12 @@ export {
   type MultiHeadAttentionCpuWeights,
   multiHeadAttentionCpu,
 } from './multi_head_attention';
-export { type RopeOptions, type RopeTableOptions, ropeCpu, ropeTablesCpu } from './rope';
-export { type SoftmaxOptions, softmaxCpu } from './softmax';
+export {
+  type RopeOptions,
+  type RopeTableOptions,
+  ropeBackwardCpu,
+  ropeCpu,
+  ropeTablesCpu,
+} from './rope';
+export { type SoftmaxOptions, softmaxBackwardCpu, softmaxCpu } from './softmax';
+export { type TransformerCpuResult, transformerCpu } from './transformer';

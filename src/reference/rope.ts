@@ -208,3 +208,29 @@ export function checkRopeSettings(
   }
   return { dims, base, offset };
 }
+
+/**
+ * Gradient of {@link ropeCpu} (RopeOptions form) in float64: each pair of dy [B, H, L, D] rotated
+ * by the negative angle (the transpose of the rotation); features past `dims` pass through.
+ */
+export function ropeBackwardCpu(dy: HostTensor, options: RopeOptions): HostResult {
+  expectRank('ropeBackwardCpu dy', dy.shape, 4, 'B, H, L, D');
+  const [, , L, D] = dy.shape;
+  const { dims, base, offset } = checkRopeSettings('ropeBackwardCpu', D, options);
+  const half = dims / 2;
+  const out = Float64Array.from(dy.data, Number);
+  for (let r = 0; r < dy.data.length / D; r++) {
+    const pos = offset + (r % L);
+    for (let i = 0; i < half; i++) {
+      const [a, b] = options.style === 'interleaved' ? [2 * i, 2 * i + 1] : [i, i + half];
+      const angle = pos * base ** ((-2 * i) / dims);
+      const c = Math.cos(angle);
+      const s = Math.sin(angle);
+      const d0 = Number(dy.data[r * D + a]);
+      const d1 = Number(dy.data[r * D + b]);
+      out[r * D + a] = d0 * c + d1 * s;
+      out[r * D + b] = d1 * c - d0 * s;
+    }
+  }
+  return { data: out, shape: [...dy.shape] };
+}

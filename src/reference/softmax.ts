@@ -37,3 +37,25 @@ export function softmaxCpu(x: HostTensor, options: SoftmaxOptions = {}): HostRes
   }
   return { data: out, shape: [...x.shape] };
 }
+
+/** Gradient of softmax in float64 from its output y and dy (both [..., n]): scale · y · (dy − Σ dy·y). */
+export function softmaxBackwardCpu(
+  y: HostTensor,
+  dy: HostTensor,
+  options: { scale?: number } = {},
+): HostResult {
+  if (y.data.length !== dy.data.length) {
+    throw new Error(`softmaxBackwardCpu: dy must have y's shape ${fmt(y.shape)}, received ${fmt(dy.shape)}`);
+  }
+  const scale = options.scale ?? 1;
+  const n = y.shape[y.shape.length - 1];
+  const out = new Float64Array(y.data.length);
+  for (let r = 0; r < y.data.length / n; r++) {
+    let dot = 0;
+    for (let j = 0; j < n; j++) dot += Number(dy.data[r * n + j]) * Number(y.data[r * n + j]);
+    for (let j = 0; j < n; j++) {
+      out[r * n + j] = scale * Number(y.data[r * n + j]) * (Number(dy.data[r * n + j]) - dot);
+    }
+  }
+  return { data: out, shape: [...y.shape] };
+}

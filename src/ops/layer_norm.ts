@@ -1,0 +1,143 @@
+import layerNormSource from '../../shaders/layer_norm.wgsl?raw';
+import layerNormBackwardSource from '../../shaders/layer_norm_backward.wgsl?raw';
+import workgroupSumSource from '../../shaders/workgroup_sum.wgsl?raw';
+import { checkOptions } from '../checks';
+import { f32, Recording } from '../program';
+import type { NormCpuOptions } from '../reference/layer_norm';
+import { fmt } from '../shape';
+import type { Tensor } from '../tensor';
+import { checkF32, recordColumnSum } from './train_common';
+
+export type NormOptions = NormCpuOptions;
+
+export interface NormGradients {
+  /** [..., F] */
+  dx: Tensor;
+  /** [F] */
+  dweight: Tensor;
+  /** [F]: LayerNorm with a bias only */
+  dbias?: Tensor;
+}
+
+const OPTION_KEYS = ['eps'] as const;
+
+/** Invocations per row: small rows would leave a large workgroup idle. */
+const rowWorkgroup = (F: number) => (F <= 256 ? 32 : 128);
+
+function checkNorm(op: string, x: Tensor, weight: Tensor, bias: Tensor | undefined, options: NormOptions) {
+  checkOptions(op, options, OPTION_KEYS);
+  const eps = options.eps ?? 1e-5;
+  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0) {
+    throw new Error(`${op}: options.eps must be a finite number >= 0, received ${String(options.eps)}`);
+  }
+  checkF32(op, 'x', x, x?.ctx);
+  if (x.rank < 1) throw new Error(`${op}: x: expected rank >= 1 [..., F], received shape ${fmt(x.shape)}`);
+  const F = x.shape[x.rank - 1];
+  checkF32(op, 'weight', weight, x.ctx, [F]);
+  if (bias !== undefined) checkF32(op, 'bias', bias, x.ctx, [F]);
+  return { F, rows: x.size / F, eps };
+}
+
+async function normForward(
+  op: string,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | undefined,
+  options: NormOptions,
+  centred: boolean,
+): Promise<Tensor> {
+  const { F, rows, eps } = checkNorm(op, x, weight, bias, options);
+  const { ctx } = x;
+  const out = ctx.zeros(x.shape, 'f32', `${op}:out`);
+  const rec = new Recording(ctx, op);
+  rec.dispatch({
+    name: 'layer_norm',
+    sources: [layerNormSource, workgroupSumSource],
+    constants: { WG: rowWorkgroup(F), CENTRED: centred, BIAS: bias !== undefined },
+    uniforms: { F, eps: f32(eps) },
+    bindings: [x.binding, weight.binding, bias?.binding, out.binding],
+    workgroups: rows,
+  });
+  await rec.submit();
+  return out;
+}
+
+async function normBackward(
+  op: string,
+  x: Tensor,
+  weight: Tensor,
+  dy: Tensor,
+  options: NormOptions,
+  centred: boolean,
+  withBias: boolean,
+): Promise<NormGradients> {
+  const { F, rows, eps } = checkNorm(op, x, weight, undefined, options);
+  checkF32(op, 'dy', dy, x.ctx, x.shape);
+  const { ctx } = x;
+  const dx = ctx.zeros(x.shape, 'f32', `${op}:dx`);
+  const dweight = ctx.zeros([F], 'f32', `${op}:dweight`);
+  const dbias = withBias ? ctx.zeros([F], 'f32', `${op}:dbias`) : undefined;
+  const rec = new Recording(ctx, op);
+  const prod = rec.buffer(x.size * 4, `${op}:dy*xhat`);
+  rec.dispatch({
+    name: 'layer_norm_backward',
+    sources: [layerNormBackwardSource, workgroupSumSource],
+    constants: { WG: rowWorkgroup(F), CENTRED: centred },
+    uniforms: { F, eps: f32(eps) },
+    bindings: [x.binding, weight.binding, dy.binding, dx.binding, prod],
+    workgroups: rows,
+  });
+  recordColumnSum(rec, prod, rows, F, dweight.binding);
+  if (dbias) recordColumnSum(rec, dy.binding, rows, F, dbias.binding);
+  await rec.submit();
+  return { dx, dweight, ...(dbias ? { dbias } : {}) };
+}
+
+/**
+ * PyTorch's LayerNorm over the last axis on the GPU, in f32: x [..., F], weight [F], bias [F]
+ * (optional) -> (x - mean) / sqrt(var + eps) · weight + bias, var the biased variance of the row.
+ *
+ * @example
+ * const h = await layerNorm(x, gamma, beta, { eps: 1e-5 });
+ */
+export async function layerNorm(
+  x: Tensor,
+  weight: Tensor,
+  bias?: Tensor,
+  options: NormOptions = {},
+): Promise<Tensor> {
+  return normForward('layerNorm', x, weight, bias, options, true);
+}
+
+/**
+ * Gradients of {@link layerNorm} for dy [..., F]: dx, dweight and (with `bias: true`, the default)
+ * dbias. The row statistics are recomputed from x; dweight and dbias are column sums over the rows
+ * in a second pass (deterministic, no atomics).
+ */
+export async function layerNormBackward(
+  x: Tensor,
+  weight: Tensor,
+  dy: Tensor,
+  options: NormOptions & { bias?: boolean } = {},
+): Promise<NormGradients> {
+  const { bias, ...rest } = options;
+  if (bias !== undefined && typeof bias !== 'boolean') {
+    throw new Error(`layerNormBackward: options.bias must be a boolean, received ${typeof bias}`);
+  }
+  return normBackward('layerNormBackward', x, weight, dy, rest, true, bias ?? true);
+}
+
+/** PyTorch's RMSNorm over the last axis on the GPU, in f32: x / sqrt(mean(x²) + eps) · weight. */
+export async function rmsNorm(x: Tensor, weight: Tensor, options: NormOptions = {}): Promise<Tensor> {
+  return normForward('rmsNorm', x, weight, undefined, options, false);
+}
+
+/** Gradients (dx, dweight) of {@link rmsNorm} for dy [..., F], as {@link layerNormBackward}. */
+export async function rmsNormBackward(
+  x: Tensor,
+  weight: Tensor,
+  dy: Tensor,
+  options: NormOptions = {},
+): Promise<NormGradients> {
+  return normBackward('rmsNormBackward', x, weight, dy, options, false, false);
+}

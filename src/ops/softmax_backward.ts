@@ -1,0 +1,52 @@
+import softmaxBackwardSource from '../../shaders/softmax_backward.wgsl?raw';
+import workgroupSumSource from '../../shaders/workgroup_sum.wgsl?raw';
+import { checkOptions } from '../checks';
+import { f32, Recording } from '../program';
+import { fmt } from '../shape';
+import type { Tensor } from '../tensor';
+import { checkF32 } from './train_common';
+
+export interface SoftmaxBackwardOptions {
+  /** The forward's `scale` (x was multiplied by it before the softmax). Default 1. */
+  scale?: number;
+}
+
+/**
+ * Gradient of {@link softmax} over the last axis, from its output y [..., n] and the upstream
+ * gradient dy [..., n]: dx = scale · y · (dy − Σ_j dy_j y_j), one workgroup per row. Masked
+ * entries (y = 0, causal or -Infinity) get gradient 0.
+ *
+ * @example
+ * const p = await softmax(scores, { causal: true });
+ * const dScores = await softmaxBackward(p, dp);
+ */
+export async function softmaxBackward(
+  y: Tensor,
+  dy: Tensor,
+  options: SoftmaxBackwardOptions = {},
+): Promise<Tensor> {
+  checkOptions('softmaxBackward', options, ['scale']);
+  const scale = options.scale ?? 1;
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) {
+    throw new Error(
+      `softmaxBackward: options.scale must be a finite number, received ${String(options.scale)}`,
+    );
+  }
+  checkF32('softmaxBackward', 'y', y, y?.ctx);
+  if (y.rank < 1)
+    throw new Error(`softmaxBackward: y: expected rank >= 1 [..., n], received shape ${fmt(y.shape)}`);
+  checkF32('softmaxBackward', 'dy', dy, y.ctx, y.shape);
+  const n = y.shape[y.rank - 1];
+  const dx = y.ctx.zeros(y.shape, 'f32', 'softmaxBackward:dx');
+  const rec = new Recording(y.ctx, 'softmaxBackward');
+  rec.dispatch({
+    name: 'softmax_backward',
+    sources: [softmaxBackwardSource, workgroupSumSource],
+    constants: { WG: n <= 1024 ? 16 : 64 },
+    uniforms: { n, scale: f32(scale) },
+    bindings: [y.binding, dy.binding, dx.binding],
+    workgroups: y.size / n,
+  });
+  await rec.submit();
+  return dx;
+}
