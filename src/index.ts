@@ -72,6 +72,7 @@ export {
   type AttentionSaved,
   type AttentionStep,
   composedAttention,
+  fusedAttention,
 } from './train/attention_step';
 export {
   type ReverseDigitsOptions,

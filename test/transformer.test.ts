@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AdamW,
   type Context,
+  composedAttention,
+  fusedAttention,
   initTransformerWeights,
   intTensor,
   reverseDigitsBatch,
@@ -24,7 +26,10 @@ afterAll(() => ctx?.destroy());
 const config: TransformerConfig = { vocab: 11, dModel: 8, heads: 2, layers: 2, ffn: 12, maxLen: 8 };
 
 describe('the demo transformer on the GPU matches its float64 reference', () => {
-  it('loss, logits and every parameter gradient (composed attention)', async () => {
+  it.each([
+    ['fused', fusedAttention],
+    ['composed', composedAttention],
+  ])('loss, logits and every parameter gradient (%s attention)', async (_, attention) => {
     const weights = initTransformerWeights(config, 1);
     const batch = reverseDigitsBatch(rng(2), 3, 3); // [3, 6]
     const ref = transformerCpu(config, weights, batch.ids, batch.targets, [3, batch.length]);
@@ -32,7 +37,7 @@ describe('the demo transformer on the GPU matches its float64 reference', () => 
       const params = uploadTransformer(ctx, config, weights);
       const ids = intTensor(ctx, batch.ids, [3, batch.length]);
       const targets = intTensor(ctx, batch.targets, [3, batch.length]);
-      const r = await transformerStep(params, config, ids, targets, { returnWeights: true });
+      const r = await transformerStep(params, config, ids, targets, { returnWeights: true, attention });
       expectClose(await r.loss.read(), [ref.loss], F32_TOL, 'loss');
       expectClose(await r.logits.read(), ref.logits.data, F32_TOL, 'logits');
       expect(r.weights?.length).toBe(2);

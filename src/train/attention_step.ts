@@ -1,5 +1,7 @@
-// The attention of a training step, behind an interface so that a fused backward
-// (attentionBackward, with the forward's lse) can replace the composed one below.
+// The attention of a training step: fused (attention + attentionBackward from the forward's lse,
+// the default) or composed of matmul and softmax (which stores the L x L probabilities).
+import { attention } from '../ops/attention';
+import { attentionBackward } from '../ops/attention_backward';
 import { matmul } from '../ops/matmul';
 import { softmax } from '../ops/softmax';
 import { softmaxBackward } from '../ops/softmax_backward';
@@ -18,18 +20,35 @@ export interface AttentionSaved {
 /**
  * Causal self-attention for training: q, k, v [B, H, L, d] -> output [B, H, L, d], scale
  * 1/sqrt(d), and its backward -> dq, dk, dv [B, H, L, d]. The caller destroys `extra` (and the
- * gradients) when done.
- *
- * A fused implementation would be, once `attentionBackward` exists:
- * forward: `attention(q, k, v, { causal: true, returnLse: true })`, extra = [lse];
- * backward: `attentionBackward(q, k, v, output, dOutput, { causal: true, lse })`.
+ * gradients) when done. With `withWeights`, the forward also gives the weights [B, H, L, L].
  */
 export interface AttentionStep {
   /** Label for logs. */
   readonly name: string;
-  forward(q: Tensor, k: Tensor, v: Tensor): Promise<{ saved: AttentionSaved; weights?: Tensor }>;
+  forward(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    withWeights?: boolean,
+  ): Promise<{ saved: AttentionSaved; weights?: Tensor }>;
   backward(saved: AttentionSaved, dOutput: Tensor): Promise<{ dq: Tensor; dk: Tensor; dv: Tensor }>;
 }
+
+/**
+ * The fused attention: `attention` keeps the row log-sum-exp, `attentionBackward` recomputes the
+ * probabilities from it (no L x L buffer, unless the weights are asked for to be shown).
+ */
+export const fusedAttention: AttentionStep = {
+  name: 'fused (attention + attentionBackward)',
+  async forward(q, k, v, withWeights = false) {
+    const r = await attention(q, k, v, { causal: true, returnLse: true, returnWeights: withWeights });
+    return { saved: { q, k, v, output: r.output, extra: [r.lse] }, weights: r.weights };
+  },
+  backward(saved, dOutput) {
+    const { q, k, v, output } = saved;
+    return attentionBackward(q, k, v, output, dOutput, { causal: true, lse: saved.extra[0] });
+  },
+};
 
 /**
  * Attention composed of matmul, softmax and softmaxBackward: stores the [B, H, L, L]

@@ -11,14 +11,14 @@ import { WG } from '../ops/train_common';
 import { Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
-import { type AttentionSaved, type AttentionStep, composedAttention } from './attention_step';
+import { type AttentionSaved, type AttentionStep, fusedAttention } from './attention_step';
 import { checkTransformerConfig, type TransformerConfig, transformerParamShapes } from './transformer_config';
 
 /** Parameters by name (see transformerParamShapes), f32 tensors. */
 export type TransformerParams = Record<string, Tensor>;
 
 export interface TransformerStepOptions {
-  /** The attention forward and backward; default {@link composedAttention}. */
+  /** The attention forward and backward; default {@link fusedAttention}. */
   attention?: AttentionStep;
   /** Compute gradients (default true); false gives the loss and logits only. */
   backward?: boolean;
@@ -95,7 +95,7 @@ export async function transformerStep(
   options: TransformerStepOptions = {},
 ): Promise<TransformerStepResult> {
   checkTransformerConfig('transformerStep', config);
-  const attention = options.attention ?? composedAttention;
+  const attention = options.attention ?? fusedAttention;
   const wantGrads = options.backward ?? true;
   if (ids.rank !== 2 || fmt(targets.shape) !== fmt(ids.shape)) {
     throw new Error(
@@ -140,7 +140,7 @@ export async function transformerStep(
         const q = await proj('q_proj');
         const k = await proj('k_proj');
         const v = await proj('v_proj');
-        const att = await attention.forward(q, k, v);
+        const att = await attention.forward(q, k, v, options.returnWeights);
         if (options.returnWeights && att.weights) kept[`weights.${i}`] = att.weights;
         const om = await mergeHeads(att.saved.output);
         const h1 = await linear(om, P(`${p}attn.out_proj.weight`), {
