@@ -36,3 +36,14 @@ export { type RopeOptions, rope } from './ops/rope';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
 export { randomUniform, seededRandom } from './random';
 export { type DType, type ReadType, Tensor, type TensorData } from './tensor';
+export { type TuneOptions, type TuneResult, tuneAttention } from './tune';
+export {
+  clearTuning,
+  exportTuning,
+  importTuning,
+  shapeClass,
+  type TuningChoice,
+  type TuningRecord,
+  type TuningShape,
+  tunedKernel,
+} from './tune_table';
