@@ -20,7 +20,10 @@ export interface Roofs {
   f32: Roof;
   /** f16 FMA throughput (vec4<f16> chains), where the device has `shader-f16`. */
   f16?: Roof;
-  /** A vec4<f32> streaming read of a buffer by a kernel: bytes read / time. */
+  /**
+   * A vec4<f32> streaming read of a buffer by a kernel: bytes read / time, the best of grid-stride
+   * (coalesced) and per-invocation-block access.
+   */
   read: Roof;
   /** copyBufferToBuffer: bytes read + bytes written / time. */
   copy: Roof;
@@ -73,8 +76,10 @@ ${chains.map((c) => `    x${c} = x${c} * a + b;`).join('\n')}
 }`;
 }
 
+// Reads n vec4s. mode 0: grid stride (neighbouring invocations read neighbouring vec4s: coalesced,
+// what GPUs want); mode 1: each invocation reads its own contiguous block (what CPU adapters want).
 const READ_KERNEL = `
-struct Params { n: u32, stride: u32, sentinel: f32, pad: u32 }
+struct Params { n: u32, invocations: u32, mode: u32, sentinel: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -83,11 +88,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var s0 = vec4<f32>(0.0);
   var s1 = vec4<f32>(0.0);
   var i = gid.x;
-  for (; i + p.stride < p.n; i += 2u * p.stride) {
-    s0 += src[i];
-    s1 += src[i + p.stride];
+  var end = p.n;
+  var step = p.invocations;
+  if (p.mode == 1u) {
+    let per = (p.n + p.invocations - 1u) / p.invocations;
+    i = gid.x * per;
+    end = min(i + per, p.n);
+    step = 1u;
   }
-  if (i < p.n) {
+  for (; i + step < end; i += 2u * step) {
+    s0 += src[i];
+    s1 += src[i + step];
+  }
+  if (i < end) {
     s0 += src[i];
   }
   let s = s0 + s1;
@@ -281,11 +294,12 @@ export async function measureRoofs(device: GPUDevice, options: RoofOptions = {})
       compute: { module, entryPoint: 'main' },
     });
     let read: Roof | undefined;
-    for (const workgroups of WORKGROUP_COUNTS) {
-      say(`roofs: read bandwidth, ${(bytes / 2 ** 20).toFixed(0)} MiB by ${workgroups} workgroups`);
+    for (const [mode, workgroups] of [0, 1].flatMap((m) => WORKGROUP_COUNTS.map((w) => [m, w]))) {
+      const how = mode ? 'contiguous blocks' : 'grid stride';
+      say(`roofs: read bandwidth, ${(bytes / 2 ** 20).toFixed(0)} MiB by ${workgroups} workgroups, ${how}`);
       const params = new ArrayBuffer(16);
-      new Uint32Array(params, 0, 2).set([bytes / 16, workgroups * WG]);
-      new Float32Array(params, 8, 1)[0] = -12345.5;
+      new Uint32Array(params, 0, 3).set([bytes / 16, workgroups * WG, mode]);
+      new Float32Array(params, 12, 1)[0] = -12345.5;
       const group = device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
         entries: [
@@ -305,7 +319,7 @@ export async function measureRoofs(device: GPUDevice, options: RoofOptions = {})
       const r = await calibrate(readRun, targetMs, samples, 64);
       const value = (r.scale * bytes) / r.ms / 1e6;
       if (!read || value > read.value) {
-        const work = `${r.scale} x ${(bytes / 2 ** 20).toFixed(0)} MiB read by ${workgroups} x ${WG} invocations`;
+        const work = `${r.scale} x ${(bytes / 2 ** 20).toFixed(0)} MiB read by ${workgroups} x ${WG} invocations, ${how}`;
         read = { value, unit: 'GB/s', ms: r.ms, work };
       }
     }
