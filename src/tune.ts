@@ -1,7 +1,7 @@
 // Autotuning of attention's kernel form per adapter and shape class (issue 12, item 5): time each
 // candidate form on the context's device, keep the fastest (src/tune_table.ts), which the planner
-// then takes instead of its rule. Timed with timestamp queries where the device has
-// `timestamp-query`, else by the wall clock around onSubmittedWorkDone.
+// takes instead of its rule where it asks `tunedKernel` (a hook in corePlan). Timed with timestamp
+// queries where the device has `timestamp-query`, else by the wall clock around onSubmittedWorkDone.
 import { type AttentionKernel, type Context, createContext } from './context';
 import { attention } from './ops/attention';
 import type { Tensor } from './tensor';
@@ -136,9 +136,9 @@ class CallTimer {
 
 /**
  * Times attention's candidate kernel forms on `ctx`'s device for each shape's class (see
- * `shapeClass`), and keeps the fastest for `ctx`: from then on `attention` on `ctx` plans calls
- * of a tuned class with the chosen form (the planner asks `tunedKernel`); other classes keep the
- * rule. Stays within `budgetMs` (shapes left when it is spent are skipped, and say so). Persist
+ * `shapeClass`), and keeps the fastest for `ctx`: `tunedKernel(ctx, shape)` then names it, and
+ * the planner plans calls of a tuned class with it where it asks `tunedKernel`; other classes
+ * keep the rule. Stays within `budgetMs` (shapes left when it is spent are skipped, and say so). Persist
  * the result (plain JSON) and restore it in a later session with `importTuning`.
  *
  * @example
