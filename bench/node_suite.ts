@@ -5,6 +5,8 @@
 // 3. tuning (src/tune.ts) of the kernel form for each shape; 4. each attention shape timed in each
 // form, as GFLOP/s and as a fraction of the roof that bounds it; 5. the decode layer (a small
 // transformer generating tokens), f32 and f16.
+
+import { loadavg } from 'node:os';
 import {
   type AttentionKernel,
   type Context,
@@ -133,6 +135,8 @@ export interface NodeBenchReport {
   layerModel: typeof LAYER_MODEL;
   layer: NodeLayerRow[];
   seconds: number;
+  /** The machine's 1-minute load average at the start and the end (CPU adapters share the cores). */
+  loadAverage: [number, number];
 }
 
 function median(xs: number[]): number {
@@ -215,6 +219,7 @@ export async function runNodeBench(
 ): Promise<NodeBenchReport> {
   const o = { ...NODE_DEFAULTS, ...partial };
   const started = performance.now();
+  const loadAtStart = loadavg()[0];
   const shapes = selectShapes(o);
   const gpu = await nodeGpu();
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
@@ -294,7 +299,7 @@ export async function runNodeBench(
       const kd = data(s.B * s.Hkv * s.Lk * s.D);
       const vd = data(s.B * s.Hkv * s.Lk * s.D);
       const ts = { ...s, Dv: s.D };
-      const choice = tunedKernel(ctx, ts) ?? ctx.attentionKernel;
+      const choice = tunedKernel(ctx, ts);
       for (const form of FORMS) {
         const fc = forms.get(form)!;
         const base = { shape: s.name, form, rule: form === ctx.attentionKernel, tuned: form === choice };
@@ -395,6 +400,7 @@ export async function runNodeBench(
       layerModel,
       layer,
       seconds: (performance.now() - started) / 1000,
+      loadAverage: [loadAtStart, loadavg()[0]],
     };
   } finally {
     probe.destroy();
@@ -498,7 +504,8 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
   const lines = [
     `# bench:node: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ')}`,
     '',
-    `Sources: ${sources}. ${report.date}, ${report.seconds.toFixed(0)} s${report.options.quick ? ', --quick' : ''}. ` +
+    `Sources: ${sources}. ${report.date}, ${report.seconds.toFixed(0)} s${report.options.quick ? ', --quick' : ''}, ` +
+      `load average ${report.loadAverage.map((x) => x.toFixed(1)).join(' -> ')}. ` +
       `Adapter features: ${report.features.join(', ')}. The context's rule picks the \`${report.ruleKernel}\` form here` +
       `${a.isFallbackAdapter ? ' (a fallback adapter: compute runs on the CPU, so these are not GPU figures)' : ''}.`,
     '',
