@@ -10,6 +10,7 @@ export const HEADER = [
   'min ms',
   'runs',
   'GFLOP/s',
+  '% of roof',
   'GPU ms',
   'ours ×',
   'dispatches',
@@ -28,6 +29,8 @@ export const COLUMN_NOTES: Record<string, string> = {
   runs: 'timed runs after warm-up (fewer, at least 2, where a row would take longer than its time budget)',
   'GFLOP/s':
     'useful work 4·B·H·Lq·Lk·D (halved when causal) / median; or why the row was not timed: wrong, skipped, n/a, error',
+  '% of roof':
+    'of the adapter’s roof measured in the same run (bench/roofs.ts): GFLOP/s of the f32 FMA roof where the shape is compute-bound (prefill), GB/s (q, k, v read and the output written once) of the vec4 read roof where it is bandwidth-bound (decode); from GPU ms where measured',
   'GPU ms': 'time on the GPU from timestamp queries (ours only, where the adapter has timestamp-query)',
   'ours ×':
     'our fused GFLOP/s divided by this row’s: above 1 we are faster, below 1 the row is (blank on our own rows)',
@@ -85,6 +88,9 @@ export function rowCells(row: Row, ours: Row | undefined): string[] {
     timed ? num(row.minMs) : '',
     timed ? String(row.samplesMs?.length ?? '') : '',
     timed ? num(row.gflops) : row.status,
+    timed && row.roof
+      ? `${(100 * row.roof.fraction).toFixed(1)}% ${row.roof.bound === 'compute' ? 'FMA' : 'read'}`
+      : '',
     num(row.gpuMedianMs),
     ratio,
     row.dispatches === undefined ? '' : String(row.dispatches),
@@ -185,6 +191,13 @@ export function markdownReport(report: BenchReport): string {
   return [
     `Adapter: **${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ') || 'unknown'}**` +
       ` (features: ${report.features.join(', ') || 'none'}), ${report.date.slice(0, 10)}.`,
+    ...(report.roofs
+      ? [
+          `Roofs measured in this run (${report.roofs.timing}): f32 FMA ${num(report.roofs.f32.value)} GFLOP/s` +
+            `${report.roofs.f16 ? `, f16 FMA ${num(report.roofs.f16.value)} GFLOP/s` : ''}, read ${num(report.roofs.read.value)} GB/s,` +
+            ` copy ${num(report.roofs.copy.value)} GB/s (read + write).`,
+        ]
+      : []),
     ...(report.rows.length
       ? [
           `f32, wall time from the call to the GPU finishing (onSubmittedWorkDone), median and min of ${o.repeats} runs after ${o.warmup} warm-up` +

@@ -65,6 +65,7 @@ function optionsFromUrl(): BenchOptions {
     maxSlowL: n('maxSlowL', DEFAULT_OPTIONS.maxSlowL),
     matmul: p.get('matmul') !== '0',
     rowBudgetS: n('rowBudgetS', DEFAULT_OPTIONS.rowBudgetS),
+    roofs: p.get('roofs') !== '0',
   };
 }
 
@@ -201,6 +202,7 @@ async function main(): Promise<void> {
       maxSlowL: Number(f.get('maxSlowL')),
       matmul: options.matmul,
       rowBudgetS: options.rowBudgetS,
+      roofs: options.roofs,
     }).catch((err: unknown) => {
       $('progress').textContent = `error: ${err instanceof Error ? err.message : String(err)}`;
     });

@@ -12,7 +12,7 @@
 // (ours, ours-other, composed, ort-subgroups, ort, tfjs, naive, ort-wasm), --repeats N, --warmup N,
 // --max-slow-L N (slow implementations skipped above query length N), --row-budget-s N (a row
 // whose calls are slow gets fewer timed runs, at least 2; 0 = always --repeats), --no-matmul,
-// --save / --no-save (default: save only a full run), --out DIR, --timeout-min N,
+// --no-roofs (skip measuring the adapter's roofs and the '% of roof' column), --save / --no-save (default: save only a full run), --out DIR, --timeout-min N,
 // --screenshot FILE.png (of the page once done), --no-run (only load the page: with --screenshot,
 // a picture of the heatmap), --render FILE.json (recompute that result's targets, rewrite its .md
 // and .svg with the current code; no run).
@@ -36,6 +36,7 @@ const { values: args } = parseArgs({
     'max-slow-L': { type: 'string', default: '1024' },
     'no-matmul': { type: 'boolean', default: false },
     'row-budget-s': { type: 'string', default: '30' },
+    'no-roofs': { type: 'boolean', default: false },
     save: { type: 'boolean' },
     'no-save': { type: 'boolean', default: false },
     out: { type: 'string', default: join(here, 'results') },
@@ -117,7 +118,7 @@ const base = server.resolvedUrls?.local[0];
 const browser = await chromium.launch({ executablePath, args: chromiumArgs(), headless: true });
 
 /** Column widths of the terminal table; the last column (note) is not padded. */
-const WIDTHS = [13, 38, 10, 10, 5, 8, 8, 8, 10, 8, 9];
+const WIDTHS = [13, 38, 10, 10, 5, 8, 12, 8, 8, 10, 8, 9];
 const LAYER_WIDTHS = [13, 10, 13, 13, 11];
 const layerLine = (cells) =>
   cells
@@ -178,6 +179,7 @@ async function runOnPage(page) {
     maxSlowL: args['max-slow-L'],
     matmul: args['no-matmul'] ? '0' : '1',
     rowBudgetS: args['row-budget-s'],
+    roofs: args['no-roofs'] ? '0' : '1',
   });
   await page.goto(`${base}bench/index.html?${query}`);
   const timeoutMs = Number(args['timeout-min']) * 60_000;

@@ -10,6 +10,7 @@ import { oursComposed, oursFused } from './impl/ours';
 import { tfjsWebgpu } from './impl/tfjs';
 import type { BenchInputs, CallStats, F32, Impl, ImplKind } from './impl/types';
 import { PassProbe } from './probe';
+import { measureRoofs, type Roofs, roofFraction } from './roofs';
 import { type BenchShape, checkKey, checkShape, flops, selectShapes, selectsLayer } from './shapes';
 import { type Target, targets } from './targets';
 
@@ -29,6 +30,8 @@ export interface BenchOptions {
    * last warm-up call) gets fewer timed runs, never fewer than 2. 0: always `repeats`.
    */
   rowBudgetS: number;
+  /** Measure the adapter's roofs first and report each row as a fraction of its roof. */
+  roofs: boolean;
 }
 
 export const DEFAULT_OPTIONS: BenchOptions = {
@@ -39,6 +42,7 @@ export const DEFAULT_OPTIONS: BenchOptions = {
   maxSlowL: 1024,
   matmul: true,
   rowBudgetS: 30,
+  roofs: true,
 };
 
 export const IMPL_IDS = [
@@ -77,6 +81,11 @@ export interface Row {
   dispatches?: number;
   peakBytes?: number;
   kernel?: string;
+  /**
+   * Of the roof that bounds the shape (bench/roofs.ts): compute (f32 FMA) or bandwidth (read),
+   * from GPU time where measured, else the median wall time.
+   */
+  roof?: { bound: 'compute' | 'bandwidth'; fraction: number };
 }
 
 export interface MatmulRow {
@@ -132,6 +141,8 @@ export interface BenchReport {
   layer?: LayerRow[];
   /** Its model sizes. */
   layerModel?: typeof DECODE_LAYER;
+  /** The adapter's roofs, measured at the start of the run (absent from older results). */
+  roofs?: Roofs;
   targets: Target[];
 }
 
@@ -333,6 +344,14 @@ export async function runBench(
     });
   };
   const probe = new PassProbe(ctx.device);
+  let roofs: Roofs | undefined;
+  if (options.roofs && shapes.length) {
+    try {
+      roofs = await measureRoofs(ctx.device, { progress: (message) => emit({ type: 'progress', message }) });
+    } catch (e) {
+      emit({ type: 'progress', message: `roofs: ${errorMessage(e)}` });
+    }
+  }
   const impls = shapes.length ? await createImpls(ctx, probe, adapterFeatures, wanted) : [];
   emit({
     type: 'start',
@@ -396,6 +415,7 @@ export async function runBench(
       try {
         const errors = gpuErrors.length;
         const { last, ...t } = await time(prepared.run, flops(shape), options);
+        const roof = roofs && roofFraction(shape, t.gpuMedianMs ?? t.medianMs, roofs);
         await prepared.device?.queue.onSubmittedWorkDone();
         if (gpuErrors.length > errors)
           return { ...base, status: 'error', note: `WebGPU error: ${gpuErrors[errors]}` };
@@ -408,6 +428,7 @@ export async function runBench(
           dispatches: last?.dispatches,
           peakBytes: last?.peakBytes,
           kernel: last?.kernel,
+          roof: roof && { bound: roof.bound, fraction: roof.fraction },
         };
       } finally {
         prepared.dispose();
@@ -462,6 +483,7 @@ export async function runBench(
     matmul: matmulRows,
     layer: layerRows,
     layerModel: DECODE_LAYER,
+    roofs,
     targets: targets(shapes, rows, matmulRows),
   };
   emit({ type: 'done', report });

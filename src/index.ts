@@ -93,3 +93,14 @@ export {
   type TransformerConfig,
   transformerParamShapes,
 } from './train/transformer_config';
+export { type TuneOptions, type TuneResult, tuneAttention } from './tune';
+export {
+  clearTuning,
+  exportTuning,
+  importTuning,
+  shapeClass,
+  type TuningChoice,
+  type TuningRecord,
+  type TuningShape,
+  tunedKernel,
+} from './tune_table';

@@ -8,6 +8,7 @@ import { type ElementStorage, elementStorage } from '../f16';
 import type { Bindable } from '../program';
 import { broadcastStrides, expectRank, fmt } from '../shape';
 import { bytesPerElement, type DType, type Tensor } from '../tensor';
+import { tunedKernel } from '../tune_table';
 
 export interface AttentionOptions {
   /** Multiplies q·k. Default 1/sqrt(D). */
@@ -224,7 +225,9 @@ export function corePlan(
 ): FlashPlan | DecodePlan {
   const { ctx, shape: s, mask } = inputs;
   const fits = s.D % 4 === 0 && s.Dv % 4 === 0 && !options.returnWeights;
-  const kernel: AttentionKernel = ctx.attentionKernel === 'registers' && fits ? 'registers' : 'workgroup';
+  // the form tuneAttention measured fastest for this shape class, else the context's rule
+  const preferred = tunedKernel(ctx, s, inputs.dtype) ?? ctx.attentionKernel;
+  const kernel: AttentionKernel = preferred === 'registers' && fits ? 'registers' : 'workgroup';
   const core: CorePlan = {
     shape: s,
     kernel,

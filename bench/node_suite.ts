@@ -1,0 +1,595 @@
+// The benchmark in Node through Dawn (`npm run bench:node`, run by bench/node.mjs): no browser and
+// no peers, our own kernels on the adapter Dawn picks (a real GPU when there is one, see
+// src/node.ts). Steps: 1. every kernel form (workgroup, registers) in each storage dtype checked
+// against the float64 reference on small shapes; 2. the adapter's roofs (bench/roofs.ts);
+// 3. tuning (src/tune.ts) of the kernel form for each shape; 4. each attention shape timed in each
+// form, as GFLOP/s and as a fraction of the roof that bounds it; 5. the decode layer (a small
+// transformer generating tokens), f32 and f16.
+
+import { loadavg } from 'node:os';
+import {
+  type AttentionKernel,
+  type Context,
+  createContext,
+  fromF16Bits,
+  planAttention,
+  randomUniform,
+  seededRandom,
+  type Tensor,
+  type TuneResult,
+  toF16Bits,
+  tuneAttention,
+  tunedKernel,
+} from '../src';
+import { nodeGpu } from '../src/node';
+import { attention } from '../src/ops/attention';
+import { attentionCpu } from '../src/reference';
+import { runDecode } from './decode_layer';
+import { PassProbe } from './probe';
+import { attentionBytes, attentionFlops, measureRoofs, type Roofs, roofFraction } from './roofs';
+import { type BenchShape, SHAPES } from './shapes';
+
+export interface NodeBenchOptions {
+  /** Few small shapes, short roofs and a short layer run: minutes on a CPU adapter. */
+  quick: boolean;
+  /** Comma list of shape names or groups; '' for the mode's default. */
+  shapes: string;
+  /** Timed calls per row at most (median taken). */
+  repeats: number;
+  /** Seconds one row's timed calls may take (fewer calls, at least 2, beyond it). */
+  rowBudgetS: number;
+  /** Time bound of tuning, ms. */
+  tuneBudgetMs: number;
+  /** Skip the decode layer. */
+  noLayer: boolean;
+}
+
+export const NODE_DEFAULTS: NodeBenchOptions = {
+  quick: false,
+  shapes: '',
+  repeats: 10,
+  rowBudgetS: 10,
+  tuneBudgetMs: 20_000,
+  noLayer: false,
+};
+
+/** Shapes a GPU needs to show the issue-12 targets (L >= 2048 at D 64 and 128, Lk >= 8192). */
+const GPU_SHAPES: BenchShape[] = [
+  { name: 'prefill-4096', group: 'prefill', B: 1, Hq: 8, Hkv: 8, Lq: 4096, Lk: 4096, D: 64, causal: false },
+  { name: 'd128-2048', group: 'd128', B: 1, Hq: 8, Hkv: 8, Lq: 2048, Lk: 2048, D: 128, causal: false },
+  {
+    name: 'decode-gqa-32768',
+    group: 'decode',
+    B: 1,
+    Hq: 32,
+    Hkv: 8,
+    Lq: 1,
+    Lk: 32768,
+    D: 128,
+    causal: false,
+  },
+];
+const ALL_SHAPES = [...SHAPES, ...GPU_SHAPES];
+const QUICK_SHAPES = ['prefill-128', 'prefill-512', 'gqa-512', 'decode-2048'];
+
+/** The decode-layer model: GPU-sized, or the page's small model in quick mode. */
+const LAYER_MODEL = { steps: 64, layers: 4, embedDim: 2048, numHeads: 16, numKvHeads: 4, prompt: 512 };
+const QUICK_LAYER_MODEL = { steps: 8, layers: 2, embedDim: 256, numHeads: 8, numKvHeads: 2, prompt: 16 };
+
+const FORMS: readonly AttentionKernel[] = ['workgroup', 'registers'];
+const TOL = { f32: 1e-4, f16: 2e-3 };
+
+export interface CheckRow {
+  form: AttentionKernel;
+  dtype: 'f32' | 'f16';
+  shape: string;
+  /** What the plan ran: path and form. */
+  kernel: string;
+  /** Largest |out - ref| / (atol / rtol + |ref|) scaled so that 1 is the tolerance. */
+  err: number;
+  ok: boolean;
+  error?: string;
+}
+
+export interface NodeRow {
+  shape: string;
+  form: AttentionKernel;
+  /** Whether this form is the context's rule (default) and tuning's choice for the shape. */
+  rule: boolean;
+  tuned: boolean;
+  kernel: string;
+  status: 'ok' | 'error' | 'skipped';
+  note?: string;
+  runs?: number;
+  medianMs?: number;
+  gpuMs?: number;
+  gflops?: number;
+  gbps?: number;
+  bound?: 'compute' | 'bandwidth';
+  /** Of the bounding roof, from GPU time where measured, else wall time. */
+  roofFraction?: number;
+}
+
+export interface NodeLayerRow {
+  dtype: 'f32' | 'f16';
+  status: 'ok' | 'error';
+  note?: string;
+  tokensPerSecond?: number;
+  msPerLayer?: number;
+  prefillMs?: number;
+}
+
+export interface NodeBenchReport {
+  date: string;
+  runner: 'node';
+  adapter: { vendor: string; architecture: string; description: string; isFallbackAdapter: boolean };
+  features: string[];
+  /** The kernel form the context's rule picks on this adapter. */
+  ruleKernel: AttentionKernel;
+  options: NodeBenchOptions;
+  checks: CheckRow[];
+  roofs: Roofs;
+  tuning: TuneResult;
+  shapes: BenchShape[];
+  rows: NodeRow[];
+  layerModel: typeof LAYER_MODEL;
+  layer: NodeLayerRow[];
+  seconds: number;
+  /** The machine's 1-minute load average at the start and the end (CPU adapters share the cores). */
+  loadAverage: [number, number];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200);
+
+function selectShapes(o: NodeBenchOptions): BenchShape[] {
+  const words = (o.shapes || (o.quick ? QUICK_SHAPES.join(',') : 'all')).split(',').filter(Boolean);
+  if (words.includes('all')) return ALL_SHAPES;
+  const unknown = words.filter((w) => !ALL_SHAPES.some((s) => s.name === w || s.group === w));
+  if (unknown.length) {
+    throw new Error(
+      `--shapes: unknown ${unknown.join(', ')}; expected names or groups of ${ALL_SHAPES.map((s) => s.name).join(', ')}`,
+    );
+  }
+  return ALL_SHAPES.filter((s) => words.includes(s.name) || words.includes(s.group));
+}
+
+/** Small shapes of every kind the benchmark times: odd lengths, GQA, causal, D 128, decode. */
+const CHECK_SHAPES: BenchShape[] = [
+  { name: 'prefill', group: '', B: 1, Hq: 2, Hkv: 2, Lq: 77, Lk: 77, D: 64, causal: false },
+  { name: 'causal', group: '', B: 1, Hq: 2, Hkv: 2, Lq: 77, Lk: 77, D: 64, causal: true },
+  { name: 'gqa', group: '', B: 1, Hq: 4, Hkv: 2, Lq: 33, Lk: 77, D: 64, causal: false },
+  { name: 'd128', group: '', B: 1, Hq: 2, Hkv: 2, Lq: 20, Lk: 45, D: 128, causal: true },
+  { name: 'decode', group: '', B: 1, Hq: 8, Hkv: 2, Lq: 1, Lk: 333, D: 128, causal: false },
+];
+
+function kernelOf(q: Tensor, k: Tensor, v: Tensor, causal: boolean): string {
+  const plan = planAttention(q, k, v, { causal });
+  return plan.path === 'flash' || plan.path === 'decode' ? `${plan.path} (${plan.kernel})` : plan.path;
+}
+
+/** One form and dtype on one small shape against the float64 reference. */
+async function check(ctx: Context, form: AttentionKernel, dtype: 'f32' | 'f16', s: BenchShape) {
+  const random = seededRandom(7);
+  const round = (x: Float32Array) => (dtype === 'f16' ? x.map((e) => fromF16Bits(toF16Bits(e))) : x);
+  const qd = round(randomUniform(random, s.B * s.Hq * s.Lq * s.D));
+  const kd = round(randomUniform(random, s.B * s.Hkv * s.Lk * s.D));
+  const vd = round(randomUniform(random, s.B * s.Hkv * s.Lk * s.D));
+  const q = ctx.tensor(qd, [s.B, s.Hq, s.Lq, s.D], { dtype });
+  const k = ctx.tensor(kd, [s.B, s.Hkv, s.Lk, s.D], { dtype });
+  const v = ctx.tensor(vd, [s.B, s.Hkv, s.Lk, s.D], { dtype });
+  const row: CheckRow = { form, dtype, shape: s.name, kernel: '', err: Number.NaN, ok: false };
+  try {
+    row.kernel = kernelOf(q, k, v, s.causal);
+    const { output } = await attention(q, k, v, { causal: s.causal });
+    const got = (await output.read()) as Float32Array;
+    output.destroy();
+    const ref = attentionCpu(
+      { data: qd, shape: [s.B, s.Hq, s.Lq, s.D] },
+      { data: kd, shape: [s.B, s.Hkv, s.Lk, s.D] },
+      { data: vd, shape: [s.B, s.Hkv, s.Lk, s.D] },
+      { causal: s.causal },
+    ).output.data;
+    const tol = TOL[dtype];
+    let worst = 0;
+    for (let i = 0; i < ref.length; i++) {
+      const e = Math.abs(got[i] - ref[i]) / (tol + tol * Math.abs(ref[i]));
+      if (!(e <= worst)) worst = Number.isNaN(e) ? Number.POSITIVE_INFINITY : e;
+    }
+    row.err = worst;
+    row.ok = worst <= 1 && got.length === ref.length;
+  } catch (e) {
+    row.error = message(e);
+  } finally {
+    for (const t of [q, k, v]) t.destroy();
+  }
+  return row;
+}
+
+/** Runs the Node benchmark; `progress` hears each step, `row` each result as it comes. */
+export async function runNodeBench(
+  partial: Partial<NodeBenchOptions>,
+  progress: (message: string) => void,
+  onRow: (line: string) => void = () => {},
+): Promise<NodeBenchReport> {
+  const o = { ...NODE_DEFAULTS, ...partial };
+  const started = performance.now();
+  const loadAtStart = loadavg()[0];
+  const shapes = selectShapes(o);
+  const gpu = await nodeGpu();
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new Error('bench:node: requestAdapter() returned null (no WebGPU adapter)');
+  const features = [...adapter.features].sort();
+  const ctx = await createContext({ gpu, adapter, label: 'bench:node' });
+  const errors: string[] = [];
+  ctx.device.addEventListener('uncapturederror', (e) => {
+    errors.push((e as GPUUncapturedErrorEvent).error.message);
+  });
+  const forms = new Map<AttentionKernel, Context>();
+  for (const form of FORMS) {
+    forms.set(
+      form,
+      await createContext({ device: ctx.device, attentionKernel: form, label: `bench:${form}` }),
+    );
+  }
+  const probe = new PassProbe(ctx.device);
+  try {
+    const a = ctx.adapterInfo;
+    progress(`adapter: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ')}`);
+
+    // 1. checks
+    const checks: CheckRow[] = [];
+    const dtypes = ['f32', 'f16'] as const;
+    for (const form of FORMS) {
+      for (const dtype of dtypes) {
+        for (const s of CHECK_SHAPES) {
+          progress(`check ${form} ${dtype} ${s.name}`);
+          const row = await check(forms.get(form)!, form, dtype, s);
+          checks.push(row);
+          if (!row.ok) onRow(`CHECK FAILED: ${form} ${dtype} ${s.name}: ${row.error ?? `err ${row.err}`}`);
+        }
+      }
+    }
+    await ctx.sync();
+    if (errors.length) throw new Error(`WebGPU error during the checks: ${errors[0]}`);
+    const passed = new Set(FORMS.filter((f) => checks.every((c) => c.form !== f || c.ok)));
+    onRow(`checks: ${checks.filter((c) => c.ok).length} of ${checks.length} passed`);
+
+    // 2. roofs
+    const roofs = await measureRoofs(ctx.device, {
+      targetMs: o.quick ? 20 : 40,
+      samples: o.quick ? 3 : 5,
+      bytes: o.quick ? 32 * 2 ** 20 : 512 * 2 ** 20,
+      progress,
+    });
+    const r = (x: { value: number; unit: string } | undefined) =>
+      x ? `${x.value.toPrecision(4)} ${x.unit}` : '-';
+    onRow(
+      `roofs (${roofs.timing}): f32 FMA ${r(roofs.f32)}, f16 FMA ${r(roofs.f16)}, read ${r(roofs.read)}, copy ${r(roofs.copy)}`,
+    );
+
+    // 3. tuning
+    const tuneShapes = shapes.map((s) => ({
+      B: s.B,
+      Hq: s.Hq,
+      Hkv: s.Hkv,
+      Lq: s.Lq,
+      Lk: s.Lk,
+      D: s.D,
+      Dv: s.D,
+    }));
+    const tuning = await tuneAttention(ctx, tuneShapes, {
+      candidates: FORMS.filter((f) => passed.has(f)),
+      budgetMs: o.tuneBudgetMs,
+      repeats: o.quick ? 2 : 5,
+      progress,
+    });
+
+    // 4. attention shapes
+    const rows: NodeRow[] = [];
+    for (const [index, s] of shapes.entries()) {
+      const random = seededRandom(1000 + index);
+      const data = (n: number) => randomUniform(random, n);
+      const qd = data(s.B * s.Hq * s.Lq * s.D);
+      const kd = data(s.B * s.Hkv * s.Lk * s.D);
+      const vd = data(s.B * s.Hkv * s.Lk * s.D);
+      const ts = { ...s, Dv: s.D };
+      const choice = tunedKernel(ctx, ts);
+      for (const form of FORMS) {
+        const fc = forms.get(form)!;
+        const base = { shape: s.name, form, rule: form === ctx.attentionKernel, tuned: form === choice };
+        if (!passed.has(form)) {
+          rows.push({ ...base, kernel: '', status: 'skipped', note: 'failed its checks' });
+          continue;
+        }
+        progress(`${s.name}: ${form}`);
+        const q = fc.tensor(qd, [s.B, s.Hq, s.Lq, s.D]);
+        const k = fc.tensor(kd, [s.B, s.Hkv, s.Lk, s.D]);
+        const v = fc.tensor(vd, [s.B, s.Hkv, s.Lk, s.D]);
+        const row: NodeRow = { ...base, kernel: kernelOf(q, k, v, s.causal), status: 'ok' };
+        try {
+          const call = async () => {
+            const { value, probe: p } = await probe.record(() => attention(q, k, v, { causal: s.causal }));
+            value.output.destroy();
+            return p;
+          };
+          const t0 = performance.now();
+          await call(); // compiles
+          const warmMs = performance.now() - t0;
+          const affordable = Math.floor((o.rowBudgetS * 1000) / Math.max(warmMs, 1e-3));
+          const runs = Math.min(o.repeats, Math.max(2, affordable));
+          const wall: number[] = [];
+          const gpuMs: number[] = [];
+          for (let i = 0; i < runs; i++) {
+            const t = performance.now();
+            const p = await call();
+            wall.push(p.doneAt - t);
+            if (p.gpuMs !== undefined) gpuMs.push(p.gpuMs);
+          }
+          row.runs = runs;
+          row.medianMs = median(wall);
+          row.gpuMs = gpuMs.length === runs ? median(gpuMs) : undefined;
+          const ms = row.gpuMs ?? row.medianMs;
+          const fr = roofFraction(s, ms, roofs);
+          row.gflops = attentionFlops(s) / ms / 1e6;
+          row.gbps = attentionBytes(s) / ms / 1e6;
+          row.bound = fr.bound;
+          row.roofFraction = fr.fraction;
+        } catch (e) {
+          row.status = 'error';
+          row.note = message(e);
+        } finally {
+          for (const t of [q, k, v]) t.destroy();
+        }
+        rows.push(row);
+        onRow(nodeRowLine(row));
+      }
+    }
+
+    // 5. decode layer
+    const layerModel = o.quick ? QUICK_LAYER_MODEL : LAYER_MODEL;
+    const layer: NodeLayerRow[] = [];
+    if (!o.noLayer) {
+      for (const dtype of ['f32', 'f16'] as const) {
+        progress(`decode layer ${dtype}`);
+        try {
+          const res = await runDecode(ctx, { ...layerModel, dtype });
+          const ok = res.last.every(Number.isFinite);
+          layer.push({
+            dtype,
+            status: ok ? 'ok' : 'error',
+            note: ok
+              ? dtype === 'f16'
+                ? ctx.hasF16
+                  ? 'shader-f16'
+                  : 'packed f16'
+                : undefined
+              : 'non-finite',
+            tokensPerSecond: res.tokensPerSecond,
+            msPerLayer: res.msPerLayer,
+            prefillMs: res.prefillMs,
+          });
+        } catch (e) {
+          layer.push({ dtype, status: 'error', note: message(e) });
+        }
+        const l = layer.at(-1)!;
+        onRow(
+          `decode layer ${dtype}: ${l.status === 'ok' ? `${l.tokensPerSecond!.toFixed(1)} tokens/s` : l.note}`,
+        );
+      }
+    }
+    await ctx.sync();
+    if (errors.length) throw new Error(`WebGPU error: ${errors[0]}`);
+    return {
+      date: new Date().toISOString(),
+      runner: 'node',
+      adapter: ctx.adapterInfo,
+      features,
+      ruleKernel: ctx.attentionKernel,
+      options: o,
+      checks,
+      roofs,
+      tuning,
+      shapes,
+      rows,
+      layerModel,
+      layer,
+      seconds: (performance.now() - started) / 1000,
+      loadAverage: [loadAtStart, loadavg()[0]],
+    };
+  } finally {
+    probe.destroy();
+    for (const c of forms.values()) c.destroy();
+    ctx.destroy();
+  }
+}
+
+const fixed = (x: number | undefined, digits = 3) =>
+  x === undefined || !Number.isFinite(x) ? '' : x >= 100 ? x.toFixed(0) : x.toPrecision(digits);
+
+/** Columns of the attention table. */
+export const NODE_HEADER = [
+  'shape',
+  'form',
+  'chosen by',
+  'kernel',
+  'runs',
+  'median ms',
+  'GPU ms',
+  'GFLOP/s',
+  'GB/s',
+  'bound',
+  '% of roof',
+];
+
+export function nodeRowCells(r: NodeRow): string[] {
+  const by = [r.rule ? 'rule' : '', r.tuned ? 'tuning' : ''].filter(Boolean).join(', ');
+  if (r.status !== 'ok') return [r.shape, r.form, by, r.kernel, '', r.status, '', '', '', '', r.note ?? ''];
+  return [
+    r.shape,
+    r.form,
+    by,
+    r.kernel,
+    String(r.runs),
+    fixed(r.medianMs),
+    fixed(r.gpuMs),
+    fixed(r.gflops),
+    fixed(r.gbps),
+    r.bound ?? '',
+    r.roofFraction === undefined ? '' : `${(100 * r.roofFraction).toFixed(1)}%`,
+  ];
+}
+
+const WIDTHS = [17, 10, 13, 18, 5, 10, 9, 9, 8, 10, 9];
+export function nodeRowLine(r: NodeRow): string {
+  return nodeRowCells(r)
+    .map((c, i) => c.padEnd(WIDTHS[i]))
+    .join(' ')
+    .trimEnd();
+}
+export const nodeHeaderLine = () =>
+  NODE_HEADER.map((c, i) => c.padEnd(WIDTHS[i]))
+    .join(' ')
+    .trimEnd();
+
+/** The issue-12 targets this run can speak to (on a GPU; reported on any adapter). */
+export function nodeTargets(report: NodeBenchReport): { target: string; value?: number; goal: number }[] {
+  // the faster form's fraction, at the worst of the matching shapes (every one must meet it)
+  const best = (pred: (s: BenchShape) => boolean) => {
+    const xs = report.shapes.filter(pred).map((s) => bestOf(report, s.name));
+    return xs.length && xs.every(Number.isFinite) ? Math.min(...xs) : undefined;
+  };
+  return [
+    {
+      target: 'prefill, L >= 2048 (D 64 and 128): fraction of the f32 FMA roof',
+      value: best((s) => s.Lq >= 2048 && !s.causal),
+      goal: 0.4,
+    },
+    {
+      target: 'prefill, H 8, L 512: fraction of the f32 FMA roof',
+      value: best((s) => s.name === 'prefill-512'),
+      goal: 0.2,
+    },
+    {
+      target: 'decode, Lk >= 8192: fraction of the read bandwidth',
+      value: best((s) => s.Lq === 1 && s.Lk >= 8192),
+      goal: 0.65,
+    },
+  ];
+}
+
+/** The faster form's roof fraction on shape `name` (-Infinity when none ran). */
+function bestOf(report: NodeBenchReport, name: string): number {
+  const xs = report.rows.filter((r) => r.shape === name && r.status === 'ok').map((r) => r.roofFraction!);
+  return xs.length ? Math.max(...xs) : Number.NEGATIVE_INFINITY;
+}
+
+/** The Markdown report written next to the JSON. */
+export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
+  const a = report.adapter;
+  const roof = (x: { value: number; unit: string; work: string } | undefined) =>
+    x ? `${fixed(x.value, 4)} ${x.unit} | ${x.work}` : 'n/a (no shader-f16) |';
+  const table = (header: string[], rows: string[][]) =>
+    [
+      `| ${header.join(' | ')} |`,
+      `|${header.map(() => '---').join('|')}|`,
+      ...rows.map((r) => `| ${r.join(' | ')} |`),
+    ].join('\n');
+  const failed = report.checks.filter((c) => !c.ok);
+  const lines = [
+    `# bench:node: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ')}`,
+    '',
+    `Sources: ${sources}. ${report.date}, ${report.seconds.toFixed(0)} s${report.options.quick ? ', --quick' : ''}, ` +
+      `load average ${report.loadAverage.map((x) => x.toFixed(1)).join(' -> ')}. ` +
+      `Adapter features: ${report.features.join(', ')}. The context's rule picks the \`${report.ruleKernel}\` form here` +
+      `${a.isFallbackAdapter ? ' (a fallback adapter: compute runs on the CPU, so these are not GPU figures)' : ''}.`,
+    '',
+    '## Checks against the float64 reference',
+    '',
+    `${report.checks.length - failed.length} of ${report.checks.length} passed (both forms, f32 and f16 storage, shapes ${CHECK_SHAPES.map((s) => s.name).join(', ')}; error in units of the tolerance, f32 1e-4 + 1e-4·|ref|, f16 2e-3 + 2e-3·|ref|).` +
+      (failed.length
+        ? ` Failed: ${failed.map((c) => `${c.form} ${c.dtype} ${c.shape} (${c.error ?? c.err.toPrecision(3)})`).join('; ')}.`
+        : ''),
+    '',
+    `## Roofs (measured in this run, ${report.roofs.timing})`,
+    '',
+    table(
+      ['roof', 'value', 'how'],
+      [
+        ['f32 FMA', ...roof(report.roofs.f32).split(' | ')],
+        ['f16 FMA', ...roof(report.roofs.f16).split(' | ')],
+        ['read (vec4 kernel)', ...roof(report.roofs.read).split(' | ')],
+        ['copy (copyBufferToBuffer)', ...roof(report.roofs.copy).split(' | ')],
+      ],
+    ),
+    '',
+    '## Attention',
+    '',
+    'Each shape in both kernel forms. GFLOP/s counts 4·B·H·Lq·Lk·D (halved when causal); GB/s counts q, k, v read ' +
+      'and the output written once. "bound": compute when the call does more flops per byte than the adapter\'s ' +
+      'ridge point (f32 roof / read roof), else bandwidth; "% of roof" is GFLOP/s of the f32 FMA roof or GB/s of the ' +
+      'read roof, from GPU time where timestamps exist, else wall time. "chosen by": the form the context\'s rule ' +
+      'picks, and the one tuning picked.',
+    '',
+    table(
+      NODE_HEADER,
+      report.rows.map((r) => nodeRowCells(r).map((c) => c.replaceAll('|', '/'))),
+    ),
+    '',
+    '## Tuning',
+    '',
+    table(
+      ['class', 'chosen', 'workgroup ms', 'registers ms', 'timing'],
+      Object.entries(report.tuning.choices).map(([cls, c]) => [
+        cls,
+        c.kernel,
+        fixed(c.ms.workgroup),
+        fixed(c.ms.registers),
+        c.timing,
+      ]),
+    ),
+    ...(report.tuning.skipped.length
+      ? [
+          '',
+          `Not tuned: ${report.tuning.skipped.map((s) => `Lq ${s.shape.Lq} Lk ${s.shape.Lk} (${s.reason})`).join('; ')}.`,
+        ]
+      : []),
+    '',
+    '## Issue-12 targets (meant for a GPU)',
+    '',
+    table(
+      ['target', 'measured', 'goal'],
+      nodeTargets(report).map((t) => [
+        t.target,
+        t.value === undefined || !Number.isFinite(t.value)
+          ? 'not measured'
+          : `${(100 * t.value).toFixed(1)}%`,
+        `${100 * t.goal}%`,
+      ]),
+    ),
+  ];
+  if (report.layer.length) {
+    const m = report.layerModel;
+    lines.push(
+      '',
+      `## Decode layer (${m.layers} layers, E ${m.embedDim}, ${m.numHeads} / ${m.numKvHeads} heads, prompt ${m.prompt}, ${m.steps} tokens)`,
+      '',
+      table(
+        ['dtype', 'tokens/s', 'ms per layer', 'prefill ms', 'note'],
+        report.layer.map((l) => [
+          l.dtype,
+          fixed(l.tokensPerSecond),
+          fixed(l.msPerLayer),
+          fixed(l.prefillMs),
+          l.note ?? '',
+        ]),
+      ),
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
