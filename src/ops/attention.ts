@@ -1,9 +1,19 @@
 // attention(): check -> plan -> programs -> run. The plan (attention_plan.ts) decides how the call
 // runs; the executors record its programs into one Recording, submitted as one command buffer.
+import type { Context } from '../context';
 import { Recording } from '../program';
-import type { Tensor } from '../tensor';
-import { type AttentionOptions, type AttentionResult, checkAttentionInputs, plan } from './attention_plan';
+import { Tensor } from '../tensor';
+import {
+  type AttentionOptions,
+  type AttentionResult,
+  checkAttentionInputs,
+  plan,
+  RULE_NONE,
+  type ScoringRules,
+  scoringRules,
+} from './attention_plan';
 import { recordBlocks, recordCore, recordHeads } from './attention_split';
+import { checkSnippets } from './score_snippets';
 
 export type { AttentionOptions, AttentionResult };
 
@@ -57,6 +67,7 @@ async function runAttention(
   const shape = checkAttentionInputs(q, k, v, options);
   const { ctx } = q;
   const { mask } = options;
+  await checkSnippets(ctx, options);
   const p = plan({ ctx, shape, dtype: q.dtype, mask }, options, force);
   const { B, Hq, Lq, Lk, Dv } = shape;
   const output = ctx.zeros([B, Hq, Lq, Dv], q.dtype, 'attention:output');
@@ -64,7 +75,8 @@ async function runAttention(
   const weights = options.returnWeights ? ctx.zeros([B, Hq, Lq, Lk], 'f32', 'attention:weights') : undefined;
   const rec = new Recording(ctx, 'attention');
   try {
-    const call = { q, k, v, mask, output: output.buffer, lse: lse?.buffer, weights: weights?.buffer };
+    const rules = recordRuleData(rec, ctx, options, scoringRules(options, shape));
+    const call = { q, k, v, mask, rules, output: output.buffer, lse: lse?.buffer, weights: weights?.buffer };
     if (p.path === 'heads') recordHeads(rec, p, call);
     else if (p.path === 'blocks') recordBlocks(rec, p, call, options);
     else {
@@ -77,4 +89,39 @@ async function runAttention(
     throw e;
   }
   return { output, lse, weights };
+}
+
+/**
+ * The rule data of a call (ALiBi slopes, sinks, document starts; layout in `ScoringRules`) in a
+ * buffer that lives until the recording is submitted: arrays written, tensors copied on the GPU.
+ * Undefined when the call has none.
+ */
+function recordRuleData(
+  rec: Recording,
+  ctx: Context,
+  options: AttentionOptions,
+  rules: ScoringRules,
+): GPUBuffer | undefined {
+  const parts: [at: number, x: ArrayLike<number> | Tensor | undefined, f32: boolean][] = [
+    [rules.alibiAt, options.alibiSlopes, true],
+    [rules.sinksAt, options.sinks, true],
+    [rules.docsQAt, options.cuSeqlensQ, false],
+    [rules.docsKAt, options.cuSeqlensK, false],
+  ];
+  const present = parts.filter(([at, x]) => at !== RULE_NONE && x !== undefined);
+  if (!present.length) return undefined;
+  const words = Math.max(...present.map(([at, x]) => at + (x instanceof Tensor ? x.size : x!.length)));
+  const data = new ArrayBuffer(words * 4);
+  const buffer = rec.buffer(data.byteLength, 'attention:rules');
+  for (const [at, x, isF32] of present) {
+    if (x instanceof Tensor) {
+      rec.copy(x.buffer, 0, buffer, at * 4, x.size * 4);
+    } else if (isF32) {
+      new Float32Array(data, at * 4, x!.length).set(Array.from(x!, Number));
+    } else {
+      new Uint32Array(data, at * 4, x!.length).set(Array.from(x!, Number));
+    }
+  }
+  ctx.device.queue.writeBuffer(buffer, 0, data);
+  return buffer;
 }

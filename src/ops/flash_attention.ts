@@ -9,10 +9,33 @@ import { chunkPrelude, elementPrelude } from '../f16';
 import { f32, i32, type Recording, type UniformValue } from '../program';
 import type { AttentionBuffers, CorePlan, FlashPlan } from './attention_plan';
 
-/** Uniforms every attention kernel that scores keys reads (flash_common.wgsl, decode_partials.wgsl). */
+/** The identities, compiled in where the call gives no scoreMod or maskMod. */
+const IDENTITY_SCORE_MOD = 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s; }';
+const IDENTITY_MASK_MOD = 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool { return true; }';
+
+/**
+ * The WGSL every kernel that scores keys appends: key_rules.wgsl and the call's score_mod and
+ * mask_mod (so pipelines are cached per snippet text). The kernel also needs masked.wgsl, a `mask`
+ * binding and its MASK constant, and the constant RULES_BINDING = the binding of `io.rules`, which
+ * goes last in its binding list (see `withRules`).
+ */
+export function scoringSources(plan: CorePlan): string[] {
+  return [keyRulesSource, plan.rules.scoreMod ?? IDENTITY_SCORE_MOD, plan.rules.maskMod ?? IDENTITY_MASK_MOD];
+}
+
+/** `bindings` with the rule data appended, and the RULES_BINDING constant that declares it. */
+export function withRules(
+  bindings: readonly (GPUBuffer | undefined)[],
+  io: AttentionBuffers,
+): { bindings: (GPUBuffer | undefined)[]; RULES_BINDING: number } {
+  return { bindings: [...bindings, io.rules], RULES_BINDING: bindings.length + 1 };
+}
+
+/** Uniforms every attention kernel that scores keys reads (key_rules.wgsl and the kernels). */
 export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<string, UniformValue> {
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = plan.shape;
   const [mask_b, mask_h, mask_i, mask_j] = plan.maskStrides;
+  const r = plan.rules;
   return {
     B,
     Hq,
@@ -30,6 +53,20 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
     kStride: io.kStride,
     vStride: io.vStride,
     shift: i32(plan.causalShift),
+    softcap: f32(r.softcap),
+    win_left: i32(r.window[0]),
+    win_right: i32(r.window[1]),
+    alibi_at: r.alibiAt,
+    sinks_at: r.sinksAt,
+    docs: r.docs,
+    docs_q_at: r.docsQAt,
+    docs_k_at: r.docsKAt,
+    score_mod: r.scoreMod ? 1 : 0,
+    mask_mod: r.maskMod ? 1 : 0,
+    b0: r.origin[0],
+    h0: r.origin[1],
+    i0: r.origin[2],
+    j0: r.origin[3],
   };
 }
 
@@ -38,10 +75,10 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
   const { D, Dv } = plan.shape;
   const D4 = Math.ceil(D / 4);
   const DV4 = Math.ceil(Dv / 4);
-  const bindings = [io.q, io.k, io.v, io.mask, io.output, io.lse];
-  const shared = [flashCommonSource, keyRulesSource, maskedSource];
+  const shared = [flashCommonSource, maskedSource, ...scoringSources(plan)];
   const common = { D4, DV4, MASK: plan.maskKind, LSE: plan.lse };
   if (plan.kernel === 'registers') {
+    const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, io.output, io.lse], io);
     rec.dispatch({
       name: 'flash_attention_registers',
       sources: [
@@ -51,18 +88,28 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
         valueChunksSource,
         ...shared,
       ],
-      constants: { WG: plan.rowsPerWorkgroup / 4, ...common },
+      constants: { WG: plan.rowsPerWorkgroup / 4, ...common, RULES_BINDING },
       uniforms: scoringUniforms(plan, io),
       bindings,
       workgroups: plan.workgroups,
     });
   } else {
+    const { bindings, RULES_BINDING } = withRules(
+      [io.q, io.k, io.v, io.mask, io.output, io.lse, io.weights],
+      io,
+    );
     rec.dispatch({
       name: 'flash_attention',
       sources: [elementPrelude(plan.storage, true), flashSource, ...shared],
-      constants: { WG: plan.rowsPerWorkgroup, BC: plan.keysPerTile, ...common, WEIGHTS: plan.weights },
+      constants: {
+        WG: plan.rowsPerWorkgroup,
+        BC: plan.keysPerTile,
+        ...common,
+        WEIGHTS: plan.weights,
+        RULES_BINDING,
+      },
       uniforms: scoringUniforms(plan, io),
-      bindings: [...bindings, io.weights],
+      bindings,
       workgroups: plan.workgroups,
     });
   }
