@@ -35,7 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let kr = keyRange(i);
   let jStart = max(chunk * p.tilesPerChunk * 4u, kr.lo);
   let jStop = min(chunk * p.tilesPerChunk * 4u + p.tilesPerChunk * 4u, kr.hi);
-  let simple = !perKeyRules();
+  let simple = !perKeyBias();
   let mods = scoresModified();
 
   var m = MASKED;
@@ -43,7 +43,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var acc: array<vec4<f32>, DV4>;
   for (var j0 = jStart; j0 < jStop; j0 += 4u) {
     // A full tile: four keys that the row may attend, with no bias to add.
-    let full = simple && j0 + 4u <= jStop;
+    // (keys in empty tiles of the block mask are skipped; full tiles need no mask_mod)
+    let states = blockStates(b, h, i, i, j0, 4u);
+    if (!states.x) {
+      continue;
+    }
+    let full = simple && states.y && j0 + 4u <= jStop;
     // bias[e]: of key j0 + e
     var bias = vec4<f32>();
     if (!full) {

@@ -109,6 +109,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       s[jj] = keyBias(b, h, i, j0 + jj, range, rowValid);
       allowed |= select(0u, 1u << jj, s[jj] > MASKED);
     }
+    // Keys in empty tiles of the block mask are skipped whole.
+    if (!blockStates(b, h, row0, min(row0 + WG, p.Lq) - 1u, j0, BC).x) {
+      continue;
+    }
     if (perKeyRules()) {
       // Skip tiles that the mask, mask_mod or ALiBi's range empty for every row of the block.
       if (allowed != 0u) {

@@ -135,7 +135,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     rk.hi[r] = kr.hi;
     rk.shift[r] = kr.shift;
   }
-  let simple = rows == 4u && !perKeyRules();
+  let simple = rows == 4u && !perKeyBias();
   let mods = scoresModified();
 
   var m = vec4<f32>(MASKED);
@@ -143,8 +143,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // acc[c]: column e holds output dim 4c + e of the rows, unnormalised.
   var acc: array<mat4x4<f32>, DV4>;
   for (var j0 = keys.x; j0 < keys.y; j0 += 8u) {
-    // A full tile: all four rows may attend all eight keys, with no bias to add.
-    let full = simple && j0 >= keys.z && j0 + 8u <= keys.w;
+    // Keys in empty tiles of the block mask are skipped; a full tile: all four rows may attend all
+    // eight keys, with no bias to add and no mask_mod to evaluate.
+    let states = blockStates(b, h, i0, i0 + rows - 1u, j0, 8u);
+    if (!states.x) {
+      continue;
+    }
+    let full = simple && states.y && j0 >= keys.z && j0 + 8u <= keys.w;
     // Keys j0 .. j0 + 3 are block a, j0 + 4 .. j0 + 7 block b; column c of ba (bb) is the bias
     // of key c of the block for the rows.
     var ba = mat4x4<f32>();

@@ -13,7 +13,8 @@
 
 // Per-call rule data, u32 words: ALiBi slopes and sinks (f32 bits, one per query head of the full
 // problem) from alibi_at and sinks_at, cumulative document starts (cuSeqlensQ, then cuSeqlensK,
-// docs + 1 words each) from docs_q_at and docs_k_at. RULE_NONE marks an absent part.
+// docs + 1 words each) from docs_q_at and docs_k_at, block-mask states from bm_at (blockState).
+// RULE_NONE marks an absent part.
 @group(0) @binding(RULES_BINDING) var<storage, read> rules: array<u32>;
 
 const RULE_NONE = 0xffffffffu;
@@ -100,7 +101,46 @@ fn blockKeys(ia: u32, ib: u32) -> vec4<u32> {
 // Whether keys in range need a per-key rule (bool or additive mask, mask_mod, ALiBi): without one,
 // a tile of keys every row of a block may attend is scored without bias.
 fn perKeyRules() -> bool {
-  return MASK != 0u || p.mask_mod != 0u || p.alibi_at != RULE_NONE;
+  return MASK != 0u || p.mask_mod != 0u || p.alibi_at != RULE_NONE || p.bm_at != RULE_NONE;
+}
+
+// Whether keys in range need a bias (a mask or ALiBi): without one, a tile every row may attend and
+// whose block-mask tiles are full (blockStates) is scored without bias.
+fn perKeyBias() -> bool {
+  return MASK != 0u || p.alibi_at != RULE_NONE;
+}
+
+// The block mask's state of the tile holding (row i, key j) of head h, batch b: 0 empty, 1 partial,
+// 2 full (1 without a block mask: the other rules decide). States are f32 values in the rule data from bm_at, laid out
+// [bm_b, bm_h, bm_nq, bm_nk] (bm_b, bm_h of 1 broadcast), tiles of bm_bq rows x bm_bk keys.
+fn blockState(b: u32, h: u32, i: u32, j: u32) -> u32 {
+  if (p.bm_at == RULE_NONE) {
+    return 1u;
+  }
+  let bb = select(b + p.b0, 0u, p.bm_b == 1u);
+  let hh = select(h + p.h0, 0u, p.bm_h == 1u);
+  let tile = ((bb * p.bm_h + hh) * p.bm_nq + (i + p.i0) / p.bm_bq) * p.bm_nk + (j + p.j0) / p.bm_bk;
+  return u32(bitcast<f32>(rules[p.bm_at + tile]));
+}
+
+// Over rows [ia, ib] and keys [j0, j0 + n) (n > 0) of head h, batch b: x = some pair lies in a
+// non-empty tile of the block mask (else the keys can be skipped), y = every pair needs no
+// mask_mod (no mask_mod, or all their tiles are full). No block mask: (true, no mask_mod).
+fn blockStates(b: u32, h: u32, ia: u32, ib: u32, j0: u32, n: u32) -> vec2<bool> {
+  if (p.bm_at == RULE_NONE) {
+    return vec2<bool>(true, p.mask_mod == 0u);
+  }
+  var any = false;
+  var allFull = true;
+  let jb = min(j0 + n, p.Lk) - 1u;
+  for (var qb = (ia + p.i0) / p.bm_bq; qb <= (ib + p.i0) / p.bm_bq; qb++) {
+    for (var kb = (j0 + p.j0) / p.bm_bk; kb <= (jb + p.j0) / p.bm_bk; kb++) {
+      let st = blockState(b, h, max(qb * p.bm_bq, p.i0) - p.i0, max(kb * p.bm_bk, p.j0) - p.j0);
+      any = any || st != 0u;
+      allFull = allFull && st == 2u;
+    }
+  }
+  return vec2<bool>(any, allFull || p.mask_mod == 0u);
 }
 
 // 0 or MASKED for a bool mask, else the additive value (MASKED for -Infinity), of element e of the
@@ -124,7 +164,12 @@ fn maskBias(e: u32) -> f32 {
 // where the bool mask or mask_mod disallow it. The key range (keyRange) is not checked here.
 fn ruleBias(b: u32, h: u32, i: u32, j: u32, shift: i32) -> f32 {
   let bias = maskBias(b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j);
-  if (bias <= MASKED || (p.mask_mod != 0u && !mask_mod(b + p.b0, h + p.h0, i + p.i0, j + p.j0))) {
+  // empty tiles of the block mask allow nothing; on full ones mask_mod is not evaluated
+  let tile = blockState(b, h, i, j);
+  if (bias <= MASKED || tile == 0u) {
+    return MASKED;
+  }
+  if (p.mask_mod != 0u && tile != 2u && !mask_mod(b + p.b0, h + p.h0, i + p.i0, j + p.j0)) {
     return MASKED;
   }
   if (p.alibi_at == RULE_NONE) {

@@ -21,6 +21,7 @@ export {
 } from './layers/multi_head_attention';
 export { type AttentionOptions, type AttentionResult, attention } from './ops/attention';
 export { type AttentionPlan, type AttentionShape, planAttention } from './ops/attention_plan';
+export { type BlockMask, type CreateBlockMaskOptions, createBlockMask } from './ops/block_mask';
 export { type LinearOptions, linear } from './ops/linear';
 export { type MatmulOptions, matmul } from './ops/matmul';
 export { type RopeOptions, rope } from './ops/rope';

@@ -8,11 +8,17 @@ import {
   type AttentionOptions,
   attention,
   type Context,
+  createBlockMask,
   planAttention,
   type Tensor,
 } from '../src';
 import { decodeAttention } from '../src/ops/attention';
-import { type AttentionCpuOptions, attentionCpu, type HostTensor } from '../src/reference';
+import {
+  type AttentionCpuOptions,
+  attentionCpu,
+  createBlockMaskCpu,
+  type HostTensor,
+} from '../src/reference';
 import { type AttentionFn, type Case, caseInputs, kernelOf } from './attention_cases';
 import { checked, expectClose, F16_TOL, F32_TOL, testContext } from './helpers';
 
@@ -234,6 +240,76 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernels', (kernel
   });
 });
 
+describe.each<AttentionKernel>(['workgroup', 'registers'])('block masks, %s kernels', (kernel) => {
+  let ctx: Context;
+  beforeAll(async () => {
+    ctx = await testContext({ disableFeatures: ['shader-f16'], attentionKernel: kernel });
+  });
+  afterAll(() => ctx?.destroy());
+  // local (16 back) + global (the first 8 keys) tokens
+  const local =
+    'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {\n  return j < 8u || (j <= i && i - j < 16u + h);\n}';
+  const localCpu = (_b: number, h: number, i: number, j: number) => j < 8 || (j <= i && i - j < 16 + h);
+
+  it('createBlockMask equals createBlockMaskCpu (maskMod, causal, window, bool mask, heads)', async () => {
+    const maskData = new Uint8Array(70 * 90).map((_, e) => ((e * 7919) % 11 < 2 ? 1 : 0));
+    const hostMask = { data: maskData, shape: [70, 90], dtype: 'bool' as const };
+    for (const o of [
+      { maskMod: localCpu, gpu: local, Lq: 70, Lk: 90, blockSize: 16, H: 2 },
+      { causal: true, window: [20, 0] as const, Lq: 70, Lk: 90, blockSize: [8, 32] as const },
+      { mask: true, Lq: 70, Lk: 90, blockSize: 8 },
+    ]) {
+      const { gpu, mask, ...rest } = o as typeof o & {
+        gpu?: string;
+        mask?: boolean;
+        maskMod?: typeof localCpu;
+      };
+      const ref = createBlockMaskCpu({ ...rest, mask: mask ? hostMask : undefined });
+      const maskT = mask ? ctx.tensor(maskData, [70, 90], { dtype: 'bool' }) : undefined;
+      const bm = await checked(ctx, () => createBlockMask(ctx, { ...rest, maskMod: gpu, mask: maskT }));
+      expect(bm.states.shape).toEqual(ref.shape);
+      expect(Array.from(await bm.states.read())).toEqual(Array.from(ref.data));
+      bm.states.destroy();
+      maskT?.destroy();
+    }
+  });
+
+  for (const [path, fn, Lq] of [
+    ['flash', attention, 70],
+    ['decode', decodeAttention, 3],
+  ] as const) {
+    it(`${path}: attention with a block mask from a maskMod matches the reference`, async () => {
+      const bm = await createBlockMask(ctx, { maskMod: local, H: 2, Lq, Lk: 90, blockSize: 16 });
+      const cpuBm = createBlockMaskCpu({ maskMod: localCpu, H: 2, Lq, Lk: 90, blockSize: 16 });
+      await checkSparse(ctx, fn, {
+        ...base,
+        Lq,
+        Lk: 90,
+        gpu: { maskMod: local, blockMask: bm, softcap: 3 },
+        cpu: { maskMod: localCpu, blockMask: cpuBm },
+      });
+      bm.states.destroy();
+    });
+    it(`${path}: a block mask built from a bool mask gives the dense mask's result`, async () => {
+      const c = { ...base, Lq, Lk: 90, magnitude: 2 };
+      const { q, k, v } = caseInputs(c);
+      const dense = new Uint8Array(Lq * 90).map((_, e) =>
+        Math.floor(e / 90 / 8) % 3 === Math.floor((e % 90) / 16) % 3 ? 1 : 0,
+      );
+      await checked(ctx, async () => {
+        const [qt, kt, vt] = [q, k, v].map((x) => ctx.tensor(x.data as Float32Array, x.shape));
+        const mask = ctx.tensor(dense, [Lq, 90], { dtype: 'bool' });
+        const blockMask = await createBlockMask(ctx, { mask, Lq, Lk: 90, blockSize: [8, 16] });
+        const a = await fn(qt, kt, vt, { mask, blockMask, returnLse: true });
+        const b = await fn(qt, kt, vt, { mask, returnLse: true });
+        expectClose(await a.output.read(), await b.output.read(), F32_TOL, 'output');
+        expectClose(await a.lse!.read(), await b.lse!.read(), F32_TOL, 'lse');
+        for (const t of [qt, kt, vt, mask, blockMask.states, a.output, a.lse, b.output, b.lse]) t?.destroy();
+      });
+    });
+  }
+});
+
 describe('calls split to fit maxStorageBufferBindingSize = 4 KiB', () => {
   let small: Context;
   beforeAll(async () => {
@@ -249,6 +325,19 @@ describe('calls split to fit maxStorageBufferBindingSize = 4 KiB', () => {
     cuSeqlensQ: [0, 5, Lq],
     cuSeqlensK: [0, 20, Lk],
   });
+  /** `all` plus a block mask of the mask_mod (and the reference's). */
+  const withBlocks = async (Hq: number, Lq: number, Lk: number) => {
+    const gpu = all(Hq, Lq, Lk);
+    const blockMask = await createBlockMask(small, {
+      maskMod: gpu.maskMod,
+      H: Hq,
+      Lq,
+      Lk,
+      blockSize: [4, 8],
+    });
+    const cpuBm = createBlockMaskCpu({ maskMod: cpuMaskMod, H: Hq, Lq, Lk, blockSize: [4, 8] });
+    return { gpu: { ...gpu, blockMask }, cpu: { maskMod: cpuMaskMod, blockMask: cpuBm } };
+  };
   const cpuMaskMod = (_b: number, h: number, i: number, j: number) => (i * 7 + j + h) % 5 !== 0;
   it('by heads', async () => {
     const c = { B: 1, Hq: 6, Hkv: 3, Lq: 40, Lk: 40, D: 8, Dv: 8, causal: true };
@@ -258,7 +347,7 @@ describe('calls split to fit maxStorageBufferBindingSize = 4 KiB', () => {
       small.zeros([1, 3, 40, 8]),
     );
     expect(plan.path).toBe('heads');
-    await checkSparse(small, attention, { ...c, gpu: all(6, 40, 40), cpu: { maskMod: cpuMaskMod } });
+    await checkSparse(small, attention, { ...c, ...(await withBlocks(6, 40, 40)) });
   });
   it('by blocks of rows x chunks of keys', async () => {
     const c = { B: 1, Hq: 2, Hkv: 1, Lq: 40, Lk: 160, D: 8, Dv: 8 };
@@ -268,7 +357,7 @@ describe('calls split to fit maxStorageBufferBindingSize = 4 KiB', () => {
       small.zeros([1, 1, 160, 8]),
     );
     expect(plan.path).toBe('blocks');
-    await checkSparse(small, attention, { ...c, gpu: all(2, 40, 160), cpu: { maskMod: cpuMaskMod } });
+    await checkSparse(small, attention, { ...c, ...(await withBlocks(2, 40, 160)) });
   });
 });
 

@@ -107,6 +107,7 @@ function recordRuleData(
     [rules.sinksAt, options.sinks, true],
     [rules.docsQAt, options.cuSeqlensQ, false],
     [rules.docsKAt, options.cuSeqlensK, false],
+    [rules.blockMaskAt, options.blockMask?.states, true],
   ];
   const present = parts.filter(([at, x]) => at !== RULE_NONE && x !== undefined);
   if (!present.length) return undefined;

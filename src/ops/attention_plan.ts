@@ -56,6 +56,25 @@ export interface AttentionOptions {
    * allowed key gives zeros and lse = sink.
    */
   sinks?: ArrayLike<number> | Tensor;
+  /**
+   * Tile states from `createBlockMask`: keys in empty tiles are not attended (and the kernels skip
+   * those tiles); on full tiles maskMod is not evaluated. Build it from the maskMod / mask it goes
+   * with (or coarser).
+   */
+  blockMask?: BlockMask;
+}
+
+/**
+ * A block mask: the state of each (query block, key block) tile, as `createBlockMask` computes
+ * it. `states` [B, H, numBlocksQ, numBlocksK] holds 0 (empty), 1 (partial) or 2 (full) as f32; B
+ * or H of 1 broadcasts over the batch or the query heads.
+ */
+export interface BlockMask {
+  states: Tensor;
+  blockSizeQ: number;
+  blockSizeK: number;
+  Lq: number;
+  Lk: number;
 }
 
 export interface AttentionResult {
@@ -81,6 +100,7 @@ const OPTION_KEYS = [
   'cuSeqlensQ',
   'cuSeqlensK',
   'sinks',
+  'blockMask',
 ] as const;
 
 /** The problem sizes, checked. */
@@ -133,6 +153,10 @@ export interface ScoringRules {
   docs: number;
   docsQAt: number;
   docsKAt: number;
+  /** Block-mask states: where, the states' [B, H, nq, nk] and the tile sizes [rows, keys]. */
+  blockMaskAt: number;
+  blockMaskShape: [number, number, number, number];
+  blockSize: [number, number];
   /** WGSL of score_mod and mask_mod, the caller's or undefined (identities). */
   scoreMod?: string;
   maskMod?: string;
@@ -490,7 +514,12 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
   const docs = options.cuSeqlensQ ? options.cuSeqlensQ.length - 1 : 0;
   const docsQAt = docs ? take(docs + 1) : RULE_NONE;
   const docsKAt = docs ? take(docs + 1) : RULE_NONE;
+  const bm = options.blockMask;
+  const blockMaskAt = bm ? take(bm.states.size) : RULE_NONE;
   return {
+    blockMaskAt,
+    blockMaskShape: bm ? (bm.states.shape as [number, number, number, number]) : [1, 1, 1, 1],
+    blockSize: bm ? [bm.blockSizeQ, bm.blockSizeK] : [1, 1],
     softcap: options.softcap ?? 0,
     window: [side(left), side(right)],
     alibiAt,
@@ -592,6 +621,7 @@ function checkScoringOptions(q: Tensor, options: AttentionOptions, s: AttentionS
     }
     if (text !== undefined) checkSnippetSignature(name, text);
   }
+  if (options.blockMask !== undefined) checkBlockMask(q, options.blockMask, s);
   if (options.alibiSlopes !== undefined) checkPerHead(q, 'alibiSlopes', options.alibiSlopes, s.Hq);
   if (options.sinks !== undefined) checkPerHead(q, 'sinks', options.sinks, s.Hq);
   const { cuSeqlensQ, cuSeqlensK } = options;
@@ -616,6 +646,26 @@ function checkScoringOptions(q: Tensor, options: AttentionOptions, s: AttentionS
   }
 }
 
+function checkBlockMask(q: Tensor, m: BlockMask, s: AttentionShape): void {
+  if (m === null || typeof m !== 'object' || !(m.states instanceof Object && 'dtype' in m.states)) {
+    throw new Error(`attention: options.blockMask must come from createBlockMask, received ${describe(m)}`);
+  }
+  m.states.assertUsable('attention: blockMask', q.ctx);
+  const [mb, mh, nq, nk] = m.states.shape;
+  const ok =
+    m.Lq === s.Lq &&
+    m.Lk === s.Lk &&
+    (mb === 1 || mb === s.B) &&
+    (mh === 1 || mh === s.Hq) &&
+    nq === Math.ceil(s.Lq / m.blockSizeQ) &&
+    nk === Math.ceil(s.Lk / m.blockSizeK);
+  if (!ok) {
+    throw new Error(
+      `attention: options.blockMask must be made for B ${s.B} (or 1), H ${s.Hq} (or 1), Lq ${s.Lq}, Lk ${s.Lk}, received states ${fmt(m.states.shape)} for Lq ${m.Lq}, Lk ${m.Lk}, blocks ${m.blockSizeQ}x${m.blockSizeK}`,
+    );
+  }
+}
+
 /** The functions scoreMod and maskMod must define. */
 export const SNIPPET_SIGNATURES = {
   scoreMod: 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32',
@@ -630,7 +680,7 @@ const SNIPPET_PATTERNS = {
 };
 
 /** Throws unless `text` defines the function of `name` with its signature. */
-function checkSnippetSignature(name: 'scoreMod' | 'maskMod', text: string): void {
+export function checkSnippetSignature(name: 'scoreMod' | 'maskMod', text: string): void {
   if (!SNIPPET_PATTERNS[name].test(text)) {
     const fn = name === 'scoreMod' ? 'score_mod' : 'mask_mod';
     const found = text.match(new RegExp(`fn\\s+${fn}\\s*\\([^)]*\\)[^{]*`))?.[0].trim();

@@ -67,6 +67,13 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
     h0: r.origin[1],
     i0: r.origin[2],
     j0: r.origin[3],
+    bm_at: r.blockMaskAt,
+    bm_b: r.blockMaskShape[0],
+    bm_h: r.blockMaskShape[1],
+    bm_nq: r.blockMaskShape[2],
+    bm_nk: r.blockMaskShape[3],
+    bm_bq: r.blockSize[0],
+    bm_bk: r.blockSize[1],
   };
 }
 
