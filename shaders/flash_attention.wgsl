@@ -111,6 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     // Keys in empty tiles of the block mask are skipped whole.
     if (!blockStates(b, h, row0, min(row0 + WG, p.Lq) - 1u, j0, BC).x) {
+      j0 = emptyKeysEnd(j0, BC) - BC;
       continue;
     }
     if (perKeyRules()) {

@@ -147,6 +147,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // eight keys, with no bias to add and no mask_mod to evaluate.
     let states = blockStates(b, h, i0, i0 + rows - 1u, j0, 8u);
     if (!states.x) {
+      j0 = emptyKeysEnd(j0, 8u) - 8u;
       continue;
     }
     let full = simple && states.y && j0 >= keys.z && j0 + 8u <= keys.w;

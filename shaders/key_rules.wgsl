@@ -143,6 +143,12 @@ fn blockStates(b: u32, h: u32, ia: u32, ib: u32, j0: u32, n: u32) -> vec2<bool> 
   return vec2<bool>(any, allFull || p.mask_mod == 0u);
 }
 
+// After blockStates found keys [j0, j0 + n) empty: the end of the block-mask key block holding key
+// j0 + n - 1, where a key loop can resume.
+fn emptyKeysEnd(j0: u32, n: u32) -> u32 {
+  return min(((j0 + n - 1u + p.j0) / p.bm_bk + 1u) * p.bm_bk - p.j0, p.Lk);
+}
+
 // 0 or MASKED for a bool mask, else the additive value (MASKED for -Infinity), of element e of the
 // mask broadcast to [B, Hq, Lq, Lk].
 fn maskBias(e: u32) -> f32 {
