@@ -24,6 +24,6 @@ export { type AttentionPlan, type AttentionShape, planAttention } from './ops/at
 export { type BlockMask, type CreateBlockMaskOptions, createBlockMask } from './ops/block_mask';
 export { type LinearOptions, linear } from './ops/linear';
 export { type MatmulOptions, matmul } from './ops/matmul';
-export { type RopeOptions, rope } from './ops/rope';
+export { type RopeOptions, type RopeTables, rope } from './ops/rope';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
 export { type DType, Tensor, type TensorData } from './tensor';

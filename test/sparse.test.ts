@@ -9,7 +9,9 @@ import {
   attention,
   type Context,
   createBlockMask,
+  MultiHeadAttention,
   planAttention,
+  rope,
   type Tensor,
 } from '../src';
 import { decodeAttention } from '../src/ops/attention';
@@ -18,9 +20,11 @@ import {
   attentionCpu,
   createBlockMaskCpu,
   type HostTensor,
+  ropeCpu,
+  ropeTablesCpu,
 } from '../src/reference';
-import { type AttentionFn, type Case, caseInputs, kernelOf } from './attention_cases';
-import { checked, expectClose, F16_TOL, F32_TOL, testContext } from './helpers';
+import { type AttentionFn, type Case, caseInputs, kernelOf, roundToF16 } from './attention_cases';
+import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
 
 /** GPU options besides the case's causal, mask and scale; the per-head ones may be tensors. */
 type GpuOptions = Omit<AttentionOptions, 'alibiSlopes' | 'sinks' | 'mask' | 'causal' | 'scale'> & {
@@ -412,5 +416,101 @@ describe('errors', () => {
     await expect(fails({ cuSeqlensQ: [0, 2], cuSeqlensK: [0, 3] })).rejects.toThrow(
       'attention: options.cuSeqlensQ must start with 0 and end with 3 (Lq), with at least 2 entries, received [0, 2]',
     );
+  });
+});
+
+describe('rope from caller tables', () => {
+  let ctx: Context;
+  beforeAll(async () => {
+    ctx = await testContext();
+  });
+  afterAll(() => ctx?.destroy());
+
+  const check = async (
+    shape: [number, number, number, number],
+    rotary: number,
+    o: { positionIds?: number[]; perBatch?: boolean; offset?: number; interleaved?: boolean; dtype?: 'f16' },
+  ) => {
+    const random = rng(3);
+    const n = shape.reduce((a, b) => a * b, 1);
+    let data = randomArray(random, n);
+    if (o.dtype === 'f16') data = roundToF16(data);
+    const tables = ropeTablesCpu(20, rotary, 500);
+    const ids = o.positionIds && {
+      data: o.positionIds,
+      shape: o.perBatch ? [shape[0], shape[2]] : [shape[2]],
+    };
+    const ref = ropeCpu(
+      { data, shape },
+      { ...tables, positionIds: ids, offset: o.offset, interleaved: o.interleaved },
+    );
+    await checked(ctx, async () => {
+      const x = ctx.tensor(data, shape, { dtype: o.dtype });
+      const cos = ctx.tensor(tables.cos.data, tables.cos.shape);
+      const sin = ctx.tensor(tables.sin.data, tables.sin.shape);
+      const y = await rope(x, {
+        cos,
+        sin,
+        positionIds: o.positionIds,
+        offset: o.offset,
+        interleaved: o.interleaved,
+      });
+      expectClose(await y.read(), ref.data, o.dtype === 'f16' ? F16_TOL : F32_TOL, JSON.stringify(o));
+      for (const t of [x, cos, sin, y]) t.destroy();
+    });
+  };
+  it('half-split with shared position ids', () => check([2, 3, 4, 8], 8, { positionIds: [3, 1, 19, 0] }));
+  it('interleaved, per-batch position ids, partial rotary dim', () =>
+    check([2, 2, 3, 10], 6, { positionIds: [0, 1, 2, 7, 8, 9], perBatch: true, interleaved: true }));
+  it('offset without ids, f16 storage', () => check([1, 2, 5, 8], 8, { offset: 15, dtype: 'f16' }));
+  it('bad tables and ids name what is expected', async () => {
+    const x = ctx.tensor(new Float32Array(8), [1, 1, 2, 4]);
+    const cos = ctx.tensor(new Float32Array(8), [4, 2]);
+    const wide = ctx.tensor(new Float32Array(12), [4, 3]);
+    await expect(rope(x, { cos, sin: wide })).rejects.toThrow(
+      "rope: sin must be an 'f32' tensor [4, 2] (cos's shape), received 'f32' [4, 3]",
+    );
+    await expect(rope(x, { cos: wide, sin: wide })).rejects.toThrow(
+      "rope: cos must be an 'f32' tensor [maxPositions, rotaryDim / 2] with rotaryDim <= 4 (the head dim), received 'f32' [4, 3]",
+    );
+    await expect(rope(x, { cos, sin: cos, positionIds: [0, 4] })).rejects.toThrow(
+      'rope: positionIds must be integers in [0, 4) (cos/sin rows), received 4 at index 1',
+    );
+    await expect(rope(x, { cos, sin: cos, offset: 3 })).rejects.toThrow(
+      'rope: offset must be an integer in [0, 2] (positions offset..offset+L-1 within the 4 table rows), received 3',
+    );
+    for (const t of [x, cos, wide]) t.destroy();
+  });
+
+  it("the layer's rope option takes tables and matches the same rotation from settings", async () => {
+    const E = 16;
+    const random = rng(9);
+    const state = {
+      in_proj_weight: randomArray(random, 3 * E * E, 0.3),
+      in_proj_bias: randomArray(random, 3 * E, 0.1),
+      'out_proj.weight': randomArray(random, E * E, 0.3),
+      'out_proj.bias': randomArray(random, E, 0.1),
+    };
+    const tables = ropeTablesCpu(16, 4, 10000);
+    const cos = ctx.tensor(tables.cos.data, tables.cos.shape);
+    const sin = ctx.tensor(tables.sin.data, tables.sin.shape);
+    const x = ctx.tensor(randomArray(random, 2 * 5 * E), [2, 5, E]);
+    await checked(ctx, async () => {
+      const fromTables = new MultiHeadAttention(ctx, { embedDim: E, numHeads: 4, rope: { cos, sin } });
+      const fromSettings = new MultiHeadAttention(ctx, { embedDim: E, numHeads: 4, rope: { style: 'half' } });
+      fromTables.loadPyTorch(state);
+      fromSettings.loadPyTorch(state);
+      const a = await fromTables.forward(x, { causal: true });
+      const b = await fromSettings.forward(x, { causal: true });
+      expectClose(await a.output.read(), await b.output.read(), F32_TOL, 'output');
+      for (const t of [a.output, b.output]) t.destroy();
+      expect(
+        () => new MultiHeadAttention(ctx, { embedDim: E, numHeads: 2, rope: { cos, sin } }),
+      ).not.toThrow();
+      expect(() => new MultiHeadAttention(ctx, { embedDim: 4, numHeads: 2, rope: { cos, sin } })).toThrow(
+        "MultiHeadAttention: rope: cos must be an 'f32' tensor [maxPositions, rotaryDim / 2] with rotaryDim <= 2 (the head dim), received 'f32' [16, 2]",
+      );
+    });
+    for (const t of [x, cos, sin]) t.destroy();
   });
 });
