@@ -84,7 +84,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       }
     }
   }
-  let mods = scoresModified();
+  let mods = MODS;
 
   var nanBits = 0x7fc00000u; // a var, so that the NaN is made at run time, not in a constant
   let nan = bitcast<f32>(nanBits);

@@ -35,8 +35,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let kr = keyRange(i);
   let jStart = max(chunk * p.tilesPerChunk * 4u, kr.lo);
   let jStop = min(chunk * p.tilesPerChunk * 4u + p.tilesPerChunk * 4u, kr.hi);
-  let simple = !perKeyBias();
-  let mods = scoresModified();
+  // (MODS and BLOCKS: constants, see flash_attention_registers.wgsl)
+  let simple = !perKeyBias() && (BLOCKS || p.mask_mod == 0u);
+  let mods = MODS;
 
   var m = MASKED;
   var l = 0.0;
@@ -44,11 +45,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var j0 = jStart; j0 < jStop; j0 += 4u) {
     // A full tile: four keys that the row may attend, with no bias to add.
     // (keys in empty tiles of the block mask are skipped; full tiles need no mask_mod)
-    let states = blockStates(b, h, i, i, j0, 4u);
-    if (!states.x) {
-      continue;
+    var fullTiles = true;
+    if (BLOCKS) {
+      let states = blockStates(b, h, i, i, j0, 4u);
+      if (!states.x) {
+        continue;
+      }
+      fullTiles = states.y;
     }
-    let full = simple && states.y && j0 + 4u <= jStop;
+    let full = simple && fullTiles && j0 + 4u <= jStop;
     // bias[e]: of key j0 + e
     var bias = vec4<f32>();
     if (!full) {

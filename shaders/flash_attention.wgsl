@@ -94,7 +94,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // and documents skip whole tiles). Uniform: every invocation computes it from the same rows.
   let keys = blockKeys(row0, min(row0 + WG, p.Lq) - 1u);
   let range = keyRange(i);
-  let mods = scoresModified();
+  let mods = MODS;
 
   var m = MASKED;
   var l = 0.0;
@@ -110,7 +110,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       allowed |= select(0u, 1u << jj, s[jj] > MASKED);
     }
     // Keys in empty tiles of the block mask are skipped whole.
-    if (!blockStates(b, h, row0, min(row0 + WG, p.Lq) - 1u, j0, BC).x) {
+    if (BLOCKS && !blockStates(b, h, row0, min(row0 + WG, p.Lq) - 1u, j0, BC).x) {
       j0 = emptyKeysEnd(j0, BC) - BC;
       continue;
     }

@@ -30,7 +30,11 @@ fn tileBias(b: u32, h: u32, i0: u32, rows: u32, j0: u32, rk: RowKeys) -> mat4x4<
     let j = j0 + c;
     for (var r = 0u; r < rows; r++) {
       if (j >= rk.lo[r] && j < rk.hi[r]) {
-        bias[c][r] = ruleBias(b, h, i0 + r, j, rk.shift[r]);
+        if (KEY_RULES) {
+          bias[c][r] = ruleBias(b, h, i0 + r, j, rk.shift[r]);
+        } else {
+          bias[c][r] = maskBias(b * p.mask_b + h * p.mask_h + (i0 + r) * p.mask_i + j * p.mask_j);
+        }
       }
     }
   }
@@ -135,8 +139,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     rk.hi[r] = kr.hi;
     rk.shift[r] = kr.shift;
   }
-  let simple = rows == 4u && !perKeyBias();
-  let mods = scoresModified();
+  // MODS and BLOCKS (constants: the call has softcap / score_mod, a block mask) keep their code out
+  // of the loop when unused: any code in it costs SwiftShader speed.
+  let simple = rows == 4u && !perKeyBias() && (BLOCKS || p.mask_mod == 0u);
+  let mods = MODS;
 
   var m = vec4<f32>(MASKED);
   var l = vec4<f32>(0.0);
@@ -145,12 +151,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var j0 = keys.x; j0 < keys.y; j0 += 8u) {
     // Keys in empty tiles of the block mask are skipped; a full tile: all four rows may attend all
     // eight keys, with no bias to add and no mask_mod to evaluate.
-    let states = blockStates(b, h, i0, i0 + rows - 1u, j0, 8u);
-    if (!states.x) {
-      j0 = emptyKeysEnd(j0, 8u) - 8u;
-      continue;
+    var fullTiles = true;
+    if (BLOCKS) {
+      let states = blockStates(b, h, i0, i0 + rows - 1u, j0, 8u);
+      if (!states.x) {
+        j0 = emptyKeysEnd(j0, 8u) - 8u;
+        continue;
+      }
+      fullTiles = states.y;
     }
-    let full = simple && states.y && j0 >= keys.z && j0 + 8u <= keys.w;
+    let full = simple && fullTiles && j0 >= keys.z && j0 + 8u <= keys.w;
     // Keys j0 .. j0 + 3 are block a, j0 + 4 .. j0 + 7 block b; column c of ba (bb) is the bias
     // of key c of the block for the rows.
     var ba = mat4x4<f32>();

@@ -9,7 +9,7 @@ import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { chunkPrelude, elementPrelude } from '../f16';
 import type { Recording } from '../program';
 import { type AttentionBuffers, DECODE_REGISTERS_WG, DECODE_WG, type DecodePlan } from './attention_plan';
-import { scoringSources, scoringUniforms, withRules } from './flash_attention';
+import { ruleConstants, scoringSources, scoringUniforms, withRules } from './flash_attention';
 
 /** Records both passes of `plan` on `io`; the partials live until the recording is submitted. */
 export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuffers): void {
@@ -38,7 +38,14 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
         valueChunksSource,
         ...shared,
       ],
-      constants: { WG: DECODE_REGISTERS_WG, D4: D / 4, DV4, MASK: plan.maskKind, RULES_BINDING },
+      constants: {
+        WG: DECODE_REGISTERS_WG,
+        D4: D / 4,
+        DV4,
+        MASK: plan.maskKind,
+        RULES_BINDING,
+        ...ruleConstants(plan),
+      },
       uniforms,
       bindings,
       workgroups: plan.workgroups,
@@ -55,6 +62,7 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
         G: Math.floor(DECODE_WG / DV4),
         MASK: plan.maskKind,
         RULES_BINDING,
+        ...ruleConstants(plan),
       },
       uniforms,
       bindings,

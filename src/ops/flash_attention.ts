@@ -7,7 +7,7 @@ import maskedSource from '../../shaders/masked.wgsl?raw';
 import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { chunkPrelude, elementPrelude } from '../f16';
 import { f32, i32, type Recording, type UniformValue } from '../program';
-import type { AttentionBuffers, CorePlan, FlashPlan } from './attention_plan';
+import { type AttentionBuffers, type CorePlan, type FlashPlan, RULE_NONE } from './attention_plan';
 
 /** The identities, compiled in where the call gives no scoreMod or maskMod. */
 const IDENTITY_SCORE_MOD = 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s; }';
@@ -29,6 +29,20 @@ export function withRules(
   io: AttentionBuffers,
 ): { bindings: (GPUBuffer | undefined)[]; RULES_BINDING: number } {
   return { bindings: [...bindings, io.rules], RULES_BINDING: bindings.length + 1 };
+}
+
+/**
+ * Constants of the forward kernels: MODS (softcap or score_mod present), BLOCKS (a block mask) and
+ * KEY_RULES (ALiBi, mask_mod or a block mask) keep the code of absent options out of their key
+ * loops (any code in a loop costs SwiftShader speed). key_rules.wgsl itself needs none of them.
+ */
+export function ruleConstants(plan: CorePlan): { MODS: boolean; BLOCKS: boolean; KEY_RULES: boolean } {
+  const r = plan.rules;
+  return {
+    MODS: r.softcap > 0 || r.scoreMod !== undefined,
+    BLOCKS: r.blockMaskAt !== RULE_NONE,
+    KEY_RULES: r.alibiAt !== RULE_NONE || r.maskMod !== undefined || r.blockMaskAt !== RULE_NONE,
+  };
 }
 
 /** Uniforms every attention kernel that scores keys reads (key_rules.wgsl and the kernels). */
@@ -83,7 +97,7 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
   const D4 = Math.ceil(D / 4);
   const DV4 = Math.ceil(Dv / 4);
   const shared = [flashCommonSource, maskedSource, ...scoringSources(plan)];
-  const common = { D4, DV4, MASK: plan.maskKind, LSE: plan.lse };
+  const common = { D4, DV4, MASK: plan.maskKind, LSE: plan.lse, ...ruleConstants(plan) };
   if (plan.kernel === 'registers') {
     const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, io.output, io.lse], io);
     rec.dispatch({
