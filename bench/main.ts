@@ -11,10 +11,13 @@ import {
   matmulCells,
   oursByShape,
   rowCells,
+  SPARSE_HEADER,
+  sparseCells,
   TARGET_HEADER,
   targetCells,
 } from './format';
 import { showHeatmap } from './heatmap';
+import type { SparseRow } from './sparse';
 import {
   type BenchEvent,
   type BenchOptions,
@@ -27,11 +30,13 @@ import {
 
 /** What the page sends the runner: the suite's events, the last one with the chart and Markdown. */
 export type PageEvent =
-  | Exclude<BenchEvent, { type: 'done' | 'row' | 'start' | 'layer' }>
+  | Exclude<BenchEvent, { type: 'done' | 'row' | 'start' | 'layer' | 'sparse' }>
   | (Extract<BenchEvent, { type: 'start' }> & { header: string[] })
   | { type: 'row'; row: Row; cells: string[] }
   /** A decode-layer row; the first one carries the header. */
   | { type: 'layer'; row: LayerRow; cells: string[]; header?: string[] }
+  /** A sparse-section row; the first one carries the header. */
+  | { type: 'sparse'; row: SparseRow; cells: string[]; header?: string[] }
   | (Extract<BenchEvent, { type: 'done' }> & { svg: string; markdown: string })
   | { type: 'error'; message: string };
 
@@ -83,6 +88,7 @@ async function run(options: BenchOptions): Promise<void> {
   const rows: Row[] = [];
   const matmulRows: MatmulRow[] = [];
   const layerRows: LayerRow[] = [];
+  const sparseRows: SparseRow[] = [];
   let shapes: Parameters<typeof chartSvg>[0]['shapes'] = [];
   let adapter = { vendor: '', architecture: '', description: '' };
   const progress = $('progress');
@@ -96,6 +102,7 @@ async function run(options: BenchOptions): Promise<void> {
     );
     if (matmulRows.length) fillTable($('matmul'), MATMUL_HEADER, matmulRows.map(matmulCells));
     if (layerRows.length) fillTable($('layer'), LAYER_HEADER, layerRows.map(layerCells));
+    if (sparseRows.length) fillTable($('sparse'), SPARSE_HEADER, sparseRows.map(sparseCells));
     $('chart').innerHTML = chartSvg({ rows, shapes, adapter });
   };
   await runBench(options, (event) => {
@@ -122,6 +129,11 @@ async function run(options: BenchOptions): Promise<void> {
       render();
       const header = layerRows.length === 1 ? LAYER_HEADER : undefined;
       send({ ...event, cells: layerCells(event.row), header });
+    } else if (event.type === 'sparse') {
+      sparseRows.push(event.row);
+      render();
+      const header = sparseRows.length === 1 ? SPARSE_HEADER : undefined;
+      send({ ...event, cells: sparseCells(event.row), header });
     } else {
       shapes = event.report.shapes;
       render();

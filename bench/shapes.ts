@@ -37,6 +37,8 @@ export function flops(s: BenchShape): number {
 
 /** The --shapes word that selects the decode-layer section (a small transformer generating tokens). */
 export const LAYER = 'layer';
+/** The --shapes word that selects the sparse section (windows, block masks, documents). */
+export const SPARSE = 'sparse';
 
 function shapeWords(spec: string): string[] {
   return spec
@@ -47,14 +49,16 @@ function shapeWords(spec: string): string[] {
 
 /**
  * Attention shapes named by a comma list of names or groups ('all' or empty: every shape);
- * {@link LAYER} is accepted and selects none of them.
+ * {@link LAYER} and {@link SPARSE} are accepted and select none of them.
  */
 export function selectShapes(spec: string): BenchShape[] {
   const words = shapeWords(spec);
   if (words.length === 0 || words.includes('all')) return [...SHAPES];
-  const unknown = words.filter((w) => w !== LAYER && !SHAPES.some((s) => s.name === w || s.group === w));
+  const unknown = words.filter(
+    (w) => w !== LAYER && w !== SPARSE && !SHAPES.some((s) => s.name === w || s.group === w),
+  );
   if (unknown.length) {
-    const groups = [...new Set(SHAPES.map((s) => s.group)), LAYER];
+    const groups = [...new Set(SHAPES.map((s) => s.group)), LAYER, SPARSE];
     throw new Error(
       `--shapes: unknown ${unknown.join(', ')}; expected names (${SHAPES.map((s) => s.name).join(', ')}) or groups (${groups.join(', ')})`,
     );
@@ -66,6 +70,12 @@ export function selectShapes(spec: string): BenchShape[] {
 export function selectsLayer(spec: string): boolean {
   const words = shapeWords(spec);
   return words.length === 0 || words.includes('all') || words.includes(LAYER);
+}
+
+/** Whether a --shapes list runs the sparse section: 'all', empty, or naming {@link SPARSE}. */
+export function selectsSparse(spec: string): boolean {
+  const words = shapeWords(spec);
+  return words.length === 0 || words.includes('all') || words.includes(SPARSE);
 }
 
 /**

@@ -1,6 +1,7 @@
 // The benchmark itself, run in the page: every implementation on every selected shape, each
 // first checked against the float64 reference at a small shape of the same kind, then timed;
-// then the decode-layer section (a small transformer generating tokens, f32 and f16).
+// then the decode-layer section (a small transformer generating tokens, f32 and f16), then the
+// sparse section (windows, block masks, documents against the dense mask; bench/sparse.ts).
 import { type Context, createContext, matmul } from '../src';
 import { attentionCpu } from '../src/reference';
 import { type DecodeOptions, runDecode } from './decode_layer';
@@ -10,7 +11,16 @@ import { oursComposed, oursFused } from './impl/ours';
 import { tfjsWebgpu } from './impl/tfjs';
 import type { BenchInputs, CallStats, F32, Impl, ImplKind } from './impl/types';
 import { PassProbe } from './probe';
-import { type BenchShape, checkKey, checkShape, flops, selectShapes, selectsLayer } from './shapes';
+import {
+  type BenchShape,
+  checkKey,
+  checkShape,
+  flops,
+  selectShapes,
+  selectsLayer,
+  selectsSparse,
+} from './shapes';
+import { SPARSE_CASES, type SparseRow, timeSparse } from './sparse';
 import { type Target, targets } from './targets';
 
 export interface BenchOptions {
@@ -132,6 +142,8 @@ export interface BenchReport {
   layer?: LayerRow[];
   /** Its model sizes. */
   layerModel?: typeof DECODE_LAYER;
+  /** The sparse section (absent from results saved before it existed). */
+  sparse?: SparseRow[];
   targets: Target[];
 }
 
@@ -141,6 +153,7 @@ export type BenchEvent =
   | { type: 'row'; row: Row }
   | { type: 'matmul'; row: MatmulRow }
   | { type: 'layer'; row: LayerRow }
+  | { type: 'sparse'; row: SparseRow }
   | { type: 'done'; report: BenchReport };
 
 /** Seeded uniform [-1, 1) (mulberry32): the same inputs every run. */
@@ -457,6 +470,16 @@ export async function runBench(
     }
   }
 
+  const sparseRows: SparseRow[] = [];
+  if (selectsSparse(options.shapes)) {
+    for (const c of SPARSE_CASES) {
+      emit({ type: 'progress', message: `sparse: ${c.name}` });
+      const row = await timeSparse(ctx, c, options);
+      sparseRows.push(row);
+      emit({ type: 'sparse', row });
+    }
+  }
+
   for (const impl of impls) impl.dispose();
   probe.destroy();
   ctx.destroy();
@@ -471,6 +494,7 @@ export async function runBench(
     matmul: matmulRows,
     layer: layerRows,
     layerModel: DECODE_LAYER,
+    sparse: sparseRows,
     targets: targets(shapes, rows, matmulRows),
   };
   emit({ type: 'done', report });
