@@ -1,5 +1,7 @@
 // The benchmark's problem sizes (issue 3) and how to pick them from a command line.
 
+import { SPARSE_CASES, type SparseCase } from './sparse';
+
 /** One attention problem: q [B, Hq, Lq, D], k and v [B, Hkv, Lk, D]. */
 export interface BenchShape {
   name: string;
@@ -55,12 +57,12 @@ export function selectShapes(spec: string): BenchShape[] {
   const words = shapeWords(spec);
   if (words.length === 0 || words.includes('all')) return [...SHAPES];
   const unknown = words.filter(
-    (w) => w !== LAYER && w !== SPARSE && !SHAPES.some((s) => s.name === w || s.group === w),
+    (w) => w !== LAYER && !isSparseWord(w) && !SHAPES.some((s) => s.name === w || s.group === w),
   );
   if (unknown.length) {
     const groups = [...new Set(SHAPES.map((s) => s.group)), LAYER, SPARSE];
     throw new Error(
-      `--shapes: unknown ${unknown.join(', ')}; expected names (${SHAPES.map((s) => s.name).join(', ')}) or groups (${groups.join(', ')})`,
+      `--shapes: unknown ${unknown.join(', ')}; expected names (${[...SHAPES, ...SPARSE_CASES].map((s) => s.name).join(', ')}) or groups (${groups.join(', ')})`,
     );
   }
   return SHAPES.filter((s) => words.includes(s.name) || words.includes(s.group));
@@ -75,7 +77,18 @@ export function selectsLayer(spec: string): boolean {
 /** Whether a --shapes list runs the sparse section: 'all', empty, or naming {@link SPARSE}. */
 export function selectsSparse(spec: string): boolean {
   const words = shapeWords(spec);
-  return words.length === 0 || words.includes('all') || words.includes(SPARSE);
+  return words.length === 0 || words.includes('all') || words.some(isSparseWord);
+}
+
+/** The sparse cases a --shapes list names: all of them for 'all', empty or {@link SPARSE}. */
+export function selectSparseCases(spec: string): SparseCase[] {
+  const words = shapeWords(spec);
+  if (words.length === 0 || words.includes('all') || words.includes(SPARSE)) return SPARSE_CASES;
+  return SPARSE_CASES.filter((c) => words.includes(c.name));
+}
+
+function isSparseWord(w: string): boolean {
+  return w === SPARSE || SPARSE_CASES.some((c) => c.name === w);
 }
 
 /**

@@ -17,10 +17,11 @@ import {
   checkShape,
   flops,
   selectShapes,
+  selectSparseCases,
   selectsLayer,
   selectsSparse,
 } from './shapes';
-import { SPARSE_CASES, type SparseRow, timeSparse } from './sparse';
+import { type SparseRow, timeSparse } from './sparse';
 import { type Target, targets } from './targets';
 
 export interface BenchOptions {
@@ -472,7 +473,7 @@ export async function runBench(
 
   const sparseRows: SparseRow[] = [];
   if (selectsSparse(options.shapes)) {
-    for (const c of SPARSE_CASES) {
+    for (const c of selectSparseCases(options.shapes)) {
       emit({ type: 'progress', message: `sparse: ${c.name}` });
       const row = await timeSparse(ctx, c, options);
       sparseRows.push(row);

@@ -36,7 +36,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let jStart = max(chunk * p.tilesPerChunk * 4u, kr.lo);
   let jStop = min(chunk * p.tilesPerChunk * 4u + p.tilesPerChunk * 4u, kr.hi);
   // (MODS and BLOCKS: constants, see flash_attention_registers.wgsl)
-  let simple = !perKeyBias() && (BLOCKS || p.mask_mod == 0u);
+  let simple = !perKeyBias() && (BLOCKS != 0u || p.mask_mod == 0u);
   let mods = MODS;
 
   var m = MASKED;
@@ -46,7 +46,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // A full tile: four keys that the row may attend, with no bias to add.
     // (keys in empty tiles of the block mask are skipped; full tiles need no mask_mod)
     var fullTiles = true;
-    if (BLOCKS) {
+    if (BLOCKS != 0u) {
       let states = blockStates(b, h, i, i, j0, 4u);
       if (!states.x) {
         continue;

@@ -110,7 +110,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       allowed |= select(0u, 1u << jj, s[jj] > MASKED);
     }
     // Keys in empty tiles of the block mask are skipped whole.
-    if (BLOCKS && !blockStates(b, h, row0, min(row0 + WG, p.Lq) - 1u, j0, BC).x) {
+    if (BLOCKS != 0u && !blockStates(b, h, row0, min(row0 + WG, p.Lq) - 1u, j0, BC).x) {
       j0 = emptyKeysEnd(j0, BC) - BC;
       continue;
     }

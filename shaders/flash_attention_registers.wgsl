@@ -141,8 +141,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   // MODS and BLOCKS (constants: the call has softcap / score_mod, a block mask) keep their code out
   // of the loop when unused: any code in it costs SwiftShader speed.
-  let simple = rows == 4u && !perKeyBias() && (BLOCKS || p.mask_mod == 0u);
+  let simple = rows == 4u && !perKeyBias() && (BLOCKS != 0u || p.mask_mod == 0u);
   let mods = MODS;
+  // The block-mask rows of tiles of the first and last row (for blockStates2).
+  var bmRowA = 0u;
+  var bmRowB = 0u;
+  if (BLOCKS != 0u) {
+    bmRowA = blockRow(b, h, i0);
+    bmRowB = blockRow(b, h, i0 + rows - 1u);
+  }
 
   var m = vec4<f32>(MASKED);
   var l = vec4<f32>(0.0);
@@ -152,8 +159,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // Keys in empty tiles of the block mask are skipped; a full tile: all four rows may attend all
     // eight keys, with no bias to add and no mask_mod to evaluate.
     var fullTiles = true;
-    if (BLOCKS) {
-      let states = blockStates(b, h, i0, i0 + rows - 1u, j0, 8u);
+    if (BLOCKS != 0u) {
+      // BLOCKS 2: blocks of at least four rows, so the four rows span at most two
+      var states: vec2<bool>;
+      if (BLOCKS == 2u) {
+        states = blockStates2(bmRowA, bmRowB, j0, 8u);
+      } else {
+        states = blockStates(b, h, i0, i0 + rows - 1u, j0, 8u);
+      }
       if (!states.x) {
         j0 = emptyKeysEnd(j0, 8u) - 8u;
         continue;

@@ -143,6 +143,27 @@ fn blockStates(b: u32, h: u32, ia: u32, ib: u32, j0: u32, n: u32) -> vec2<bool> 
   return vec2<bool>(any, allFull || p.mask_mod == 0u);
 }
 
+// Index of the first state of the block-mask row of tiles holding row i of head h, batch b.
+fn blockRow(b: u32, h: u32, i: u32) -> u32 {
+  let bb = select(b + p.b0, 0u, p.bm_b == 1u);
+  let hh = select(h + p.h0, 0u, p.bm_h == 1u);
+  return p.bm_at + ((bb * p.bm_h + hh) * p.bm_nq + (i + p.i0) / p.bm_bq) * p.bm_nk;
+}
+
+// blockStates of keys [j0, j0 + n) for the rows of two block-mask rows of tiles (blockRow): the
+// same result without loops, for kernels whose few rows span at most two query blocks.
+fn blockStates2(rowA: u32, rowB: u32, j0: u32, n: u32) -> vec2<bool> {
+  let kbA = (j0 + p.j0) / p.bm_bk;
+  let kbB = (min(j0 + n, p.Lk) - 1u + p.j0) / p.bm_bk;
+  let s = vec4<f32>(
+    bitcast<f32>(rules[rowA + kbA]),
+    bitcast<f32>(rules[rowA + kbB]),
+    bitcast<f32>(rules[rowB + kbA]),
+    bitcast<f32>(rules[rowB + kbB]),
+  );
+  return vec2<bool>(any(s != vec4<f32>(0.0)), all(s == vec4<f32>(2.0)) || p.mask_mod == 0u);
+}
+
 // After blockStates found keys [j0, j0 + n) empty: the end of the block-mask key block holding key
 // j0 + n - 1, where a key loop can resume.
 fn emptyKeysEnd(j0: u32, n: u32) -> u32 {

@@ -294,6 +294,18 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('block masks, %s kern
       });
       bm.states.destroy();
     });
+    it(`${path}: a block mask of tiles shorter than four rows`, async () => {
+      const bm = await createBlockMask(ctx, { maskMod: local, Lq, Lk: 90, blockSize: [3, 8] });
+      const cpuBm = createBlockMaskCpu({ maskMod: localCpu, Lq, Lk: 90, blockSize: [3, 8] });
+      await checkSparse(ctx, fn, {
+        ...base,
+        Lq,
+        Lk: 90,
+        gpu: { maskMod: local, blockMask: bm },
+        cpu: { maskMod: localCpu, blockMask: cpuBm },
+      });
+      bm.states.destroy();
+    });
     it(`${path}: a block mask built from a bool mask gives the dense mask's result`, async () => {
       const c = { ...base, Lq, Lk: 90, magnitude: 2 };
       const { q, k, v } = caseInputs(c);

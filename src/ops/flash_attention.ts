@@ -32,15 +32,17 @@ export function withRules(
 }
 
 /**
- * Constants of the forward kernels: MODS (softcap or score_mod present), BLOCKS (a block mask) and
+ * Constants of the forward kernels: MODS (softcap or score_mod present), BLOCKS (a block mask: 0, 1,
+ * 2) and
  * KEY_RULES (ALiBi, mask_mod or a block mask) keep the code of absent options out of their key
  * loops (any code in a loop costs SwiftShader speed). key_rules.wgsl itself needs none of them.
  */
-export function ruleConstants(plan: CorePlan): { MODS: boolean; BLOCKS: boolean; KEY_RULES: boolean } {
+export function ruleConstants(plan: CorePlan): { MODS: boolean; BLOCKS: number; KEY_RULES: boolean } {
   const r = plan.rules;
   return {
     MODS: r.softcap > 0 || r.scoreMod !== undefined,
-    BLOCKS: r.blockMaskAt !== RULE_NONE,
+    // 1: a block mask; 2: one whose tiles have at least four rows (blockStates2 suffices)
+    BLOCKS: r.blockMaskAt === RULE_NONE ? 0 : r.blockSize[0] >= 4 ? 2 : 1,
     KEY_RULES: r.alibiAt !== RULE_NONE || r.maskMod !== undefined || r.blockMaskAt !== RULE_NONE,
   };
 }
