@@ -1,5 +1,6 @@
 // Text of the results: table cells (the page and the terminal show the same), and the Markdown
 // report that goes next to the JSON and into the README.
+import type { SparseRow } from './sparse';
 import type { BenchReport, LayerRow, MatmulRow, Row } from './suite';
 import type { Target } from './targets';
 
@@ -128,6 +129,34 @@ export function layerCells(row: LayerRow): string[] {
   ];
 }
 
+export const SPARSE_HEADER = [
+  'sparse',
+  'pattern',
+  'density',
+  'sparse ms',
+  'dense mask ms',
+  'x dense',
+  'causal ms',
+  'x causal',
+  'note',
+];
+
+/** One case of the sparse section: speed-ups over the dense bool mask and over full causal. */
+export function sparseCells(row: SparseRow): string[] {
+  const ratio = (a?: number, b?: number) => (a && b ? `${(a / b).toFixed(1)}x` : '');
+  return [
+    row.name,
+    row.pattern,
+    row.density === undefined ? '' : `${(row.density * 100).toFixed(1)}%`,
+    row.status === 'ok' ? num(row.sparseMs) : row.status,
+    num(row.denseMs),
+    ratio(row.denseMs, row.sparseMs),
+    num(row.causalMs),
+    ratio(row.causalMs, row.sparseMs),
+    row.note ?? (row.blockMaskMs === undefined ? '' : `createBlockMask ${num(row.blockMaskMs)} ms`),
+  ];
+}
+
 /** What the decode-layer model is, in words. */
 export function layerModelText(m: NonNullable<BenchReport['layerModel']>): string {
   return (
@@ -220,6 +249,14 @@ export function markdownReport(report: BenchReport): string {
           `Decode layer: ${layerModelText(report.layerModel)}.`,
           '',
           markdownTable(LAYER_HEADER, report.layer.map(layerCells)),
+          '',
+        ]
+      : []),
+    ...(report.sparse?.length
+      ? [
+          'Sparse: q, k, v [1, H, L, 64] f32; dense mask = the same pattern as a bool mask [L, L].',
+          '',
+          markdownTable(SPARSE_HEADER, report.sparse.map(sparseCells)),
           '',
         ]
       : []),

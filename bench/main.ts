@@ -15,11 +15,14 @@ import {
   oursByShape,
   rowCells,
   rowClass,
+  SPARSE_HEADER,
+  sparseCells,
   TARGET_HEADER,
   targetCells,
 } from './format';
 import { drawColourScale, showHeatmap } from './heatmap';
 import { SHAPES } from './shapes';
+import type { SparseRow } from './sparse';
 import {
   type BenchEvent,
   type BenchOptions,
@@ -33,11 +36,13 @@ import {
 
 /** What the page sends the runner: the suite's events, the last one with the chart and Markdown. */
 export type PageEvent =
-  | Exclude<BenchEvent, { type: 'done' | 'row' | 'start' | 'layer' }>
+  | Exclude<BenchEvent, { type: 'done' | 'row' | 'start' | 'layer' | 'sparse' }>
   | (Extract<BenchEvent, { type: 'start' }> & { header: string[] })
   | { type: 'row'; row: Row; cells: string[] }
   /** A decode-layer row; the first one carries the header. */
   | { type: 'layer'; row: LayerRow; cells: string[]; header?: string[] }
+  /** A sparse-section row; the first one carries the header. */
+  | { type: 'sparse'; row: SparseRow; cells: string[]; header?: string[] }
   | (Extract<BenchEvent, { type: 'done' }> & { svg: string; markdown: string })
   | { type: 'error'; message: string };
 
@@ -94,10 +99,11 @@ async function run(options: BenchOptions): Promise<void> {
   const rows: Row[] = [];
   const matmulRows: MatmulRow[] = [];
   const layerRows: LayerRow[] = [];
+  const sparseRows: SparseRow[] = [];
   let shapes: Parameters<typeof chartSvg>[0]['shapes'] = [];
   let adapter = { vendor: '', architecture: '', description: '' };
   const progress = $('progress');
-  for (const id of ['chart', 'not-drawn', 'results', 'columns', 'matmul', 'layer', 'targets'])
+  for (const id of ['chart', 'not-drawn', 'results', 'columns', 'matmul', 'layer', 'sparse', 'targets'])
     $(id).hidden = true;
   const render = () => {
     const ours = oursByShape(rows);
@@ -116,6 +122,7 @@ async function run(options: BenchOptions): Promise<void> {
       LAYER_HEADER,
       layerRows.map(layerCells),
     );
+    fillTable($('sparse'), 'Sparse attention', SPARSE_HEADER, sparseRows.map(sparseCells));
     // The chart draws correct, timed rows of the prefill and decode shapes; nothing else makes one.
     const groups = new Map(shapes.map((s) => [s.name, s.group]));
     const charted = rows.some(
@@ -154,6 +161,11 @@ async function run(options: BenchOptions): Promise<void> {
       render();
       const header = layerRows.length === 1 ? LAYER_HEADER : undefined;
       send({ ...event, cells: layerCells(event.row), header });
+    } else if (event.type === 'sparse') {
+      sparseRows.push(event.row);
+      render();
+      const header = sparseRows.length === 1 ? SPARSE_HEADER : undefined;
+      send({ ...event, cells: sparseCells(event.row), header });
     } else {
       shapes = event.report.shapes;
       render();

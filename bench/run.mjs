@@ -6,9 +6,11 @@
 //   npm run bench                                  every shape and implementation, saved
 //   npm run bench -- --shapes prefill-512 --impl ours --repeats 3    quick, not saved
 //   npm run bench -- --shapes layer                decode tokens/s of a small transformer, f32 and f16
+//   npm run bench -- --shapes sparse               sparse attention against its dense mask
 //
 // Options: --shapes a,b (names or groups: prefill, causal, d128, gqa, decode; layer: the decode-layer
-// section, run after the attention shapes, also part of 'all'), --impl a,b
+// section, run after the attention shapes, also part of 'all'; sparse: windows, block masks and
+// documents against the dense mask and full causal, also part of 'all'), --impl a,b
 // (ours, ours-other, composed, ort-subgroups, ort, tfjs, naive, ort-wasm), --repeats N, --warmup N,
 // --max-slow-L N (slow implementations skipped above query length N), --row-budget-s N (a row
 // whose calls are slow gets fewer timed runs, at least 2; 0 = always --repeats), --no-matmul,
@@ -125,6 +127,12 @@ const layerLine = (cells) =>
     .map((c, i) => (i < LAYER_WIDTHS.length ? String(c).padEnd(LAYER_WIDTHS[i]) : c))
     .join(' ')
     .trimEnd();
+const SPARSE_WIDTHS = [20, 46, 8, 10, 14, 8, 10, 9];
+const sparseLine = (cells) =>
+  cells
+    .map((c, i) => (i < SPARSE_WIDTHS.length ? String(c).padEnd(SPARSE_WIDTHS[i]) : c))
+    .join(' ')
+    .trimEnd();
 const line = (cells) => cells.map((c, i) => (i < WIDTHS.length ? String(c).padEnd(WIDTHS[i]) : c)).join(' ');
 const progress = (message) => {
   const t = new Date().toISOString().slice(11, 19);
@@ -162,6 +170,10 @@ async function runOnPage(page) {
         clearProgress();
         if (event.header) console.log(`\n${layerLine(event.header)}`);
         console.log(layerLine(event.cells));
+      } else if (event.type === 'sparse') {
+        clearProgress();
+        if (event.header) console.log(`\n${sparseLine(event.header)}`);
+        console.log(sparseLine(event.cells));
       } else if (event.type === 'done') {
         clearProgress();
         resolve(event);

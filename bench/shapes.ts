@@ -1,5 +1,7 @@
 // The benchmark's problem sizes (issue 3) and how to pick them from a command line.
 
+import { SPARSE_CASES, type SparseCase } from './sparse';
+
 /** One attention problem: q [B, Hq, Lq, D], k and v [B, Hkv, Lk, D]. */
 export interface BenchShape {
   name: string;
@@ -37,6 +39,8 @@ export function flops(s: BenchShape): number {
 
 /** The --shapes word that selects the decode-layer section (a small transformer generating tokens). */
 export const LAYER = 'layer';
+/** The --shapes word that selects the sparse section (windows, block masks, documents). */
+export const SPARSE = 'sparse';
 
 function shapeWords(spec: string): string[] {
   return spec
@@ -47,16 +51,18 @@ function shapeWords(spec: string): string[] {
 
 /**
  * Attention shapes named by a comma list of names or groups ('all' or empty: every shape);
- * {@link LAYER} is accepted and selects none of them.
+ * {@link LAYER} and {@link SPARSE} are accepted and select none of them.
  */
 export function selectShapes(spec: string): BenchShape[] {
   const words = shapeWords(spec);
   if (words.length === 0 || words.includes('all')) return [...SHAPES];
-  const unknown = words.filter((w) => w !== LAYER && !SHAPES.some((s) => s.name === w || s.group === w));
+  const unknown = words.filter(
+    (w) => w !== LAYER && !isSparseWord(w) && !SHAPES.some((s) => s.name === w || s.group === w),
+  );
   if (unknown.length) {
-    const groups = [...new Set(SHAPES.map((s) => s.group)), LAYER];
+    const groups = [...new Set(SHAPES.map((s) => s.group)), LAYER, SPARSE];
     throw new Error(
-      `--shapes: unknown ${unknown.join(', ')}; expected names (${SHAPES.map((s) => s.name).join(', ')}) or groups (${groups.join(', ')})`,
+      `--shapes: unknown ${unknown.join(', ')}; expected names (${[...SHAPES, ...SPARSE_CASES].map((s) => s.name).join(', ')}) or groups (${groups.join(', ')})`,
     );
   }
   return SHAPES.filter((s) => words.includes(s.name) || words.includes(s.group));
@@ -66,6 +72,23 @@ export function selectShapes(spec: string): BenchShape[] {
 export function selectsLayer(spec: string): boolean {
   const words = shapeWords(spec);
   return words.length === 0 || words.includes('all') || words.includes(LAYER);
+}
+
+/** Whether a --shapes list runs the sparse section: 'all', empty, or naming {@link SPARSE}. */
+export function selectsSparse(spec: string): boolean {
+  const words = shapeWords(spec);
+  return words.length === 0 || words.includes('all') || words.some(isSparseWord);
+}
+
+/** The sparse cases a --shapes list names: all of them for 'all', empty or {@link SPARSE}. */
+export function selectSparseCases(spec: string): SparseCase[] {
+  const words = shapeWords(spec);
+  if (words.length === 0 || words.includes('all') || words.includes(SPARSE)) return SPARSE_CASES;
+  return SPARSE_CASES.filter((c) => words.includes(c.name));
+}
+
+function isSparseWord(w: string): boolean {
+  return w === SPARSE || SPARSE_CASES.some((c) => c.name === w);
 }
 
 /**

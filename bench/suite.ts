@@ -1,6 +1,7 @@
 // The benchmark itself, run in the page: every implementation on every selected shape, each
 // first checked against the float64 reference at a small shape of the same kind, then timed;
-// then the decode-layer section (a small transformer generating tokens, f32 and f16).
+// then the decode-layer section (a small transformer generating tokens, f32 and f16), then the
+// sparse section (windows, block masks, documents against the dense mask; bench/sparse.ts).
 import { type Context, createContext, matmul, randomUniform, seededRandom } from '../src';
 import { attentionCpu } from '../src/reference';
 import { type DecodeOptions, runDecode } from './decode_layer';
@@ -11,7 +12,17 @@ import { tfjsWebgpu } from './impl/tfjs';
 import type { BenchInputs, CallStats, F32, Impl, ImplKind } from './impl/types';
 import { PassProbe } from './probe';
 import { measureRoofs, type Roofs, roofFraction } from './roofs';
-import { type BenchShape, checkKey, checkShape, flops, selectShapes, selectsLayer } from './shapes';
+import {
+  type BenchShape,
+  checkKey,
+  checkShape,
+  flops,
+  selectShapes,
+  selectSparseCases,
+  selectsLayer,
+  selectsSparse,
+} from './shapes';
+import { type SparseRow, timeSparse } from './sparse';
 import { type Target, targets } from './targets';
 
 export interface BenchOptions {
@@ -143,6 +154,8 @@ export interface BenchReport {
   layerModel?: typeof DECODE_LAYER;
   /** The adapter's roofs, measured at the start of the run (absent from older results). */
   roofs?: Roofs;
+  /** The sparse section (absent from results saved before it existed). */
+  sparse?: SparseRow[];
   targets: Target[];
 }
 
@@ -152,6 +165,7 @@ export type BenchEvent =
   | { type: 'row'; row: Row }
   | { type: 'matmul'; row: MatmulRow }
   | { type: 'layer'; row: LayerRow }
+  | { type: 'sparse'; row: SparseRow }
   | { type: 'done'; report: BenchReport };
 
 /** Seeded uniform [-1, 1): the same inputs every run. */
@@ -469,6 +483,16 @@ export async function runBench(
     }
   }
 
+  const sparseRows: SparseRow[] = [];
+  if (selectsSparse(options.shapes)) {
+    for (const c of selectSparseCases(options.shapes)) {
+      emit({ type: 'progress', message: `sparse: ${c.name}` });
+      const row = await timeSparse(ctx, c, options);
+      sparseRows.push(row);
+      emit({ type: 'sparse', row });
+    }
+  }
+
   for (const impl of impls) impl.dispose();
   probe.destroy();
   ctx.destroy();
@@ -484,6 +508,7 @@ export async function runBench(
     layer: layerRows,
     layerModel: DECODE_LAYER,
     roofs,
+    sparse: sparseRows,
     targets: targets(shapes, rows, matmulRows),
   };
   emit({ type: 'done', report });

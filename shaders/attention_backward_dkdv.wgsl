@@ -95,7 +95,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         dOTile[x] = select(vec4<f32>(0.0), dOAt(head + i0 + min(r, rows - 1u), x % DV4), r < rows);
       }
       for (var x = t; x < rows; x += WG) {
-        statTile[x] = stats[head + i0 + x];
+        statTile[x] = stat(head + i0 + x);
       }
       workgroupBarrier();
       if (live) {

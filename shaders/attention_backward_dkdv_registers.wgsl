@@ -110,10 +110,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       // P and d keyScore / ds, a column per row (constant indices only: a dynamically indexed
       // matrix would live in memory on SwiftShader); rows past Lq get zeros.
       let last = head + p.Lq - 1u;
-      let st0 = stats[head + i0];
-      let st1 = stats[min(head + i0 + 1u, last)];
-      let st2 = stats[min(head + i0 + 2u, last)];
-      let st3 = stats[min(head + i0 + 3u, last)];
+      let st0 = stat(head + i0);
+      let st1 = stat(min(head + i0 + 1u, last));
+      let st2 = stat(min(head + i0 + 2u, last));
+      let st3 = stat(min(head + i0 + 3u, last));
       let delta = vec4<f32>(st0.y, st1.y, st2.y, st3.y);
       let z = vec4<f32>(0.0);
       let pr = mat4x4<f32>(

@@ -71,7 +71,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var c = 0u; c < DV4; c++) {
     dOr[c] = dOAt(row, c);
   }
-  let st = stats[row];
+  let st = stat(row);
   var dq: array<vec4<f32>, D4>;
 
   // uniform: the causal end of the workgroup's last row

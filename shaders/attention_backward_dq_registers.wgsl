@@ -89,10 +89,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     dOT[c] = transpose(byRow);
   }
   let last = row0 + rows - 1u;
-  let st0 = stats[row0];
-  let st1 = stats[min(row0 + 1u, last)];
-  let st2 = stats[min(row0 + 2u, last)];
-  let st3 = stats[min(row0 + 3u, last)];
+  let st0 = stat(row0);
+  let st1 = stat(min(row0 + 1u, last));
+  let st2 = stat(min(row0 + 2u, last));
+  let st3 = stat(min(row0 + 3u, last));
   let lse = vec4<f32>(st0.x, st1.x, st2.x, st3.x);
   let delta = vec4<f32>(st0.y, st1.y, st2.y, st3.y);
   let live = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(rows);

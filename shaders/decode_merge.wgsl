@@ -1,6 +1,7 @@
 // Split-K attention (flash-decoding), pass 2: one workgroup per query row combines the P partials
 // of the row (decode_split.wgsl) by their log-sum-exp into out [B, Hq, Lq, Dv] and lse [B, Hq, Lq].
-// Constants: WG, DV4, LSE, and the element storage helpers of src/f16.ts; uniforms: Dv, P.
+// Constants: WG, DV4, LSE, and the element storage helpers of src/f16.ts; uniforms: Dv, P, and for
+// sinks Lq, Hq, h0, sinks_at.
 // Appended: masked.wgsl.
 // [B * Hq * Lq, P, DV4] and [B * Hq * Lq, P], written by the split pass
 @group(0) @binding(1) var<storage, read> partO: array<vec4<f32>>;
@@ -8,6 +9,9 @@
 @group(0) @binding(3) var<storage, read_write> out: array<OutStored>;
 // f32 bits, so that -Infinity is written as bits rather than computed
 @group(0) @binding(4) var<storage, read_write> lse: array<u32>;
+// The rule data of key_rules.wgsl: the sink logit of query head h + h0 is f32 bits at
+// sinks_at + h + h0 (sinks_at = 0xffffffff: no sinks).
+@group(0) @binding(5) var<storage, read> rules: array<u32>;
 
 // Invocation c owns output columns 4c..4c+3 of row workgroupIndex(wid) of [B * Hq * Lq].
 @compute @workgroup_size(WG)
@@ -30,7 +34,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       o += w * partO[(row * p.P + i) * DV4 + c];
     }
   }
-  // A row that may attend no key: zeros and lse = -Infinity (a NaN sum stays NaN).
+  // The sink joins the denominator. A row that may attend no key: zeros and lse = -Infinity (or
+  // the sink; a NaN sum stays NaN).
+  if (p.sinks_at != 0xffffffffu) {
+    let sink = bitcast<f32>(rules[p.sinks_at + (row / p.Lq) % p.Hq + p.h0]);
+    let mAll = max(mMax, sink);
+    let alpha = exp(mMax - mAll);
+    l = l * alpha + exp(sink - mAll);
+    o *= alpha;
+    mMax = mAll;
+  }
   let inv = select(1.0 / l, 0.0, l == 0.0);
   if (c < DV4) {
     for (var e = 0u; e < 4u; e++) {

@@ -3,7 +3,8 @@
 // (src/ops/decode_attention.ts): B, Hq, Hkv, Lq, Lk, D, Dv, causal, mask_b .. mask_j (element
 // strides of the mask broadcast to [B, Hq, Lq, Lk]), scale, kStride, vStride (rows from one kv
 // head to the next), group (Hq / Hkv), tilesPerChunk (key tiles per chunk: WG keys in `split`, 4
-// in `split_registers`), P (partials per query row), shift (see key_rules.wgsl).
+// in `split_registers`), P (partials per query row), shift and the sparse rules' uniforms (see
+// key_rules.wgsl); the rule data binding comes last (RULES_BINDING = 7).
 // bool: bytes packed four per word; additive: f32 bits
 @group(0) @binding(4) var<storage, read> mask: array<u32>;
 // [B * Hq * Lq, P, DV4]: unnormalised output of each partial
@@ -27,11 +28,11 @@ fn rowOf(b: u32, hk: u32, ri0: u32, r: u32) -> Row {
   return Row(ri < p.group * p.Lq, h, i, (b * p.Hq + h) * p.Lq + i);
 }
 
-// 0, the additive mask value, or MASKED for key j (< jStop) of a row.
-fn keyBias(b: u32, row: Row, j: u32, jStop: u32) -> f32 {
-  if (!row.valid || j >= jStop || !causalAllows(row.i, j)) {
+// ALiBi plus the additive mask value, or MASKED, for key j (< jStop) of a row whose keys in range
+// are `r` (keyRange).
+fn keyBias(b: u32, row: Row, r: KeyRange, j: u32, jStop: u32) -> f32 {
+  if (!row.valid || j >= jStop || j < r.lo || j >= r.hi) {
     return MASKED;
   }
-  return maskBias(b * p.mask_b + row.h * p.mask_h + row.i * p.mask_i + j * p.mask_j);
+  return ruleBias(b, row.h, row.i, j, r.shift);
 }
-

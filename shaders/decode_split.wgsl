@@ -65,18 +65,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let c = t % DV4;
   let g = t / DV4;
   var rows: array<Row, RQ>;
+  var ranges: array<KeyRange, RQ>;
   var m: array<f32, RQ>;
   var l: array<f32, RQ>;
   var acc: array<vec4<f32>, RQ>;
+  // Keys some row of the block may attend: the chunk's loop runs over those only (uniform: every
+  // invocation computes it from the same rows).
+  var kLo = p.Lk;
+  var kHi = 0u;
   for (var r = 0u; r < RQ; r++) {
     rows[r] = rowOf(b, hk, ri0, r);
     m[r] = MASKED;
+    if (rows[r].valid) {
+      ranges[r] = keyRange(rows[r].i);
+      if (ranges[r].lo < ranges[r].hi) {
+        kLo = min(kLo, ranges[r].lo);
+        kHi = max(kHi, ranges[r].hi);
+      }
+    }
   }
+  let mods = MODS;
 
   var nanBits = 0x7fc00000u; // a var, so that the NaN is made at run time, not in a constant
   let nan = bitcast<f32>(nanBits);
-  let jStart = chunk * p.tilesPerChunk * WG;
-  let jStop = min(jStart + p.tilesPerChunk * WG, p.Lk);
+  let jStart = max(chunk * p.tilesPerChunk * WG, kLo);
+  let jStop = min(chunk * p.tilesPerChunk * WG + p.tilesPerChunk * WG, kHi);
   for (var j0 = jStart; j0 < jStop; j0 += WG) {
     // Scores of key j0 + t for every row. (Explicit zero initialisers: Dawn on SwiftShader was
     // seen not to re-zero an uninitialised `var` declared inside a loop.)
@@ -84,7 +97,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var s = array<f32, RQ>();
     var anyAllowed = false;
     for (var r = 0u; r < RQ; r++) {
-      s[r] = keyBias(b, rows[r], j, jStop);
+      s[r] = keyBias(b, rows[r], ranges[r], j, jStop);
       anyAllowed = anyAllowed || s[r] > MASKED;
     }
     if (anyAllowed) {
@@ -97,7 +110,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
       }
       for (var r = 0u; r < RQ; r++) {
-        s[r] = select(MASKED, s[r] + dot[r], s[r] > MASKED);
+        var score = dot[r];
+        if (mods) {
+          score = modScore(score, b, rows[r].h, rows[r].i, j);
+        }
+        s[r] = select(MASKED, s[r] + score, s[r] > MASKED);
       }
     }
     for (var r = 0u; r < RQ; r++) {

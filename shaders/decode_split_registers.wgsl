@@ -31,25 +31,39 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var c = 0u; c < D4; c++) {
     qr[c] = unpackChunk(q[row * D4 + c]) * p.scale;
   }
-  let jStart = chunk * p.tilesPerChunk * 4u;
-  let jStop = min(min(jStart + p.tilesPerChunk * 4u, p.Lk), causalEnd(i));
+  // The chunk's keys that the row may attend (causal, window and documents).
+  let kr = keyRange(i);
+  let jStart = max(chunk * p.tilesPerChunk * 4u, kr.lo);
+  let jStop = min(chunk * p.tilesPerChunk * 4u + p.tilesPerChunk * 4u, kr.hi);
+  // (MODS and BLOCKS: constants, see flash_attention_registers.wgsl)
+  let simple = !perKeyBias() && (BLOCKS != 0u || p.mask_mod == 0u);
+  let mods = MODS;
 
   var m = MASKED;
   var l = 0.0;
   var acc: array<vec4<f32>, DV4>;
   for (var j0 = jStart; j0 < jStop; j0 += 4u) {
-    // A full tile: four keys that the row may attend, with no mask values to add.
-    let full = MASK == 0u && j0 + 4u <= jStop;
+    // A full tile: four keys that the row may attend, with no bias to add.
+    // (keys in empty tiles of the block mask are skipped; full tiles need no mask_mod)
+    var fullTiles = true;
+    if (BLOCKS != 0u) {
+      let states = blockStates(b, h, i, i, j0, 4u);
+      if (!states.x) {
+        continue;
+      }
+      fullTiles = states.y;
+    }
+    let full = simple && fullTiles && j0 + 4u <= jStop;
     // bias[e]: of key j0 + e
     var bias = vec4<f32>();
     if (!full) {
       // written out: a vector indexed by a loop variable lives in memory on SwiftShader
       let r = Row(true, h, i, row);
       bias = vec4<f32>(
-        keyBias(b, r, j0, jStop),
-        keyBias(b, r, j0 + 1u, jStop),
-        keyBias(b, r, j0 + 2u, jStop),
-        keyBias(b, r, j0 + 3u, jStop),
+        keyBias(b, r, kr, j0, jStop),
+        keyBias(b, r, kr, j0 + 1u, jStop),
+        keyBias(b, r, kr, j0 + 2u, jStop),
+        keyBias(b, r, kr, j0 + 3u, jStop),
       );
       if (all(bias == vec4<f32>(MASKED))) {
         continue;
@@ -58,7 +72,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ok = bias > vec4<f32>(MASKED);
 
     // Keys past jStop read whatever the buffer holds there; their scores are replaced below.
-    var s = bias;
+    // Modified scores start from zero and get their bias after modScore.
+    var s = select(bias, vec4<f32>(0.0), mods);
     let kt = kBase + j0 * D4;
     for (var c = 0u; c < D4; c++) {
       let qc = qr[c];
@@ -68,6 +83,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         dot(unpackChunk(k[kt + 2u * D4 + c]), qc),
         dot(unpackChunk(k[kt + 3u * D4 + c]), qc),
       );
+    }
+    if (mods) {
+      s = vec4<f32>(
+        modScore(s.x, b, h, i, j0),
+        modScore(s.y, b, h, i, j0 + 1u),
+        modScore(s.z, b, h, i, j0 + 2u),
+        modScore(s.w, b, h, i, j0 + 3u),
+      ) + bias;
     }
     if (!full) {
       // by select, so that a NaN or Infinity in a key the row may not attend stays out

@@ -28,12 +28,12 @@ var<workgroup> vt: array<vec4<f32>, BC * DV4>;
 // after every invocation has read it (needs no extra barrier).
 var<workgroup> live: array<u32, 3>;
 
-// 0, the additive mask value, or MASKED for key j of query row i.
-fn keyBias(b: u32, h: u32, i: u32, j: u32, rowValid: bool) -> f32 {
-  if (!rowValid || j >= p.Lk || !causalAllows(i, j)) {
+// ALiBi plus the additive mask value, or MASKED, for key j of query row i (keys `r` in range).
+fn keyBias(b: u32, h: u32, i: u32, j: u32, r: KeyRange, rowValid: bool) -> f32 {
+  if (!rowValid || j < r.lo || j >= r.hi) {
     return MASKED;
   }
-  return maskBias(b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j);
+  return ruleBias(b, h, i, j, r.shift);
 }
 
 // Stage keys [j0, j0 + BC) of one kv head in kt (and vt when withV), zero-padded.
@@ -90,24 +90,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
-  // Keys past the causal limit of the block's last row are masked for the whole block.
-  let kEnd = causalEnd(min(row0 + WG, p.Lq) - 1u);
+  // Keys some row of the block may attend, [keys.x, keys.y): the loop's bounds (causal, window
+  // and documents skip whole tiles). Uniform: every invocation computes it from the same rows.
+  let keys = blockKeys(row0, min(row0 + WG, p.Lq) - 1u);
+  let range = keyRange(i);
+  let mods = MODS;
 
   var m = MASKED;
   var l = 0.0;
   var acc: array<vec4<f32>, DV4>;
   var s: array<f32, BC>;
   var slot = 0u;
-  for (var j0 = 0u; j0 < kEnd; j0 += BC) {
+  for (var j0 = keys.x; j0 < keys.y; j0 += BC) {
     // Bit jj: key j0 + jj may be attended. Kept apart from the scores so that a NaN score (from
     // NaN in q or k) is still summed, and turns its row NaN instead of vanishing.
     var allowed = 0u;
     for (var jj = 0u; jj < BC; jj++) {
-      s[jj] = keyBias(b, h, i, j0 + jj, rowValid);
+      s[jj] = keyBias(b, h, i, j0 + jj, range, rowValid);
       allowed |= select(0u, 1u << jj, s[jj] > MASKED);
     }
-    if (MASK != 0u) {
-      // Skip tiles that the mask empties for every row of the block.
+    // Keys in empty tiles of the block mask are skipped whole.
+    if (BLOCKS != 0u && !blockStates(b, h, row0, min(row0 + WG, p.Lq) - 1u, j0, BC).x) {
+      j0 = emptyKeysEnd(j0, BC) - BC;
+      continue;
+    }
+    if (perKeyRules()) {
+      // Skip tiles that the mask, mask_mod or ALiBi's range empty for every row of the block.
       if (allowed != 0u) {
         live[slot] = 1u;
       }
@@ -129,7 +137,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var c = 0u; c < D4; c++) {
           dot4 += qr[c] * kt[jj * D4 + c];
         }
-        s[jj] += dot4.x + dot4.y + dot4.z + dot4.w;
+        var score = dot4.x + dot4.y + dot4.z + dot4.w;
+        if (mods) {
+          score = modScore(score, b, h, i, j0 + jj);
+        }
+        s[jj] += score;
         tileMax = max(tileMax, s[jj]);
       }
     }
@@ -154,9 +166,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
 
-  // A row that may attend no key: zeros and lse = -Infinity. (l == 0 rather than l > 0, so that
-  // a NaN sum stays NaN.)
-  let inv = select(1.0 / l, 0.0, l == 0.0);
+  // The sink joins the denominator. A row that may attend no key: zeros and lse = -Infinity (or
+  // the sink). (l == 0 rather than l > 0, so that a NaN sum stays NaN.)
+  let sink = sinkLogit(h);
+  let mAll = max(m, sink);
+  let alpha = exp(m - mAll);
+  l = l * alpha + select(0.0, exp(sink - mAll), p.sinks_at != RULE_NONE);
+  m = mAll;
+  let inv = select(alpha / l, 0.0, l == 0.0);
   if (rowValid) {
     for (var c = 0u; c < DV4; c++) {
       for (var e = 0u; e < 4u; e++) {
@@ -174,16 +191,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (WEIGHTS) {
     // Second sweep: recompute each score and write exp(score - lse). Skipped keys stay 0.
     let rowLse = m + log(max(l, 1e-30));
-    for (var j0 = 0u; j0 < kEnd; j0 += BC) {
+    for (var j0 = keys.x; j0 < keys.y; j0 += BC) {
       loadTiles(kBase, vBase, j0, t, false);
       for (var jj = 0u; jj < BC; jj++) {
-        let bias = keyBias(b, h, i, j0 + jj, rowValid);
+        let bias = keyBias(b, h, i, j0 + jj, range, rowValid);
         if (bias > MASKED && l > 0.0) {
           var dot4 = vec4<f32>(0.0);
           for (var c = 0u; c < D4; c++) {
             dot4 += qr[c] * kt[jj * D4 + c];
           }
-          let score = bias + dot4.x + dot4.y + dot4.z + dot4.w;
+          var score = dot4.x + dot4.y + dot4.z + dot4.w;
+          if (mods) {
+            score = modScore(score, b, h, i, j0 + jj);
+          }
+          score += bias;
           weights[row * p.Lk + j0 + jj] = exp(score - rowLse);
         }
       }

@@ -14,21 +14,42 @@
 // q, k and v are read four elements a load (the bindings are in flash_common.wgsl)
 alias Input = Chunk;
 
-// Biases of keys j0 .. j0 + 3 (columns) for rows i0 .. i0 + rows - 1 (components): 0 or the
-// additive mask value where the row may attend the key, MASKED where it may not (and for missing
-// rows).
-fn tileBias(b: u32, h: u32, i0: u32, rows: u32, j0: u32) -> mat4x4<f32> {
+// Keys each of the four rows may attend (keyRange): lo, hi and the row's diagonal shift.
+struct RowKeys {
+  lo: vec4<u32>,
+  hi: vec4<u32>,
+  shift: vec4<i32>,
+}
+
+// Biases of keys j0 .. j0 + 3 (columns) for rows i0 .. i0 + rows - 1 (components): ALiBi and
+// the additive mask value where the row may attend the key, MASKED where it may not (and for
+// missing rows).
+fn tileBias(b: u32, h: u32, i0: u32, rows: u32, j0: u32, rk: RowKeys) -> mat4x4<f32> {
   var bias = mat4x4<f32>(vec4<f32>(MASKED), vec4<f32>(MASKED), vec4<f32>(MASKED), vec4<f32>(MASKED));
   for (var c = 0u; c < 4u; c++) {
     let j = j0 + c;
     for (var r = 0u; r < rows; r++) {
-      let i = i0 + r;
-      if (j < p.Lk && causalAllows(i, j)) {
-        bias[c][r] = maskBias(b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j);
+      if (j >= rk.lo[r] && j < rk.hi[r]) {
+        if (KEY_RULES) {
+          bias[c][r] = ruleBias(b, h, i0 + r, j, rk.shift[r]);
+        } else {
+          bias[c][r] = maskBias(b * p.mask_b + h * p.mask_h + (i0 + r) * p.mask_i + j * p.mask_j);
+        }
       }
     }
   }
   return bias;
+}
+
+// modScore of each score of keys j0 .. j0 + 3 (columns) for rows i0 .. i0 + 3 (components).
+fn modTile(x: mat4x4<f32>, b: u32, h: u32, i0: u32, j0: u32) -> mat4x4<f32> {
+  var y = x;
+  for (var c = 0u; c < 4u; c++) {
+    for (var r = 0u; r < 4u; r++) {
+      y[c][r] = modScore(x[c][r], b, h, i0 + r, j0 + c);
+    }
+  }
+  return y;
 }
 
 // Largest of the four columns, per row.
@@ -108,24 +129,58 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     qm[c] = transpose(byRow);
   }
 
-  // Causal: keys past the last row's limit are masked for all four rows, so the loop stops there.
-  let kEnd = causalEnd(i0 + rows - 1u);
+  // Keys some row may attend, [keys.x, keys.y): the loop's bounds (causal, window and documents
+  // skip whole tiles); keys every row may attend, [keys.z, keys.w).
+  let keys = blockKeys(i0, i0 + rows - 1u);
+  var rk: RowKeys;
+  for (var r = 0u; r < rows; r++) {
+    let kr = keyRange(i0 + r);
+    rk.lo[r] = kr.lo;
+    rk.hi[r] = kr.hi;
+    rk.shift[r] = kr.shift;
+  }
+  // MODS and BLOCKS (constants: the call has softcap / score_mod, a block mask) keep their code out
+  // of the loop when unused: any code in it costs SwiftShader speed.
+  let simple = rows == 4u && !perKeyBias() && (BLOCKS != 0u || p.mask_mod == 0u);
+  let mods = MODS;
+  // The block-mask rows of tiles of the first and last row (for blockStates2).
+  var bmRowA = 0u;
+  var bmRowB = 0u;
+  if (BLOCKS != 0u) {
+    bmRowA = blockRow(b, h, i0);
+    bmRowB = blockRow(b, h, i0 + rows - 1u);
+  }
 
   var m = vec4<f32>(MASKED);
   var l = vec4<f32>(0.0);
   // acc[c]: column e holds output dim 4c + e of the rows, unnormalised.
   var acc: array<mat4x4<f32>, DV4>;
-  for (var j0 = 0u; j0 < kEnd; j0 += 8u) {
-    // A full tile: all four rows may attend all eight keys, with no mask values to add.
-    let full = MASK == 0u && rows == 4u && j0 + 8u <= p.Lk &&
-      causalAllows(i0, j0 + 7u);
+  for (var j0 = keys.x; j0 < keys.y; j0 += 8u) {
+    // Keys in empty tiles of the block mask are skipped; a full tile: all four rows may attend all
+    // eight keys, with no bias to add and no mask_mod to evaluate.
+    var fullTiles = true;
+    if (BLOCKS != 0u) {
+      // BLOCKS 2: blocks of at least four rows, so the four rows span at most two
+      var states: vec2<bool>;
+      if (BLOCKS == 2u) {
+        states = blockStates2(bmRowA, bmRowB, j0, 8u);
+      } else {
+        states = blockStates(b, h, i0, i0 + rows - 1u, j0, 8u);
+      }
+      if (!states.x) {
+        j0 = emptyKeysEnd(j0, 8u) - 8u;
+        continue;
+      }
+      fullTiles = states.y;
+    }
+    let full = simple && fullTiles && j0 >= keys.z && j0 + 8u <= keys.w;
     // Keys j0 .. j0 + 3 are block a, j0 + 4 .. j0 + 7 block b; column c of ba (bb) is the bias
     // of key c of the block for the rows.
     var ba = mat4x4<f32>();
     var bb = mat4x4<f32>();
     if (!full) {
-      ba = tileBias(b, h, i0, rows, j0);
-      bb = tileBias(b, h, i0, rows, j0 + 4u);
+      ba = tileBias(b, h, i0, rows, j0, rk);
+      bb = tileBias(b, h, i0, rows, j0 + 4u, rk);
       if (all(max(colMax(ba), colMax(bb)) == vec4<f32>(MASKED))) {
         continue;
       }
@@ -133,8 +188,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     // Scores, same layout. Keys past Lk read whatever the buffer holds there (WGSL keeps loads in
     // bounds); their scores are replaced below.
+    // Modified scores start from zero and get their bias after modScore.
     var sa = ba;
     var sb = bb;
+    if (mods) {
+      sa = mat4x4<f32>();
+      sb = mat4x4<f32>();
+    }
     let kt = kBase + j0 * D4;
     for (var c = 0u; c < D4; c++) {
       let qc = qm[c];
@@ -146,6 +206,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       sb[1] += qc * unpackChunk(k[kt + 5u * D4 + c]);
       sb[2] += qc * unpackChunk(k[kt + 6u * D4 + c]);
       sb[3] += qc * unpackChunk(k[kt + 7u * D4 + c]);
+    }
+    if (mods) {
+      sa = modTile(sa, b, h, i0, j0) + ba;
+      sb = modTile(sb, b, h, i0, j0 + 4u) + bb;
     }
     if (!full) {
       sa = allowedOr(sa, ba, MASKED);
@@ -178,9 +242,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
-  // A row that may attend no key: zeros and lse = -Infinity. (l == 0 rather than l > 0, so that
-  // a NaN sum stays NaN.)
-  let inv = select(1.0 / l, vec4<f32>(0.0), l == vec4<f32>(0.0));
+  // The sink joins the denominator. A row that may attend no key: zeros and lse = -Infinity (or
+  // the sink). (l == 0 rather than l > 0, so that a NaN sum stays NaN.)
+  let sink = sinkLogit(h);
+  let mAll = max(m, vec4<f32>(sink));
+  let alpha = exp(m - mAll);
+  l = l * alpha + select(vec4<f32>(0.0), exp(vec4<f32>(sink) - mAll), p.sinks_at != RULE_NONE);
+  m = mAll;
+  let inv = select(alpha / l, vec4<f32>(0.0), l == vec4<f32>(0.0));
   for (var c = 0u; c < DV4; c++) {
     let byRow = transpose(acc[c]);
     for (var r = 0u; r < rows; r++) {

@@ -3,7 +3,8 @@
 // k and v arrays, aliased by the kernel. Uniforms (src/ops/flash_attention.ts): B, Hq, Hkv, Lq, Lk,
 // D, Dv, causal, mask strides mask_b .. mask_j (of the mask broadcast to [B, Hq, Lq, Lk], 0 on
 // broadcast dims), scale, kStride and vStride (rows from one kv head to the next in k and v: Lk,
-// or a KV cache's capacity), shift (see key_rules.wgsl).
+// or a KV cache's capacity), shift and the sparse rules' uniforms (see key_rules.wgsl). The rule
+// data binding comes last: key_rules.wgsl declares it at RULES_BINDING.
 @group(0) @binding(1) var<storage, read> q: array<Input>;
 @group(0) @binding(2) var<storage, read> k: array<Input>;
 @group(0) @binding(3) var<storage, read> v: array<Input>;

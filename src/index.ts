@@ -47,6 +47,7 @@ export {
   type HeadsPlan,
   planAttention,
 } from './ops/attention_plan';
+export { type BlockMask, type CreateBlockMaskOptions, createBlockMask } from './ops/block_mask';
 export { type SoftmaxCrossEntropyResult, softmaxCrossEntropy } from './ops/cross_entropy';
 export { embedding, embeddingBackward } from './ops/embedding';
 export { mergeHeads, splitHeads } from './ops/heads';
@@ -62,7 +63,7 @@ export { type LinearOptions, linear } from './ops/linear';
 export { type LinearBackwardOptions, type LinearGradients, linearBackward } from './ops/linear_backward';
 export { type MatmulOptions, matmul } from './ops/matmul';
 export { type AttentionCallShape, prepareAttention } from './ops/prepare';
-export { type RopeOptions, rope } from './ops/rope';
+export { type RopeOptions, type RopeTables, rope } from './ops/rope';
 export { ropeBackward } from './ops/rope_backward';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
 export { type SoftmaxBackwardOptions, softmaxBackward } from './ops/softmax_backward';

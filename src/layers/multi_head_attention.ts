@@ -2,11 +2,18 @@ import { checkOptions } from '../checks';
 import type { Context } from '../context';
 import { attention } from '../ops/attention';
 import { linear } from '../ops/linear';
-import { rope } from '../ops/rope';
+import { checkRopeTables, rope } from '../ops/rope';
 import { checkRopeSettings } from '../reference/rope';
 import { expectRank, fmt } from '../shape';
 import type { Tensor, TensorData } from '../tensor';
 import { expectTensor } from '../tensor';
+
+/** The layer's rope from tables: see `RopeTables` (positions come from the cache length). */
+export interface LayerRopeTables {
+  cos: Tensor;
+  sin: Tensor;
+  interleaved?: boolean;
+}
 
 export interface MultiHeadAttentionOptions {
   /** E: features of x and of the output. */
@@ -21,8 +28,12 @@ export interface MultiHeadAttentionOptions {
   vdim?: number;
   /** Projections have biases. Default true. */
   bias?: boolean;
-  /** Rotary position embedding of q and k after projection (see `rope`). */
-  rope?: { style: 'half' | 'interleaved'; base?: number; dims?: number };
+  /**
+   * Rotary position embedding of q and k after projection (see `rope`): settings, or caller-given
+   * cos / sin tables [maxPositions, rotaryDim / 2] ('f32' tensors, kept by reference) read at each
+   * row's position (the cache length plus the row).
+   */
+  rope?: { style: 'half' | 'interleaved'; base?: number; dims?: number } | LayerRopeTables;
   /** Storage of weights, activations and output: 'f16' halves memory traffic, sums stay f32. Default 'f32'. */
   dtype?: 'f32' | 'f16';
   label?: string;
@@ -130,7 +141,7 @@ export class MultiHeadAttention {
   readonly vdim: number;
   readonly bias: boolean;
   readonly dtype: 'f32' | 'f16';
-  readonly rope?: { style: 'half' | 'interleaved'; base: number; dims: number };
+  readonly rope?: { style: 'half' | 'interleaved'; base: number; dims: number } | LayerRopeTables;
   readonly label: string;
   private readonly weights = new Map<Projection, Tensor>();
   private readonly biases = new Map<Projection, Tensor>();
@@ -173,11 +184,16 @@ export class MultiHeadAttention {
     this.numHeads = numHeads;
     this.headDim = embedDim / numHeads;
     this.bias = options.bias ?? true;
-    if (options.rope)
+    if (options.rope && 'cos' in options.rope) {
+      const { cos, sin, interleaved } = options.rope;
+      checkRopeTables(`${what}: rope`, ctx, [1, 1, 1, this.headDim], { cos, sin, interleaved });
+      this.rope = { cos, sin, interleaved };
+    } else if (options.rope) {
       this.rope = {
         style: options.rope.style,
         ...checkRopeSettings(`${what}: rope`, this.headDim, options.rope),
       };
+    }
     this.label = options.label ?? 'mha';
   }
 

@@ -1,12 +1,22 @@
 // attention(): check -> plan -> programs -> run. The plan (attention_plan.ts) decides how the call
 // runs; the executors record its programs into one Recording, submitted as one command buffer.
 
+import type { Context } from '../context';
 import type { RunOptions } from '../options';
 import { Recording } from '../program';
-import { type DType, expectTensor, type Tensor } from '../tensor';
-import { type AttentionOptions, type AttentionResult, checkAttentionInputs, plan } from './attention_plan';
+import { type DType, expectTensor, Tensor } from '../tensor';
+import {
+  type AttentionOptions,
+  type AttentionResult,
+  checkAttentionInputs,
+  plan,
+  RULE_NONE,
+  type ScoringRules,
+  scoringRules,
+} from './attention_plan';
 import { recordBlocks, recordCore, recordHeads } from './attention_split';
 import { resultTensor } from './output';
+import { checkSnippets } from './score_snippets';
 
 export type { AttentionOptions, AttentionResult };
 
@@ -106,6 +116,7 @@ async function runAttention(
   const shape = checkAttentionInputs(q, k, v, options);
   const { ctx } = q;
   const { mask } = options;
+  await checkSnippets(ctx, options);
   const p = plan({ ctx, shape, dtype: q.dtype, mask }, options, force);
   const { B, Hq, Lq, Lk, Dv } = shape;
   const rec = new Recording(ctx, 'attention');
@@ -124,7 +135,8 @@ async function runAttention(
   const lse = options.returnLse ? result('lse', [B, Hq, Lq], 'f32') : undefined;
   const weights = options.returnWeights ? result('weights', [B, Hq, Lq, Lk], 'f32') : undefined;
   try {
-    const call = { q, k, v, mask, output, lse, weights };
+    const rules = recordRuleData(rec, ctx, options, scoringRules(options, shape))?.buffer;
+    const call = { q, k, v, mask, rules, output, lse, weights };
     if (p.path === 'heads') recordHeads(rec, p, call);
     else if (p.path === 'blocks') recordBlocks(rec, p, call, options);
     else {
@@ -138,6 +150,7 @@ async function runAttention(
         output: output.binding,
         lse: lse?.binding,
         weights: weights?.binding,
+        rules,
       });
     }
     await rec.submit(encoder);
@@ -146,4 +159,44 @@ async function runAttention(
     throw e;
   }
   return { output, lse, weights };
+}
+
+/**
+ * The rule data of a call (ALiBi slopes, sinks, document starts, block-mask states; layout in
+ * `ScoringRules`) in a buffer that lives until the recording is submitted: arrays written,
+ * tensors copied on the GPU. Undefined when the call has none and `reserve` is 0. With `reserve`,
+ * the buffer also has that many bytes for the caller from `reservedAt` (a multiple of 256 bytes,
+ * bindable on its own) on.
+ */
+export function recordRuleData(
+  rec: Recording,
+  ctx: Context,
+  options: AttentionOptions,
+  rules: ScoringRules,
+  reserve = 0,
+): { buffer: GPUBuffer; reservedAt: number } | undefined {
+  const parts: [at: number, x: ArrayLike<number> | Tensor | undefined, f32: boolean][] = [
+    [rules.alibiAt, options.alibiSlopes, true],
+    [rules.sinksAt, options.sinks, true],
+    [rules.docsQAt, options.cuSeqlensQ, false],
+    [rules.docsKAt, options.cuSeqlensK, false],
+    [rules.blockMaskAt, options.blockMask?.states, true],
+  ];
+  const present = parts.filter(([at, x]) => at !== RULE_NONE && x !== undefined);
+  if (!present.length && !reserve) return undefined;
+  const words = Math.max(0, ...present.map(([at, x]) => at + (x instanceof Tensor ? x.size : x!.length)));
+  const reservedAt = Math.ceil((words * 4) / 256) * 256;
+  const data = new ArrayBuffer(words * 4);
+  const buffer = rec.buffer(reservedAt + reserve, 'attention:rules');
+  for (const [at, x, isF32] of present) {
+    if (x instanceof Tensor) {
+      rec.copy(x.buffer, x.byteOffset, buffer, at * 4, x.size * 4);
+    } else if (isF32) {
+      new Float32Array(data, at * 4, x!.length).set(Array.from(x!, Number));
+    } else {
+      new Uint32Array(data, at * 4, x!.length).set(Array.from(x!, Number));
+    }
+  }
+  if (words) ctx.device.queue.writeBuffer(buffer, 0, data);
+  return { buffer, reservedAt };
 }

@@ -12,13 +12,14 @@ import dkdvSource from '../../shaders/attention_backward_dkdv.wgsl?raw';
 import dkdvRegistersSource from '../../shaders/attention_backward_dkdv_registers.wgsl?raw';
 import dqSource from '../../shaders/attention_backward_dq.wgsl?raw';
 import dqRegistersSource from '../../shaders/attention_backward_dq_registers.wgsl?raw';
-import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
+import dsinksSource from '../../shaders/attention_backward_dsinks.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import type { AttentionKernel } from '../context';
 import { chunkPrelude, type ElementStorage, elementPrelude } from '../f16';
 import { type Bindable, Recording } from '../program';
 import { fmt } from '../shape';
 import { bytesPerElement, type Tensor } from '../tensor';
+import { recordRuleData } from './attention';
 import {
   type AttentionBuffers,
   type AttentionOptions,
@@ -27,22 +28,36 @@ import {
   checkAttentionInputs,
   corePlan,
 } from './attention_plan';
-import { scoringUniforms } from './flash_attention';
+import { scoringSources, scoringUniforms, withRules } from './flash_attention';
 
 /** The forward's options (the same values as the forward call), plus its log-sum-exp. */
 export type AttentionBackwardOptions = Omit<AttentionOptions, 'returnLse' | 'returnWeights'> & {
   /** The forward's `lse` [B, Hq, Lq] ('f32'), from `attention(..., { returnLse: true })`. */
   lse: Tensor;
+  /**
+   * With `scoreMod`: WGSL `fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32`,
+   * the derivative of score_mod in s (same arguments). Required with scoreMod: the backward does
+   * not differentiate WGSL by itself.
+   */
+  scoreModGrad?: string;
 };
 
 export interface AttentionGradients {
   /** [B, Hq, Lq, D] */
   dq: Tensor;
-  /** [B, Hkv, Lk, D]: summed over the query heads that read each kv head. */
+  /** [B, Hkv, Lk, D], summed over the query heads that read each kv head. */
   dk: Tensor;
-  /** [B, Hkv, Lk, Dv]: summed over the query heads that read each kv head. */
+  /** [B, Hkv, Lk, Dv], summed over the query heads that read each kv head. */
   dv: Tensor;
+  /** [Hq] ('f32'), with `sinks`: d loss / d sink of each head. */
+  dsinks?: Tensor;
 }
+
+/** score_mod_grad of calls without scoreMod (never called: keyScoreGrad checks p.score_mod). */
+const IDENTITY_SCORE_MOD_GRAD =
+  'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return 1.0; }';
+const SCORE_MOD_GRAD_SIGNATURE =
+  /fn\s+score_mod_grad\s*\(\s*\w+\s*:\s*f32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*\)\s*->\s*f32/;
 
 /** How one backward call runs: plain data, for tests and the benchmark. */
 export interface AttentionBackwardPlan {
@@ -92,9 +107,13 @@ export async function attentionBackward(
   const dq = ctx.zeros([B, Hq, Lq, D], q.dtype, 'attentionBackward:dq');
   const dk = ctx.zeros([B, Hkv, Lk, D], q.dtype, 'attentionBackward:dk');
   const dv = ctx.zeros([B, Hkv, Lk, Dv], q.dtype, 'attentionBackward:dv');
+  const dsinks = options.sinks !== undefined ? ctx.zeros([Hq], 'f32', 'attentionBackward:dsinks') : undefined;
   const rec = new Recording(ctx, 'attentionBackward');
   try {
-    const stats = rec.buffer(B * Hq * Lq * 8, 'attentionBackward:stats');
+    // The rule data of the forward's options, with room for the row stats after it.
+    const { lse: _, scoreModGrad: __, ...forward } = options;
+    const statsBytes = B * Hq * Lq * 8;
+    const data = recordRuleData(rec, ctx, forward, plan.core.rules, statsBytes)!;
     const io: AttentionBuffers = {
       q: q.binding,
       k: k.binding,
@@ -103,21 +122,25 @@ export async function attentionBackward(
       vStride: v.rowStride,
       mask: options.mask?.binding,
       output: output.binding,
+      rules: data.buffer,
     };
     recordBackward(rec, plan, io, {
       dOutput: dOutput.binding,
       lse: options.lse.binding,
-      stats,
+      stats: { buffer: data.buffer, offset: data.reservedAt, size: statsBytes },
+      statsAt: data.reservedAt / 4,
+      scoreModGrad: options.scoreModGrad,
       dq: dq.binding,
       dk: dk.binding,
       dv: dv.binding,
+      dsinks: dsinks?.binding,
     });
     await rec.submit();
   } catch (e) {
-    for (const t of [dq, dk, dv]) t.destroy();
+    for (const t of [dq, dk, dv, dsinks]) t?.destroy();
     throw e;
   }
-  return { dq, dk, dv };
+  return dsinks ? { dq, dk, dv, dsinks } : { dq, dk, dv };
 }
 
 /**
@@ -159,11 +182,16 @@ export function planAttentionBackward(
 interface BackwardBuffers {
   dOutput: Bindable;
   lse: Bindable;
-  /** [B, Hq, Lq] of (lse, delta), written by the delta pass */
-  stats: GPUBuffer;
+  /** [B, Hq, Lq] of (lse, delta), written by the delta pass: a range of the rule data */
+  stats: GPUBufferBinding;
+  /** where `stats` starts in the rule data, in u32 words */
+  statsAt: number;
+  scoreModGrad?: string;
   dq: Bindable;
   dk: Bindable;
   dv: Bindable;
+  /** [Hq], with sinks */
+  dsinks?: Bindable;
 }
 
 /** Records the three passes of `plan`. dq, dk and dv must start zeroed (packed f16 stores OR). */
@@ -184,14 +212,20 @@ function recordBackward(
     bindings: [out.dOutput, io.output, out.lse, out.stats],
     workgroups: plan.deltaWorkgroups,
   });
-  const uniforms = scoringUniforms(core, io);
-  const inputs = [io.q, io.k, io.v, io.mask, out.dOutput, out.stats];
-  const shared = [commonSource, keyRulesSource, maskedSource];
+  const uniforms = { ...scoringUniforms(core, io), stats_at: out.statsAt };
+  // the rule data (with the stats) at binding 6, where key_rules.wgsl's `rules` is declared
+  const { bindings: inputs, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, out.dOutput], io);
+  const shared = [
+    commonSource,
+    ...scoringSources(core),
+    out.scoreModGrad ?? IDENTITY_SCORE_MOD_GRAD,
+    maskedSource,
+  ];
   const registers = kernel === 'registers';
   const prelude = registers
     ? [elementPrelude(storage, false), chunkPrelude(storage)]
     : [elementPrelude(storage, false)];
-  const common = { D4: Math.ceil(D / 4), DV4: Math.ceil(Dv / 4), MASK: core.maskKind };
+  const common = { D4: Math.ceil(D / 4), DV4: Math.ceil(Dv / 4), MASK: core.maskKind, RULES_BINDING };
   rec.dispatch({
     name: registers ? 'attention_backward_dkdv_registers' : 'attention_backward_dkdv',
     sources: [
@@ -219,6 +253,16 @@ function recordBackward(
     bindings: [...inputs, out.dq],
     workgroups: plan.dqWorkgroups,
   });
+  if (out.dsinks) {
+    rec.dispatch({
+      name: 'attention_backward_dsinks',
+      sources: [dsinksSource],
+      constants: { WG },
+      uniforms: { B, Hq, Lq, sinks_at: core.rules.sinksAt, stats_at: out.statsAt, h0: 0 },
+      bindings: [io.rules, out.dsinks],
+      workgroups: Math.ceil(Hq / WG),
+    });
+  }
 }
 
 /**
@@ -259,7 +303,24 @@ function checkBackwardInputs(
       throw new Error(`${what}: options.${key} is an option of the forward only, received ${key}`);
     }
   }
-  const { lse, ...forward } = options;
+  const { lse, scoreModGrad, ...forward } = options;
+  if (forward.scoreMod !== undefined && scoreModGrad === undefined) {
+    throw new Error(
+      `${what}: options.scoreMod needs options.scoreModGrad, WGSL 'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32' (its derivative in s), received undefined`,
+    );
+  }
+  if (scoreModGrad !== undefined) {
+    if (forward.scoreMod === undefined) {
+      throw new Error(
+        `${what}: options.scoreModGrad is only used with options.scoreMod, received it without`,
+      );
+    }
+    if (typeof scoreModGrad !== 'string' || !SCORE_MOD_GRAD_SIGNATURE.test(scoreModGrad)) {
+      throw new Error(
+        `${what}: options.scoreModGrad must be WGSL text defining 'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32', received ${typeof scoreModGrad === 'string' ? JSON.stringify(scoreModGrad.slice(0, 80)) : typeof scoreModGrad}`,
+      );
+    }
+  }
   let shape: AttentionShape;
   try {
     shape = checkAttentionInputs(q, k, v, forward);

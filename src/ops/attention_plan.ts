@@ -24,6 +24,59 @@ export interface AttentionOptions {
   returnLse?: boolean;
   /** Also return the attention weights [B, Hq, Lq, Lk]. For inspection at small sizes: it is Lq x Lk. */
   returnWeights?: boolean;
+  /** Tanh softcapping (Gemma 2): s = c · tanh(s / c) of s = scale · q·k, before everything else. c > 0. */
+  softcap?: number;
+  /**
+   * WGSL text defining `fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32`, applied to
+   * each score after the softcap (b batch, h query head, i query row, j key; with packed documents
+   * b = 0 and i, j are positions in the packed sequences). Compiled into the kernel.
+   */
+  scoreMod?: string;
+  /** ALiBi slopes [Hq] (an array or an f32 tensor): s -= slope[h] · |i + Lk - Lq - j|. */
+  alibiSlopes?: ArrayLike<number> | Tensor;
+  /**
+   * Sliding window [left, right]: row i may attend key j iff i + Lk - Lq - left <= j <=
+   * i + Lk - Lq + right; either side a non-negative integer or Infinity. With causal, right is 0.
+   */
+  window?: readonly [number, number];
+  /**
+   * WGSL text defining `fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool`, true = row i may
+   * attend key j (same indices as scoreMod). Compiled into the kernel.
+   */
+  maskMod?: string;
+  /**
+   * Packed documents (FlashAttention's varlen, B = 1): cumulative starts of the documents in the
+   * query rows, [documents + 1], first 0, last Lq. Rows of document d attend only keys of document
+   * d; causal, window and ALiBi apply inside each document with its own bottom-right offset.
+   */
+  cuSeqlensQ?: ArrayLike<number>;
+  /** Cumulative starts of the documents in the keys, [documents + 1], first 0, last Lk. */
+  cuSeqlensK?: ArrayLike<number>;
+  /**
+   * Attention sinks [Hq] (an array or an f32 tensor): one extra logit per head in the softmax
+   * denominator, with no value (gpt-oss; zeros = smooth softmax). lse includes it; a row with no
+   * allowed key gives zeros and lse = sink.
+   */
+  sinks?: ArrayLike<number> | Tensor;
+  /**
+   * Tile states from `createBlockMask`: keys in empty tiles are not attended (and the kernels skip
+   * those tiles); on full tiles maskMod is not evaluated. Build it from the maskMod / mask it goes
+   * with (or coarser).
+   */
+  blockMask?: BlockMask;
+}
+
+/**
+ * A block mask: the state of each (query block, key block) tile, as `createBlockMask` computes
+ * it. `states` [B, H, numBlocksQ, numBlocksK] holds 0 (empty), 1 (partial) or 2 (full) as f32; B
+ * or H of 1 broadcasts over the batch or the query heads.
+ */
+export interface BlockMask {
+  states: Tensor;
+  blockSizeQ: number;
+  blockSizeK: number;
+  Lq: number;
+  Lk: number;
 }
 
 export interface AttentionResult {
@@ -35,7 +88,22 @@ export interface AttentionResult {
   weights?: Tensor;
 }
 
-const OPTION_KEYS = ['scale', 'causal', 'mask', 'returnLse', 'returnWeights'] as const;
+const OPTION_KEYS = [
+  'scale',
+  'causal',
+  'mask',
+  'returnLse',
+  'returnWeights',
+  'softcap',
+  'scoreMod',
+  'alibiSlopes',
+  'window',
+  'maskMod',
+  'cuSeqlensQ',
+  'cuSeqlensK',
+  'sinks',
+  'blockMask',
+] as const;
 
 /** The problem sizes, checked. */
 export interface AttentionShape {
@@ -64,6 +132,38 @@ export interface CorePlan {
   causalShift: number;
   lse: boolean;
   weights: boolean;
+  rules: ScoringRules;
+}
+
+/** Marks an absent part of the rule data (RULE_NONE in key_rules.wgsl). */
+export const RULE_NONE = 0xffffffff;
+/** Stands for an unbounded window side: far past any length, and safe from i32 overflow. */
+const WINDOW_UNBOUNDED = 0x3fffffff;
+
+/**
+ * The sparse and programmable options as the kernels read them (key_rules.wgsl). Offsets index
+ * the call's rule data (`AttentionBuffers.rules`, u32 words): RULE_NONE where absent.
+ */
+export interface ScoringRules {
+  /** 0: none */
+  softcap: number;
+  /** Window sides, WINDOW_UNBOUNDED for Infinity. */
+  window: [left: number, right: number];
+  alibiAt: number;
+  sinksAt: number;
+  /** Number of packed documents (0: none), and where their cumulative starts are. */
+  docs: number;
+  docsQAt: number;
+  docsKAt: number;
+  /** Block-mask states: where, the states' [B, H, nq, nk] and the tile sizes [rows, keys]. */
+  blockMaskAt: number;
+  blockMaskShape: [number, number, number, number];
+  blockSize: [number, number];
+  /** WGSL of score_mod and mask_mod, the caller's or undefined (identities). */
+  scoreMod?: string;
+  maskMod?: string;
+  /** Where this call's b, h, i, j start in the full problem (split calls). */
+  origin: [b: number, h: number, i: number, j: number];
 }
 
 /** One dispatch of a flash kernel: `rowsPerWorkgroup` query rows of one head per workgroup. */
@@ -122,6 +222,8 @@ export interface AttentionBuffers {
   kStride: number;
   vStride: number;
   mask?: Bindable;
+  /** The rule data of `ScoringRules` (absent: no ALiBi, sinks or documents). */
+  rules?: Bindable;
   output: Bindable;
   lse?: Bindable;
   weights?: Bindable;
@@ -191,7 +293,7 @@ export function plan(inputs: PlanInputs, options: AttentionOptions, force?: 'dec
       shape: [1, maskDims[1] === 1 ? 1 : heads, maskDims[2], maskDims[3]],
     };
     const inner = { ...inputs, shape: { ...s, B: 1, Hq: heads, Hkv: kvHeads }, mask };
-    const groupPlan = corePlan(inner, options, s.Lk - s.Lq, force);
+    const groupPlan = corePlan(inner, options, s.Lk - s.Lq, force, scoringRules(options, s));
     return { path: 'heads', shape: s, heads, kvHeads, maskDims, group: groupPlan };
   }
   const where = `q [${s.Lq}, ${s.D}], k [${s.Lk}, ${s.D}], v [${s.Lk}, ${s.Dv}]`;
@@ -222,6 +324,7 @@ export function corePlan(
   options: AttentionOptions,
   causalShift: number,
   force?: 'decode',
+  rules: ScoringRules = scoringRules(options, inputs.shape),
 ): FlashPlan | DecodePlan {
   const { ctx, shape: s, mask } = inputs;
   const fits = s.D % 4 === 0 && s.Dv % 4 === 0 && !options.returnWeights;
@@ -241,6 +344,7 @@ export function corePlan(
     causalShift,
     lse: options.returnLse ?? false,
     weights: options.returnWeights ?? false,
+    rules,
   };
   if (force === 'decode' || prefersDecode(s, options, kernel)) return decodePlan(ctx, core);
   const rows = ROWS_PER_WORKGROUP;
@@ -396,6 +500,200 @@ function blockSizes(
   return undefined;
 }
 
+/**
+ * The rules of `options` for a problem of `shape` (the full one: rule data is laid out for all
+ * its heads): [alibi slopes, Hq][sinks, Hq][cuSeqlensQ][cuSeqlensK], absent parts left out.
+ */
+export function scoringRules(options: AttentionOptions, shape: AttentionShape): ScoringRules {
+  const side = (x: number) => (x === Number.POSITIVE_INFINITY ? WINDOW_UNBOUNDED : x);
+  const [left, right] = options.window ?? [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY];
+  let words = 0;
+  const take = (n: number) => {
+    const at = words;
+    words += n;
+    return at;
+  };
+  const alibiAt = options.alibiSlopes !== undefined ? take(shape.Hq) : RULE_NONE;
+  const sinksAt = options.sinks !== undefined ? take(shape.Hq) : RULE_NONE;
+  const docs = options.cuSeqlensQ ? options.cuSeqlensQ.length - 1 : 0;
+  const docsQAt = docs ? take(docs + 1) : RULE_NONE;
+  const docsKAt = docs ? take(docs + 1) : RULE_NONE;
+  const bm = options.blockMask;
+  const blockMaskAt = bm ? take(bm.states.size) : RULE_NONE;
+  return {
+    blockMaskAt,
+    blockMaskShape: bm ? (bm.states.shape as [number, number, number, number]) : [1, 1, 1, 1],
+    blockSize: bm ? [bm.blockSizeQ, bm.blockSizeK] : [1, 1],
+    softcap: options.softcap ?? 0,
+    window: [side(left), side(right)],
+    alibiAt,
+    sinksAt,
+    docs,
+    docsQAt,
+    docsKAt,
+    scoreMod: options.scoreMod,
+    maskMod: options.maskMod,
+    origin: [0, 0, 0, 0],
+  };
+}
+
+function describe(x: unknown): string {
+  if (typeof x === 'function') return 'a function';
+  if (typeof x === 'string') return JSON.stringify(x.length > 60 ? `${x.slice(0, 60)}...` : x);
+  if (Array.isArray(x) || ArrayBuffer.isView(x)) {
+    const a = Array.from(x as ArrayLike<unknown>);
+    return `[${a.slice(0, 8).map(String).join(', ')}${a.length > 8 ? ', ...' : ''}]`;
+  }
+  return String(x);
+}
+
+const isArrayLike = (x: unknown): x is ArrayLike<unknown> =>
+  Array.isArray(x) || (ArrayBuffer.isView(x) && !(x instanceof DataView));
+
+/** alibiSlopes or sinks: Hq finite numbers, or an f32 tensor [Hq]. */
+function checkPerHead(q: Tensor, name: string, x: unknown, Hq: number): void {
+  if (x instanceof Object && 'dtype' in x && 'shape' in x) {
+    const t = x as Tensor;
+    t.assertUsable(`attention: ${name}`, q.ctx);
+    if (t.dtype !== 'f32' || t.shape.length !== 1 || t.shape[0] !== Hq) {
+      throw new Error(
+        `attention: options.${name} must be an 'f32' tensor of shape [${Hq}] (Hq), received '${t.dtype}' ${fmt(t.shape)}`,
+      );
+    }
+    return;
+  }
+  if (!isArrayLike(x)) {
+    throw new Error(
+      `attention: options.${name} must be an array of ${Hq} numbers (one per query head) or a tensor, received ${describe(x)}`,
+    );
+  }
+  if (x.length !== Hq) {
+    throw new Error(`attention: options.${name} must have length ${Hq} (Hq), received length ${x.length}`);
+  }
+  for (let h = 0; h < Hq; h++) {
+    const v = x[h];
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      throw new Error(`attention: options.${name}[${h}] must be a finite number, received ${String(v)}`);
+    }
+  }
+}
+
+/** cuSeqlensQ or cuSeqlensK: non-decreasing integers from 0 to `total`. */
+function checkCuSeqlens(name: string, x: unknown, total: number, dim: string): ArrayLike<number> {
+  if (!isArrayLike(x)) {
+    throw new Error(
+      `attention: options.${name} must be an array of cumulative document starts, received ${describe(x)}`,
+    );
+  }
+  const a = Array.from(x, Number);
+  if (a.length < 2 || a[0] !== 0 || a[a.length - 1] !== total) {
+    throw new Error(
+      `attention: options.${name} must start with 0 and end with ${total} (${dim}), with at least 2 entries, received ${describe(x)}`,
+    );
+  }
+  for (let d = 0; d < a.length; d++) {
+    if (!Number.isInteger(a[d]) || (d > 0 && a[d] < a[d - 1])) {
+      throw new Error(`attention: options.${name} must be non-decreasing integers, received ${describe(x)}`);
+    }
+  }
+  return x as ArrayLike<number>;
+}
+
+/** The sparse and programmable options (softcap .. sinks). */
+function checkScoringOptions(q: Tensor, options: AttentionOptions, s: AttentionShape): void {
+  const { softcap, window } = options;
+  if (softcap !== undefined && (typeof softcap !== 'number' || !Number.isFinite(softcap) || softcap <= 0)) {
+    throw new Error(
+      `attention: options.softcap must be a positive finite number, received ${describe(softcap)}`,
+    );
+  }
+  if (window !== undefined) {
+    const side = (x: unknown) =>
+      typeof x === 'number' && x >= 0 && (Number.isInteger(x) || x === Number.POSITIVE_INFINITY);
+    if (!isArrayLike(window) || window.length !== 2 || !side(window[0]) || !side(window[1])) {
+      throw new Error(
+        `attention: options.window must be [left, right], each a non-negative integer or Infinity, received ${describe(window)}`,
+      );
+    }
+  }
+  for (const name of ['scoreMod', 'maskMod'] as const) {
+    const text = options[name];
+    if (text !== undefined && typeof text !== 'string') {
+      throw new Error(
+        `attention: options.${name} must be WGSL text defining ${SNIPPET_SIGNATURES[name]}, received ${describe(text)}`,
+      );
+    }
+    if (text !== undefined) checkSnippetSignature(name, text);
+  }
+  if (options.blockMask !== undefined) checkBlockMask(q, options.blockMask, s);
+  if (options.alibiSlopes !== undefined) checkPerHead(q, 'alibiSlopes', options.alibiSlopes, s.Hq);
+  if (options.sinks !== undefined) checkPerHead(q, 'sinks', options.sinks, s.Hq);
+  const { cuSeqlensQ, cuSeqlensK } = options;
+  if ((cuSeqlensQ === undefined) !== (cuSeqlensK === undefined)) {
+    const [given, missing] =
+      cuSeqlensQ === undefined ? ['cuSeqlensK', 'cuSeqlensQ'] : ['cuSeqlensQ', 'cuSeqlensK'];
+    throw new Error(
+      `attention: options.${given} needs ${missing} (packed documents need both), received ${missing} undefined`,
+    );
+  }
+  if (cuSeqlensQ !== undefined) {
+    if (s.B !== 1) {
+      throw new Error(`attention: cuSeqlensQ/cuSeqlensK (packed documents) need B = 1, received B = ${s.B}`);
+    }
+    const cq = checkCuSeqlens('cuSeqlensQ', cuSeqlensQ, s.Lq, 'Lq');
+    const ck = checkCuSeqlens('cuSeqlensK', cuSeqlensK, s.Lk, 'Lk');
+    if (cq.length !== ck.length) {
+      throw new Error(
+        `attention: options.cuSeqlensK must have the length of cuSeqlensQ (${cq.length}, one more than the documents), received length ${ck.length}`,
+      );
+    }
+  }
+}
+
+function checkBlockMask(q: Tensor, m: BlockMask, s: AttentionShape): void {
+  if (m === null || typeof m !== 'object' || !(m.states instanceof Object && 'dtype' in m.states)) {
+    throw new Error(`attention: options.blockMask must come from createBlockMask, received ${describe(m)}`);
+  }
+  m.states.assertUsable('attention: blockMask', q.ctx);
+  const [mb, mh, nq, nk] = m.states.shape;
+  const ok =
+    m.Lq === s.Lq &&
+    m.Lk === s.Lk &&
+    (mb === 1 || mb === s.B) &&
+    (mh === 1 || mh === s.Hq) &&
+    nq === Math.ceil(s.Lq / m.blockSizeQ) &&
+    nk === Math.ceil(s.Lk / m.blockSizeK);
+  if (!ok) {
+    throw new Error(
+      `attention: options.blockMask must be made for B ${s.B} (or 1), H ${s.Hq} (or 1), Lq ${s.Lq}, Lk ${s.Lk}, received states ${fmt(m.states.shape)} for Lq ${m.Lq}, Lk ${m.Lk}, blocks ${m.blockSizeQ}x${m.blockSizeK}`,
+    );
+  }
+}
+
+/** The functions scoreMod and maskMod must define. */
+export const SNIPPET_SIGNATURES = {
+  scoreMod: 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32',
+  maskMod: 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool',
+} as const;
+
+const SNIPPET_PATTERNS = {
+  scoreMod:
+    /\bfn\s+score_mod\s*\(\s*\w+\s*:\s*f32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,?\s*\)\s*->\s*f32\s*\{/,
+  maskMod:
+    /\bfn\s+mask_mod\s*\(\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,?\s*\)\s*->\s*bool\s*\{/,
+};
+
+/** Throws unless `text` defines the function of `name` with its signature. */
+export function checkSnippetSignature(name: 'scoreMod' | 'maskMod', text: string): void {
+  if (!SNIPPET_PATTERNS[name].test(text)) {
+    const fn = name === 'scoreMod' ? 'score_mod' : 'mask_mod';
+    const found = text.match(new RegExp(`fn\\s+${fn}\\s*\\([^)]*\\)[^{]*`))?.[0].trim();
+    throw new Error(
+      `attention: options.${name} must define \`${SNIPPET_SIGNATURES[name]}\`, received ${found ? `\`${found}\`` : `no ${fn} function in ${describe(text)}`}`,
+    );
+  }
+}
+
 /** Validates q, k, v and the options of `attention`; returns the sizes. */
 export function checkAttentionInputs(
   q: Tensor,
@@ -458,5 +756,7 @@ export function checkAttentionInputs(
       throw new Error("attention: mask dtype must be 'bool' or 'f32', received 'f16'");
     broadcastStrides('attention: mask', mask.shape, [B, Hq, Lq, Lk]);
   }
-  return { B, Hq, Hkv, Lq, Lk, D, Dv };
+  const shape = { B, Hq, Hkv, Lq, Lk, D, Dv };
+  checkScoringOptions(q, options, shape);
+  return shape;
 }

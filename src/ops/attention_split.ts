@@ -18,6 +18,8 @@ import {
   type DecodePlan,
   type FlashPlan,
   type HeadsPlan,
+  RULE_NONE,
+  scoringRules,
 } from './attention_plan';
 import { recordDecode } from './decode_attention';
 import { recordFlash } from './flash_attention';
@@ -31,6 +33,8 @@ export interface SplitCall {
   k: Tensor;
   v: Tensor;
   mask?: Tensor;
+  /** The rule data of the whole call (see `ScoringRules`). */
+  rules?: GPUBuffer;
   output: Tensor;
   lse?: Tensor;
   weights?: Tensor;
@@ -71,6 +75,7 @@ export function recordHeads(rec: Recording, plan: HeadsPlan, call: SplitCall): v
     kStride: s.Lk,
     vStride: s.Lk,
     mask: ms,
+    rules: call.rules,
     output: os,
     lse: ls,
     weights: ws,
@@ -94,7 +99,8 @@ export function recordHeads(rec: Recording, plan: HeadsPlan, call: SplitCall): v
         copyElements(rec, mask, start, { buffer: ms, dtype: mask.dtype }, 0, mHeads * mi * mj);
       }
       rec.clear(os); // packed f16 results are ORed into zeroed words
-      recordCore(rec, plan.group, io);
+      const origin: [number, number, number, number] = [b, h0, 0, 0];
+      recordCore(rec, { ...plan.group, rules: { ...plan.group.rules, origin } }, io);
       const row = b * s.Hq + h0;
       copyElements(
         rec,
@@ -143,6 +149,7 @@ export function recordBlocks(
   let next = partial();
   const part = partial();
   const group = s.Hq / s.Hkv;
+  const rules = scoringRules(options, s);
 
   for (let b = 0; b < s.B; b++) {
     for (let h = 0; h < s.Hq; h++) {
@@ -153,7 +160,9 @@ export function recordBlocks(
         for (let j0 = 0; j0 < s.Lk; j0 += keys) {
           // Causal: keys past the block's last row's limit add nothing. The first chunk always
           // runs, so that rows attending no key still get zeros and -Infinity.
-          if (options.causal && j0 > 0 && j0 > i0 + n - 1 + s.Lk - s.Lq) break;
+          // (Documents have their own offsets: no shortcut then.)
+          const docs = options.cuSeqlensQ !== undefined;
+          if (options.causal && !docs && j0 > 0 && j0 > i0 + n - 1 + s.Lk - s.Lq) break;
           const m = Math.min(keys, s.Lk - j0);
           copyRows(rec, k, kvHead, 1, j0, m, ks);
           copyRows(rec, v, kvHead, 1, j0, m, vs);
@@ -178,10 +187,22 @@ export function recordBlocks(
             },
             { ...options, returnLse: true },
             s.Lk - s.Lq + i0 - j0,
+            undefined,
+            // the sink joins the first chunk's denominator only: the merge adds the rest
+            { ...rules, origin: [b, h, i0, j0], sinksAt: j0 === 0 ? rules.sinksAt : RULE_NONE },
           );
           const target = j0 === 0 ? acc : part;
           rec.clear(target.output);
-          recordCore(rec, inner, { q: qs, k: ks, v: vs, kStride: m, vStride: m, mask: ms, ...target });
+          recordCore(rec, inner, {
+            q: qs,
+            k: ks,
+            v: vs,
+            kStride: m,
+            vStride: m,
+            mask: ms,
+            rules: call.rules,
+            ...target,
+          });
           if (j0 > 0) {
             rec.clear(next.output);
             recordMerge(rec, plan, acc, part, next, n);

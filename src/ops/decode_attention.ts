@@ -4,13 +4,12 @@ import mergeSource from '../../shaders/decode_merge.wgsl?raw';
 import partialsSource from '../../shaders/decode_partials.wgsl?raw';
 import splitSource from '../../shaders/decode_split.wgsl?raw';
 import splitRegistersSource from '../../shaders/decode_split_registers.wgsl?raw';
-import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { chunkPrelude, elementPrelude } from '../f16';
 import type { Recording } from '../program';
 import { type AttentionBuffers, DECODE_REGISTERS_WG, DECODE_WG, type DecodePlan } from './attention_plan';
-import { scoringUniforms } from './flash_attention';
+import { ruleConstants, scoringSources, scoringUniforms, withRules } from './flash_attention';
 
 /** Records both passes of `plan` on `io`; the partials live until the recording is submitted. */
 export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuffers): void {
@@ -27,8 +26,8 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
     chunks: plan.chunks,
     rowBlocks: plan.rowBlocks,
   };
-  const bindings = [io.q, io.k, io.v, io.mask, partO, partML];
-  const shared = [partialsSource, keyRulesSource, maskedSource];
+  const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, partO, partML], io);
+  const shared = [partialsSource, maskedSource, ...scoringSources(plan)];
   if (plan.kernel === 'registers') {
     rec.dispatch({
       name: 'decode_split_registers',
@@ -39,7 +38,14 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
         valueChunksSource,
         ...shared,
       ],
-      constants: { WG: DECODE_REGISTERS_WG, D4: D / 4, DV4, MASK: plan.maskKind },
+      constants: {
+        WG: DECODE_REGISTERS_WG,
+        D4: D / 4,
+        DV4,
+        MASK: plan.maskKind,
+        RULES_BINDING,
+        ...ruleConstants(plan),
+      },
       uniforms,
       bindings,
       workgroups: plan.workgroups,
@@ -55,6 +61,8 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
         DV4,
         G: Math.floor(DECODE_WG / DV4),
         MASK: plan.maskKind,
+        RULES_BINDING,
+        ...ruleConstants(plan),
       },
       uniforms,
       bindings,
@@ -65,8 +73,8 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
     name: 'decode_merge',
     sources: [elementPrelude(plan.storage, true), mergeSource, maskedSource],
     constants: { WG: DECODE_WG, DV4, LSE: plan.lse },
-    uniforms: { Dv, P: plan.partials },
-    bindings: [partO, partML, io.output, io.lse],
+    uniforms: { Dv, P: plan.partials, Lq, Hq, h0: plan.rules.origin[1], sinks_at: plan.rules.sinksAt },
+    bindings: [partO, partML, io.output, io.lse, io.rules],
     workgroups: rows,
   });
 }

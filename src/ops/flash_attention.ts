@@ -6,13 +6,52 @@ import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { chunkPrelude, elementPrelude } from '../f16';
-import { f32, i32, type Recording, type UniformValue } from '../program';
-import type { AttentionBuffers, CorePlan, FlashPlan } from './attention_plan';
+import { type Bindable, f32, i32, type Recording, type UniformValue } from '../program';
+import { type AttentionBuffers, type CorePlan, type FlashPlan, RULE_NONE } from './attention_plan';
 
-/** Uniforms every attention kernel that scores keys reads (flash_common.wgsl, decode_partials.wgsl). */
+/** The identities, compiled in where the call gives no scoreMod or maskMod. */
+const IDENTITY_SCORE_MOD = 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s; }';
+const IDENTITY_MASK_MOD = 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool { return true; }';
+
+/**
+ * The WGSL every kernel that scores keys appends: key_rules.wgsl and the call's score_mod and
+ * mask_mod (so pipelines are cached per snippet text). The kernel also needs masked.wgsl, a `mask`
+ * binding and its MASK constant, and the constant RULES_BINDING = the binding of `io.rules`, which
+ * goes last in its binding list (see `withRules`).
+ */
+export function scoringSources(plan: CorePlan): string[] {
+  return [keyRulesSource, plan.rules.scoreMod ?? IDENTITY_SCORE_MOD, plan.rules.maskMod ?? IDENTITY_MASK_MOD];
+}
+
+/** `bindings` with the rule data appended, and the RULES_BINDING constant that declares it. */
+export function withRules(
+  bindings: readonly (Bindable | undefined)[],
+  io: AttentionBuffers,
+): { bindings: (Bindable | undefined)[]; RULES_BINDING: number } {
+  return { bindings: [...bindings, io.rules], RULES_BINDING: bindings.length + 1 };
+}
+
+/**
+ * Constants of the forward kernels: MODS (softcap or score_mod present), BLOCKS (a block mask: 0,
+ * 1, 2) and KEY_RULES (ALiBi, mask_mod or a block mask) keep the code of absent options out of
+ * their key loops (any code in a loop costs SwiftShader speed). key_rules.wgsl itself needs none
+ * of them.
+ */
+export function ruleConstants(plan: CorePlan): { MODS: boolean; BLOCKS: number; KEY_RULES: boolean } {
+  const r = plan.rules;
+  return {
+    MODS: r.softcap > 0 || r.scoreMod !== undefined,
+    // 1: a block mask; 2: one whose tiles have at least four rows (blockStates2 suffices)
+    BLOCKS: r.blockMaskAt === RULE_NONE ? 0 : r.blockSize[0] >= 4 ? 2 : 1,
+    KEY_RULES: r.alibiAt !== RULE_NONE || r.maskMod !== undefined || r.blockMaskAt !== RULE_NONE,
+  };
+}
+
+/** Uniforms every attention kernel that scores keys reads (key_rules.wgsl and the kernels). */
 export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<string, UniformValue> {
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = plan.shape;
   const [mask_b, mask_h, mask_i, mask_j] = plan.maskStrides;
+  const r = plan.rules;
   return {
     B,
     Hq,
@@ -30,6 +69,27 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
     kStride: io.kStride,
     vStride: io.vStride,
     shift: i32(plan.causalShift),
+    softcap: f32(r.softcap),
+    win_left: i32(r.window[0]),
+    win_right: i32(r.window[1]),
+    alibi_at: r.alibiAt,
+    sinks_at: r.sinksAt,
+    docs: r.docs,
+    docs_q_at: r.docsQAt,
+    docs_k_at: r.docsKAt,
+    score_mod: r.scoreMod ? 1 : 0,
+    mask_mod: r.maskMod ? 1 : 0,
+    b0: r.origin[0],
+    h0: r.origin[1],
+    i0: r.origin[2],
+    j0: r.origin[3],
+    bm_at: r.blockMaskAt,
+    bm_b: r.blockMaskShape[0],
+    bm_h: r.blockMaskShape[1],
+    bm_nq: r.blockMaskShape[2],
+    bm_nk: r.blockMaskShape[3],
+    bm_bq: r.blockSize[0],
+    bm_bk: r.blockSize[1],
   };
 }
 
@@ -38,10 +98,10 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
   const { D, Dv } = plan.shape;
   const D4 = Math.ceil(D / 4);
   const DV4 = Math.ceil(Dv / 4);
-  const bindings = [io.q, io.k, io.v, io.mask, io.output, io.lse];
-  const shared = [flashCommonSource, keyRulesSource, maskedSource];
-  const common = { D4, DV4, MASK: plan.maskKind, LSE: plan.lse };
+  const shared = [flashCommonSource, maskedSource, ...scoringSources(plan)];
+  const common = { D4, DV4, MASK: plan.maskKind, LSE: plan.lse, ...ruleConstants(plan) };
   if (plan.kernel === 'registers') {
+    const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, io.output, io.lse], io);
     rec.dispatch({
       name: 'flash_attention_registers',
       sources: [
@@ -51,18 +111,28 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
         valueChunksSource,
         ...shared,
       ],
-      constants: { WG: plan.rowsPerWorkgroup / 4, ...common },
+      constants: { WG: plan.rowsPerWorkgroup / 4, ...common, RULES_BINDING },
       uniforms: scoringUniforms(plan, io),
       bindings,
       workgroups: plan.workgroups,
     });
   } else {
+    const { bindings, RULES_BINDING } = withRules(
+      [io.q, io.k, io.v, io.mask, io.output, io.lse, io.weights],
+      io,
+    );
     rec.dispatch({
       name: 'flash_attention',
       sources: [elementPrelude(plan.storage, true), flashSource, ...shared],
-      constants: { WG: plan.rowsPerWorkgroup, BC: plan.keysPerTile, ...common, WEIGHTS: plan.weights },
+      constants: {
+        WG: plan.rowsPerWorkgroup,
+        BC: plan.keysPerTile,
+        ...common,
+        WEIGHTS: plan.weights,
+        RULES_BINDING,
+      },
       uniforms: scoringUniforms(plan, io),
-      bindings: [...bindings, io.weights],
+      bindings,
       workgroups: plan.workgroups,
     });
   }

@@ -1,69 +1,203 @@
 import ropeSource from '../../shaders/rope.wgsl?raw';
 import { checkOptions } from '../checks';
+import type { Context } from '../context';
 import { elementPrelude, elementStorage } from '../f16';
-import { Recording } from '../program';
+import { type Bindable, Recording } from '../program';
 import { checkRopeSettings, type RopeOptions } from '../reference/rope';
-import { expectRank } from '../shape';
-import type { Tensor } from '../tensor';
-import { expectTensor } from '../tensor';
+import { expectRank, fmt } from '../shape';
+import { expectTensor, Tensor } from '../tensor';
 
 export type { RopeOptions };
 
+/**
+ * Rotary embedding from caller-given tables (onnxruntime GroupQueryAttention's cos_cache /
+ * sin_cache and position ids).
+ */
+export interface RopeTables {
+  /** 'f32' [maxPositions, rotaryDim / 2]: cos of position p's angle for pair i at [p, i]. */
+  cos: Tensor;
+  /** 'f32' [maxPositions, rotaryDim / 2], like cos. */
+  sin: Tensor;
+  /**
+   * Position of each row, integers in [0, maxPositions): B * L of them ([B, L], per batch item) or
+   * L (shared). Default: row l at position `offset + l`.
+   */
+  positionIds?: ArrayLike<number>;
+  /** Position of row 0 when positionIds is not given. Default 0. */
+  offset?: number;
+  /** Pairs (2i, 2i + 1) (GPT-J) instead of (i, i + rotaryDim / 2) (GPT-NeoX). Default false. */
+  interleaved?: boolean;
+}
+
 const OPTION_KEYS = ['style', 'base', 'dims', 'offset'] as const;
+const TABLE_KEYS = ['cos', 'sin', 'positionIds', 'offset', 'interleaved'] as const;
 const WG = 64;
 
 /**
  * Rotary position embedding applied on the GPU: x [B, H, L, D] -> a new tensor [B, H, L, D] of
- * x's dtype ('f32' or 'f16'), row l of every head rotated for position `offset + l`.
+ * x's dtype ('f32' or 'f16'). With `RopeOptions`, row l of every head is rotated for position
+ * `offset + l` by angles position · base^(-2i / dims); with `RopeTables`, by the caller's cos /
+ * sin tables at each row's position id.
  *
  * @example
  * // q [B, H, L, D] of a decode step at position 17
  * const qRot = await rope(q, { style: 'half', offset: 17 });
+ * // from onnxruntime-style caches [maxPositions, D / 2] and per-row positions
+ * const kRot = await rope(k, { cos: cosCache, sin: sinCache, positionIds: [5, 6, 7] });
  */
-export async function rope(x: Tensor, options: RopeOptions): Promise<Tensor> {
-  const { dims, base, offset } = checkRopeInputs(x, options);
+export async function rope(x: Tensor, options: RopeOptions | RopeTables): Promise<Tensor> {
   const { ctx } = x;
-  const [, , L, D] = x.shape;
+  const [, H, L, D] = checkRopeX(x);
   const storage = elementStorage(ctx, x.dtype);
-  const constants = { WG, STYLE: options.style === 'half' ? 0 : 1 };
-
-  // (cos, sin) of every (row, pair), in float64 before rounding to f32.
-  const half = dims / 2;
-  const rotation = new Float32Array(L * half * 2);
-  for (let l = 0; l < L; l++) {
-    for (let i = 0; i < half; i++) {
-      const angle = (offset + l) * base ** ((-2 * i) / dims);
-      rotation[(l * half + i) * 2] = Math.cos(angle);
-      rotation[(l * half + i) * 2 + 1] = Math.sin(angle);
-    }
-  }
   const rec = new Recording(ctx, 'rope');
-  const table = rec.buffer(rotation.byteLength, 'rope:rotation');
-  ctx.device.queue.writeBuffer(table, 0, rotation);
+  let half: number;
+  let tables: [Bindable, Bindable];
+  let positions: GPUBuffer | undefined;
+  let ids = 0;
+  let offset = 0;
+  let interleaved: boolean;
+  if ('cos' in options || 'sin' in options) {
+    const t = checkRopeTables('rope', ctx, x.shape, options as RopeTables);
+    half = t.half;
+    interleaved = t.interleaved;
+    offset = t.offset;
+    tables = [t.cos.binding, t.sin.binding];
+    if (t.positionIds) {
+      ids = t.positionIds.length === L ? 1 : 2;
+      positions = rec.buffer(t.positionIds.length * 4, 'rope:positions');
+      ctx.device.queue.writeBuffer(positions, 0, Uint32Array.from(t.positionIds, Number));
+    }
+  } else {
+    checkOptions('rope', options, OPTION_KEYS);
+    const { dims, base, offset: start } = checkRopeSettings('rope', D, options as RopeOptions);
+    interleaved = (options as RopeOptions).style === 'interleaved';
+    // cos and sin of every (row, pair), in float64 before rounding to f32
+    half = dims / 2;
+    const cos = new Float32Array(L * half);
+    const sin = new Float32Array(L * half);
+    for (let l = 0; l < L; l++) {
+      for (let i = 0; i < half; i++) {
+        const angle = (start + l) * base ** ((-2 * i) / dims);
+        cos[l * half + i] = Math.cos(angle);
+        sin[l * half + i] = Math.sin(angle);
+      }
+    }
+    const [cosBuffer, sinBuffer] = [
+      rec.buffer(cos.byteLength, 'rope:cos'),
+      rec.buffer(sin.byteLength, 'rope:sin'),
+    ];
+    ctx.device.queue.writeBuffer(cosBuffer, 0, cos);
+    ctx.device.queue.writeBuffer(sinBuffer, 0, sin);
+    tables = [cosBuffer, sinBuffer];
+  }
   const out = ctx.zeros(x.shape, x.dtype, 'rope:out');
   rec.dispatch({
     name: 'rope',
     sources: [elementPrelude(storage, true), ropeSource],
-    constants,
-    uniforms: { total: x.size, L, D, dims },
-    bindings: [x.binding, table, out.binding],
+    constants: { WG, STYLE: interleaved ? 1 : 0 },
+    uniforms: { total: x.size, H, L, D, half, offset, ids },
+    bindings: [x.binding, ...tables, positions, out.binding],
     workgroups: Math.ceil(x.size / WG),
   });
-  await rec.submit();
+  try {
+    await rec.submit();
+  } catch (e) {
+    out.destroy();
+    throw e;
+  }
   return out;
 }
 
-/** Validates x and the options of `rope`; returns them with defaults filled in. */
-export function checkRopeInputs(
-  x: Tensor,
-  options: RopeOptions,
-): { dims: number; base: number; offset: number } {
-  checkOptions('rope', options, OPTION_KEYS);
+function checkRopeX(x: Tensor): number[] {
   expectTensor('rope: x', x);
   x.assertUsable('rope: x');
   expectRank('rope: x', x.shape, 4, 'B, H, L, D');
   if (x.dtype !== 'f32' && x.dtype !== 'f16') {
     throw new Error(`rope: x must have dtype 'f32' or 'f16', received '${x.dtype}'`);
   }
+  return [...x.shape];
+}
+
+/** Validates x and the options of `rope` with settings; returns them with defaults filled in. */
+export function checkRopeInputs(
+  x: Tensor,
+  options: RopeOptions,
+): { dims: number; base: number; offset: number } {
+  checkOptions('rope', options, OPTION_KEYS);
+  checkRopeX(x);
   return checkRopeSettings('rope', x.shape[3], options);
+}
+
+/** Validates `RopeTables` against x; returns the pairs per row and what the kernel reads. */
+export function checkRopeTables(
+  what: string,
+  ctx: Context,
+  xShape: readonly number[],
+  options: RopeTables,
+): {
+  half: number;
+  interleaved: boolean;
+  offset: number;
+  cos: Tensor;
+  sin: Tensor;
+  positionIds?: ArrayLike<number>;
+} {
+  checkOptions(what, options, TABLE_KEYS);
+  const [B, , L, D] = xShape;
+  const { cos, sin } = options;
+  for (const [name, t] of [
+    ['cos', cos],
+    ['sin', sin],
+  ] as const) {
+    if (!(t instanceof Tensor)) {
+      throw new Error(
+        `${what}: ${name} must be an 'f32' tensor [maxPositions, rotaryDim / 2], received ${typeof t}`,
+      );
+    }
+    expectTensor(`${what}: ${name}`, t);
+    t.assertUsable(`${what}: ${name}`, ctx);
+  }
+  if (cos.dtype !== 'f32' || cos.shape.length !== 2 || cos.shape[1] < 1 || 2 * cos.shape[1] > D) {
+    throw new Error(
+      `${what}: cos must be an 'f32' tensor [maxPositions, rotaryDim / 2] with rotaryDim <= ${D} (the head dim), received '${cos.dtype}' ${fmt(cos.shape)}`,
+    );
+  }
+  if (
+    sin.dtype !== 'f32' ||
+    sin.shape.length !== 2 ||
+    sin.shape[0] !== cos.shape[0] ||
+    sin.shape[1] !== cos.shape[1]
+  ) {
+    throw new Error(
+      `${what}: sin must be an 'f32' tensor ${fmt(cos.shape)} (cos's shape), received '${sin.dtype}' ${fmt(sin.shape)}`,
+    );
+  }
+  const [maxPos, half] = cos.shape;
+  if (options.interleaved !== undefined && typeof options.interleaved !== 'boolean') {
+    throw new Error(`${what}: interleaved must be a boolean, received ${String(options.interleaved)}`);
+  }
+  const ids = options.positionIds;
+  if (ids !== undefined) {
+    if (!(Array.isArray(ids) || ArrayBuffer.isView(ids)) || (ids.length !== L && ids.length !== B * L)) {
+      throw new Error(
+        `${what}: positionIds must be an array of ${B * L} ([B, L]) or ${L} ([L]) positions, received ${ids && typeof ids === 'object' && 'length' in ids ? `length ${ids.length}` : typeof ids}`,
+      );
+    }
+    for (let n = 0; n < ids.length; n++) {
+      const p = Number(ids[n]);
+      if (!Number.isInteger(p) || p < 0 || p >= maxPos) {
+        throw new Error(
+          `${what}: positionIds must be integers in [0, ${maxPos}) (cos/sin rows), received ${String(ids[n])} at index ${n}`,
+        );
+      }
+    }
+    return { half, interleaved: Boolean(options.interleaved), offset: 0, cos, sin, positionIds: ids };
+  }
+  const offset = options.offset ?? 0;
+  if (!Number.isInteger(offset) || offset < 0 || offset + L > maxPos) {
+    throw new Error(
+      `${what}: offset must be an integer in [0, ${maxPos - L}] (positions offset..offset+L-1 within the ${maxPos} table rows), received ${String(options.offset)}`,
+    );
+  }
+  return { half, interleaved: Boolean(options.interleaved), offset, cos, sin };
 }

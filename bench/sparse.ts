@@ -1,0 +1,227 @@
+// The sparse section of the benchmark: sliding windows, block-sparse masks and packed documents,
+// each timed against the same call with a dense bool mask (ours) and, for windows, against full
+// causal attention. Targets (issue 11): time scales with the computed tiles.
+import { type AttentionOptions, attention, type Context, createBlockMask, type Tensor } from '../src';
+
+export interface SparseCase {
+  name: string;
+  /** What the pattern is, in words. */
+  pattern: string;
+  L: number;
+  heads: number;
+  /** The sparse call's options (the block mask, when `blockMaskMod`, is built before timing). */
+  options: AttentionOptions;
+  /** mask_mod WGSL whose block mask (blocks of BLOCK) joins the options. */
+  blockMaskMod?: string;
+  /** Whether (i, j) is allowed: builds the dense bool mask and counts the density. */
+  allowed: (i: number, j: number) => boolean;
+  /** Also time the dense bool mask call (too large at L = 16384). */
+  dense: boolean;
+}
+
+const BLOCK = 128;
+const D = 64;
+
+/** Tiles of BLOCK x BLOCK kept with probability `percent` / 100 (the diagonal always). */
+function blockPattern(percent: number): Pick<SparseCase, 'options' | 'blockMaskMod' | 'allowed'> {
+  const wgsl = `fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {
+  let qb = i / ${BLOCK}u;
+  let kb = j / ${BLOCK}u;
+  return qb == kb || ((qb * 977u + kb * 131u) * 2654435761u) % 100u < ${percent}u;
+}`;
+  const allowed = (i: number, j: number) => {
+    const qb = Math.floor(i / BLOCK);
+    const kb = Math.floor(j / BLOCK);
+    // the same u32 arithmetic as the WGSL
+    return qb === kb || (Math.imul(qb * 977 + kb * 131, 2654435761) >>> 0) % 100 < percent;
+  };
+  return { options: { maskMod: wgsl }, blockMaskMod: wgsl, allowed };
+}
+
+function windowCase(L: number, left: number): SparseCase {
+  return {
+    name: `window-${left}-L${L}`,
+    pattern: `causal, window [${left}, 0]`,
+    L,
+    heads: L > 4096 ? 1 : 2,
+    options: { causal: true, window: [left, 0] },
+    allowed: (i, j) => j <= i && i - j <= left,
+    dense: L <= 4096,
+  };
+}
+
+export const SPARSE_CASES: SparseCase[] = [
+  windowCase(4096, 256),
+  windowCase(4096, 1024),
+  windowCase(16384, 256),
+  windowCase(16384, 1024),
+  ...[50, 10, 2].map((percent) => ({
+    name: `blocks-${percent}%-L4096`,
+    pattern: `block mask, ${percent}% of ${BLOCK}x${BLOCK} tiles (+ diagonal)`,
+    L: 4096,
+    heads: 2,
+    dense: true,
+    ...blockPattern(percent),
+  })),
+  {
+    name: 'documents-8x512',
+    pattern: '8 packed documents of 512, causal',
+    L: 4096,
+    heads: 2,
+    options: {
+      causal: true,
+      cuSeqlensQ: Array.from({ length: 9 }, (_, d) => d * 512),
+      cuSeqlensK: Array.from({ length: 9 }, (_, d) => d * 512),
+    },
+    allowed: (i, j) => Math.floor(i / 512) === Math.floor(j / 512) && j <= i,
+    dense: true,
+  },
+];
+
+export interface SparseRow {
+  name: string;
+  pattern: string;
+  L: number;
+  heads: number;
+  status: 'ok' | 'wrong' | 'error';
+  note?: string;
+  /** Fraction of (row, key) pairs allowed. */
+  density?: number;
+  sparseMs?: number;
+  /** The same call with a dense bool mask. */
+  denseMs?: number;
+  /** Full causal attention at the same size. */
+  causalMs?: number;
+  /** createBlockMask, once (not in sparseMs). */
+  blockMaskMs?: number;
+  /** Largest |sparse - dense| / (1 + |dense|), or against a float64 spot check of a few rows. */
+  checkErr?: number;
+}
+
+function randomData(seed: number, n: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+/** Median ms of `repeats` calls after `warmup`, each waited for on the GPU. */
+async function timeCalls(ctx: Context, call: () => Promise<Tensor>, repeats: number, warmup: number) {
+  const times: number[] = [];
+  let last: Float32Array | undefined;
+  for (let n = 0; n < warmup + repeats; n++) {
+    const t0 = performance.now();
+    const out = await call();
+    await ctx.device.queue.onSubmittedWorkDone();
+    if (n >= warmup) times.push(performance.now() - t0);
+    if (n === warmup + repeats - 1) last = (await out.read()) as Float32Array;
+    out.destroy();
+  }
+  times.sort((a, b) => a - b);
+  return { ms: times[Math.floor(times.length / 2)], last: last! };
+}
+
+function maxError(a: Float32Array, b: Float32Array): number {
+  let err = 0;
+  for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i] - b[i]) / (1 + Math.abs(b[i])));
+  return err;
+}
+
+/** Times one sparse case: the sparse call, the dense bool mask call and full causal. */
+export async function timeSparse(
+  ctx: Context,
+  c: SparseCase,
+  o: { repeats: number; warmup: number },
+): Promise<SparseRow> {
+  const base = { name: c.name, pattern: c.pattern, L: c.L, heads: c.heads };
+  const { L, heads } = c;
+  const made: Tensor[] = [];
+  try {
+    const shape = [1, heads, L, D];
+    const [q, k, v] = [1, 2, 3].map((seed) => ctx.tensor(randomData(seed, heads * L * D), shape));
+    made.push(q, k, v);
+    // density: counted exactly for L <= 4096, else from the window's shape
+    let allowedPairs = 0;
+    let dense: Tensor | undefined;
+    if (c.dense) {
+      const mask = new Uint8Array(L * L);
+      for (let i = 0; i < L; i++) {
+        for (let j = 0; j < L; j++) {
+          if (!c.allowed(i, j)) continue;
+          mask[i * L + j] = 1;
+          allowedPairs++;
+        }
+      }
+      dense = ctx.tensor(mask, [L, L], { dtype: 'bool' });
+      made.push(dense);
+    } else {
+      const reach = c.options.window?.[0] ?? L;
+      for (let i = 0; i < L; i++) {
+        for (let j = Math.max(0, i - reach); j <= i; j++) if (c.allowed(i, j)) allowedPairs++;
+      }
+    }
+    let options = c.options;
+    let blockMaskMs: number | undefined;
+    if (c.blockMaskMod) {
+      const t0 = performance.now();
+      const blockMask = await createBlockMask(ctx, {
+        maskMod: c.blockMaskMod,
+        Lq: L,
+        Lk: L,
+        blockSize: BLOCK,
+      });
+      await ctx.device.queue.onSubmittedWorkDone();
+      blockMaskMs = performance.now() - t0;
+      made.push(blockMask.states);
+      options = { ...options, blockMask };
+    }
+    const sparse = await timeCalls(
+      ctx,
+      async () => (await attention(q, k, v, options)).output,
+      o.repeats,
+      o.warmup,
+    );
+    const row: SparseRow = {
+      ...base,
+      status: 'ok',
+      density: allowedPairs / (L * L),
+      sparseMs: sparse.ms,
+      blockMaskMs,
+    };
+    if (dense) {
+      const d = await timeCalls(
+        ctx,
+        async () => (await attention(q, k, v, { mask: dense })).output,
+        o.repeats,
+        o.warmup,
+      );
+      row.denseMs = d.ms;
+      row.checkErr = maxError(sparse.last, d.last);
+      if (!(row.checkErr <= 1e-3)) {
+        row.status = 'wrong';
+        row.note = `differs from the dense mask: ${row.checkErr.toExponential(1)}`;
+      }
+    }
+    if (c.options.window) {
+      row.causalMs = (
+        await timeCalls(
+          ctx,
+          async () => (await attention(q, k, v, { causal: true })).output,
+          o.repeats,
+          o.warmup,
+        )
+      ).ms;
+    }
+    return row;
+  } catch (e) {
+    return { ...base, status: 'error', note: e instanceof Error ? e.message : String(e) };
+  } finally {
+    for (const t of made) t.destroy();
+  }
+}

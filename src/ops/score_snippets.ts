@@ -1,0 +1,51 @@
+// Validation of the WGSL snippets of attention's scoreMod and maskMod: their signatures are
+// checked with the other options (attention_plan.ts); here each text is compiled on its own,
+// before any pipeline is built, so that an error shows the user's line and the compiler's message
+// rather than a pipeline failure deep inside a kernel.
+import type { Context } from '../context';
+import type { AttentionOptions } from './attention_plan';
+
+/** Snippet texts compiled on a device: the error message, or '' when it compiled. */
+const compiled = new WeakMap<GPUDevice, Map<string, Promise<string>>>();
+
+/** Throws a readable error when scoreMod or maskMod does not compile. */
+export async function checkSnippets(ctx: Context, options: AttentionOptions): Promise<void> {
+  for (const name of ['scoreMod', 'maskMod'] as const) {
+    const text = options[name];
+    if (text === undefined) continue;
+    const error = await compileSnippet(ctx, text);
+    if (error) throw new Error(`attention: options.${name} does not compile:\n${error}`);
+  }
+}
+
+function compileSnippet(ctx: Context, text: string): Promise<string> {
+  let cache = compiled.get(ctx.device);
+  if (!cache) {
+    cache = new Map();
+    compiled.set(ctx.device, cache);
+  }
+  let result = cache.get(text);
+  if (!result) {
+    result = compile(ctx.device, text);
+    cache.set(text, result);
+  }
+  return result;
+}
+
+/** Compiles `text` alone (its lines keep their numbers) and describes each error it gets. */
+async function compile(device: GPUDevice, text: string): Promise<string> {
+  device.pushErrorScope('validation');
+  const module = device.createShaderModule({ code: text, label: 'attention:snippet' });
+  const info = await module.getCompilationInfo();
+  await device.popErrorScope();
+  const lines = text.split('\n');
+  return info.messages
+    .filter((m) => m.type === 'error')
+    .map((m) => {
+      const line = lines[m.lineNum - 1];
+      const where = m.lineNum ? `line ${m.lineNum}:${m.linePos}: ` : '';
+      const caret = line === undefined ? '' : `\n  ${line}\n  ${' '.repeat(Math.max(0, m.linePos - 1))}^`;
+      return `${where}${m.message}${caret}`;
+    })
+    .join('\n');
+}

@@ -1,0 +1,528 @@
+// Sparse and programmable attention (issue 11) on the GPU: windows, softcap, ALiBi, sinks, WGSL
+// scoreMod / maskMod snippets and packed documents, through the flash kernel and the split-K
+// decode kernel in both forms, and through the paths that split calls too big for a binding,
+// against the float64 reference.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type AttentionKernel,
+  type AttentionOptions,
+  attention,
+  type Context,
+  createBlockMask,
+  MultiHeadAttention,
+  planAttention,
+  rope,
+  type Tensor,
+} from '../src';
+import { decodeAttention } from '../src/ops/attention';
+import {
+  type AttentionCpuOptions,
+  attentionCpu,
+  createBlockMaskCpu,
+  type HostTensor,
+  ropeCpu,
+  ropeTablesCpu,
+} from '../src/reference';
+import { type AttentionFn, type Case, caseInputs, kernelOf, roundToF16 } from './attention_cases';
+import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
+
+/** GPU options besides the case's causal, mask and scale; the per-head ones may be tensors. */
+type GpuOptions = Omit<AttentionOptions, 'alibiSlopes' | 'sinks' | 'mask' | 'causal' | 'scale'> & {
+  alibiSlopes?: number[] | 'tensor';
+  sinks?: number[] | 'tensor';
+};
+
+interface SparseCase extends Case {
+  gpu?: GpuOptions;
+  /** The reference's options where they differ from `gpu` (JS functions for the snippets). */
+  cpu?: AttentionCpuOptions;
+  /** per-head values uploaded as tensors when `gpu` says 'tensor' */
+  alibi?: number[];
+  sinkValues?: number[];
+}
+
+/** Runs `c` through `fn` and the reference; compares output and lse. Returns the kernel form. */
+async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promise<string | undefined> {
+  const inputs = caseInputs(c);
+  const gpu = c.gpu ?? {};
+  const perHead = (x: number[] | 'tensor' | undefined, values: number[] | undefined) =>
+    x === 'tensor' ? values : x;
+  const { scoreMod: _s, maskMod: _m, ...plain } = gpu;
+  const ref = attentionCpu(inputs.q, inputs.k, inputs.v, {
+    ...(plain as AttentionCpuOptions),
+    causal: c.causal,
+    scale: c.scale,
+    mask: inputs.mask,
+    alibiSlopes: perHead(gpu.alibiSlopes, c.alibi),
+    sinks: perHead(gpu.sinks, c.sinkValues),
+    ...c.cpu,
+  });
+  const dtype = c.dtype ?? 'f32';
+  const made: Tensor[] = [];
+  const up = (h: HostTensor, dt = h.dtype ?? dtype) => {
+    const t = ctx.tensor(h.data as Float32Array, h.shape, { dtype: dt });
+    made.push(t);
+    return t;
+  };
+  const tensorOr = (x: number[] | 'tensor' | undefined, values: number[] | undefined) =>
+    x === 'tensor' ? up({ data: new Float32Array(values!), shape: [values!.length] }, 'f32') : x;
+  const kernel = await checked(ctx, async () => {
+    const [q, k, v] = [up(inputs.q), up(inputs.k), up(inputs.v)];
+    const options: AttentionOptions = {
+      ...gpu,
+      causal: c.causal,
+      scale: c.scale,
+      mask: inputs.mask ? up(inputs.mask) : undefined,
+      alibiSlopes: tensorOr(gpu.alibiSlopes, c.alibi),
+      sinks: tensorOr(gpu.sinks, c.sinkValues),
+      returnLse: true,
+    };
+    const plan = planAttention(q, k, v, options);
+    const result = await fn(q, k, v, options);
+    made.push(result.output, result.lse!);
+    const label = JSON.stringify({ ...c, cpu: undefined });
+    const tol = dtype === 'f16' ? F16_TOL : F32_TOL;
+    expectClose(await result.output.read(), ref.output.data, tol, `${label} output`);
+    expectClose(await result.lse!.read(), ref.lse.data, tol, `${label} lse`);
+    return kernelOf(plan);
+  });
+  for (const t of made) t.destroy();
+  return kernel;
+}
+
+const base = { B: 1, Hq: 2, Hkv: 1, D: 8, Dv: 8 };
+
+/** Cases every kernel must match; Lq is set per kernel (many rows for flash, few for decode). */
+function cases(Lq: number, Lk: number): [string, SparseCase][] {
+  const s = { ...base, Lq, Lk };
+  const docsQ = [0, Math.floor(Lq / 3), Math.floor(Lq / 3), Lq];
+  const docsK = [0, Math.floor(Lk / 2), Math.floor(Lk / 2) + 5, Lk];
+  return [
+    ['causal window [16, 0]', { ...s, causal: true, gpu: { window: [16, 0] } }],
+    ['window [3, 5] without causal', { ...s, gpu: { window: [3, 5] } }],
+    ['window [Infinity, 2]', { ...s, gpu: { window: [Number.POSITIVE_INFINITY, 2] } }],
+    ['softcap 1.5 on large logits', { ...s, magnitude: 6, gpu: { softcap: 1.5 } }],
+    ['ALiBi slopes (array)', { ...s, causal: true, gpu: { alibiSlopes: [0.5, 0.0625] } }],
+    ['ALiBi slopes (tensor), no causal', { ...s, gpu: { alibiSlopes: 'tensor' }, alibi: [0.25, 0.125] }],
+    ['sinks (array)', { ...s, gpu: { sinks: [0.5, -1] } }],
+    ['sinks (tensor) with causal', { ...s, causal: true, gpu: { sinks: 'tensor' }, sinkValues: [2, 0] }],
+    [
+      'window that leaves rows empty, with and without sinks',
+      { ...s, Lk: 4, gpu: { window: [0, 0], cuSeqlensQ: [0, Lq], cuSeqlensK: [0, 4] } },
+    ],
+    [
+      'empty rows with sinks give zeros and lse = sink',
+      { ...s, Lk: 3, causal: true, gpu: { sinks: [1, -2] } },
+    ],
+    [
+      'everything together, GQA, bool mask',
+      {
+        ...s,
+        Hq: 4,
+        Hkv: 2,
+        causal: true,
+        magnitude: 3,
+        mask: { kind: 'bool', shape: [1, 1, Lq, Lk], pTrue: 0.8 },
+        gpu: { window: [20, 0], softcap: 2, alibiSlopes: [0.5, 0.25, 0.125, 0.0625], sinks: [0, 1, -1, 0.5] },
+      },
+    ],
+    [
+      'additive mask with ALiBi and softcap',
+      { ...s, mask: { kind: 'additive', shape: [Lq, Lk] }, gpu: { softcap: 3, alibiSlopes: [0.1, 0.2] } },
+    ],
+    [
+      'packed documents (one empty), causal',
+      { ...s, causal: true, gpu: { cuSeqlensQ: docsQ, cuSeqlensK: docsK } },
+    ],
+    [
+      'packed documents with a window, ALiBi and sinks',
+      {
+        ...s,
+        gpu: { cuSeqlensQ: docsQ, cuSeqlensK: docsK, window: [4, 1], alibiSlopes: [0.3, 0.1], sinks: [0, 0] },
+      },
+    ],
+    [
+      'scoreMod: a relative-position bias',
+      {
+        ...s,
+        gpu: {
+          scoreMod:
+            'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {\n  return s + 0.01 * f32(h + 1u) * (f32(j) - f32(i));\n}',
+        },
+        cpu: { scoreMod: (x, _b, h, i, j) => x + 0.01 * (h + 1) * (j - i) },
+      },
+    ],
+    [
+      'maskMod: local + global tokens, with softcap',
+      {
+        ...s,
+        gpu: {
+          softcap: 2,
+          maskMod:
+            'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {\n  return j < 4u || (i + 8u >= j && j + 8u >= i);\n}',
+        },
+        cpu: { maskMod: (_b, _h, i, j) => j < 4 || (i + 8 >= j && j + 8 >= i) },
+      },
+    ],
+    [
+      'maskMod and scoreMod see global positions in packed documents',
+      {
+        ...s,
+        causal: true,
+        gpu: {
+          cuSeqlensQ: docsQ,
+          cuSeqlensK: docsK,
+          maskMod: 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool { return (i + j + h) % 3u != 0u; }',
+          scoreMod:
+            'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s * 0.5 + f32(i % 4u) * 0.1; }',
+        },
+        cpu: {
+          maskMod: (_b, h, i, j) => (i + j + h) % 3 !== 0,
+          scoreMod: (x, _b, _h, i) => x * 0.5 + (i % 4) * 0.1,
+        },
+      },
+    ],
+    [
+      'f16 storage with window, softcap and sinks',
+      { ...s, dtype: 'f16', causal: true, gpu: { window: [8, 0], softcap: 2, sinks: [0.5, 0.5] } },
+    ],
+  ];
+}
+
+describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernels', (kernel) => {
+  let ctx: Context;
+  beforeAll(async () => {
+    ctx = await testContext({ disableFeatures: ['shader-f16'], attentionKernel: kernel });
+  });
+  afterAll(() => ctx?.destroy());
+
+  describe('flash kernel matches the reference', () => {
+    for (const [name, c] of cases(70, 90)) {
+      it(name, async () => expect(await checkSparse(ctx, attention, c)).toBe(kernel));
+    }
+  });
+
+  describe('split-K decode kernel matches the reference', () => {
+    for (const [name, c] of cases(3, 300)) {
+      it(name, async () => expect(await checkSparse(ctx, decodeAttention, c)).toBe(kernel));
+    }
+  });
+
+  describe('snippets that reproduce built-in options give their result', () => {
+    const same = async (
+      fn: AttentionFn,
+      snippet: AttentionOptions,
+      builtin: AttentionOptions,
+      Lq: number,
+    ) => {
+      const c = { ...base, Lq, Lk: 77, magnitude: 4 };
+      const { q, k, v } = caseInputs(c);
+      await checked(ctx, async () => {
+        const [qt, kt, vt] = [q, k, v].map((x) => ctx.tensor(x.data as Float32Array, x.shape));
+        const a = await fn(qt, kt, vt, { ...snippet, returnLse: true });
+        const b = await fn(qt, kt, vt, { ...builtin, returnLse: true });
+        expectClose(await a.output.read(), await b.output.read(), F32_TOL, 'output');
+        expectClose(await a.lse!.read(), await b.lse!.read(), F32_TOL, 'lse');
+        for (const t of [qt, kt, vt, a.output, a.lse, b.output, b.lse]) t?.destroy();
+      });
+    };
+    const causalMod = {
+      maskMod: 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {\n  return j <= i + 77u - LQ;\n}',
+    };
+    const softcapMod = {
+      scoreMod: 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return 1.5 * tanh(s / 1.5); }',
+    };
+    for (const [fn, Lq] of [
+      [attention, 40],
+      [decodeAttention, 2],
+    ] as const) {
+      const path = fn === attention ? 'flash' : 'decode';
+      it(`${path}: a maskMod equal to causal`, () =>
+        same(fn, { maskMod: causalMod.maskMod.replace('LQ', `${Lq}u`) }, { causal: true }, Lq));
+      it(`${path}: a scoreMod equal to softcap`, () => same(fn, softcapMod, { softcap: 1.5 }, Lq));
+    }
+  });
+});
+
+describe.each<AttentionKernel>(['workgroup', 'registers'])('block masks, %s kernels', (kernel) => {
+  let ctx: Context;
+  beforeAll(async () => {
+    ctx = await testContext({ disableFeatures: ['shader-f16'], attentionKernel: kernel });
+  });
+  afterAll(() => ctx?.destroy());
+  // local (16 back) + global (the first 8 keys) tokens
+  const local =
+    'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {\n  return j < 8u || (j <= i && i - j < 16u + h);\n}';
+  const localCpu = (_b: number, h: number, i: number, j: number) => j < 8 || (j <= i && i - j < 16 + h);
+
+  it('createBlockMask equals createBlockMaskCpu (maskMod, causal, window, bool mask, heads)', async () => {
+    const maskData = new Uint8Array(70 * 90).map((_, e) => ((e * 7919) % 11 < 2 ? 1 : 0));
+    const hostMask = { data: maskData, shape: [70, 90], dtype: 'bool' as const };
+    for (const o of [
+      { maskMod: localCpu, gpu: local, Lq: 70, Lk: 90, blockSize: 16, H: 2 },
+      { causal: true, window: [20, 0] as const, Lq: 70, Lk: 90, blockSize: [8, 32] as const },
+      { mask: true, Lq: 70, Lk: 90, blockSize: 8 },
+    ]) {
+      const { gpu, mask, ...rest } = o as typeof o & {
+        gpu?: string;
+        mask?: boolean;
+        maskMod?: typeof localCpu;
+      };
+      const ref = createBlockMaskCpu({ ...rest, mask: mask ? hostMask : undefined });
+      const maskT = mask ? ctx.tensor(maskData, [70, 90], { dtype: 'bool' }) : undefined;
+      const bm = await checked(ctx, () => createBlockMask(ctx, { ...rest, maskMod: gpu, mask: maskT }));
+      expect(bm.states.shape).toEqual(ref.shape);
+      expect(Array.from(await bm.states.read())).toEqual(Array.from(ref.data));
+      bm.states.destroy();
+      maskT?.destroy();
+    }
+  });
+
+  for (const [path, fn, Lq] of [
+    ['flash', attention, 70],
+    ['decode', decodeAttention, 3],
+  ] as const) {
+    it(`${path}: attention with a block mask from a maskMod matches the reference`, async () => {
+      const bm = await createBlockMask(ctx, { maskMod: local, H: 2, Lq, Lk: 90, blockSize: 16 });
+      const cpuBm = createBlockMaskCpu({ maskMod: localCpu, H: 2, Lq, Lk: 90, blockSize: 16 });
+      await checkSparse(ctx, fn, {
+        ...base,
+        Lq,
+        Lk: 90,
+        gpu: { maskMod: local, blockMask: bm, softcap: 3 },
+        cpu: { maskMod: localCpu, blockMask: cpuBm },
+      });
+      bm.states.destroy();
+    });
+    it(`${path}: a block mask of tiles shorter than four rows`, async () => {
+      const bm = await createBlockMask(ctx, { maskMod: local, Lq, Lk: 90, blockSize: [3, 8] });
+      const cpuBm = createBlockMaskCpu({ maskMod: localCpu, Lq, Lk: 90, blockSize: [3, 8] });
+      await checkSparse(ctx, fn, {
+        ...base,
+        Lq,
+        Lk: 90,
+        gpu: { maskMod: local, blockMask: bm },
+        cpu: { maskMod: localCpu, blockMask: cpuBm },
+      });
+      bm.states.destroy();
+    });
+    it(`${path}: a block mask built from a bool mask gives the dense mask's result`, async () => {
+      const c = { ...base, Lq, Lk: 90, magnitude: 2 };
+      const { q, k, v } = caseInputs(c);
+      const dense = new Uint8Array(Lq * 90).map((_, e) =>
+        Math.floor(e / 90 / 8) % 3 === Math.floor((e % 90) / 16) % 3 ? 1 : 0,
+      );
+      await checked(ctx, async () => {
+        const [qt, kt, vt] = [q, k, v].map((x) => ctx.tensor(x.data as Float32Array, x.shape));
+        const mask = ctx.tensor(dense, [Lq, 90], { dtype: 'bool' });
+        const blockMask = await createBlockMask(ctx, { mask, Lq, Lk: 90, blockSize: [8, 16] });
+        const a = await fn(qt, kt, vt, { mask, blockMask, returnLse: true });
+        const b = await fn(qt, kt, vt, { mask, returnLse: true });
+        expectClose(await a.output.read(), await b.output.read(), F32_TOL, 'output');
+        expectClose(await a.lse!.read(), await b.lse!.read(), F32_TOL, 'lse');
+        for (const t of [qt, kt, vt, mask, blockMask.states, a.output, a.lse, b.output, b.lse]) t?.destroy();
+      });
+    });
+  }
+});
+
+describe('calls split to fit maxStorageBufferBindingSize = 4 KiB', () => {
+  let small: Context;
+  beforeAll(async () => {
+    small = await testContext({ limits: { maxStorageBufferBindingSize: 4096 } });
+  });
+  afterAll(() => small?.destroy());
+  const all = (Hq: number, Lq: number, Lk: number): GpuOptions => ({
+    window: [12, 3],
+    softcap: 2.5,
+    alibiSlopes: Array.from({ length: Hq }, (_, h) => 0.05 * (h + 1)),
+    sinks: Array.from({ length: Hq }, (_, h) => h - 1),
+    maskMod: 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool { return (i * 7u + j + h) % 5u != 0u; }',
+    cuSeqlensQ: [0, 5, Lq],
+    cuSeqlensK: [0, 20, Lk],
+  });
+  /** `all` plus a block mask of the mask_mod (and the reference's). */
+  const withBlocks = async (Hq: number, Lq: number, Lk: number) => {
+    const gpu = all(Hq, Lq, Lk);
+    const blockMask = await createBlockMask(small, {
+      maskMod: gpu.maskMod,
+      H: Hq,
+      Lq,
+      Lk,
+      blockSize: [4, 8],
+    });
+    const cpuBm = createBlockMaskCpu({ maskMod: cpuMaskMod, H: Hq, Lq, Lk, blockSize: [4, 8] });
+    return { gpu: { ...gpu, blockMask }, cpu: { maskMod: cpuMaskMod, blockMask: cpuBm } };
+  };
+  const cpuMaskMod = (_b: number, h: number, i: number, j: number) => (i * 7 + j + h) % 5 !== 0;
+  it('by heads', async () => {
+    const c = { B: 1, Hq: 6, Hkv: 3, Lq: 40, Lk: 40, D: 8, Dv: 8, causal: true };
+    const plan = planAttention(
+      small.zeros([1, 6, 40, 8]),
+      small.zeros([1, 3, 40, 8]),
+      small.zeros([1, 3, 40, 8]),
+    );
+    expect(plan.path).toBe('heads');
+    await checkSparse(small, attention, { ...c, ...(await withBlocks(6, 40, 40)) });
+  });
+  it('by blocks of rows x chunks of keys', async () => {
+    const c = { B: 1, Hq: 2, Hkv: 1, Lq: 40, Lk: 160, D: 8, Dv: 8 };
+    const plan = planAttention(
+      small.zeros([1, 2, 40, 8]),
+      small.zeros([1, 1, 160, 8]),
+      small.zeros([1, 1, 160, 8]),
+    );
+    expect(plan.path).toBe('blocks');
+    await checkSparse(small, attention, { ...c, ...(await withBlocks(2, 40, 160)) });
+  });
+});
+
+describe('errors', () => {
+  let ctx: Context;
+  let q: Tensor;
+  beforeAll(async () => {
+    ctx = await testContext();
+    q = ctx.tensor(new Float32Array(2 * 3 * 4), [1, 2, 3, 4]);
+  });
+  afterAll(() => ctx?.destroy());
+  const fails = (options: AttentionOptions) => attention(q, q, q, options);
+
+  it('a syntax error in a snippet shows the line and the compiler message', async () => {
+    const error = await fails({
+      scoreMod: 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {\n  return s +* 2.0;\n}',
+    }).catch((e: Error) => e.message);
+    expect(error).toMatch(/^attention: options.scoreMod does not compile:\nline 2:\d+: /);
+    expect(error).toContain('return s +* 2.0;');
+  });
+  it('a snippet with the wrong signature', async () => {
+    await expect(
+      fails({ maskMod: 'fn mask_mod(i: u32, j: u32) -> bool { return i >= j; }' }),
+    ).rejects.toThrow(
+      'attention: options.maskMod must define `fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool`, received `fn mask_mod(i: u32, j: u32) -> bool`',
+    );
+    await expect(fails({ scoreMod: 'fn other(s: f32) -> f32 { return s; }' })).rejects.toThrow(
+      'attention: options.scoreMod must define `fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32`, received no score_mod function in',
+    );
+  });
+  it('a JS function instead of WGSL text', async () => {
+    await expect(fails({ maskMod: (() => true) as unknown as string })).rejects.toThrow(
+      'attention: options.maskMod must be WGSL text defining fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool, received a function',
+    );
+  });
+  it('bad values name the option, expected and received', async () => {
+    await expect(fails({ softcap: -1 })).rejects.toThrow(
+      'attention: options.softcap must be a positive finite number, received -1',
+    );
+    await expect(fails({ window: [1, -2] })).rejects.toThrow(
+      'attention: options.window must be [left, right], each a non-negative integer or Infinity, received [1, -2]',
+    );
+    await expect(fails({ alibiSlopes: [1] })).rejects.toThrow(
+      'attention: options.alibiSlopes must have length 2 (Hq), received length 1',
+    );
+    await expect(fails({ sinks: [0, Number.NaN] })).rejects.toThrow(
+      'attention: options.sinks[1] must be a finite number, received NaN',
+    );
+    await expect(fails({ cuSeqlensQ: [0, 3] })).rejects.toThrow(
+      'attention: options.cuSeqlensQ needs cuSeqlensK (packed documents need both), received cuSeqlensK undefined',
+    );
+    await expect(fails({ cuSeqlensQ: [0, 2], cuSeqlensK: [0, 3] })).rejects.toThrow(
+      'attention: options.cuSeqlensQ must start with 0 and end with 3 (Lq), with at least 2 entries, received [0, 2]',
+    );
+  });
+});
+
+describe('rope from caller tables', () => {
+  let ctx: Context;
+  beforeAll(async () => {
+    ctx = await testContext();
+  });
+  afterAll(() => ctx?.destroy());
+
+  const check = async (
+    shape: [number, number, number, number],
+    rotary: number,
+    o: { positionIds?: number[]; perBatch?: boolean; offset?: number; interleaved?: boolean; dtype?: 'f16' },
+  ) => {
+    const random = rng(3);
+    const n = shape.reduce((a, b) => a * b, 1);
+    let data: Float32Array = randomArray(random, n);
+    if (o.dtype === 'f16') data = roundToF16(data);
+    const tables = ropeTablesCpu(20, rotary, 500);
+    const ids = o.positionIds && {
+      data: o.positionIds,
+      shape: o.perBatch ? [shape[0], shape[2]] : [shape[2]],
+    };
+    const ref = ropeCpu(
+      { data, shape },
+      { ...tables, positionIds: ids, offset: o.offset, interleaved: o.interleaved },
+    );
+    await checked(ctx, async () => {
+      const x = ctx.tensor(data, shape, { dtype: o.dtype });
+      const cos = ctx.tensor(tables.cos.data, tables.cos.shape);
+      const sin = ctx.tensor(tables.sin.data, tables.sin.shape);
+      const y = await rope(x, {
+        cos,
+        sin,
+        positionIds: o.positionIds,
+        offset: o.offset,
+        interleaved: o.interleaved,
+      });
+      expectClose(await y.read(), ref.data, o.dtype === 'f16' ? F16_TOL : F32_TOL, JSON.stringify(o));
+      for (const t of [x, cos, sin, y]) t.destroy();
+    });
+  };
+  it('half-split with shared position ids', () => check([2, 3, 4, 8], 8, { positionIds: [3, 1, 19, 0] }));
+  it('interleaved, per-batch position ids, partial rotary dim', () =>
+    check([2, 2, 3, 10], 6, { positionIds: [0, 1, 2, 7, 8, 9], perBatch: true, interleaved: true }));
+  it('offset without ids, f16 storage', () => check([1, 2, 5, 8], 8, { offset: 15, dtype: 'f16' }));
+  it('bad tables and ids name what is expected', async () => {
+    const x = ctx.tensor(new Float32Array(8), [1, 1, 2, 4]);
+    const cos = ctx.tensor(new Float32Array(8), [4, 2]);
+    const wide = ctx.tensor(new Float32Array(12), [4, 3]);
+    await expect(rope(x, { cos, sin: wide })).rejects.toThrow(
+      "rope: sin must be an 'f32' tensor [4, 2] (cos's shape), received 'f32' [4, 3]",
+    );
+    await expect(rope(x, { cos: wide, sin: wide })).rejects.toThrow(
+      "rope: cos must be an 'f32' tensor [maxPositions, rotaryDim / 2] with rotaryDim <= 4 (the head dim), received 'f32' [4, 3]",
+    );
+    await expect(rope(x, { cos, sin: cos, positionIds: [0, 4] })).rejects.toThrow(
+      'rope: positionIds must be integers in [0, 4) (cos/sin rows), received 4 at index 1',
+    );
+    await expect(rope(x, { cos, sin: cos, offset: 3 })).rejects.toThrow(
+      'rope: offset must be an integer in [0, 2] (positions offset..offset+L-1 within the 4 table rows), received 3',
+    );
+    for (const t of [x, cos, wide]) t.destroy();
+  });
+
+  it("the layer's rope option takes tables and matches the same rotation from settings", async () => {
+    const E = 16;
+    const random = rng(9);
+    const state = {
+      in_proj_weight: randomArray(random, 3 * E * E, 0.3),
+      in_proj_bias: randomArray(random, 3 * E, 0.1),
+      'out_proj.weight': randomArray(random, E * E, 0.3),
+      'out_proj.bias': randomArray(random, E, 0.1),
+    };
+    const tables = ropeTablesCpu(16, 4, 10000);
+    const cos = ctx.tensor(tables.cos.data, tables.cos.shape);
+    const sin = ctx.tensor(tables.sin.data, tables.sin.shape);
+    const x = ctx.tensor(randomArray(random, 2 * 5 * E), [2, 5, E]);
+    await checked(ctx, async () => {
+      const fromTables = new MultiHeadAttention(ctx, { embedDim: E, numHeads: 4, rope: { cos, sin } });
+      const fromSettings = new MultiHeadAttention(ctx, { embedDim: E, numHeads: 4, rope: { style: 'half' } });
+      fromTables.loadPyTorch(state);
+      fromSettings.loadPyTorch(state);
+      const a = await fromTables.forward(x, { causal: true });
+      const b = await fromSettings.forward(x, { causal: true });
+      expectClose(await a.output.read(), await b.output.read(), F32_TOL, 'output');
+      for (const t of [a.output, b.output]) t.destroy();
+      expect(
+        () => new MultiHeadAttention(ctx, { embedDim: E, numHeads: 2, rope: { cos, sin } }),
+      ).not.toThrow();
+      expect(() => new MultiHeadAttention(ctx, { embedDim: 4, numHeads: 2, rope: { cos, sin } })).toThrow(
+        "MultiHeadAttention: rope: cos must be an 'f32' tensor [maxPositions, rotaryDim / 2] with rotaryDim <= 2 (the head dim), received 'f32' [16, 2]",
+      );
+    });
+    for (const t of [x, cos, sin]) t.destroy();
+  });
+});
