@@ -13,6 +13,7 @@ export default defineConfig({
         test: {
           name: 'node',
           include: ['test/**/*.test.ts'],
+          exclude: ['test/**/*.browser.test.ts'],
           setupFiles: ['test/setup.node.ts'],
           environment: 'node',
         },
