@@ -20,6 +20,11 @@ export default defineConfig({
       },
       {
         extends: true,
+        // Pre-bundled up front: discovered during a run, Vite would reload the page mid-spec.
+        // (onnxruntime-web still finds its .wasm: the interop spec sets ort.env.wasm.wasmPaths.)
+        optimizeDeps: {
+          include: ['onnxruntime-web/webgpu', '@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-webgpu'],
+        },
         test: {
           name: 'browser',
           include: ['test/**/*.test.ts'],

@@ -3,7 +3,8 @@
 // Browser only (vitest.config.ts keeps *.browser.test.ts out of the node project). A library that
 // cannot get a WebGPU device fails the spec; nothing is skipped.
 import { describe, expect, it } from 'vitest';
-import type { InteropResult } from '../examples/interop/tfjs';
+import type { InteropResult } from '../examples/interop/common';
+import { ortInterop } from '../examples/interop/ort';
 import { tfjsInterop } from '../examples/interop/tfjs';
 import { attentionCpu } from '../src/reference';
 import { expectClose, F32_TOL } from './helpers';
@@ -26,5 +27,13 @@ describe('interop examples', () => {
     const result = await tfjsInterop();
     expect(result.adapter).toMatch(/\S/);
     check(result, 'tfjs');
+  });
+
+  it('onnxruntime-web webgpu: gpu-buffer outputs in, our output to the next session via fromGpuBuffer', async () => {
+    // vitest's browser mode serves the repository through Vite, node_modules included.
+    const wasmPaths = new URL('/node_modules/onnxruntime-web/dist/', location.href).href;
+    const result = await ortInterop({ wasmPaths });
+    expect(result.adapter).toMatch(/\S/);
+    check(result, 'onnxruntime-web');
   });
 });

@@ -8,27 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-webgpu'; // registers the 'webgpu' backend
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { attention, createContext, randomUniform, seededRandom } from '../../src';
-
-export interface InteropShape {
-  B: number;
-  H: number;
-  L: number;
-  D: number;
-  causal: boolean;
-}
-
-/** What an interop example returns: our output as read through the other library, and its inputs. */
-export interface InteropResult {
-  /** attention(q, k, v) [B, H, L, D], read back by the other library */
-  output: Float32Array;
-  /** the inputs [B, H, L, D] as the other library held them, for the float64 reference */
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  shape: InteropShape;
-  /** the adapter the shared device is on */
-  adapter: string;
-}
+import { type InteropResult, type InteropShape, toBhld } from './common';
 
 export async function tfjsInterop(
   shape: InteropShape = { B: 1, H: 4, L: 64, D: 32, causal: true },
@@ -90,14 +70,4 @@ export async function tfjsInterop(
     shape,
     adapter: `${ctx.adapterInfo.vendor} ${ctx.adapterInfo.architecture}`,
   };
-}
-
-/** [B, L, H*D] -> [B, H, L, D] on the CPU: the inputs as the reference takes them. */
-export function toBhld(x: Float32Array, { B, H, L, D }: InteropShape): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let b = 0; b < B; b++)
-    for (let l = 0; l < L; l++)
-      for (let h = 0; h < H; h++)
-        for (let d = 0; d < D; d++) out[((b * H + h) * L + l) * D + d] = x[((b * L + l) * H + h) * D + d];
-  return out;
 }
