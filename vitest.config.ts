@@ -13,12 +13,18 @@ export default defineConfig({
         test: {
           name: 'node',
           include: ['test/**/*.test.ts'],
+          exclude: ['test/**/*.browser.test.ts'],
           setupFiles: ['test/setup.node.ts'],
           environment: 'node',
         },
       },
       {
         extends: true,
+        // Pre-bundled up front: discovered during a run, Vite would reload the page mid-spec.
+        // (onnxruntime-web still finds its .wasm: the interop spec sets ort.env.wasm.wasmPaths.)
+        optimizeDeps: {
+          include: ['onnxruntime-web/webgpu', '@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-webgpu'],
+        },
         test: {
           name: 'browser',
           include: ['test/**/*.test.ts'],

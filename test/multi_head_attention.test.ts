@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Context, fromF16Bits, KVCache, MultiHeadAttention, type Tensor, toF16Bits } from '../src';
+import {
+  type Context,
+  fromF16Bits,
+  KVCache,
+  MultiHeadAttention,
+  type PyTorchAttentionWeights,
+  type SeparateAttentionWeights,
+  type Tensor,
+  toF16Bits,
+} from '../src';
 import { type HostTensor, type MultiHeadAttentionCpuWeights, multiHeadAttentionCpu } from '../src/reference';
 import { checked, expectClose, F16_TOL, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
 
@@ -278,5 +287,81 @@ describe('MultiHeadAttention', () => {
     for (const t of [x, wide]) t.destroy();
     mha.destroy();
     gqa.destroy();
+  });
+});
+
+/** The same weights as the state dicts loadPyTorch and loadSeparate take. */
+function stateDicts(w: MultiHeadAttentionCpuWeights) {
+  const data = (t: HostTensor | undefined) => t && Float32Array.from(t.data as Float32Array);
+  const cat = (...ts: HostTensor[]) =>
+    Float32Array.from(ts.flatMap((t) => Array.from(t.data as Float32Array)));
+  const packed: PyTorchAttentionWeights = {
+    in_proj_weight: cat(w.q, w.k, w.v),
+    in_proj_bias: cat(w.qBias!, w.kBias!, w.vBias!),
+    'out_proj.weight': data(w.out)!,
+    'out_proj.bias': data(w.outBias),
+  };
+  const separate: SeparateAttentionWeights = {
+    q_proj_weight: data(w.q)!,
+    k_proj_weight: data(w.k)!,
+    v_proj_weight: data(w.v)!,
+    q_proj_bias: data(w.qBias),
+    k_proj_bias: data(w.kBias),
+    v_proj_bias: data(w.vBias),
+    'out_proj.weight': data(w.out)!,
+    'out_proj.bias': data(w.outBias),
+  };
+  return { packed, separate };
+}
+
+describe("multiHeadAttentionCpu takes the layer's state dicts", () => {
+  it('the loadPyTorch dict: same as its own weights, and the layer loaded with loadPyTorch agrees', async () => {
+    const c = { B: 2, L: 5, E: 16, H: 4 };
+    const random = rng(21);
+    const weights = randomWeights(c, random);
+    const { packed } = stateDicts(weights);
+    const x: HostTensor = { data: randomArray(random, c.B * c.L * c.E), shape: [c.B, c.L, c.E] };
+    const options = { numHeads: c.H, causal: true };
+    const fromDict = multiHeadAttentionCpu(x, packed, options);
+    expect(fromDict.output.data).toEqual(multiHeadAttentionCpu(x, weights, options).output.data);
+
+    const mha = new MultiHeadAttention(ctx, { embedDim: c.E, numHeads: c.H }).loadPyTorch(packed);
+    const xt = ctx.tensor(x.data as Float32Array, x.shape);
+    await checked(ctx, async () => {
+      const { output } = await mha.forward(xt, { causal: true });
+      expectClose(await output.read(), fromDict.output.data, F32_TOL, 'loadPyTorch layer vs reference');
+      output.destroy();
+    });
+    xt.destroy();
+    mha.destroy();
+  });
+
+  it('the loadSeparate dict, with grouped-query heads and cross-attention feature sizes', () => {
+    const c = { B: 1, L: 3, S: 4, E: 8, H: 4, Hkv: 2, kdim: 6, vdim: 5 };
+    const random = rng(22);
+    const weights = randomWeights(c, random);
+    const x: HostTensor = { data: randomArray(random, c.B * c.L * c.E), shape: [c.B, c.L, c.E] };
+    const key: HostTensor = { data: randomArray(random, c.B * c.S * c.kdim), shape: [c.B, c.S, c.kdim] };
+    const value: HostTensor = { data: randomArray(random, c.B * c.S * c.vdim), shape: [c.B, c.S, c.vdim] };
+    const options = { numHeads: c.H, numKvHeads: c.Hkv, memory: { key, value } };
+    expect(multiHeadAttentionCpu(x, stateDicts(weights).separate, options).output.data).toEqual(
+      multiHeadAttentionCpu(x, weights, options).output.data,
+    );
+  });
+
+  it('checks sizes and refuses a packed in_proj_weight with grouped-query heads', () => {
+    const random = rng(23);
+    const { packed } = stateDicts(randomWeights({ B: 1, L: 2, E: 8, H: 2 }, random));
+    const x: HostTensor = { data: randomArray(random, 2 * 8), shape: [1, 2, 8] };
+    expect(() =>
+      multiHeadAttentionCpu(
+        x,
+        { ...packed, in_proj_weight: packed.in_proj_weight.slice(1) },
+        { numHeads: 2 },
+      ),
+    ).toThrow('multiHeadAttentionCpu: in_proj_weight must have 192 elements ([24, 8]), received 191');
+    expect(() => multiHeadAttentionCpu(x, packed, { numHeads: 2, numKvHeads: 1 })).toThrow(
+      'multiHeadAttentionCpu: a packed in_proj_weight needs numKvHeads = numHeads',
+    );
   });
 });

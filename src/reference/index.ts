@@ -39,6 +39,7 @@ export {
   type MultiHeadAttentionCpuOptions,
   type MultiHeadAttentionCpuResult,
   type MultiHeadAttentionCpuWeights,
+  type MultiHeadAttentionCpuWeightsInput,
   multiHeadAttentionCpu,
 } from './multi_head_attention';
 export {
