@@ -17,6 +17,7 @@ export {
   type AttentionCache,
   MultiHeadAttention,
   type MultiHeadAttentionForwardOptions,
+  type MultiHeadAttentionInputGradients,
   type MultiHeadAttentionOptions,
   type MultiHeadAttentionResult,
   type PyTorchAttentionWeights,
