@@ -193,7 +193,9 @@ export async function tuneAttention(
         made.push(q, k, v);
         for (const form of runnable) {
           const fc = forms.get(form)!;
-          const [fq, fk, fv] = [q, k, v].map((t) => fc.wrap(t.buffer, t.shape, { dtype, offset: t.byteOffset }));
+          const [fq, fk, fv] = [q, k, v].map((t) =>
+            fc.wrap(t.buffer, t.shape, { dtype, offset: t.byteOffset }),
+          );
           const call = async () => {
             const { output } = await attention(fq, fk, fv, { causal });
             output.destroy();
