@@ -25,6 +25,8 @@ interface Case {
   bias?: boolean;
   causal?: boolean;
   mask?: number[];
+  /** an additive f32 mask (values in ±1) instead of a bool one */
+  additive?: boolean;
   rope?: { style: 'half' | 'interleaved'; dims?: number; base?: number };
   /** how the weights are loaded: loadPyTorch, loadSeparate with in_proj_bias, or separate biases */
   load: 'packed' | 'separateWeights' | 'separate';
@@ -76,15 +78,12 @@ function problem(c: Case): Problem {
   const S = c.S;
   const key = S === undefined ? undefined : host([c.B, S, c.kdim ?? c.E]);
   const value = S === undefined ? undefined : c.separate ? host([c.B, S, c.vdim ?? c.E]) : key;
-  const mask: HostTensor | undefined = c.mask && {
-    data: randomMask(
-      random,
-      c.mask.reduce((a, n) => a * n, 1),
-      0.7,
-    ),
-    shape: c.mask,
-    dtype: 'bool',
-  };
+  const maskSize = c.mask?.reduce((a, n) => a * n, 1) ?? 0;
+  const mask: HostTensor | undefined =
+    c.mask &&
+    (c.additive
+      ? { data: Float64Array.from(randomArray(random, maskSize)), shape: c.mask, dtype: 'f32' }
+      : { data: randomMask(random, maskSize, 0.7), shape: c.mask, dtype: 'bool' });
   const dOutput = Float64Array.from(randomArray(random, c.B * c.L * c.E));
   return { x, key, value, mask, weights, dOutput };
 }
@@ -211,7 +210,7 @@ function gpuRun(c: Case, p: Problem): Run {
   const x = up(p.x);
   const key = p.key && up(p.key);
   const value = p.value && (c.separate ? up(p.value) : key);
-  const mask = p.mask && up(p.mask, 'bool');
+  const mask = p.mask && up(p.mask, c.additive ? 'f32' : 'bool');
   const dOutput = up({ data: p.dOutput, shape: [c.B, c.L, c.E] });
   const memory = key && (c.separate ? { key, value: value! } : key);
   return {
@@ -271,6 +270,8 @@ describe('MultiHeadAttention.backward', () => {
     check({ B: 2, L: 4, E: 8, H: 2, causal: true, load: 'packed' }));
   it('bool mask broadcast over heads, separate biases', () =>
     check({ B: 2, L: 5, E: 8, H: 2, mask: [2, 1, 5, 5], load: 'separate' }));
+  it('additive mask with causal', () =>
+    check({ B: 1, L: 4, E: 8, H: 2, causal: true, mask: [1, 2, 4, 4], additive: true, load: 'packed' }));
   it('grouped-query heads (in_proj_bias with separate weights)', () =>
     check({ B: 1, L: 5, E: 8, H: 4, Hkv: 2, causal: true, load: 'separateWeights' }));
   it('multi-query heads', () => check({ B: 2, L: 3, E: 8, H: 2, Hkv: 1, load: 'separate' }));
@@ -358,6 +359,42 @@ describe('MultiHeadAttention.backward', () => {
       expectClose(await output.read(), ref.output.data, F32_TOL, 'output after the step');
       output.destroy();
       opt.destroy();
+    });
+    for (const t of run.made) t.destroy();
+    run.mha.destroy();
+  });
+
+  it('steps inside ctx.scope keep the grads zeroGrad allocated outside; a new train forward replaces an unused one', async () => {
+    const c: Case = { B: 1, L: 3, E: 8, H: 2, load: 'separate', seed: 13 };
+    const p = problem(c);
+    const ref = referenceGrads(c, p);
+    const run = gpuRun(c, p);
+    await checked(ctx, async () => {
+      await run.mha.zeroGrad();
+      let before = 0;
+      for (let i = 0; i < 3; i++) {
+        await ctx.scope(async () => {
+          await run.mha.forward(run.made[0], { train: true }); // replaced by the next one
+          await run.step();
+        });
+        if (i === 0) before = ctx.liveBytes;
+      }
+      expect(ctx.liveBytes, 'bytes after steps 2 and 3').toBe(before);
+      for (const [name, expected] of ref) {
+        expectClose(
+          await run.mha.grads.get(name)!.read(),
+          expected.map((e) => 3 * e),
+          F32_TOL,
+          name,
+        );
+      }
+      // a forward that ran in a scope which has ended left nothing usable for backward
+      await ctx.scope(async () => {
+        (await run.mha.forward(run.made[0], { train: true })).output.destroy();
+      });
+      await expect(run.mha.backward(run.made.at(-1)!)).rejects.toThrow(
+        /MultiHeadAttention\.backward: what the train forward kept was freed/,
+      );
     });
     for (const t of run.made) t.destroy();
     run.mha.destroy();
