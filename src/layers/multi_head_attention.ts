@@ -197,7 +197,7 @@ export class MultiHeadAttention {
   private readonly biasSlices = new Map<Projection, ParamSlice>();
   /** Views and copies of packed parameters (owned by the layer). */
   private readonly derived: Tensor[] = [];
-  /** Copies refreshed from their packed parameter before every forward. */
+  /** Copies refreshed from their packed parameter before every forward once the layer trains. */
   private readonly refreshed: { from: Tensor; byteOffset: number; to: Tensor }[] = [];
   private saved?: TrainState;
 
@@ -253,7 +253,8 @@ export class MultiHeadAttention {
    * layer's {@link params} are then `in_proj_weight`, `in_proj_bias`, `out_proj.weight` and
    * `out_proj.bias`; the projections read views of the packed tensors where their offsets are
    * multiples of the device's minStorageBufferOffsetAlignment (f32: E a multiple of 8 for the
-   * weights, of 64 for the biases), and otherwise copies refreshed at the start of every forward.
+   * weights, of 64 for the biases), and otherwise copies, refreshed at the start of every forward
+   * once the layer has gradients (after a train forward or {@link zeroGrad}).
    */
   loadPyTorch(state: PyTorchAttentionWeights): this {
     const E = this.embedDim;
@@ -382,8 +383,9 @@ export class MultiHeadAttention {
 
   /**
    * The tensor a projection reads for elements [start, start + size) of a parameter: the parameter
-   * itself, a view of it (aligned offset), a copy refreshed before every forward (offset a multiple
-   * of 4 bytes), or else (f16 with odd sizes, which cannot train) a copy of `data` made now.
+   * itself, a view of it (aligned offset), or a copy of `data` made now, refreshed from the
+   * parameter before every forward once the layer has gradients (offsets that are multiples of 4
+   * bytes; the rest, f16 with odd sizes, cannot train). Inference-only layers pay no copies.
    */
   private sliceOf(slice: ParamSlice, shape: number[], data: TensorData): Tensor {
     const parent = this.parameters.get(slice.name)!;
@@ -394,14 +396,13 @@ export class MultiHeadAttention {
     let t: Tensor;
     if (byteOffset % this.ctx.device.limits.minStorageBufferOffsetAlignment === 0) {
       t = this.ctx.wrap(parent.buffer, shape, { dtype: this.dtype, offset: byteOffset });
-    } else if (byteOffset % 4 === 0 && (size * bytes) % 4 === 0) {
-      t = this.ctx.zeros(shape, this.dtype, `${this.label}:${slice.name}@${slice.start}`);
-      this.refreshed.push({ from: parent, byteOffset, to: t });
     } else {
       t = this.ctx.tensor(data, shape, {
         dtype: this.dtype,
         label: `${this.label}:${slice.name}@${slice.start}`,
       });
+      if (byteOffset % 4 === 0 && (size * bytes) % 4 === 0)
+        this.refreshed.push({ from: parent, byteOffset, to: t });
     }
     this.derived.push(t);
     return t;
@@ -467,7 +468,8 @@ export class MultiHeadAttention {
       );
     }
     const offset = cache ? cache.length : 0;
-    if (this.refreshed.length > 0) {
+    // copies of packed parameters follow them once the layer trains (an optimizer may have stepped)
+    if (this.refreshed.length > 0 && (train || this.gradients.size > 0)) {
       const rec = new Recording(this.ctx, `${what}:refresh`);
       for (const r of this.refreshed) {
         rec.copy(r.from.buffer, r.byteOffset, r.to.buffer, 0, r.to.size * bytesPerElement(this.dtype));
