@@ -7,7 +7,7 @@
 // offset + l (ids 0).
 // 'half' style (STYLE 0) pairs feature i with i + half; 'interleaved' (STYLE 1) pairs 2i with 2i+1.
 // Constants (src/ops/rope.ts): WG, STYLE, and the element helpers of src/f16.ts. Uniforms: total
-// (elements), H, L, D, half, offset, ids.
+// (elements), H, L, D, half, offset, ids, sin_sign (-1: the inverse rotation, rope's gradient).
 
 @group(0) @binding(1) var<storage, read> x: array<Stored>;
 // [positions, half] each
@@ -55,5 +55,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     pos = positions[(row / (p.H * p.L)) * p.L + l];
   }
   let at = pos * half + pair;
-  storeOut(e, value * cosTable[at] + sign * load(partner) * sinTable[at]);
+  storeOut(e, value * cosTable[at] + p.sin_sign * sign * load(partner) * sinTable[at]);
 }

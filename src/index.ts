@@ -17,6 +17,7 @@ export {
   type AttentionCache,
   MultiHeadAttention,
   type MultiHeadAttentionForwardOptions,
+  type MultiHeadAttentionInputGradients,
   type MultiHeadAttentionOptions,
   type MultiHeadAttentionResult,
   type PyTorchAttentionWeights,
@@ -63,8 +64,7 @@ export { type LinearOptions, linear } from './ops/linear';
 export { type LinearBackwardOptions, type LinearGradients, linearBackward } from './ops/linear_backward';
 export { type MatmulOptions, matmul } from './ops/matmul';
 export { type AttentionCallShape, prepareAttention } from './ops/prepare';
-export { type RopeOptions, type RopeTables, rope } from './ops/rope';
-export { ropeBackward } from './ops/rope_backward';
+export { type RopeOptions, type RopeTables, rope, ropeBackward } from './ops/rope';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
 export { type SoftmaxBackwardOptions, softmaxBackward } from './ops/softmax_backward';
 export { randomUniform, seededRandom } from './random';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Context, fromF16Bits, rope, ropeBackward, toF16Bits } from '../src';
-import { ropeBackwardCpu, ropeCpu } from '../src/reference';
+import { ropeBackwardCpu, ropeCpu, ropeTablesCpu } from '../src/reference';
 import { dot, expectGradient, numericGradient } from './gradcheck';
 import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
 
@@ -50,6 +50,28 @@ describe('ropeBackward matches float64', () => {
     await check({ shape: [1, 1, 3, 130], style: 'interleaved' });
   });
   it('f16 storage', () => check({ shape: [1, 3, 5, 6], style: 'half', dtype: 'f16' }));
+  it('caller tables with position ids: the backward of rope from tables is rope with the sines negated', async () => {
+    const shape: [number, number, number, number] = [1, 2, 3, 8];
+    const data = randomArray(rng(23), 48);
+    const tables = ropeTablesCpu(10, 6, 500);
+    const forward = { positionIds: [4, 1, 7], interleaved: true };
+    const negated = {
+      ...tables,
+      sin: { ...tables.sin, data: Float64Array.from(tables.sin.data, (x) => -x) },
+    };
+    const ref = ropeCpu(
+      { data, shape },
+      { ...negated, positionIds: { data: [4, 1, 7], shape: [3] }, interleaved: true },
+    );
+    await checked(ctx, async () => {
+      const dy = ctx.tensor(data, shape);
+      const cos = ctx.tensor(Float32Array.from(tables.cos.data), tables.cos.shape);
+      const sin = ctx.tensor(Float32Array.from(tables.sin.data), tables.sin.shape);
+      const dx = await ropeBackward(dy, { cos, sin, ...forward });
+      expectClose(await dx.read(), ref.data, F32_TOL, 'ropeBackward from tables');
+      for (const t of [dy, cos, sin, dx]) t.destroy();
+    });
+  });
 });
 
 describe('the float64 backward equals central differences of ropeCpu', () => {

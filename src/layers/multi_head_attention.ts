@@ -1,12 +1,17 @@
+import accumulateSource from '../../shaders/accumulate.wgsl?raw';
 import { checkOptions } from '../checks';
 import type { Context } from '../context';
 import { attention } from '../ops/attention';
+import { attentionBackward } from '../ops/attention_backward';
 import { linear } from '../ops/linear';
-import { checkRopeTables, rope } from '../ops/rope';
+import { linearBackward } from '../ops/linear_backward';
+import { checkRopeTables, rope, ropeBackward } from '../ops/rope';
+import { WG } from '../ops/train_common';
+import { Recording } from '../program';
 import { checkRopeSettings } from '../reference/rope';
 import { expectRank, fmt } from '../shape';
 import type { Tensor, TensorData } from '../tensor';
-import { expectTensor } from '../tensor';
+import { bytesPerElement, expectTensor } from '../tensor';
 
 /** The layer's rope from tables: see `RopeTables` (positions come from the cache length). */
 export interface LayerRopeTables {
@@ -66,6 +71,28 @@ export interface MultiHeadAttentionForwardOptions {
   returnWeights?: boolean;
   /** Added to the output, [B, L, E] (a transformer's skip connection, fused into the out projection). */
   residual?: Tensor;
+  /**
+   * Keep what {@link MultiHeadAttention.backward} needs (f32 layers, no cache): references to x,
+   * the memory and the mask (do not destroy or overwrite them before backward), and new tensors
+   * q [B, H, L, Dh], k and v [B, Hkv, S, Dh] (after rope), the attention output [B, H, L, Dh] and
+   * its log-sum-exp [B, H, L]: about 4·B·L·E + B·H·L floats for self-attention. A later train
+   * forward replaces them; backward frees them.
+   */
+  train?: boolean;
+}
+
+/** What {@link MultiHeadAttention.backward} returns (f32). */
+export interface MultiHeadAttentionInputGradients {
+  /**
+   * d loss / d x [B, L, E]: the query path, plus the key and value paths when memory was omitted
+   * (self-attention). A residual's gradient is dOutput itself and is not included.
+   */
+  dx: Tensor;
+  /**
+   * With memory: d loss / d memory [B, S, kdim] (the key and value paths summed), or
+   * `{ key, value }` for separate key and value tensors (summed into one when they are the same).
+   */
+  dMemory?: Tensor | { key: Tensor; value: Tensor };
 }
 
 export interface MultiHeadAttentionResult {
@@ -117,15 +144,42 @@ const CONSTRUCTOR_KEYS = [
   'dtype',
   'label',
 ];
-const FORWARD_KEYS = ['memory', 'causal', 'mask', 'cache', 'returnWeights', 'residual'];
+const FORWARD_KEYS = ['memory', 'causal', 'mask', 'cache', 'returnWeights', 'residual', 'train'];
 
 type Projection = 'q' | 'k' | 'v' | 'out';
+const PROJECTIONS: readonly Projection[] = ['q', 'k', 'v', 'out'];
+
+/** Where a projection's weight or bias lives: elements [start, start + size) of a parameter. */
+interface ParamSlice {
+  name: string;
+  start: number;
+}
+
+/** What a train forward keeps for backward. */
+interface TrainState {
+  x: Tensor;
+  key: Tensor;
+  value: Tensor;
+  self: boolean;
+  /** attention's inputs (after rope), output and lse */
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  attended: Tensor;
+  lse: Tensor;
+  causal: boolean;
+  mask?: Tensor;
+}
 
 /**
  * Multi-head attention with input and output projections, like PyTorch's nn.MultiheadAttention
  * (batch_first), on the GPU end to end: projections with bias, head split and merge folded into
  * them, the fused attention kernel, optional grouped-query heads, rotary embeddings and KV-cache
  * decoding. Load weights with {@link loadPyTorch} or {@link loadSeparate} before `forward`.
+ *
+ * Training (f32): `forward(x, { train: true })` keeps what {@link backward} needs; `backward(dOutput)`
+ * returns the input gradients and adds every parameter's gradient into {@link grads}, keyed like
+ * {@link params} by PyTorch's state_dict names, until {@link zeroGrad}.
  *
  * @example
  * const mha = new MultiHeadAttention(ctx, { embedDim: 64, numHeads: 8 });
@@ -143,8 +197,19 @@ export class MultiHeadAttention {
   readonly dtype: 'f32' | 'f16';
   readonly rope?: { style: 'half' | 'interleaved'; base: number; dims: number } | LayerRopeTables;
   readonly label: string;
+  /** The tensors the projections read: parameters, views of packed ones, or copies of them. */
   private readonly weights = new Map<Projection, Tensor>();
   private readonly biases = new Map<Projection, Tensor>();
+  private readonly parameters = new Map<string, Tensor>();
+  private readonly gradients = new Map<string, Tensor>();
+  /** Which parameter (and where in it) each projection's weight and bias is. */
+  private readonly weightSlices = new Map<Projection, ParamSlice>();
+  private readonly biasSlices = new Map<Projection, ParamSlice>();
+  /** Views and copies of packed parameters (owned by the layer). */
+  private readonly derived: Tensor[] = [];
+  /** Copies refreshed from their packed parameter before every forward once the layer trains. */
+  private readonly refreshed: { from: Tensor; byteOffset: number; to: Tensor }[] = [];
+  private saved?: TrainState;
 
   constructor(
     readonly ctx: Context,
@@ -199,7 +264,12 @@ export class MultiHeadAttention {
 
   /**
    * Loads nn.MultiheadAttention's state dict (batch_first=True, kdim = vdim = E, no GQA): q, k and
-   * v weights are the row blocks of in_proj_weight [3E, E]. Replaces weights loaded before.
+   * v weights are the row blocks of in_proj_weight [3E, E]. Replaces weights loaded before. The
+   * layer's {@link params} are then `in_proj_weight`, `in_proj_bias`, `out_proj.weight` and
+   * `out_proj.bias`; the projections read views of the packed tensors where their offsets are
+   * multiples of the device's minStorageBufferOffsetAlignment (f32: E a multiple of 8 for the
+   * weights, of 64 for the biases), and otherwise copies, refreshed at the start of every forward
+   * once the layer has gradients (after a train forward or {@link zeroGrad}).
    */
   loadPyTorch(state: PyTorchAttentionWeights): this {
     const E = this.embedDim;
@@ -210,18 +280,48 @@ export class MultiHeadAttention {
     }
     const w = state.in_proj_weight;
     expectLength('in_proj_weight', w, 3 * E * E, `[${3 * E}, ${E}]`);
-    return this.loadSeparate({
-      q_proj_weight: rows(w, 0, E * E),
-      k_proj_weight: rows(w, E * E, 2 * E * E),
-      v_proj_weight: rows(w, 2 * E * E, 3 * E * E),
-      in_proj_bias: state.in_proj_bias,
-      'out_proj.weight': state['out_proj.weight'],
-      'out_proj.bias': state['out_proj.bias'],
-    });
+    return this.load(
+      {
+        q_proj_weight: rows(w, 0, E * E),
+        k_proj_weight: rows(w, E * E, 2 * E * E),
+        v_proj_weight: rows(w, 2 * E * E, 3 * E * E),
+        in_proj_bias: state.in_proj_bias,
+        'out_proj.weight': state['out_proj.weight'],
+        'out_proj.bias': state['out_proj.bias'],
+      },
+      w,
+    );
   }
 
-  /** Loads separate q, k and v projection weights (PyTorch's Linear layout [out, in]). */
+  /**
+   * Loads separate q, k and v projection weights (PyTorch's Linear layout [out, in]). The layer's
+   * {@link params} carry the names given here: `q_proj_weight`, `k_proj_weight`, `v_proj_weight`,
+   * the biases as `in_proj_bias` (stacked) or `q_proj_bias`, `k_proj_bias`, `v_proj_bias`, and
+   * `out_proj.weight`, `out_proj.bias`.
+   */
   loadSeparate(state: SeparateAttentionWeights): this {
+    return this.load(state);
+  }
+
+  /**
+   * The parameters by PyTorch's state_dict names (see {@link loadPyTorch} and {@link loadSeparate}):
+   * the tensors forward reads, which an optimizer may update in place (f32 layers), e.g.
+   * `new AdamW([...mha.params.values()])`.
+   */
+  get params(): ReadonlyMap<string, Tensor> {
+    return this.parameters;
+  }
+
+  /**
+   * d loss / d parameter (f32, each its parameter's shape), by the names of {@link params}, summed
+   * over every {@link backward} since the first train forward or the last {@link zeroGrad}. Empty
+   * before the first train forward.
+   */
+  get grads(): ReadonlyMap<string, Tensor> {
+    return this.gradients;
+  }
+
+  private load(state: SeparateAttentionWeights, packedWeight?: TensorData): this {
     const E = this.embedDim;
     const Ekv = this.numKvHeads * this.headDim;
     const shapes: Record<Projection, [number, number]> = {
@@ -236,15 +336,22 @@ export class MultiHeadAttention {
       v: ['v_proj_weight', state.v_proj_weight, 'v_proj_bias', state.v_proj_bias],
       out: ['out_proj.weight', state['out_proj.weight'], 'out_proj.bias', state['out_proj.bias']],
     };
-    const packed = state.in_proj_bias;
-    if (packed !== undefined) {
-      expectLength('in_proj_bias', packed, E + 2 * Ekv, `[${E + 2 * Ekv}]`);
-      given.q[3] = rows(packed, 0, E);
-      given.k[3] = rows(packed, E, E + Ekv);
-      given.v[3] = rows(packed, E + Ekv, E + 2 * Ekv);
+    const packedBias = state.in_proj_bias;
+    if (packedBias !== undefined) {
+      expectLength('in_proj_bias', packedBias, E + 2 * Ekv, `[${E + 2 * Ekv}]`);
+      for (const p of ['q', 'k', 'v'] as const) {
+        if (given[p][3] !== undefined) {
+          throw new Error(
+            `MultiHeadAttention.loadSeparate: received both in_proj_bias and ${given[p][2]} (give the biases one way)`,
+          );
+        }
+      }
+      given.q[3] = rows(packedBias, 0, E);
+      given.k[3] = rows(packedBias, E, E + Ekv);
+      given.v[3] = rows(packedBias, E + Ekv, E + 2 * Ekv);
     }
     // Check everything before replacing anything.
-    for (const p of Object.keys(shapes) as Projection[]) {
+    for (const p of PROJECTIONS) {
       const [wName, w, bName, b] = given[p];
       const [n, k] = shapes[p];
       if (w === undefined) throw new Error(`MultiHeadAttention.loadSeparate: ${wName} is missing`);
@@ -259,19 +366,67 @@ export class MultiHeadAttention {
       }
     }
     this.releaseWeights();
-    for (const p of Object.keys(shapes) as Projection[]) {
-      const [, w, , b] = given[p];
-      const opts = { dtype: this.dtype, label: `${this.label}:${p}` };
-      this.weights.set(p, this.ctx.tensor(w!, shapes[p], opts));
-      if (b !== undefined) this.biases.set(p, this.ctx.tensor(b, [shapes[p][0]], opts));
+    const opts = (name: string) => ({ dtype: this.dtype, label: `${this.label}:${name}` });
+    const param = (name: string, data: TensorData, shape: number[]) =>
+      this.parameters.set(name, this.ctx.tensor(data, shape, opts(name)));
+    // parameters, in PyTorch's state_dict order
+    if (packedWeight) param('in_proj_weight', packedWeight, [3 * E, E]);
+    else for (const p of ['q', 'k', 'v'] as const) param(given[p][0], given[p][1]!, shapes[p]);
+    if (this.bias) {
+      if (packedBias) param('in_proj_bias', packedBias, [E + 2 * Ekv]);
+      else for (const p of ['q', 'k', 'v'] as const) param(given[p][2], given[p][3]!, [shapes[p][0]]);
+    }
+    param('out_proj.weight', given.out[1]!, shapes.out);
+    if (this.bias) param('out_proj.bias', given.out[3]!, [E]);
+    // where each projection's weight and bias lives
+    const qkvStart: Record<Projection, number> = { q: 0, k: E, v: E + Ekv, out: 0 };
+    for (const p of PROJECTIONS) {
+      const [n, k] = shapes[p];
+      const packedW = packedWeight && p !== 'out';
+      this.weightSlices.set(p, { name: packedW ? 'in_proj_weight' : given[p][0], start: qkvStart[p] * k });
+      this.weights.set(p, this.sliceOf(this.weightSlices.get(p)!, [n, k], given[p][1]!));
+      if (!this.bias) continue;
+      const packedB = packedBias !== undefined && p !== 'out';
+      this.biasSlices.set(p, {
+        name: packedB ? 'in_proj_bias' : given[p][2],
+        start: packedB ? qkvStart[p] : 0,
+      });
+      this.biases.set(p, this.sliceOf(this.biasSlices.get(p)!, [n], given[p][3]!));
     }
     return this;
   }
 
   /**
+   * The tensor a projection reads for elements [start, start + size) of a parameter: the parameter
+   * itself, a view of it (aligned offset), or a copy of `data` made now, refreshed from the
+   * parameter before every forward once the layer has gradients (offsets that are multiples of 4
+   * bytes; the rest, f16 with odd sizes, cannot train). Inference-only layers pay no copies.
+   */
+  private sliceOf(slice: ParamSlice, shape: number[], data: TensorData): Tensor {
+    const parent = this.parameters.get(slice.name)!;
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (parent.size === size) return parent;
+    const bytes = bytesPerElement(this.dtype);
+    const byteOffset = slice.start * bytes;
+    let t: Tensor;
+    if (byteOffset % this.ctx.device.limits.minStorageBufferOffsetAlignment === 0) {
+      t = this.ctx.wrap(parent.buffer, shape, { dtype: this.dtype, offset: byteOffset });
+    } else {
+      t = this.ctx.tensor(data, shape, {
+        dtype: this.dtype,
+        label: `${this.label}:${slice.name}@${slice.start}`,
+      });
+      if (byteOffset % 4 === 0 && (size * bytes) % 4 === 0)
+        this.refreshed.push({ from: parent, byteOffset, to: t });
+    }
+    this.derived.push(t);
+    return t;
+  }
+
+  /**
    * Attention of x [B, L, E] over the memory [B, S, kdim] (default x itself) -> output [B, L, E]
    * (and per-head weights [B, numHeads, L, S]). With a cache, S is the cached length after this
-   * call's keys are appended.
+   * call's keys are appended. With `train`, keeps what {@link backward} needs.
    */
   async forward(
     x: Tensor,
@@ -292,6 +447,20 @@ export class MultiHeadAttention {
     const { memory, cache } = options;
     if (memory && cache) {
       throw new Error(`${what}: cache is for self-attention decoding; received both memory and cache`);
+    }
+    const train = options.train ?? false;
+    if (typeof train !== 'boolean') {
+      throw new Error(`${what}: train must be a boolean, received ${String(train)}`);
+    }
+    if (train && cache) {
+      throw new Error(
+        `${what}: train does not support a KV cache (decoding has no backward); received both train: true and cache`,
+      );
+    }
+    if (train && this.dtype !== 'f32') {
+      throw new Error(
+        `${what}: train needs an f32 layer (the gradients of linear are f32 only), received dtype '${this.dtype}'`,
+      );
     }
     const [key, value] = !memory ? [x, x] : 'key' in memory ? [memory.key, memory.value] : [memory, memory];
     const [B] = x.shape;
@@ -314,6 +483,15 @@ export class MultiHeadAttention {
       );
     }
     const offset = cache ? cache.length : 0;
+    // copies of packed parameters follow them once the layer trains (an optimizer may have stepped)
+    if (this.refreshed.length > 0 && (train || this.gradients.size > 0)) {
+      const rec = new Recording(this.ctx, `${what}:refresh`);
+      for (const r of this.refreshed) {
+        rec.copy(r.from.buffer, r.byteOffset, r.to.buffer, 0, r.to.size * bytesPerElement(this.dtype));
+      }
+      await rec.submit();
+    }
+    if (train) this.releaseSaved(); // one pending train forward at a time
 
     const temporaries: Tensor[] = [];
     const temp = (t: Tensor) => {
@@ -335,32 +513,223 @@ export class MultiHeadAttention {
         k = temp(await rope(k, { ...this.rope, offset }));
       }
       if (cache) ({ k, v } = await cache.append(k, v));
+      const causal = options.causal ?? cache !== undefined;
       const result = await attention(q, k, v, {
-        causal: options.causal ?? cache !== undefined,
+        causal,
         mask: options.mask,
         returnWeights: options.returnWeights,
+        returnLse: train,
       });
       temp(result.output);
+      if (result.lse) temp(result.lse);
       const output = await linear(result.output, this.weights.get('out')!, {
         bias: this.biases.get('out'),
         residual: options.residual,
       });
+      if (train) {
+        this.saved = {
+          x,
+          key,
+          value,
+          self: !memory,
+          q,
+          k,
+          v,
+          attended: result.output,
+          lse: result.lse!,
+          causal,
+          mask: options.mask,
+        };
+        const kept = new Set([q, k, v, result.output, result.lse]);
+        temporaries.splice(0, temporaries.length, ...temporaries.filter((t) => !kept.has(t)));
+        this.ensureGrads();
+      }
       return { output, weights: result.weights };
     } finally {
       for (const t of temporaries) t.destroy(); // submitted work keeps the buffers alive until it ends
     }
   }
 
-  /** Frees the weights. */
+  /**
+   * Backward of the last train forward for dOutput = d loss / d output [B, L, E] (f32): returns
+   * d loss / d x (and / d memory) and adds the gradient of every parameter into {@link grads}. Each
+   * train forward allows one backward, which frees what it kept (a second backward throws). Uses
+   * the parameters as they are now: update them after backward, not between forward and backward.
+   *
+   * @example
+   * const { output } = await mha.forward(x, { causal: true, train: true });
+   * const { dx } = await mha.backward(dOutput); // mha.grads.get('in_proj_weight'), ...
+   */
+  async backward(dOutput: Tensor): Promise<MultiHeadAttentionInputGradients> {
+    const what = 'MultiHeadAttention.backward';
+    const s = this.saved;
+    if (!s) {
+      throw new Error(
+        `${what}: no train forward to go back through: call forward(x, { train: true }) first (each backward consumes one train forward)`,
+      );
+    }
+    expectTensor(`${what}: dOutput`, dOutput);
+    dOutput.assertUsable(`${what}: dOutput`, this.ctx);
+    const [B, L] = s.x.shape;
+    const shape = [B, L, this.embedDim];
+    if (dOutput.dtype !== 'f32' || fmt(dOutput.shape) !== fmt(shape)) {
+      throw new Error(
+        `${what}: dOutput must be f32 ${fmt(shape)} (the output's shape), received ${dOutput.dtype} ${fmt(dOutput.shape)}`,
+      );
+    }
+    for (const [name, t] of [
+      ['x', s.x],
+      ['memory key', s.key],
+      ['memory value', s.value],
+      ['mask', s.mask],
+    ] as const) {
+      t?.assertUsable(`${what}: the forward's ${name}`, this.ctx);
+    }
+    for (const t of [s.q, s.k, s.v, s.attended, s.lse]) {
+      if (t.destroyed) {
+        throw new Error(
+          `${what}: what the train forward kept was freed (did it run inside a ctx.scope that ended before backward?); run forward and backward in the same scope`,
+        );
+      }
+    }
+    for (const [name, g] of this.gradients) {
+      if (g.destroyed) {
+        throw new Error(
+          `${what}: grads '${name}' was destroyed (the first train forward ran inside a ctx.scope, which freed it): call zeroGrad() outside any scope before training`,
+        );
+      }
+    }
+    this.saved = undefined;
+    try {
+      // the scope keeps the top-level tensors of what it returns: flatten dMemory's key and value
+      const g = await this.ctx.scope(async () => {
+        const { dx, dMemory } = await this.backwardOf(s, dOutput);
+        return dMemory && 'key' in dMemory ? { dx, key: dMemory.key, value: dMemory.value } : { dx, dMemory };
+      });
+      if ('key' in g) return { dx: g.dx, dMemory: { key: g.key as Tensor, value: g.value as Tensor } };
+      return g.dMemory ? { dx: g.dx, dMemory: g.dMemory } : { dx: g.dx };
+    } finally {
+      for (const t of [s.q, s.k, s.v, s.attended, s.lse]) t.destroy();
+    }
+  }
+
+  private async backwardOf(s: TrainState, dOutput: Tensor): Promise<MultiHeadAttentionInputGradients> {
+    const paramGrads: { slice: ParamSlice; grad: Tensor }[] = [];
+    const project = async (p: Projection, input: Tensor, dy: Tensor, heads?: number) => {
+      const bias = this.biases.get(p);
+      const g = await linearBackward(input, this.weights.get(p)!, dy, { bias, heads });
+      paramGrads.push({ slice: this.weightSlices.get(p)!, grad: g.dweight });
+      if (g.dbias) paramGrads.push({ slice: this.biasSlices.get(p)!, grad: g.dbias });
+      return g.dx;
+    };
+    // out projection: its input is the attention output in heads [B, H, L, Dh], merged on read
+    const dAttended = await project('out', s.attended, dOutput);
+    let { dq, dk, dv } = await attentionBackward(s.q, s.k, s.v, s.attended, dAttended, {
+      causal: s.causal,
+      mask: s.mask,
+      lse: s.lse,
+    });
+    if (this.rope) {
+      dq = await ropeBackward(dq, this.rope);
+      dk = await ropeBackward(dk, this.rope);
+    }
+    const dx = await project('q', s.x, dq, this.numHeads);
+    const dKey = await project('k', s.key, dk, this.numKvHeads);
+    const dValue = await project('v', s.value, dv, this.numKvHeads);
+    const rec = new Recording(this.ctx, 'MultiHeadAttention.backward');
+    let dMemory: MultiHeadAttentionInputGradients['dMemory'];
+    if (s.self) {
+      recordAdd(rec, dx, dKey);
+      recordAdd(rec, dx, dValue);
+    } else if (s.key === s.value) {
+      recordAdd(rec, dKey, dValue);
+      dMemory = dKey;
+    } else {
+      dMemory = { key: dKey, value: dValue };
+    }
+    // parameter gradients: packed ones are assembled in a scratch buffer, then added
+    const byName = new Map<string, { start: number; grad: Tensor }[]>();
+    for (const { slice, grad } of paramGrads) {
+      byName.set(slice.name, [...(byName.get(slice.name) ?? []), { start: slice.start, grad }]);
+    }
+    for (const [name, parts] of byName) {
+      const target = this.gradients.get(name)!;
+      if (parts.length === 1 && parts[0].grad.size === target.size) {
+        recordAdd(rec, target, parts[0].grad);
+        continue;
+      }
+      const scratch = rec.buffer(target.size * 4, `${this.label}:grad:${name}`);
+      for (const { start, grad } of parts) rec.copy(grad.buffer, 0, scratch, start * 4, grad.size * 4);
+      recordAdd(rec, target, { buffer: scratch });
+    }
+    await rec.submit();
+    return dMemory ? { dx, dMemory } : { dx };
+  }
+
+  /**
+   * Sets every gradient in {@link grads} to zero, allocating those missing. The gradients belong to
+   * the layer; when training steps run inside `ctx.scope`, call this once outside it first (else
+   * the first train forward allocates them inside the scope, which frees them when it ends).
+   */
+  async zeroGrad(): Promise<void> {
+    this.ctx.assertAlive('MultiHeadAttention.zeroGrad');
+    if (this.parameters.size === 0) {
+      throw new Error('MultiHeadAttention.zeroGrad: no weights loaded (call loadPyTorch or loadSeparate)');
+    }
+    for (const [name, g] of this.gradients) if (g.destroyed) this.gradients.delete(name);
+    this.ensureGrads();
+    const rec = new Recording(this.ctx, 'MultiHeadAttention.zeroGrad');
+    for (const g of this.gradients.values()) rec.clear(g.binding);
+    await rec.submit();
+  }
+
+  /** Frees the parameters, gradients and what a train forward kept. */
   destroy(): void {
     this.releaseWeights();
   }
 
-  private releaseWeights(): void {
-    for (const t of [...this.weights.values(), ...this.biases.values()]) t.destroy();
-    this.weights.clear();
-    this.biases.clear();
+  /** Zero gradients for the parameters that have none yet. */
+  private ensureGrads(): void {
+    for (const [name, p] of this.parameters) {
+      if (!this.gradients.has(name)) {
+        this.gradients.set(name, this.ctx.zeros(p.shape, 'f32', `${this.label}:grad:${name}`));
+      }
+    }
   }
+
+  private releaseSaved(): void {
+    const s = this.saved;
+    this.saved = undefined;
+    if (s) for (const t of [s.q, s.k, s.v, s.attended, s.lse]) t.destroy();
+  }
+
+  private releaseWeights(): void {
+    this.releaseSaved();
+    for (const t of [...this.derived, ...this.parameters.values(), ...this.gradients.values()]) t.destroy();
+    for (const m of [
+      this.weights,
+      this.biases,
+      this.parameters,
+      this.gradients,
+      this.weightSlices,
+      this.biasSlices,
+    ])
+      m.clear();
+    this.derived.length = 0;
+    this.refreshed.length = 0;
+  }
+}
+
+/** Records acc += x, elementwise over acc (f32). */
+function recordAdd(rec: Recording, acc: Tensor, x: Tensor | { buffer: GPUBuffer }): void {
+  rec.dispatch({
+    name: 'accumulate',
+    sources: [accumulateSource],
+    constants: { WG },
+    uniforms: { total: acc.size },
+    bindings: [acc.binding, 'binding' in x ? x.binding : x.buffer],
+    workgroups: Math.ceil(acc.size / WG),
+  });
 }
 
 function expectLength(name: string, data: TensorData, n: number, shape: string): void {

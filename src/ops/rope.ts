@@ -2,7 +2,7 @@ import ropeSource from '../../shaders/rope.wgsl?raw';
 import { checkOptions } from '../checks';
 import type { Context } from '../context';
 import { elementPrelude, elementStorage } from '../f16';
-import { type Bindable, Recording } from '../program';
+import { type Bindable, f32, Recording } from '../program';
 import { checkRopeSettings, type RopeOptions } from '../reference/rope';
 import { expectRank, fmt } from '../shape';
 import { expectTensor, Tensor } from '../tensor';
@@ -45,11 +45,32 @@ const WG = 64;
  * // from onnxruntime-style caches [maxPositions, D / 2] and per-row positions
  * const kRot = await rope(k, { cos: cosCache, sin: sinCache, positionIds: [5, 6, 7] });
  */
-export async function rope(x: Tensor, options: RopeOptions | RopeTables): Promise<Tensor> {
+export function rope(x: Tensor, options: RopeOptions | RopeTables): Promise<Tensor> {
+  return runRope('rope', x, options, false);
+}
+
+/**
+ * Gradient of {@link rope}: dy [B, H, L, D] -> dx [B, H, L, D] (dy's dtype), each pair rotated by
+ * the negative angle (a rotation's transpose is its inverse); features past the rotated ones pass
+ * through. Takes the forward's options, settings or tables.
+ *
+ * @example
+ * const dq = await ropeBackward(dqRotated, { style: 'half' });
+ */
+export function ropeBackward(dy: Tensor, options: RopeOptions | RopeTables): Promise<Tensor> {
+  return runRope('ropeBackward', dy, options, true);
+}
+
+async function runRope(
+  what: string,
+  x: Tensor,
+  options: RopeOptions | RopeTables,
+  inverse: boolean,
+): Promise<Tensor> {
   const { ctx } = x;
-  const [, H, L, D] = checkRopeX(x);
+  const [, H, L, D] = checkRopeX(what, x);
   const storage = elementStorage(ctx, x.dtype);
-  const rec = new Recording(ctx, 'rope');
+  const rec = new Recording(ctx, what);
   let half: number;
   let tables: [Bindable, Bindable];
   let positions: GPUBuffer | undefined;
@@ -57,7 +78,7 @@ export async function rope(x: Tensor, options: RopeOptions | RopeTables): Promis
   let offset = 0;
   let interleaved: boolean;
   if ('cos' in options || 'sin' in options) {
-    const t = checkRopeTables('rope', ctx, x.shape, options as RopeTables);
+    const t = checkRopeTables(what, ctx, x.shape, options as RopeTables);
     half = t.half;
     interleaved = t.interleaved;
     offset = t.offset;
@@ -68,8 +89,8 @@ export async function rope(x: Tensor, options: RopeOptions | RopeTables): Promis
       ctx.device.queue.writeBuffer(positions, 0, Uint32Array.from(t.positionIds, Number));
     }
   } else {
-    checkOptions('rope', options, OPTION_KEYS);
-    const { dims, base, offset: start } = checkRopeSettings('rope', D, options as RopeOptions);
+    checkOptions(what, options, OPTION_KEYS);
+    const { dims, base, offset: start } = checkRopeSettings(what, D, options as RopeOptions);
     interleaved = (options as RopeOptions).style === 'interleaved';
     // cos and sin of every (row, pair), in float64 before rounding to f32
     half = dims / 2;
@@ -90,12 +111,12 @@ export async function rope(x: Tensor, options: RopeOptions | RopeTables): Promis
     ctx.device.queue.writeBuffer(sinBuffer, 0, sin);
     tables = [cosBuffer, sinBuffer];
   }
-  const out = ctx.zeros(x.shape, x.dtype, 'rope:out');
+  const out = ctx.zeros(x.shape, x.dtype, `${what}:out`);
   rec.dispatch({
     name: 'rope',
     sources: [elementPrelude(storage, true), ropeSource],
     constants: { WG, STYLE: interleaved ? 1 : 0 },
-    uniforms: { total: x.size, H, L, D, half, offset, ids },
+    uniforms: { total: x.size, H, L, D, half, offset, ids, sin_sign: f32(inverse ? -1 : 1) },
     bindings: [x.binding, ...tables, positions, out.binding],
     workgroups: Math.ceil(x.size / WG),
   });
@@ -108,12 +129,13 @@ export async function rope(x: Tensor, options: RopeOptions | RopeTables): Promis
   return out;
 }
 
-function checkRopeX(x: Tensor): number[] {
-  expectTensor('rope: x', x);
-  x.assertUsable('rope: x');
-  expectRank('rope: x', x.shape, 4, 'B, H, L, D');
+function checkRopeX(what: string, x: Tensor): number[] {
+  const name = `${what}: ${what === 'rope' ? 'x' : 'dy'}`;
+  expectTensor(name, x);
+  x.assertUsable(name);
+  expectRank(name, x.shape, 4, 'B, H, L, D');
   if (x.dtype !== 'f32' && x.dtype !== 'f16') {
-    throw new Error(`rope: x must have dtype 'f32' or 'f16', received '${x.dtype}'`);
+    throw new Error(`${name} must have dtype 'f32' or 'f16', received '${x.dtype}'`);
   }
   return [...x.shape];
 }
@@ -124,7 +146,7 @@ export function checkRopeInputs(
   options: RopeOptions,
 ): { dims: number; base: number; offset: number } {
   checkOptions('rope', options, OPTION_KEYS);
-  checkRopeX(x);
+  checkRopeX('rope', x);
   return checkRopeSettings('rope', x.shape[3], options);
 }
 
