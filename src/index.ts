@@ -15,6 +15,7 @@ export { IntTensor, intTensor } from './int_tensor';
 export { KVCache, type KVCacheOptions } from './kv_cache';
 export {
   type AttentionCache,
+  type LayerRopeTables,
   MultiHeadAttention,
   type MultiHeadAttentionForwardOptions,
   type MultiHeadAttentionInputGradients,
@@ -47,6 +48,7 @@ export {
   type FlashPlan,
   type HeadsPlan,
   planAttention,
+  type ScoringRules,
 } from './ops/attention_plan';
 export { type BlockMask, type CreateBlockMaskOptions, createBlockMask } from './ops/block_mask';
 export { type SoftmaxCrossEntropyResult, softmaxCrossEntropy } from './ops/cross_entropy';
@@ -67,6 +69,7 @@ export { type AttentionCallShape, prepareAttention } from './ops/prepare';
 export { type RopeOptions, type RopeTables, rope, ropeBackward } from './ops/rope';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
 export { type SoftmaxBackwardOptions, softmaxBackward } from './ops/softmax_backward';
+export type { MatmulSettings, RunOptions, SoftmaxSettings } from './options';
 export { randomUniform, seededRandom } from './random';
 export { type DType, type ReadType, Tensor, type TensorData } from './tensor';
 export {

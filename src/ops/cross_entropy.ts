@@ -8,9 +8,9 @@ import type { Tensor } from '../tensor';
 import { checkF32 } from './train_common';
 
 export interface SoftmaxCrossEntropyResult {
-  /** [1]: the mean over rows whose target is not -1 of -log softmax(logits)[target]; NaN if none. */
+  /** [1], the mean over rows whose target is not -1 of -log softmax(logits)[target]; NaN if none. */
   loss: Tensor;
-  /** [..., V]: d loss / d logits = (softmax - onehot(target)) / count; zero rows where ignored. */
+  /** [..., V], d loss / d logits = (softmax - onehot(target)) / count; zero rows where ignored. */
   dlogits: Tensor;
 }
 

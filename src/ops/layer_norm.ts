@@ -15,7 +15,7 @@ export interface NormGradients {
   dx: Tensor;
   /** [F] */
   dweight: Tensor;
-  /** [F]: LayerNorm with a bias only */
+  /** [F], LayerNorm with a bias only */
   dbias?: Tensor;
 }
 
