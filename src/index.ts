@@ -69,7 +69,7 @@ export { type AttentionCallShape, prepareAttention } from './ops/prepare';
 export { type RopeOptions, type RopeTables, rope, ropeBackward } from './ops/rope';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
 export { type SoftmaxBackwardOptions, softmaxBackward } from './ops/softmax_backward';
-export type { MatmulSettings, RunOptions, SoftmaxSettings } from './options';
+export type { MatmulSettings, NormSettings, RunOptions, SoftmaxSettings } from './options';
 export { randomUniform, seededRandom } from './random';
 export { type DType, type ReadType, Tensor, type TensorData } from './tensor';
 export {

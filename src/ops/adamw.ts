@@ -2,8 +2,8 @@ import accumulateSource from '../../shaders/accumulate.wgsl?raw';
 import adamwSource from '../../shaders/adamw.wgsl?raw';
 import { checkOptions } from '../checks';
 import type { Context } from '../context';
+import { type AdamWOptions, adamwSettings } from '../options';
 import { f32, Recording } from '../program';
-import { type AdamWOptions, adamwSettings } from '../reference/adamw';
 import type { Tensor } from '../tensor';
 import { checkF32, WG } from './train_common';
 

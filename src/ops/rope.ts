@@ -2,8 +2,8 @@ import ropeSource from '../../shaders/rope.wgsl?raw';
 import { checkOptions } from '../checks';
 import type { Context } from '../context';
 import { elementPrelude, elementStorage } from '../f16';
+import { checkRopeSettings, type RopeOptions } from '../options';
 import { type Bindable, f32, Recording } from '../program';
-import { checkRopeSettings, type RopeOptions } from '../reference/rope';
 import { expectRank, fmt } from '../shape';
 import { expectTensor, Tensor } from '../tensor';
 

@@ -1,36 +1,6 @@
-export interface AdamWOptions {
-  /** Learning rate. Default 1e-3. */
-  lr?: number;
-  /** Decay rates of the first and second moment averages. Default [0.9, 0.999]. */
-  betas?: readonly [number, number];
-  /** Added to the denominator. Default 1e-8. */
-  eps?: number;
-  /** Decoupled weight decay: p -= lr · weightDecay · p before the Adam update. Default 1e-2. */
-  weightDecay?: number;
-}
+import { type AdamWOptions, adamwSettings } from '../options';
 
-/** The options of AdamW with PyTorch's defaults filled in, checked. */
-export function adamwSettings(what: string, options: AdamWOptions) {
-  const lr = options.lr ?? 1e-3;
-  const [beta1, beta2] = options.betas ?? [0.9, 0.999];
-  const eps = options.eps ?? 1e-8;
-  const weightDecay = options.weightDecay ?? 1e-2;
-  const finite = (name: string, v: unknown, lo: number, hi: number) => {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) {
-      throw new Error(`${what}: ${name} must be a number in [${lo}, ${hi}], received ${String(v)}`);
-    }
-  };
-  finite('lr', lr, 0, Number.MAX_VALUE);
-  if (!Array.isArray(options.betas ?? []) || (options.betas && options.betas.length !== 2)) {
-    throw new Error(`${what}: betas must be a pair [beta1, beta2], received ${String(options.betas)}`);
-  }
-  finite('betas[0]', beta1, 0, 1 - Number.EPSILON);
-  finite('betas[1]', beta2, 0, 1 - Number.EPSILON);
-  finite('eps', eps, 0, Number.MAX_VALUE);
-  finite('weightDecay', weightDecay, 0, Number.MAX_VALUE);
-  return { lr, beta1, beta2, eps, weightDecay };
-}
-
+export { type AdamWOptions, adamwSettings };
 /** One parameter's state for {@link adamwStepCpu}. */
 export interface AdamWCpuState {
   param: Float64Array;

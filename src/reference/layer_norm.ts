@@ -1,10 +1,9 @@
+import type { NormSettings } from '../options';
 import { fmt } from '../shape';
 import type { HostResult, HostTensor } from './host';
 
-export interface NormCpuOptions {
-  /** Added to the variance (LayerNorm) or the mean square (RMSNorm). Default 1e-5. */
-  eps?: number;
-}
+/** The options of the float64 norms: those of the GPU ops' math. */
+export type NormCpuOptions = NormSettings;
 
 export interface NormBackwardCpuResult {
   /** [..., F] */

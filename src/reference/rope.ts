@@ -1,19 +1,8 @@
+import { checkRopeSettings, type RopeOptions } from '../options';
 import { expectRank, fmt } from '../shape';
 import type { HostResult, HostTensor } from './host';
 
-export interface RopeOptions {
-  /**
-   * How features pair up: 'half' rotates feature i with i + dims/2 (GPT-NeoX, Llama in Hugging Face);
-   * 'interleaved' rotates 2i with 2i + 1 (GPT-J, the original RoFormer).
-   */
-  style: 'half' | 'interleaved';
-  /** Frequency base: pair i turns by position · base^(-2i / dims). Default 10000. */
-  base?: number;
-  /** Leading features rotated (even, <= D); the rest pass through. Default D. */
-  dims?: number;
-  /** Position of row 0 (rows are positions offset, offset + 1, ...). Default 0. */
-  offset?: number;
-}
+export { checkRopeSettings, type RopeOptions };
 
 /**
  * Rotary embedding from caller-given tables, as onnxruntime's GroupQueryAttention and
@@ -178,35 +167,6 @@ export function checkRopeTables(
     position = (_b, l) => offset + l;
   }
   return { half, interleaved: Boolean(options.interleaved), cos, sin, position };
-}
-
-/**
- * Checks style, base, dims and offset against head dim D and fills in the defaults; shared by
- * `rope`, the layer and the reference.
- */
-export function checkRopeSettings(
-  what: string,
-  D: number,
-  options: Partial<RopeOptions>,
-): { dims: number; base: number; offset: number } {
-  if (options.style !== 'half' && options.style !== 'interleaved') {
-    throw new Error(`${what}: style must be 'half' or 'interleaved', received ${String(options.style)}`);
-  }
-  const base = options.base ?? 10000;
-  if (typeof base !== 'number' || !Number.isFinite(base) || base <= 0) {
-    throw new Error(`${what}: base must be a positive number, received ${String(options.base)}`);
-  }
-  const dims = options.dims ?? D;
-  if (!Number.isInteger(dims) || dims < 2 || dims % 2 !== 0 || dims > D) {
-    throw new Error(
-      `${what}: dims must be an even integer in [2, ${D}] (the head dim), received ${String(options.dims)}`,
-    );
-  }
-  const offset = options.offset ?? 0;
-  if (!Number.isInteger(offset) || offset < 0) {
-    throw new Error(`${what}: offset must be a non-negative integer, received ${String(options.offset)}`);
-  }
-  return { dims, base, offset };
 }
 
 /**
