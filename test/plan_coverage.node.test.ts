@@ -415,7 +415,7 @@ describe('every attention program fits the adapter limits', () => {
     const ctx = fakeContext('workgroup');
     const shape = { B: 1, Hq: 1, Hkv: 1, Lq: 64, Lk: 64, D: 64, Dv: 64 };
     const [flash] = programsOf(corePlan({ ctx, shape, dtype: 'f32' }, {}, 0));
-    // kt and vt: BC (16) keys x 16 vec4s each, and 3 u32 flags
-    expect(programResources(flash)).toEqual({ storage: 2 * 16 * 16 * 16 + 12, invocations: 64, bindings: 7 });
+    // kt and vt: BC (16) keys x 16 vec4s each, and 3 u32 flags; q, k, v, mask, out, lse, weights, rules
+    expect(programResources(flash)).toEqual({ storage: 2 * 16 * 16 * 16 + 12, invocations: 64, bindings: 8 });
   });
 });
