@@ -95,9 +95,12 @@ function layout(name: string, uniforms: Readonly<Record<string, UniformValue>>) 
       offset += 4;
     }
   }
-  const size = Math.ceil(Math.max(offset, 4) / 16) * 16;
-  const struct = `struct Params {\n${fields.map((f) => `  ${f.name}: ${f.type},`).join('\n')}\n}\n`;
-  return { fields, size, struct };
+  return { fields, size: Math.ceil(Math.max(offset, 4) / 16) * 16 };
+}
+
+/** The WGSL declaration of the uniform struct of `fields`. */
+function structOf(fields: readonly Field[]): string {
+  return `struct Params {\n${fields.map((f) => `  ${f.name}: ${f.type},`).join('\n')}\n}\n`;
 }
 
 /** Ids of source texts, so that cache keys name a source by a number rather than by its text. */
@@ -141,7 +144,7 @@ export function compileUnit(program: Program, uniforms: Readonly<Record<string, 
     return [
       ...enables,
       ...constants,
-      layout(program.name, uniforms).struct,
+      structOf(layout(program.name, uniforms).fields),
       '@group(0) @binding(0) var<uniform> p: Params;',
       'fn workgroupIndex(wid: vec3<u32>) -> u32 { return wid.x + (wid.y + wid.z * p.grid_y) * p.grid_x; }',
       body,
@@ -189,6 +192,17 @@ export function pipelineOf(ctx: Context, program: Program): Promise<GPUComputePi
   return pipeline;
 }
 
+/** Bind group layouts by pipeline: getBindGroupLayout makes a new object per call. */
+const bindGroupLayouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();
+function bindGroupLayout(pipeline: GPUComputePipeline): GPUBindGroupLayout {
+  let layout = bindGroupLayouts.get(pipeline);
+  if (!layout) {
+    layout = pipeline.getBindGroupLayout(0);
+    bindGroupLayouts.set(pipeline, layout);
+  }
+  return layout;
+}
+
 function withGrid(program: Program, grid: [number, number, number]): Record<string, UniformValue> {
   return { ...program.uniforms, workgroups: program.workgroups, grid_x: grid[0], grid_y: grid[1] };
 }
@@ -202,11 +216,22 @@ type Step =
 export class Recording {
   private readonly steps: Step[] = [];
   private readonly scratch: GPUBuffer[] = [];
+  /** Whether the call touches buffers the library does not own: then WebGPU errors are caught. */
+  private checkErrors = false;
 
   constructor(
     readonly ctx: Context,
     readonly label: string,
   ) {}
+
+  /**
+   * Marks the call as touching `tensors`: when one is on an app's buffer (`ctx.wrap`), submit
+   * catches the call's WebGPU validation errors and rejects with them (a destroyed buffer, one of
+   * another device). Calls on the library's own buffers skip that round trip.
+   */
+  watch(...tensors: ({ wrapped: boolean } | undefined)[]): void {
+    if (tensors.some((t) => t?.wrapped)) this.checkErrors = true;
+  }
 
   /** Adds a dispatch; its pipeline starts compiling now if it is not cached. */
   dispatch(program: Program): void {
@@ -290,7 +315,8 @@ export class Recording {
       const packed = new Uint8Array(total);
       for (const b of blocks) packed.set(new Uint8Array(b.bytes), b.offset);
 
-      const scopes: GPUErrorFilter[] = ['validation', 'internal', 'out-of-memory'];
+      // validation errors only, and only for app buffers or encoders: each scope costs a round trip
+      const scopes: GPUErrorFilter[] = this.checkErrors || encoder ? ['validation'] : [];
       for (const filter of scopes) ctx.device.pushErrorScope(filter);
       // Encoded, written and submitted with no await in between: calls in flight share the
       // uniform buffer, and the queue orders each write before its own submit and after the
@@ -359,7 +385,7 @@ export class Recording {
           0,
           ctx.device.createBindGroup({
             label: s.program.name,
-            layout: pipeline.getBindGroupLayout(0),
+            layout: bindGroupLayout(pipeline),
             entries,
           }),
         );

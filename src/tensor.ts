@@ -169,6 +169,11 @@ export class Tensor<D extends DType = DType> {
     return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, false, rowStride, owner);
   }
 
+  /** True for a tensor on an app's buffer (`ctx.wrap`): the library cannot vouch for it. */
+  get wrapped(): boolean {
+    return !this.ownsBuffer && this.owner === undefined;
+  }
+
   /** False for a view whose matrices have more rows in the buffer than in its shape. */
   get contiguous(): boolean {
     return this.rank < 2 || this.rowStride === this.shape[this.rank - 2];

@@ -116,10 +116,11 @@ async function runAttention(
   const shape = checkAttentionInputs(q, k, v, options);
   const { ctx } = q;
   const { mask } = options;
-  await checkSnippets(ctx, options);
+  if (options.scoreMod !== undefined || options.maskMod !== undefined) await checkSnippets(ctx, options);
   const p = plan({ ctx, shape, dtype: q.dtype, mask }, options, force);
   const { B, Hq, Lq, Lk, Dv } = shape;
   const rec = new Recording(ctx, 'attention');
+  rec.watch(q, k, v, mask, out?.output, out?.lse, out?.weights);
   const made: Tensor[] = [];
   const result = (name: 'output' | 'lse' | 'weights', shape: number[], dtype: DType) => {
     const t = resultTensor(ctx, rec, `attention: out.${name}`, out?.[name], shape, dtype);

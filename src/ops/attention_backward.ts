@@ -109,6 +109,7 @@ export async function attentionBackward(
   const dv = ctx.zeros([B, Hkv, Lk, Dv], q.dtype, 'attentionBackward:dv');
   const dsinks = options.sinks !== undefined ? ctx.zeros([Hq], 'f32', 'attentionBackward:dsinks') : undefined;
   const rec = new Recording(ctx, 'attentionBackward');
+  rec.watch(q, k, v, output, dOutput, options.mask, options.lse);
   try {
     // The rule data of the forward's options, with room for the row stats after it.
     const { lse: _, scoreModGrad: __, ...forward } = options;

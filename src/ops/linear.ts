@@ -49,6 +49,7 @@ export async function linear(x: Tensor, weight: Tensor, options: LinearOptions =
   };
   const shape = options.heads === undefined ? [B, L, N] : [B, heads, L, N / heads];
   const rec = new Recording(ctx, 'linear');
+  rec.watch(x, weight, options.bias, options.residual, options.out);
   const y = resultTensor(ctx, rec, 'linear: out', options.out, shape, x.dtype);
   rec.dispatch({
     name: 'linear',

@@ -61,6 +61,7 @@ export async function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}):
     MAX_BATCH_DIMS,
   };
   const rec = new Recording(ctx, 'matmul');
+  rec.watch(a, b, options.out);
   const c = resultTensor(ctx, rec, 'matmul: out', options.out, [...batch, M, N], 'f32');
   const tilesN = Math.ceil(N / tiling.BN);
   const tilesM = Math.ceil(M / tiling.BM);

@@ -71,6 +71,7 @@ async function runRope(
   const [, H, L, D] = checkRopeX(what, x);
   const storage = elementStorage(ctx, x.dtype);
   const rec = new Recording(ctx, what);
+  rec.watch(x);
   let half: number;
   let tables: [Bindable, Bindable];
   let positions: GPUBuffer | undefined;

@@ -35,6 +35,7 @@ export async function softmax(x: Tensor, options: SoftmaxOptions = {}): Promise<
   // WebGPU (SwiftShader) each invocation group of a workgroup with barriers costs microseconds.
   const constants = { WG: n <= 1024 ? 16 : 64 };
   const rec = new Recording(ctx, 'softmax');
+  rec.watch(x, options.out);
   const y = resultTensor(ctx, rec, 'softmax: out', options.out, x.shape, 'f32');
   rec.dispatch({
     name: 'softmax',
