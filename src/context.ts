@@ -18,6 +18,9 @@ const CONTEXT_OPTION_KEYS = [
   'attentionKernel',
 ];
 
+/** Most bytes of scratch buffers a context keeps for reuse between calls. */
+const SCRATCH_POOL_BYTES = 16 * 1024 * 1024;
+
 /** Optional adapter features the library uses when they exist. */
 const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
 
@@ -120,6 +123,9 @@ export class Context {
   private peak = 0;
   private readonly dummies = new Map<string, GPUBuffer>();
   private uniforms: GPUBuffer | undefined;
+  /** Scratch buffers of submitted calls, by size, for later calls to reuse (see takeScratch). */
+  private readonly scratchPool = new Map<number, GPUBuffer[]>();
+  private pooled = 0;
   /** Tensors made inside each open {@link scope}, innermost last. */
   private readonly scopes: Set<Tensor>[] = [];
 
@@ -281,6 +287,43 @@ export class Context {
     buffer.destroy();
   }
 
+  /**
+   * @internal a scratch buffer of exactly `size` bytes (rounded to 4) for one call: a pooled one
+   * when a submitted call returned one of that size, else a new one. Its bytes count as live until
+   * {@link returnScratch}. Reuse is safe without waiting for the GPU: later submits run after
+   * earlier ones, and no scratch buffer is written from the CPU after its call.
+   */
+  takeScratch(size: number, label: string): GPUBuffer {
+    const bytes = Math.max(4, align4(size));
+    const buffer = this.scratchPool.get(bytes)?.pop();
+    if (!buffer) return this.createBuffer(bytes, Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST, label);
+    this.pooled -= buffer.size;
+    this.bytes += buffer.size;
+    this.peak = Math.max(this.peak, this.bytes);
+    return buffer;
+  }
+
+  /**
+   * @internal hands a submitted call's scratch buffer back: kept for reuse while the pool holds
+   * less than SCRATCH_POOL_BYTES, else destroyed. Pooled bytes are not live (see pooledBytes).
+   */
+  returnScratch(buffer: GPUBuffer): void {
+    this.bytes -= buffer.size;
+    if (this.destroyed || this.pooled + buffer.size > SCRATCH_POOL_BYTES) {
+      buffer.destroy();
+      return;
+    }
+    const list = this.scratchPool.get(buffer.size) ?? [];
+    list.push(buffer);
+    this.scratchPool.set(buffer.size, list);
+    this.pooled += buffer.size;
+  }
+
+  /** Bytes of scratch buffers kept for reuse by later calls (not part of {@link liveBytes}). */
+  get pooledBytes(): number {
+    return this.pooled;
+  }
+
   /** @internal stop counting a buffer without destroying it (left to the garbage collector). */
   forgetBuffer(buffer: GPUBuffer): void {
     this.bytes -= buffer.size;
@@ -331,6 +374,9 @@ export class Context {
     this.dummies.clear();
     this.uniforms?.destroy();
     this.uniforms = undefined;
+    for (const list of this.scratchPool.values()) for (const b of list) b.destroy();
+    this.scratchPool.clear();
+    this.pooled = 0;
     this.destroyed = true;
     if (this.ownsDevice) this.device.destroy();
   }

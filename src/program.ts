@@ -255,7 +255,7 @@ export class Recording {
 
   /** A counted buffer that lives until the recording is submitted. */
   buffer(size: number, label: string): GPUBuffer {
-    const buffer = this.ctx.createBuffer(size, Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST, label);
+    const buffer = this.ctx.takeScratch(size, label);
     this.scratch.push(buffer);
     return buffer;
   }
@@ -337,7 +337,7 @@ export class Recording {
       if (error) throw new Error(`${this.label}: WebGPU error: ${error.message}`);
     } finally {
       for (const b of this.scratch) {
-        if (release) ctx.freeBuffer(b);
+        if (release) ctx.returnScratch(b);
         else ctx.forgetBuffer(b);
       }
     }
@@ -348,7 +348,7 @@ export class Recording {
     try {
       await Promise.all(this.steps.map((s) => ('pipeline' in s ? s.pipeline : undefined)));
     } finally {
-      for (const b of this.scratch) this.ctx.freeBuffer(b);
+      for (const b of this.scratch) this.ctx.returnScratch(b);
     }
   }
 
