@@ -143,7 +143,7 @@ export const TRAIN_MODEL = {
   heads: 2,
   layers: 2,
   ffn: 64,
-  steps: 6,
+  steps: 8,
   warmup: 1,
 };
 
