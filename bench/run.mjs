@@ -234,9 +234,10 @@ async function saveResults(result) {
   await mkdir(args.out, { recursive: true });
   const report = { ...result.report, sources: sourceVersion() };
   await writeFile(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
-  await writeFile(`${stem}.svg`, `${result.svg}\n`);
+  // The chart draws the forward rows only: none, no chart.
+  if (report.rows.length) await writeFile(`${stem}.svg`, `${result.svg}\n`);
   await writeFile(`${stem}.md`, `Sources: ${report.sources}. ${result.markdown}\n`);
-  console.log(`\nsaved ${stem}.json, .svg, .md`);
+  console.log(`\nsaved ${stem}.json${report.rows.length ? ', .svg' : ''}, .md`);
 }
 
 let exitCode = 0;
