@@ -1,5 +1,7 @@
 // Text of the results: table cells (the page and the terminal show the same), and the Markdown
 // report that goes next to the JSON and into the README.
+
+import { BACKWARD_FLOP_FACTOR, type BackwardRow, type TRAIN_MODEL, type TrainRow } from './backward';
 import type { SparseRow } from './sparse';
 import type { BenchReport, LayerRow, MatmulRow, Row } from './suite';
 import type { Target } from './targets';
@@ -63,7 +65,7 @@ export function adapterKind(adapter: { vendor: string; architecture: string; des
 }
 
 /** The CSS class of a result row: our rows stand out, wrong and failed rows are marked. */
-export function rowClass(row: Row): string {
+export function rowClass(row: { impl: string; status: string }): string {
   return [
     row.impl === 'ours' ? 'ours' : '',
     row.status === 'wrong' || row.status === 'error' ? row.status : '',
@@ -166,6 +168,85 @@ export function layerModelText(m: NonNullable<BenchReport['layerModel']>): strin
   );
 }
 
+export const BACKWARD_HEADER = [
+  'shape',
+  'implementation',
+  'forward ms',
+  'backward ms',
+  'runs',
+  'GFLOP/s',
+  'bwd / our fwd',
+  'GPU ms',
+  'dispatches',
+  'peak MiB',
+  'L×L MiB',
+  'check err',
+  'note',
+];
+
+/** What each column of {@link BACKWARD_HEADER} means (shown under the table and in the report). */
+export const BACKWARD_COLUMN_NOTES: Record<string, string> = {
+  'forward ms':
+    'median wall time of the forward as training calls it: ours fused with returnLse, ours composed keeping the probabilities',
+  'backward ms':
+    'median wall time of dq, dk, dv from the saved forward (tfjs: the whole tf.grads call, which records its forward again)',
+  runs: 'timed backward runs after warm-up',
+  'GFLOP/s': `backward FLOPs counted as FlashAttention-2 does, ${BACKWARD_FLOP_FACTOR}x the forward's 4·B·H·Lq·Lk·D (halved when causal) = 10·B·H·Lq·Lk·D, / backward ms`,
+  'bwd / our fwd': `backward ms / our fused forward ms on the same shape (goal for ours fused: <= 3×)`,
+  'GPU ms': 'GPU time of the backward from timestamp queries (ours only)',
+  dispatches: 'compute passes one backward call records (ours only)',
+  'peak MiB':
+    'largest memory the backward call allocated beyond its inputs and the saved forward results (ctx.peakBytes; ours only)',
+  'L×L MiB':
+    'one B·Hq·Lq·Lk f32 buffer of the shape, for comparison: a peak above it means an L×L buffer was made',
+  'check err':
+    'largest |grad − ref| / (1 + |ref|) over dq, dk, dv against the float64 attentionBackwardCpu at a small shape of the same kind (L = 77); above 1e-3 the row is marked wrong',
+};
+
+const mib = (bytes: number | undefined) => (bytes === undefined ? '' : (bytes / 2 ** 20).toFixed(2));
+
+/** The cells of one backward row; the GFLOP/s column names a status other than ok. */
+export function backwardCells(row: BackwardRow): string[] {
+  const timed = row.status === 'ok';
+  return [
+    row.shape,
+    row.label,
+    timed ? num(row.forwardMs) : '',
+    timed ? num(row.backwardMs) : '',
+    timed ? String(row.runs ?? '') : '',
+    timed ? num(row.gflops) : row.status,
+    timed && row.ratio !== undefined ? `${num(row.ratio)}×` : '',
+    num(row.gpuMs),
+    row.dispatches === undefined ? '' : String(row.dispatches),
+    mib(row.peakBytes),
+    mib(row.llBytes),
+    row.checkErr === undefined ? '' : row.checkErr.toExponential(1),
+    row.note ?? '',
+  ];
+}
+
+export const TRAIN_HEADER = ['training step', 'steps/s', 'ms per step', 'loss after', 'note'];
+
+export function trainCells(row: TrainRow): string[] {
+  const timed = row.status === 'ok';
+  return [
+    row.attention,
+    timed ? num(row.stepsPerSecond) : row.status,
+    num(row.msPerStep),
+    row.loss === undefined ? '' : row.loss.toFixed(5),
+    row.note ?? '',
+  ];
+}
+
+/** What the training rows measure, in words. */
+export function trainModelText(m: typeof TRAIN_MODEL): string {
+  return (
+    `the reverse-digits demo model (trainReverseDigits' defaults: ${m.layers} layers, d = ${m.dModel}, ${m.heads} heads, FFN ${m.ffn},` +
+    ` ${m.digits} digits so L = ${2 * m.digits}, batch ${m.batch}, causal), forward + backward + AdamW with the loss read back,` +
+    ` ${m.steps} steps timed after ${m.warmup} untimed; both start from the same weights and batches`
+  );
+}
+
 export const TARGET_HEADER = ['target', 'shape', 'measured', 'goal', 'against', 'met'];
 
 export function targetCells(t: Target): string[] {
@@ -173,7 +254,7 @@ export function targetCells(t: Target): string[] {
     t.name,
     t.shape,
     t.value === undefined ? 'not measured' : `${num(t.value)}×`,
-    `≥ ${t.goal}×`,
+    `${t.atMost ? '≤' : '≥'} ${t.goal}×`,
     t.against,
     t.met === undefined ? '?' : t.met ? 'yes' : 'no',
   ];
@@ -257,6 +338,29 @@ export function markdownReport(report: BenchReport): string {
           'Sparse: q, k, v [1, H, L, 64] f32; dense mask = the same pattern as a bool mask [L, L].',
           '',
           markdownTable(SPARSE_HEADER, report.sparse.map(sparseCells)),
+          '',
+        ]
+      : []),
+    ...(report.backward?.length
+      ? [
+          `Backward: dq, dk, dv of attention (f32), each implementation checked against the float64 attentionBackwardCpu first;` +
+            ` median of up to ${o.repeats} runs after ${o.warmup} warm-up.` +
+            ` GFLOP/s counts the backward as FlashAttention-2 does: ${BACKWARD_FLOP_FACTOR}× the forward's 4·B·H·Lq·Lk·D (halved when causal).` +
+            ' Columns: ' +
+            Object.entries(BACKWARD_COLUMN_NOTES)
+              .map(([k, v]) => `*${k}*: ${v}`)
+              .join('; ') +
+            '.',
+          '',
+          markdownTable(BACKWARD_HEADER, report.backward.map(backwardCells)),
+          '',
+        ]
+      : []),
+    ...(report.train?.length && report.trainModel
+      ? [
+          `Training steps: ${trainModelText(report.trainModel)}.`,
+          '',
+          markdownTable(TRAIN_HEADER, report.train.map(trainCells)),
           '',
         ]
       : []),

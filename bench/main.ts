@@ -1,9 +1,15 @@
 // The benchmark page. A person sets options and presses Run; the headless runner (bench/run.mjs)
 // opens it with ?auto=1 and options in the query, and hears every event through
 // window.__benchReport (Playwright's exposeFunction).
+
+import type { BackwardRow, TrainRow } from './backward';
+import { TRAIN_MODEL } from './backward';
 import { chartSvg } from './chart';
 import {
   adapterKind,
+  BACKWARD_COLUMN_NOTES,
+  BACKWARD_HEADER,
+  backwardCells,
   COLUMN_NOTES,
   HEADER,
   LAYER_HEADER,
@@ -18,7 +24,10 @@ import {
   SPARSE_HEADER,
   sparseCells,
   TARGET_HEADER,
+  TRAIN_HEADER,
   targetCells,
+  trainCells,
+  trainModelText,
 } from './format';
 import { drawColourScale, showHeatmap } from './heatmap';
 import { SHAPES } from './shapes';
@@ -36,13 +45,17 @@ import {
 
 /** What the page sends the runner: the suite's events, the last one with the chart and Markdown. */
 export type PageEvent =
-  | Exclude<BenchEvent, { type: 'done' | 'row' | 'start' | 'layer' | 'sparse' }>
+  | Exclude<BenchEvent, { type: 'done' | 'row' | 'start' | 'layer' | 'sparse' | 'backward' | 'train' }>
   | (Extract<BenchEvent, { type: 'start' }> & { header: string[] })
   | { type: 'row'; row: Row; cells: string[] }
   /** A decode-layer row; the first one carries the header. */
   | { type: 'layer'; row: LayerRow; cells: string[]; header?: string[] }
   /** A sparse-section row; the first one carries the header. */
   | { type: 'sparse'; row: SparseRow; cells: string[]; header?: string[] }
+  /** A backward-section row; the first one carries the header. */
+  | { type: 'backward'; row: BackwardRow; cells: string[]; header?: string[] }
+  /** A training-steps row; the first one carries the header. */
+  | { type: 'train'; row: TrainRow; cells: string[]; header?: string[] }
   | (Extract<BenchEvent, { type: 'done' }> & { svg: string; markdown: string })
   | { type: 'error'; message: string };
 
@@ -100,10 +113,24 @@ async function run(options: BenchOptions): Promise<void> {
   const matmulRows: MatmulRow[] = [];
   const layerRows: LayerRow[] = [];
   const sparseRows: SparseRow[] = [];
+  const backwardRows: BackwardRow[] = [];
+  const trainRows: TrainRow[] = [];
   let shapes: Parameters<typeof chartSvg>[0]['shapes'] = [];
   let adapter = { vendor: '', architecture: '', description: '' };
   const progress = $('progress');
-  for (const id of ['chart', 'not-drawn', 'results', 'columns', 'matmul', 'layer', 'sparse', 'targets'])
+  for (const id of [
+    'chart',
+    'not-drawn',
+    'results',
+    'columns',
+    'matmul',
+    'layer',
+    'sparse',
+    'backward',
+    'backward-columns',
+    'train',
+    'targets',
+  ])
     $(id).hidden = true;
   const render = () => {
     const ours = oursByShape(rows);
@@ -123,6 +150,20 @@ async function run(options: BenchOptions): Promise<void> {
       layerRows.map(layerCells),
     );
     fillTable($('sparse'), 'Sparse attention', SPARSE_HEADER, sparseRows.map(sparseCells));
+    fillTable(
+      $('backward'),
+      'Backward: dq, dk, dv of attention (f32), checked against float64 first; red rows are wrong or failed',
+      BACKWARD_HEADER,
+      backwardRows.map(backwardCells),
+      backwardRows.map(rowClass),
+    );
+    $('backward-columns').hidden = backwardRows.length === 0;
+    fillTable(
+      $('train'),
+      `Training steps: ${trainModelText(TRAIN_MODEL)}`,
+      TRAIN_HEADER,
+      trainRows.map(trainCells),
+    );
     // The chart draws correct, timed rows of the prefill and decode shapes; nothing else makes one.
     const groups = new Map(shapes.map((s) => [s.name, s.group]));
     const charted = rows.some(
@@ -166,6 +207,16 @@ async function run(options: BenchOptions): Promise<void> {
       render();
       const header = sparseRows.length === 1 ? SPARSE_HEADER : undefined;
       send({ ...event, cells: sparseCells(event.row), header });
+    } else if (event.type === 'backward') {
+      backwardRows.push(event.row);
+      render();
+      const header = backwardRows.length === 1 ? BACKWARD_HEADER : undefined;
+      send({ ...event, cells: backwardCells(event.row), header });
+    } else if (event.type === 'train') {
+      trainRows.push(event.row);
+      render();
+      const header = trainRows.length === 1 ? TRAIN_HEADER : undefined;
+      send({ ...event, cells: trainCells(event.row), header });
     } else {
       shapes = event.report.shapes;
       render();
@@ -200,6 +251,13 @@ async function main(): Promise<void> {
   for (const h of HEADER) {
     notes.appendChild(document.createElement('dt')).textContent = h;
     notes.appendChild(document.createElement('dd')).textContent = COLUMN_NOTES[h];
+  }
+  const backwardNotes = $('backward-columns').querySelector('dl')!;
+  for (const h of BACKWARD_HEADER) {
+    const text = BACKWARD_COLUMN_NOTES[h] ?? COLUMN_NOTES[h];
+    if (!text) continue;
+    backwardNotes.appendChild(document.createElement('dt')).textContent = h;
+    backwardNotes.appendChild(document.createElement('dd')).textContent = text;
   }
   drawColourScale($('heatmap-scale'));
 

@@ -9,7 +9,9 @@
 //   npm run bench:node -- --quick --out DIR      four small shapes, short roofs and layer run
 //
 // Options: --out DIR (where the results go; default: print only), --quick, --shapes a,b (names or
-// groups of bench/shapes.ts plus prefill-4096, d128-2048, decode-gqa-32768), --repeats N,
+// groups of bench/shapes.ts plus prefill-4096, d128-2048, decode-gqa-32768; backward or
+// backward:NAME: the backward section of bench/backward.ts, ours fused and composed, also part of a
+// full run), --repeats N,
 // --row-budget-s N, --tune-budget-s N, --no-layer.
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';

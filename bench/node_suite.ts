@@ -24,10 +24,20 @@ import {
 import { nodeGpu } from '../src/node';
 import { attention } from '../src/ops/attention';
 import { attentionCpu } from '../src/reference';
+import {
+  type BackwardRow,
+  oursComposedBackward,
+  oursFusedBackward,
+  runBackwardSection,
+  TRAIN_MODEL,
+  type TrainRow,
+} from './backward';
 import { runDecode } from './decode_layer';
+import { BACKWARD_HEADER as BACKWARD_TABLE_HEADER, backwardCells, trainCells } from './format';
 import { PassProbe } from './probe';
 import { attentionBytes, attentionFlops, measureRoofs, type Roofs, roofFraction } from './roofs';
-import { type BenchShape, SHAPES } from './shapes';
+import { BACKWARD, type BenchShape, SHAPES, selectBackward } from './shapes';
+import { backwardTargets } from './targets';
 
 export interface NodeBenchOptions {
   /** Few small shapes, short roofs and a short layer run: minutes on a CPU adapter. */
@@ -134,6 +144,11 @@ export interface NodeBenchReport {
   rows: NodeRow[];
   layerModel: typeof LAYER_MODEL;
   layer: NodeLayerRow[];
+  /** The backward section (ours fused and composed; no peers in Node), when selected. */
+  backwardShapes?: BenchShape[];
+  backward?: BackwardRow[];
+  train?: TrainRow[];
+  trainModel?: typeof TRAIN_MODEL;
   seconds: number;
   /** The machine's 1-minute load average at the start and the end (CPU adapters share the cores). */
   loadAverage: [number, number];
@@ -147,9 +162,21 @@ function median(xs: number[]): number {
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200);
 
+const isBackwardWord = (w: string) => w === BACKWARD || w.startsWith(`${BACKWARD}:`);
+
+/** The backward section's shapes: those --shapes names (backward, backward:NAME), all in a full run. */
+function selectBackwardShapes(o: NodeBenchOptions): BenchShape[] {
+  if (!o.shapes) return o.quick ? [] : selectBackward('all');
+  const words = o.shapes.split(',').filter(Boolean);
+  if (words.includes('all')) return selectBackward('all');
+  const backward = words.filter(isBackwardWord);
+  return backward.length ? selectBackward(backward.join(',')) : [];
+}
+
 function selectShapes(o: NodeBenchOptions): BenchShape[] {
-  const words = (o.shapes || (o.quick ? QUICK_SHAPES.join(',') : 'all')).split(',').filter(Boolean);
-  if (words.includes('all')) return ALL_SHAPES;
+  const all = (o.shapes || (o.quick ? QUICK_SHAPES.join(',') : 'all')).split(',').filter(Boolean);
+  if (all.includes('all')) return ALL_SHAPES;
+  const words = all.filter((w) => !isBackwardWord(w));
   const unknown = words.filter((w) => !ALL_SHAPES.some((s) => s.name === w || s.group === w));
   if (unknown.length) {
     throw new Error(
@@ -383,6 +410,30 @@ export async function runNodeBench(
         );
       }
     }
+    // 6. backward section (bench/backward.ts): ours fused and composed, then training steps
+    const backwardShapes = selectBackwardShapes(o);
+    let backward: { rows: BackwardRow[]; train: TrainRow[] } = { rows: [], train: [] };
+    if (backwardShapes.length) {
+      backward = await runBackwardSection(
+        ctx,
+        [oursFusedBackward(ctx, probe), oursComposedBackward(ctx, probe)],
+        backwardShapes,
+        {
+          repeats: o.repeats,
+          warmup: 1,
+          maxSlowL: Number.POSITIVE_INFINITY,
+          rowBudgetS: o.rowBudgetS,
+          training: true,
+        },
+        (e) => {
+          if (e.type === 'progress') progress(e.message);
+          else if (e.type === 'backward')
+            onRow(`backward: ${backwardCells(e.row).filter(Boolean).join(' | ')}`);
+          else onRow(`training: ${trainCells(e.row).filter(Boolean).join(' | ')}`);
+        },
+      );
+    }
+
     await ctx.sync();
     if (errors.length) throw new Error(`WebGPU error: ${errors[0]}`);
     return {
@@ -399,6 +450,10 @@ export async function runNodeBench(
       rows,
       layerModel,
       layer,
+      backwardShapes,
+      backward: backward.rows,
+      train: backward.train,
+      trainModel: TRAIN_MODEL,
       seconds: (performance.now() - started) / 1000,
       loadAverage: [loadAtStart, loadavg()[0]],
     };
@@ -588,6 +643,44 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
           fixed(l.prefillMs),
           l.note ?? '',
         ]),
+      ),
+    );
+  }
+  if (report.backward?.length) {
+    lines.push(
+      '',
+      '## Backward',
+      '',
+      'dq, dk, dv of attention, checked against the float64 attentionBackwardCpu first (L = 77, same heads). ' +
+        "GFLOP/s counts the backward as FlashAttention-2 does: 2.5x the forward's 4·B·H·Lq·Lk·D (halved when causal). " +
+        '"bwd / our fwd": backward ms over our fused forward (with returnLse) ms (goal <= 3x). "peak MiB": what the ' +
+        'backward call allocated beyond its inputs and saved forward results; "L×L MiB": one B·Hq·Lq·Lk f32 buffer.',
+      '',
+      table(
+        BACKWARD_TABLE_HEADER,
+        report.backward.map((r) => backwardCells(r).map((c) => c.replaceAll('|', '/'))),
+      ),
+      '',
+      table(
+        ['target', 'shape', 'measured', 'goal', 'met'],
+        backwardTargets(report.backward).map((t) => [
+          t.name,
+          t.shape,
+          t.value === undefined ? 'not measured' : `${t.value.toPrecision(3)}×`,
+          `${t.atMost ? '≤' : '≥'} ${t.goal}×`,
+          t.met === undefined ? '?' : t.met ? 'yes' : 'no',
+        ]),
+      ),
+    );
+  }
+  if (report.train?.length) {
+    lines.push(
+      '',
+      '## Training steps of the demo model',
+      '',
+      table(
+        ['training step', 'steps/s', 'ms per step', 'loss after', 'note'],
+        report.train.map((r) => trainCells(r)),
       ),
     );
   }

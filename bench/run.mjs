@@ -7,10 +7,14 @@
 //   npm run bench -- --shapes prefill-512 --impl ours --repeats 3    quick, not saved
 //   npm run bench -- --shapes layer                decode tokens/s of a small transformer, f32 and f16
 //   npm run bench -- --shapes sparse               sparse attention against its dense mask
+//   npm run bench -- --shapes backward --save      gradients and training steps/s, saved as <date>-<adapter>-backward
 //
 // Options: --shapes a,b (names or groups: prefill, causal, d128, gqa, decode; layer: the decode-layer
 // section, run after the attention shapes, also part of 'all'; sparse: windows, block masks and
-// documents against the dense mask and full causal, also part of 'all'), --impl a,b
+// documents against the dense mask and full causal, also part of 'all'; backward: the backward section
+// (dq, dk, dv of ours fused, ours composed and tfjs' tf.grads on prefill-512, prefill-1024,
+// causal-1024, gqa-512, then training steps/s of the demo model), also part of 'all';
+// backward:NAME selects one of its shapes, e.g. backward:prefill-512,backward:causal-1024), --impl a,b
 // (ours, ours-other, composed, ort-subgroups, ort, tfjs, naive, ort-wasm), --repeats N, --warmup N,
 // --max-slow-L N (slow implementations skipped above query length N), --row-budget-s N (a row
 // whose calls are slow gets fewer timed runs, at least 2; 0 = always --repeats), --no-matmul,
@@ -92,7 +96,7 @@ async function render(jsonPath) {
     const { chartSvg } = await server.ssrLoadModule('/bench/chart.ts');
     const { targets } = await server.ssrLoadModule('/bench/targets.ts');
     const report = JSON.parse(await readFile(jsonPath, 'utf8'));
-    report.targets = targets(report.shapes, report.rows, report.matmul);
+    report.targets = targets(report.shapes, report.rows, report.matmul, report.backward ?? []);
     await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
     const stem = jsonPath.replace(/\.json$/, '');
     await writeFile(`${stem}.svg`, `${chartSvg(report)}\n`);
@@ -122,6 +126,12 @@ const browser = await chromium.launch({ executablePath, args: chromiumArgs(), he
 /** Column widths of the terminal table; the last column (note) is not padded. */
 const WIDTHS = [13, 38, 10, 10, 5, 8, 12, 8, 8, 10, 8, 9];
 const LAYER_WIDTHS = [13, 10, 13, 13, 11];
+const TRAIN_WIDTHS = [38, 9, 12, 11];
+const trainLine = (cells) =>
+  cells
+    .map((c, i) => (i < TRAIN_WIDTHS.length ? String(c).padEnd(TRAIN_WIDTHS[i]) : c))
+    .join(' ')
+    .trimEnd();
 const layerLine = (cells) =>
   cells
     .map((c, i) => (i < LAYER_WIDTHS.length ? String(c).padEnd(LAYER_WIDTHS[i]) : c))
@@ -153,6 +163,7 @@ async function runOnPage(page) {
         console.log(`adapter: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ')}`);
         console.log(`features: ${event.features.join(', ')}`);
         console.log(`shapes: ${event.shapes.join(', ') || 'none'}`);
+        if (event.backwardShapes?.length) console.log(`backward shapes: ${event.backwardShapes.join(', ')}`);
         console.log(`implementations: ${event.impls.join('; ') || 'none'}\n`);
         header = event.header;
       } else if (event.type === 'progress') {
@@ -174,6 +185,10 @@ async function runOnPage(page) {
         clearProgress();
         if (event.header) console.log(`\n${sparseLine(event.header)}`);
         console.log(sparseLine(event.cells));
+      } else if (event.type === 'backward' || event.type === 'train') {
+        clearProgress();
+        if (event.header) console.log(`\n${(event.type === 'backward' ? line : trainLine)(event.header)}`);
+        console.log((event.type === 'backward' ? line : trainLine)(event.cells));
       } else if (event.type === 'done') {
         clearProgress();
         resolve(event);
@@ -224,13 +239,17 @@ async function saveResults(result) {
       .toLowerCase()
       .replace(/[^a-z0-9]+/g, '-')
       .replace(/^-|-$/g, '') || 'unknown';
-  const stem = join(args.out, `${result.report.date.slice(0, 10)}-${slug}`);
+  // A run of only the backward section is saved apart from the full runs.
+  const words = args.shapes.split(',').filter(Boolean);
+  const backwardOnly = words.length > 0 && words.every((w) => w === 'backward' || w.startsWith('backward:'));
+  const stem = join(args.out, `${result.report.date.slice(0, 10)}-${slug}${backwardOnly ? '-backward' : ''}`);
   await mkdir(args.out, { recursive: true });
   const report = { ...result.report, sources: sourceVersion() };
   await writeFile(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
-  await writeFile(`${stem}.svg`, `${result.svg}\n`);
+  // The chart draws the forward rows only: none, no chart.
+  if (report.rows.length) await writeFile(`${stem}.svg`, `${result.svg}\n`);
   await writeFile(`${stem}.md`, `Sources: ${report.sources}. ${result.markdown}\n`);
-  console.log(`\nsaved ${stem}.json, .svg, .md`);
+  console.log(`\nsaved ${stem}.json${report.rows.length ? ', .svg' : ''}, .md`);
 }
 
 let exitCode = 0;

@@ -42,6 +42,18 @@ export const LAYER = 'layer';
 /** The --shapes word that selects the sparse section (windows, block masks, documents). */
 export const SPARSE = 'sparse';
 
+/**
+ * The --shapes word that selects the backward section (gradients of attention, then training
+ * steps of the demo model) on all of {@link BACKWARD_SHAPES}; `backward:NAME` (a name or group of
+ * those) selects some of them.
+ */
+export const BACKWARD = 'backward';
+
+/** The shapes of the backward section (issue 10): prefill 512 and 1024, causal 1024, GQA 512. */
+export const BACKWARD_SHAPES = ['prefill-512', 'prefill-1024', 'causal-1024', 'gqa-512'] as const;
+
+const isBackwardWord = (w: string) => w === BACKWARD || w.startsWith(`${BACKWARD}:`);
+
 function shapeWords(spec: string): string[] {
   return spec
     .split(',')
@@ -57,10 +69,14 @@ export function selectShapes(spec: string): BenchShape[] {
   const words = shapeWords(spec);
   if (words.length === 0 || words.includes('all')) return [...SHAPES];
   const unknown = words.filter(
-    (w) => w !== LAYER && !isSparseWord(w) && !SHAPES.some((s) => s.name === w || s.group === w),
+    (w) =>
+      w !== LAYER &&
+      !isSparseWord(w) &&
+      !isBackwardWord(w) &&
+      !SHAPES.some((s) => s.name === w || s.group === w),
   );
   if (unknown.length) {
-    const groups = [...new Set(SHAPES.map((s) => s.group)), LAYER, SPARSE];
+    const groups = [...new Set(SHAPES.map((s) => s.group)), LAYER, SPARSE, BACKWARD, `${BACKWARD}:NAME`];
     throw new Error(
       `--shapes: unknown ${unknown.join(', ')}; expected names (${[...SHAPES, ...SPARSE_CASES].map((s) => s.name).join(', ')}) or groups (${groups.join(', ')})`,
     );
@@ -89,6 +105,24 @@ export function selectSparseCases(spec: string): SparseCase[] {
 
 function isSparseWord(w: string): boolean {
   return w === SPARSE || SPARSE_CASES.some((c) => c.name === w);
+}
+
+/**
+ * Shapes of the backward section a --shapes list selects: all of {@link BACKWARD_SHAPES} for 'all',
+ * empty or {@link BACKWARD}; those named by `backward:NAME` words (a name or group); else none.
+ */
+export function selectBackward(spec: string): BenchShape[] {
+  const words = shapeWords(spec);
+  const candidates = SHAPES.filter((s) => (BACKWARD_SHAPES as readonly string[]).includes(s.name));
+  if (words.length === 0 || words.includes('all') || words.includes(BACKWARD)) return candidates;
+  const named = words.filter((w) => w.startsWith(`${BACKWARD}:`)).map((w) => w.slice(BACKWARD.length + 1));
+  const unknown = named.filter((n) => !candidates.some((s) => s.name === n || s.group === n));
+  if (unknown.length) {
+    throw new Error(
+      `--shapes: unknown backward shape ${unknown.join(', ')}; expected ${BACKWARD}:NAME with NAME one of ${BACKWARD_SHAPES.join(', ')} (or their groups)`,
+    );
+  }
+  return candidates.filter((s) => named.includes(s.name) || named.includes(s.group));
 }
 
 /**

@@ -4,11 +4,20 @@
 // sparse section (windows, block masks, documents against the dense mask; bench/sparse.ts).
 import { type Context, createContext, matmul, randomUniform, seededRandom } from '../src';
 import { attentionCpu } from '../src/reference';
+import {
+  type BackwardImpl,
+  type BackwardRow,
+  oursComposedBackward,
+  oursFusedBackward,
+  runBackwardSection,
+  TRAIN_MODEL,
+  type TrainRow,
+} from './backward';
 import { type DecodeOptions, runDecode } from './decode_layer';
 import { naive } from './impl/naive';
 import { deviceWithout, ortWasm, ortWebgpu } from './impl/ort';
 import { oursComposed, oursFused } from './impl/ours';
-import { tfjsWebgpu } from './impl/tfjs';
+import { tfjsBackward, tfjsWebgpu } from './impl/tfjs';
 import type { BenchInputs, CallStats, F32, Impl, ImplKind } from './impl/types';
 import { PassProbe } from './probe';
 import { measureRoofs, type Roofs, roofFraction } from './roofs';
@@ -17,6 +26,7 @@ import {
   checkKey,
   checkShape,
   flops,
+  selectBackward,
   selectShapes,
   selectSparseCases,
   selectsLayer,
@@ -156,16 +166,32 @@ export interface BenchReport {
   roofs?: Roofs;
   /** The sparse section (absent from results saved before it existed). */
   sparse?: SparseRow[];
+  /** The backward section's shapes and rows (absent from results saved before it existed). */
+  backwardShapes?: BenchShape[];
+  backward?: BackwardRow[];
+  /** Training steps/s of the demo model, fused and composed attention, and its sizes. */
+  train?: TrainRow[];
+  trainModel?: typeof TRAIN_MODEL;
   targets: Target[];
 }
 
 export type BenchEvent =
-  | { type: 'start'; adapter: BenchReport['adapter']; features: string[]; impls: string[]; shapes: string[] }
+  | {
+      type: 'start';
+      adapter: BenchReport['adapter'];
+      features: string[];
+      impls: string[];
+      shapes: string[];
+      /** Shapes of the backward section (empty when it is not selected). */
+      backwardShapes: string[];
+    }
   | { type: 'progress'; message: string }
   | { type: 'row'; row: Row }
   | { type: 'matmul'; row: MatmulRow }
   | { type: 'layer'; row: LayerRow }
   | { type: 'sparse'; row: SparseRow }
+  | { type: 'backward'; row: BackwardRow }
+  | { type: 'train'; row: TrainRow }
   | { type: 'done'; report: BenchReport };
 
 /** Seeded uniform [-1, 1): the same inputs every run. */
@@ -335,6 +361,7 @@ export async function runBench(
 ): Promise<BenchReport> {
   const options = { ...DEFAULT_OPTIONS, ...partial };
   const shapes = selectShapes(options.shapes);
+  const backwardShapes = selectBackward(options.shapes);
   const implWords = options.impls.split(',').filter(Boolean);
   const all = implWords.length === 0 || implWords.includes('all');
   const unknown = implWords.filter((w) => w !== 'all' && !(IMPL_IDS as readonly string[]).includes(w));
@@ -373,6 +400,7 @@ export async function runBench(
     features: adapterFeatures,
     impls: impls.map((i) => i.label),
     shapes: shapes.map((s) => s.name),
+    backwardShapes: backwardShapes.map((s) => s.name),
   });
 
   // One check per implementation and kind of shape (prefill lengths share theirs).
@@ -493,6 +521,24 @@ export async function runBench(
     }
   }
 
+  let backward: { rows: BackwardRow[]; train: TrainRow[] } = { rows: [], train: [] };
+  if (backwardShapes.length) {
+    const makers: [string, () => BackwardImpl][] = [
+      ['ours', () => oursFusedBackward(ctx, probe)],
+      ['composed', () => oursComposedBackward(ctx, probe)],
+      ['tfjs', () => tfjsBackward()],
+    ];
+    const backwardImpls = makers.filter(([id]) => wanted.has(id)).map(([, make]) => make());
+    backward = await runBackwardSection(
+      ctx,
+      backwardImpls,
+      backwardShapes,
+      { ...options, training: wanted.has('ours') || wanted.has('composed') },
+      (e) => emit(e),
+    );
+    for (const impl of backwardImpls) impl.dispose();
+  }
+
   for (const impl of impls) impl.dispose();
   probe.destroy();
   ctx.destroy();
@@ -509,7 +555,11 @@ export async function runBench(
     layerModel: DECODE_LAYER,
     roofs,
     sparse: sparseRows,
-    targets: targets(shapes, rows, matmulRows),
+    backwardShapes,
+    backward: backward.rows,
+    train: backward.train,
+    trainModel: TRAIN_MODEL,
+    targets: targets(shapes, rows, matmulRows, backward.rows),
   };
   emit({ type: 'done', report });
   return report;

@@ -1,4 +1,5 @@
 // How far each target of issue 3 is, from the measured rows (also used to re-render saved results).
+import { BACKWARD_RATIO_GOAL, type BackwardRow } from './backward';
 import type { BenchShape } from './shapes';
 import type { MatmulRow, Row } from './suite';
 
@@ -10,11 +11,18 @@ export interface Target {
   goal: number;
   /** What the ratio compares. */
   against: string;
+  /** The goal is an upper bound (value <= goal), not a lower one. */
+  atMost?: boolean;
   met?: boolean;
 }
 
 /** How far each target of issue 3 is, from the rows measured. */
-export function targets(shapes: BenchShape[], rows: Row[], matmulRows: MatmulRow[]): Target[] {
+export function targets(
+  shapes: BenchShape[],
+  rows: Row[],
+  matmulRows: MatmulRow[],
+  backwardRows: BackwardRow[] = [],
+): Target[] {
   const out: Target[] = [];
   const ok = (shape: string, pred: (r: Row) => boolean) =>
     rows.filter((r) => r.shape === shape && r.status === 'ok' && pred(r));
@@ -62,6 +70,44 @@ export function targets(shapes: BenchShape[], rows: Row[], matmulRows: MatmulRow
       goal: 0.6,
       against: `matmul ${bestMatmul.shape}`,
       met: bestOurs ? bestOurs.gflops! / bestMatmul.gflops >= 0.6 : undefined,
+    });
+  }
+  out.push(...backwardTargets(backwardRows));
+  return out;
+}
+
+/**
+ * Issue 10's backward targets, per shape of the backward section: our fused backward takes at most
+ * 3x our forward's time; its peak allocation stays below one L x L buffer (nothing L x L is stored).
+ */
+export function backwardTargets(rows: BackwardRow[]): Target[] {
+  const out: Target[] = [];
+  for (const shape of [...new Set(rows.map((r) => r.shape))]) {
+    const fused = rows.find((r) => r.shape === shape && r.impl === 'ours');
+    if (!fused) continue; // our fused backward not selected (--impl)
+    const ok = fused?.status === 'ok';
+    const ratio = ok ? fused.ratio : undefined;
+    out.push({
+      name: 'backward: ours fused backward / ours forward (time)',
+      shape,
+      value: ratio,
+      goal: BACKWARD_RATIO_GOAL,
+      against: ok
+        ? 'our fused forward (attention with returnLse)'
+        : `ours fused ${fused?.status ?? 'not run'}`,
+      atMost: true,
+      met: ratio === undefined ? undefined : ratio <= BACKWARD_RATIO_GOAL,
+    });
+    const peak =
+      ok && fused.peakBytes !== undefined && fused.llBytes ? fused.peakBytes / fused.llBytes : undefined;
+    out.push({
+      name: 'backward: fused peak bytes / one L×L buffer',
+      shape,
+      value: peak,
+      goal: 1,
+      against: fused?.llBytes ? `B·Hq·Lq·Lk·4 = ${(fused.llBytes / 2 ** 20).toFixed(0)} MiB` : '-',
+      atMost: true,
+      met: peak === undefined ? undefined : peak < 1,
     });
   }
   return out;

@@ -18,7 +18,12 @@ export default defineConfig({
   // make Vite reload the page in the middle of a run.
   optimizeDeps: {
     entries: ['bench/index.html'],
-    include: ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-webgpu', 'wgpu-matrix'],
+    include: [
+      '@tensorflow/tfjs-core',
+      '@tensorflow/tfjs-core/dist/register_all_gradients',
+      '@tensorflow/tfjs-backend-webgpu',
+      'wgpu-matrix',
+    ],
     exclude: ['onnxruntime-web'],
   },
   plugins: [
