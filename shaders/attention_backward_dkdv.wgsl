@@ -14,40 +14,6 @@ var<workgroup> qTile: array<vec4<f32>, BR * D4>;
 var<workgroup> dOTile: array<vec4<f32>, BR * DV4>;
 var<workgroup> statTile: array<vec2<f32>, BR>;
 
-// Elements 4c .. 4c + 3 of row `row` of q, k, v or dO (k and v rows count from the buffer's
-// start), zero past the row's end.
-fn qAt(row: u32, c: u32) -> vec4<f32> {
-  var x = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u && 4u * c + e < p.D; e++) {
-    let i = row * p.D + 4u * c + e;
-    x[e] = unpackAt(q[wordOf(i)], i);
-  }
-  return x;
-}
-fn kAt(row: u32, c: u32) -> vec4<f32> {
-  var x = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u && 4u * c + e < p.D; e++) {
-    let i = row * p.D + 4u * c + e;
-    x[e] = unpackAt(k[wordOf(i)], i);
-  }
-  return x;
-}
-fn vAt(row: u32, c: u32) -> vec4<f32> {
-  var x = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u && 4u * c + e < p.Dv; e++) {
-    let i = row * p.Dv + 4u * c + e;
-    x[e] = unpackAt(v[wordOf(i)], i);
-  }
-  return x;
-}
-fn dOAt(row: u32, c: u32) -> vec4<f32> {
-  var x = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u && 4u * c + e < p.Dv; e++) {
-    let i = row * p.Dv + 4u * c + e;
-    x[e] = unpackAt(dO[wordOf(i)], i);
-  }
-  return x;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {

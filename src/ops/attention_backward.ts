@@ -13,6 +13,7 @@ import dkdvRegistersSource from '../../shaders/attention_backward_dkdv_registers
 import dqSource from '../../shaders/attention_backward_dq.wgsl?raw';
 import dqRegistersSource from '../../shaders/attention_backward_dq_registers.wgsl?raw';
 import dsinksSource from '../../shaders/attention_backward_dsinks.wgsl?raw';
+import rowsSource from '../../shaders/attention_backward_rows.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import type { AttentionKernel } from '../context';
 import { chunkPrelude, type ElementStorage, elementPrelude } from '../f16';
@@ -233,7 +234,7 @@ function recordBackward(
       ...prelude,
       outputBinding(storage, 7, 'dk', 'storeDk'),
       outputBinding(storage, 8, 'dv', 'storeDv'),
-      registers ? dkdvRegistersSource : dkdvSource,
+      ...(registers ? [dkdvRegistersSource] : [dkdvSource, rowsSource]),
       ...shared,
     ],
     constants: registers ? { WG: REGISTERS_WG, ...common } : { WG, BR: plan.rowsPerTile, ...common },
@@ -246,7 +247,7 @@ function recordBackward(
     sources: [
       ...prelude,
       outputBinding(storage, 7, 'dq', 'storeDq'),
-      registers ? dqRegistersSource : dqSource,
+      ...(registers ? [dqRegistersSource] : [dqSource, rowsSource]),
       ...shared,
     ],
     constants: registers ? { WG: REGISTERS_WG, ...common } : { WG, BC: plan.keysPerTile, ...common },
