@@ -1,6 +1,16 @@
 // The variant space of every op, run on tiny inputs, and the compilation messages of the shader
 // modules that creates (used by kernels.test.ts and kernels_null.node.test.ts).
-import { attention, type Context, KVCache, linear, matmul, rope, softmax, type Tensor } from '../src';
+import {
+  attention,
+  attentionBackward,
+  type Context,
+  KVCache,
+  linear,
+  matmul,
+  rope,
+  softmax,
+  type Tensor,
+} from '../src';
 import { decodeAttention } from '../src/ops/attention';
 
 /** Runs `fn` on `ctx` and returns the compilation messages of every shader module it created. */
@@ -58,6 +68,20 @@ export async function attentionVariants(ctx: Context): Promise<void> {
         }
         keep(await attention(q, kv, kv, { mask, returnWeights: true }));
       }
+    }
+    // the backward's passes (delta, dK/dV, dQ; dsinks with sinks), in the context's form
+    for (const D of [8]) {
+      const x = t([1, 2, 5, D], dtype);
+      for (const mask of [undefined, t([1, 1, 5, 5], 'bool')]) {
+        const f = await attention(x, x, x, { mask, returnLse: true, causal: true });
+        keep(f);
+        const g = await attentionBackward(x, x, x, f.output, f.output, { mask, causal: true, lse: f.lse });
+        made.push(g.dq, g.dk, g.dv);
+      }
+      const f = await attention(x, x, x, { sinks: [0, 1], returnLse: true });
+      keep(f);
+      const g = await attentionBackward(x, x, x, f.output, f.output, { sinks: [0, 1], lse: f.lse });
+      made.push(g.dq, g.dk, g.dv, g.dsinks!);
     }
   }
   for (const x of made) x.destroy();
