@@ -1,5 +1,5 @@
-// Reading four v rows at once, shared by flash_attention_registers.wgsl and the split_registers
-// pass of decode_attention.wgsl (their ops append this file). Uses the kernel's `v: array<Chunk>`
+// Reading four v rows at once, shared by flash_attention_registers.wgsl and
+// decode_split_registers.wgsl (their ops append this file). Uses the kernel's `v: array<Chunk>`
 // binding and its DV4 constant (Chunk and unpackChunk come from src/f16.ts).
 
 // Chunk c of four consecutive v rows from chunk `first`: column j holds dims 4c .. 4c + 3 of row j.
