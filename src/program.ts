@@ -115,7 +115,7 @@ function sourceId(source: string): number {
 }
 
 /** The cache key of a program's pipeline, and its complete WGSL (built on a cache miss only). */
-export function compileUnit(program: Program, uniforms: Readonly<Record<string, UniformValue>>) {
+function compileUnit(program: Program, uniforms: Readonly<Record<string, UniformValue>>) {
   const constants = Object.entries(program.constants ?? {}).map(([name, value]) => {
     if (typeof value === 'boolean') return `const ${name} = ${value};`;
     if (!Number.isInteger(value) || value < 0) {
@@ -258,11 +258,6 @@ export class Recording {
     const buffer = this.ctx.takeScratch(size, label);
     this.scratch.push(buffer);
     return buffer;
-  }
-
-  /** Number of dispatches recorded so far. */
-  get dispatches(): number {
-    return this.steps.filter((s) => 'program' in s).length;
   }
 
   /**

@@ -19,7 +19,7 @@ import type { AttentionKernel } from '../context';
 import { chunkPrelude, type ElementStorage, elementPrelude } from '../f16';
 import { type Bindable, Recording } from '../program';
 import { fmt } from '../shape';
-import { bytesPerElement, type Tensor } from '../tensor';
+import { bytesPerElement, expectTensor, type Tensor } from '../tensor';
 import { recordRuleData } from './attention';
 import {
   type AttentionBuffers,
@@ -337,13 +337,11 @@ function checkBackwardInputs(
   const want = [B, Hq, Lq, Dv];
   const same = (a: readonly number[], b: readonly number[]) =>
     a.length === b.length && a.every((n, i) => n === b[i]);
-  const isTensor = (t: unknown): t is Tensor => typeof t === 'object' && t !== null && 'dtype' in t;
   for (const [name, t] of [
     ['output', output],
     ['dOutput', dOutput],
   ] as const) {
-    if (!isTensor(t))
-      throw new Error(`${what}: ${name} must be a Tensor [${want.join(', ')}], received ${typeof t}`);
+    expectTensor(`${what}: ${name}`, t);
     t.assertUsable(`${what}: ${name}`, q.ctx);
     if (!same(t.shape, want)) {
       throw new Error(
@@ -359,7 +357,7 @@ function checkBackwardInputs(
       `${what}: options.lse is required: the forward's log-sum-exp [${B}, ${Hq}, ${Lq}] from attention(..., { returnLse: true }), received undefined`,
     );
   }
-  if (!isTensor(lse)) throw new Error(`${what}: options.lse must be a Tensor, received ${typeof lse}`);
+  expectTensor(`${what}: options.lse`, lse);
   lse.assertUsable(`${what}: options.lse`, q.ctx);
   if (!same(lse.shape, [B, Hq, Lq])) {
     throw new Error(`${what}: options.lse must have shape ${fmt([B, Hq, Lq])}, received ${fmt(lse.shape)}`);
