@@ -30,6 +30,7 @@ import {
 import type { F32 } from './impl/types';
 import type { PassProbe } from './probe';
 import { type BenchShape, checkShape, flops } from './shapes';
+import { median, timeCalls } from './timing';
 
 /** FlashAttention-2's count: the backward does 2.5x the forward's matmul FLOPs (5 matmuls to 2). */
 export const BACKWARD_FLOP_FACTOR = 2.5;
@@ -162,12 +163,6 @@ export type BackwardEvent =
   | { type: 'progress'; message: string }
   | { type: 'backward'; row: BackwardRow }
   | { type: 'train'; row: TrainRow };
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 function errorMessage(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200);
@@ -353,26 +348,10 @@ export function oursComposedBackward(ctx: Context, probe?: PassProbe): BackwardI
   };
 }
 
-/** Times `run`: warm-up calls, then `repeats` (fewer for slow calls, at least 2). */
+/** Times `run` (see timeCalls): median wall and GPU ms. */
 async function time(run: () => Promise<BackwardCall | undefined>, o: BackwardOptions) {
-  let warmMs = 0;
-  for (let i = 0; i < o.warmup; i++) {
-    const t0 = performance.now();
-    const s = await run();
-    warmMs = (s?.doneAt ?? performance.now()) - t0;
-  }
-  const affordable = o.rowBudgetS > 0 && warmMs > 0 ? Math.floor((o.rowBudgetS * 1000) / warmMs) : o.repeats;
-  const repeats = Math.min(o.repeats, Math.max(2, affordable));
-  const samples: number[] = [];
-  const gpu: number[] = [];
-  let last: BackwardCall | undefined;
-  for (let i = 0; i < repeats; i++) {
-    const t0 = performance.now();
-    last = await run();
-    samples.push((last?.doneAt ?? performance.now()) - t0);
-    if (last?.gpuMs !== undefined) gpu.push(last.gpuMs);
-  }
-  return { ms: median(samples), runs: repeats, gpuMs: gpu.length ? median(gpu) : undefined, last };
+  const { samples, gpu, runs, last } = await timeCalls(run, o);
+  return { ms: median(samples), runs, gpuMs: gpu.length ? median(gpu) : undefined, last };
 }
 
 /**

@@ -38,6 +38,7 @@ import { PassProbe } from './probe';
 import { attentionBytes, attentionFlops, measureRoofs, type Roofs, roofFraction } from './roofs';
 import { BACKWARD, type BenchShape, SHAPES, selectBackward } from './shapes';
 import { backwardTargets } from './targets';
+import { median } from './timing';
 
 export interface NodeBenchOptions {
   /** Few small shapes, short roofs and a short layer run: minutes on a CPU adapter. */
@@ -152,12 +153,6 @@ export interface NodeBenchReport {
   seconds: number;
   /** The machine's 1-minute load average at the start and the end (CPU adapters share the cores). */
   loadAverage: [number, number];
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200);

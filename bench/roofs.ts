@@ -5,6 +5,7 @@
 // share it. Each measurement grows its work until one timed submit takes `targetMs`, then takes the
 // median of `samples` submits, timed by timestamp queries where the device has `timestamp-query`,
 // else by the wall clock around onSubmittedWorkDone.
+import { median } from './timing';
 
 export interface Roof {
   /** GFLOP/s (an FMA counts 2) or GB/s (1e9 bytes per second). */
@@ -109,12 +110,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     out[gid.x] = total;
   }
 }`;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 /** Times submits of encoded work: timestamp queries around it, or the wall clock. */
 class SubmitTimer {

@@ -34,6 +34,7 @@ import {
 } from './shapes';
 import { type SparseRow, timeSparse } from './sparse';
 import { type Target, targets } from './targets';
+import { median, timeCalls } from './timing';
 
 export interface BenchOptions {
   /** Comma list of shape names or groups; '' or 'all' for every shape. */
@@ -209,12 +210,6 @@ function makeInputs(shape: BenchShape, seed: number): BenchInputs {
   };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 /** Largest |a - e| / (1 + |e|), or Infinity on a length mismatch or a non-finite output. */
 function checkError(actual: Float32Array, expected: Float64Array): number {
   if (actual.length !== expected.length) return Number.POSITIVE_INFINITY;
@@ -283,28 +278,9 @@ function unavailable(id: string, label: string, reason: string): Impl {
   };
 }
 
-/**
- * Warm-up calls, then `repeats` timed calls (fewer for slow calls, see
- * {@link BenchOptions.rowBudgetS}); wall time ends when the GPU has finished.
- */
+/** Times `run` (see timeCalls) and derives GFLOP/s from `flop`. */
 async function time(run: () => Promise<CallStats | undefined>, flop: number, o: BenchOptions) {
-  let warmMs = 0;
-  for (let i = 0; i < o.warmup; i++) {
-    const t0 = performance.now();
-    const stats = await run();
-    warmMs = (stats?.doneAt ?? performance.now()) - t0;
-  }
-  const affordable = o.rowBudgetS > 0 && warmMs > 0 ? Math.floor((o.rowBudgetS * 1000) / warmMs) : o.repeats;
-  const repeats = Math.min(o.repeats, Math.max(2, affordable));
-  const samples: number[] = [];
-  const gpu: number[] = [];
-  let last: CallStats | undefined;
-  for (let i = 0; i < repeats; i++) {
-    const t0 = performance.now();
-    last = await run();
-    samples.push((last?.doneAt ?? performance.now()) - t0);
-    if (last?.gpuMs !== undefined) gpu.push(last.gpuMs);
-  }
+  const { samples, gpu, last } = await timeCalls(run, o);
   const medianMs = median(samples);
   const gpuMedianMs = gpu.length ? median(gpu) : undefined;
   return {

@@ -1,0 +1,41 @@
+// Timing a benchmark call: warm-up calls, then repeated timed calls, shared by every section.
+
+/** What a timed call reports: when the GPU finished it, and its GPU time where measured. */
+export interface TimedCall {
+  doneAt?: number;
+  gpuMs?: number;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Times `run`: `warmup` calls, then `repeats` calls (fewer for slow calls: as many as fit in
+ * `rowBudgetS` at the warm-up's speed, at least 2); wall time ends when the GPU has finished.
+ */
+export async function timeCalls<T extends TimedCall>(
+  run: () => Promise<T | undefined>,
+  o: { warmup: number; repeats: number; rowBudgetS: number },
+): Promise<{ samples: number[]; gpu: number[]; runs: number; last: T | undefined }> {
+  let warmMs = 0;
+  for (let i = 0; i < o.warmup; i++) {
+    const t0 = performance.now();
+    const call = await run();
+    warmMs = (call?.doneAt ?? performance.now()) - t0;
+  }
+  const affordable = o.rowBudgetS > 0 && warmMs > 0 ? Math.floor((o.rowBudgetS * 1000) / warmMs) : o.repeats;
+  const runs = Math.min(o.repeats, Math.max(2, affordable));
+  const samples: number[] = [];
+  const gpu: number[] = [];
+  let last: T | undefined;
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    last = await run();
+    samples.push((last?.doneAt ?? performance.now()) - t0);
+    if (last?.gpuMs !== undefined) gpu.push(last.gpuMs);
+  }
+  return { samples, gpu, runs, last };
+}
