@@ -58,13 +58,19 @@ export interface ContextOptions {
    * run compute on the CPU, such as SwiftShader, are fast at). Default: `'registers'` on a
    * fallback adapter (`adapter.info.isFallbackAdapter`, or SwiftShader), else `'workgroup'`.
    * `'registers'` needs head dims that are multiples of 4 and no `returnWeights`; other calls use
-   * `'workgroup'` either way.
+   * `'workgroup'` either way. `'tiled'` (for GPUs; chosen by `tuneAttention` where it
+   * measures fastest, or on request) runs prefill with FlashAttention-2's register tiles: each
+   * invocation owns a 4 x 4 tile of scores and four rows of the output, q, k and v staged in
+   * workgroup memory in chunks (14 KiB whatever the head dims); without `returnWeights`; its decode
+   * pass and backward are the `'workgroup'` ones.
    */
   attentionKernel?: AttentionKernel;
 }
 
+/** The forms of `attention`'s kernels. See {@link ContextOptions.attentionKernel}. */
+export const ATTENTION_KERNELS = ['workgroup', 'registers', 'tiled'] as const;
 /** See {@link ContextOptions.attentionKernel}. */
-export type AttentionKernel = 'workgroup' | 'registers';
+export type AttentionKernel = (typeof ATTENTION_KERNELS)[number];
 
 /** Facts about the adapter a context's device came from. */
 export interface AdapterDescription {
@@ -399,10 +405,10 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
   }
   if (
     options.attentionKernel !== undefined &&
-    !['workgroup', 'registers'].includes(options.attentionKernel)
+    !(ATTENTION_KERNELS as readonly string[]).includes(options.attentionKernel)
   ) {
     throw new Error(
-      `createContext: options.attentionKernel must be 'workgroup' or 'registers', received ${JSON.stringify(options.attentionKernel)}`,
+      `createContext: options.attentionKernel must be one of ${ATTENTION_KERNELS.map((k) => `'${k}'`).join(', ')}, received ${JSON.stringify(options.attentionKernel)}`,
     );
   }
   if (options.device) {

@@ -2,7 +2,7 @@
 // candidate form on the context's device, keep the fastest (src/tune_table.ts), which the planner
 // takes instead of its rule where it asks `tunedKernel` (a hook in corePlan). Timed with timestamp
 // queries where the device has `timestamp-query`, else by the wall clock around onSubmittedWorkDone.
-import { type AttentionKernel, type Context, createContext } from './context';
+import { ATTENTION_KERNELS, type AttentionKernel, type Context, createContext } from './context';
 import { attention } from './ops/attention';
 import type { Tensor } from './tensor';
 import {
@@ -45,7 +45,7 @@ const median = (xs: number[]) => {
 
 /** Whether a form can run a shape at all ('registers' needs head dims that are multiples of 4). */
 function applicable(form: AttentionKernel, s: TuningShape): boolean {
-  return form === 'workgroup' || (s.D % 4 === 0 && s.Dv % 4 === 0);
+  return form !== 'registers' || (s.D % 4 === 0 && s.Dv % 4 === 0);
 }
 
 /**
@@ -151,7 +151,7 @@ export async function tuneAttention(
   shapes: readonly TuningShape[],
   options: TuneOptions = {},
 ): Promise<TuneResult> {
-  const candidates = options.candidates ?? (['workgroup', 'registers'] as const);
+  const candidates = options.candidates ?? ATTENTION_KERNELS;
   const dtype = options.dtype ?? 'f32';
   const causal = options.causal ?? false;
   const budgetMs = options.budgetMs ?? 2000;

@@ -1,7 +1,7 @@
 // The choices of the attention autotuner (src/tune.ts), per context and shape class, and the one
 // question the planner asks of them: `tunedKernel(ctx, shape, dtype)`. A leaf module (no ops), so
 // that the planner can import it without a cycle.
-import type { AdapterDescription, AttentionKernel, Context } from './context';
+import { type AdapterDescription, ATTENTION_KERNELS, type AttentionKernel, type Context } from './context';
 
 /** The sizes that decide which kernel form is fastest (those of an attention call). */
 export interface TuningShape {
@@ -109,7 +109,7 @@ export function importTuning(ctx: Context, record: TuningRecord): number {
   }
   let taken = 0;
   for (const choice of Object.values(record.choices ?? {})) {
-    if (choice && (choice.kernel === 'workgroup' || choice.kernel === 'registers') && choice.shape) {
+    if (choice && (ATTENTION_KERNELS as readonly string[]).includes(choice.kernel) && choice.shape) {
       recordChoice(ctx, choice);
       taken++;
     }

@@ -5,10 +5,10 @@ import { testContext } from './helpers';
 
 const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 8, Dv: 8 };
 
-// Both flash kernels, on any adapter. 'registers' leaves the weights output (and head dims that
-// are not multiples of 4) to 'workgroup', so its cases compare output and lse and check that it
-// ran them.
-describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (kernel) => {
+// Every flash kernel form, on any adapter. 'registers' leaves the weights output (and head dims
+// that are not multiples of 4) to 'workgroup', 'tiled' the weights output and decode, so their
+// cases compare output and lse and check that they ran them.
+describe.each<AttentionKernel>(['workgroup', 'registers', 'tiled'])('%s kernel', (kernel) => {
   let ctx: Context;
   beforeAll(async () => {
     ctx = await testContext({ attentionKernel: kernel });
@@ -17,8 +17,11 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (kernel)
 
   /** One case on the GPU and on the float64 reference: output, lse and (workgroup) weights compared. */
   const check = async (c: Case, outputs = { lse: true, weights: kernel === 'workgroup' }) => {
-    const fits = c.D % 4 === 0 && c.Dv % 4 === 0 && !outputs.weights;
     const plan = await checkCase(ctx, attention, c, outputs);
+    const fits =
+      kernel === 'registers'
+        ? c.D % 4 === 0 && c.Dv % 4 === 0 && !outputs.weights
+        : kernel === 'tiled' && !outputs.weights && plan.path !== 'decode';
     expect(kernelOf(plan)).toBe(fits ? kernel : 'workgroup');
   };
 

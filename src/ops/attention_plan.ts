@@ -330,7 +330,12 @@ export function corePlan(
   const fits = s.D % 4 === 0 && s.Dv % 4 === 0 && !options.returnWeights;
   // the form tuneAttention measured fastest for this shape class, else the context's rule
   const preferred = tunedKernel(ctx, s, inputs.dtype) ?? ctx.attentionKernel;
-  const kernel: AttentionKernel = preferred === 'registers' && fits ? 'registers' : 'workgroup';
+  const kernel: AttentionKernel =
+    preferred === 'registers' && fits
+      ? 'registers'
+      : preferred === 'tiled' && !options.returnWeights
+        ? 'tiled'
+        : 'workgroup';
   const core: CorePlan = {
     shape: s,
     kernel,
@@ -346,7 +351,10 @@ export function corePlan(
     weights: options.returnWeights ?? false,
     rules,
   };
-  if (force === 'decode' || prefersDecode(s, options, kernel)) return decodePlan(ctx, core);
+  if (force === 'decode' || prefersDecode(s, options, kernel)) {
+    // the tiled form is a prefill kernel: its calls decode with the workgroup form's pass
+    return decodePlan(ctx, kernel === 'tiled' ? { ...core, kernel: 'workgroup' } : core);
+  }
   const rows = ROWS_PER_WORKGROUP;
   return {
     ...core,

@@ -1,6 +1,7 @@
 // The flash kernel of a planned call: one dispatch, in the plan's kernel form.
 import flashSource from '../../shaders/flash_attention.wgsl?raw';
 import registersSource from '../../shaders/flash_attention_registers.wgsl?raw';
+import tiledSource from '../../shaders/flash_attention_tiled.wgsl?raw';
 import flashCommonSource from '../../shaders/flash_common.wgsl?raw';
 import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
@@ -112,6 +113,16 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
         ...shared,
       ],
       constants: { WG: plan.rowsPerWorkgroup / 4, ...common, RULES_BINDING },
+      uniforms: scoringUniforms(plan, io),
+      bindings,
+      workgroups: plan.workgroups,
+    });
+  } else if (plan.kernel === 'tiled') {
+    const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, io.output, io.lse], io);
+    rec.dispatch({
+      name: 'flash_attention_tiled',
+      sources: [elementPrelude(plan.storage, true), tiledSource, ...shared],
+      constants: { ...common, RULES_BINDING },
       uniforms: scoringUniforms(plan, io),
       bindings,
       workgroups: plan.workgroups,

@@ -1,0 +1,223 @@
+// Fused attention forward for GPUs, FlashAttention-2's blocking with register tiles: one workgroup
+// of 128 invocations per (block of 64 query rows, head, batch).
+// q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> out [B, Hq, Lq, Dv], lse [B, Hq, Lq].
+// Invocation t = 8 * ty + tx (ty 0..15, tx 0..7) owns rows 4ty .. 4ty + 3 of the block: the 4 x 4
+// tile of scores of those rows and keys tx, tx + 8, tx + 16, tx + 24 of each 32-key tile (spread,
+// so that the eight invocations of a row group read different memory banks), and the output
+// columns 4tx .. 4tx + 3 of every 32 (acc). Per key tile:
+// 1. S = Q K^T over chunks of 16 dims staged in workgroup memory (q and k, vec4s, zero-padded):
+//    each pair of vec4 reads feeds four dot products (16 FMA per 8 reads, twice the one-row form);
+// 2. the rules (keyRange, ruleBias, modScore) turn S into scores, MASKED where not allowed; S goes
+//    to `ps` (per row group and key, a vec4 over its four rows), and every invocation reads its rows'
+//    32 scores back to take the tile maximum itself: no cross-invocation reduction, no subgroups;
+// 3. P = exp(S - m) replaces S in `ps`, and O = alpha O + P V over chunks of 32 value dims staged in
+//    the same memory as q and k; the row sums l come from the same reads of `ps`.
+// Workgroup memory: 6 KiB of staging + 8 KiB of P, whatever D and Dv (up to 256): within WebGPU's
+// default 16 KiB. The softmax is online, in f32; scores, P and accumulators are f32.
+// Constants (src/ops/flash_attention.ts): D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK, LSE, MODS,
+// BLOCKS, KEY_RULES (ruleConstants), and the element storage helpers of src/f16.ts (Stored,
+// wordOf, unpackAt, storeOut): q, k, v and out are f32 or f16 (packed or native).
+
+alias Input = Stored;
+
+const WG = 128u;
+// rows per workgroup, keys per tile, dims of q / k per staged chunk (in vec4s), of v (in vec4s)
+const BR = 64u;
+const BC = 32u;
+const QC = 4u;
+const VC = 8u;
+// vec4 chunks of 32 value dims an invocation accumulates (one vec4 of each, per row)
+const VCHUNKS = (DV4 + VC - 1u) / VC;
+
+// q chunk [BR][QC] then k chunk [BC][QC]; or v chunk [BC][VC]
+var<workgroup> stage: array<vec4<f32>, BR * QC + BC * QC>;
+// scores, then probabilities: [row group][key], a vec4 over the group's four rows
+var<workgroup> ps: array<vec4<f32>, (BR / 4u) * BC>;
+
+fn loadQ(e: u32) -> f32 {
+  return unpackAt(q[wordOf(e)], e);
+}
+fn loadK(e: u32) -> f32 {
+  return unpackAt(k[wordOf(e)], e);
+}
+fn loadV(e: u32) -> f32 {
+  return unpackAt(v[wordOf(e)], e);
+}
+
+// Stages dims [4 c0, 4 (c0 + QC)) of the q rows [row0, row0 + BR) (row0's element at `qBase`) and
+// of keys [j0, j0 + BC) (k rows from element `kBase`), zero outside the rows, keys and D.
+fn stageQK(qBase: u32, row0: u32, kBase: u32, j0: u32, c0: u32, t: u32) {
+  for (var e = t; e < (BR + BC) * QC * 4u; e += WG) {
+    let n = e / (QC * 4u);
+    let d = c0 * 4u + e % (QC * 4u);
+    var x = 0.0;
+    if (n < BR) {
+      if (row0 + n < p.Lq && d < p.D) {
+        x = loadQ(qBase + n * p.D + d);
+      }
+    } else if (j0 + n - BR < p.Lk && d < p.D) {
+      x = loadK(kBase + (j0 + n - BR) * p.D + d);
+    }
+    stage[e / 4u][e % 4u] = x;
+  }
+}
+
+// Stages dims [4 c0, 4 (c0 + VC)) of values [j0, j0 + BC), zero outside the keys and Dv.
+fn stageV(vBase: u32, j0: u32, c0: u32, t: u32) {
+  for (var e = t; e < BC * VC * 4u; e += WG) {
+    let j = j0 + e / (VC * 4u);
+    let d = c0 * 4u + e % (VC * 4u);
+    var x = 0.0;
+    if (j < p.Lk && d < p.Dv) {
+      x = loadV(vBase + j * p.Dv + d);
+    }
+    stage[e / 4u][e % 4u] = x;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let flat = workgroupIndex(wid);
+  // uniform: every invocation of a workgroup returns or none does
+  if (flat >= p.workgroups) {
+    return;
+  }
+  let ty = t / 8u;
+  let tx = t % 8u;
+  let blocks = (p.Lq + BR - 1u) / BR;
+  let b = flat / (blocks * p.Hq);
+  let h = (flat / blocks) % p.Hq;
+  let row0 = (flat % blocks) * BR;
+  let rowLast = min(row0 + BR, p.Lq) - 1u;
+  let i0 = row0 + 4u * ty;
+  let hk = h / (p.Hq / p.Hkv);
+  let qBase = ((b * p.Hq + h) * p.Lq + row0) * p.D;
+  let kBase = (b * p.Hkv + hk) * p.kStride * p.D;
+  let vBase = (b * p.Hkv + hk) * p.vStride * p.Dv;
+
+  // Keys each of the four rows may attend; rows past Lq attend none.
+  var lo = vec4<u32>(0u);
+  var hi = vec4<u32>(0u);
+  var shift = vec4<i32>(0);
+  for (var r = 0u; r < 4u; r++) {
+    if (i0 + r < p.Lq) {
+      let kr = keyRange(i0 + r);
+      lo[r] = kr.lo;
+      hi[r] = kr.hi;
+      shift[r] = kr.shift;
+    }
+  }
+  // Keys some row of the block may attend: the loop's bounds (uniform over the workgroup).
+  let keys = blockKeys(row0, rowLast);
+  let mods = MODS;
+
+  var m = vec4<f32>(MASKED);
+  var l = vec4<f32>(0.0);
+  // acc[4 n + r]: row r, value dims 4 (VC n + tx) .. + 3
+  var acc: array<vec4<f32>, VCHUNKS * 4u>;
+  for (var j0 = keys.x; j0 < keys.y; j0 += BC) {
+    if (BLOCKS != 0u && !blockStates(b, h, row0, rowLast, j0, BC).x) {
+      continue;
+    }
+    // 1. s[kk]: key 8 kk + tx of the tile for the four rows (components)
+    var s = array<vec4<f32>, 4>();
+    for (var c0 = 0u; c0 < D4; c0 += QC) {
+      workgroupBarrier();
+      stageQK(qBase, row0, kBase, j0, c0, t);
+      workgroupBarrier();
+      for (var c = 0u; c < QC; c++) {
+        let q0 = stage[(4u * ty) * QC + c];
+        let q1 = stage[(4u * ty + 1u) * QC + c];
+        let q2 = stage[(4u * ty + 2u) * QC + c];
+        let q3 = stage[(4u * ty + 3u) * QC + c];
+        for (var kk = 0u; kk < 4u; kk++) {
+          let kv = stage[(BR + 8u * kk + tx) * QC + c];
+          s[kk] += vec4<f32>(dot(q0, kv), dot(q1, kv), dot(q2, kv), dot(q3, kv));
+        }
+      }
+    }
+    // 2. scores: the rules, MASKED where the row may not attend the key (by select, so that a NaN
+    // score of an allowed pair is kept and turns its row NaN)
+    for (var kk = 0u; kk < 4u; kk++) {
+      let j = j0 + 8u * kk + tx;
+      var sc = s[kk] * p.scale;
+      for (var r = 0u; r < 4u; r++) {
+        var bias = MASKED;
+        if (j >= lo[r] && j < hi[r]) {
+          bias = 0.0;
+          if (perKeyRules()) {
+            bias = ruleBias(b, h, i0 + r, j, shift[r]);
+          }
+        }
+        if (mods) {
+          sc[r] = modScore(sc[r], b, h, i0 + r, j);
+        }
+        sc[r] = select(MASKED, sc[r] + bias, bias > MASKED);
+      }
+      s[kk] = sc;
+      ps[ty * BC + 8u * kk + tx] = sc;
+    }
+    workgroupBarrier();
+    var tileMax = vec4<f32>(MASKED);
+    for (var j = 0u; j < BC; j++) {
+      tileMax = max(tileMax, ps[ty * BC + j]);
+    }
+    let mNew = max(m, tileMax);
+    let alpha = exp(m - mNew);
+    m = mNew;
+    l *= alpha;
+    for (var n = 0u; n < VCHUNKS * 4u; n++) {
+      acc[n] *= alpha[n % 4u];
+    }
+    // every invocation has read the scores of its rows before any writes probabilities
+    workgroupBarrier();
+    for (var kk = 0u; kk < 4u; kk++) {
+      ps[ty * BC + 8u * kk + tx] = select(vec4<f32>(0.0), exp(s[kk] - mNew), s[kk] > vec4<f32>(MASKED));
+    }
+    // 3. O += P V, 32 value dims at a time; l from the first pass over P
+    for (var n = 0u; n < VCHUNKS; n++) {
+      workgroupBarrier();
+      stageV(vBase, j0, n * VC, t);
+      workgroupBarrier();
+      for (var j = 0u; j < BC; j++) {
+        let pj = ps[ty * BC + j];
+        if (n == 0u) {
+          l += pj;
+        }
+        let vj = stage[j * VC + tx];
+        // a disallowed key's value (maybe NaN or Infinity) never reaches the row
+        for (var r = 0u; r < 4u; r++) {
+          acc[4u * n + r] += select(vec4<f32>(0.0), pj[r] * vj, pj[r] != 0.0);
+        }
+      }
+    }
+  }
+
+  // The sink joins the denominator. A row that may attend no key: zeros and lse = -Infinity (or
+  // the sink). (l == 0 rather than l > 0, so that a NaN sum stays NaN.)
+  let sink = vec4<f32>(sinkLogit(h));
+  let mAll = max(m, sink);
+  let alpha = exp(m - mAll);
+  l = l * alpha + select(vec4<f32>(0.0), exp(sink - mAll), p.sinks_at != RULE_NONE);
+  m = mAll;
+  let inv = select(alpha / l, vec4<f32>(0.0), l == vec4<f32>(0.0));
+  for (var r = 0u; r < 4u; r++) {
+    let i = i0 + r;
+    if (i >= p.Lq) {
+      break;
+    }
+    let row = (b * p.Hq + h) * p.Lq + i;
+    for (var n = 0u; n < VCHUNKS; n++) {
+      let o = acc[4u * n + r] * inv[r];
+      let d0 = (n * VC + tx) * 4u;
+      for (var e = 0u; e < 4u; e++) {
+        if (d0 + e < p.Dv) {
+          storeOut(row * p.Dv + d0 + e, o[e]);
+        }
+      }
+    }
+    if (LSE && tx == 0u) {
+      lse[row] = select(bitcast<u32>(m[r] + log(l[r])), NEG_INF_BITS, l[r] == 0.0);
+    }
+  }
+}
