@@ -19,10 +19,12 @@ describe('every kernel variant compiles without messages', () => {
     small?.destroy();
   });
 
-  for (const kernel of ['workgroup', 'registers'] as const) {
+  for (const kernel of ['workgroup', 'registers', 'tiled'] as const) {
     it(`attention, ${kernel} form`, async () => {
       const forced = await testContext({ attentionKernel: kernel });
-      const { count, messages } = await messagesOf(forced, () => attentionVariants(forced));
+      const { count, messages } = await messagesOf(forced, () =>
+        attentionVariants(forced, kernel === 'tiled'),
+      );
       forced.destroy();
       expect(messages).toEqual([]);
       expect(count).toBeGreaterThan(10);
