@@ -14,9 +14,10 @@
 //    the same memory as q and k; the row sums l come from the same reads of `ps`.
 // Workgroup memory: 6 KiB of staging + 8 KiB of P, whatever D and Dv (up to 256): within WebGPU's
 // default 16 KiB. The softmax is online, in f32; scores, P and accumulators are f32.
-// Constants (src/ops/flash_attention.ts): D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK, LSE, MODS,
-// BLOCKS, KEY_RULES (ruleConstants), and the element storage helpers of src/f16.ts (Stored,
-// wordOf, unpackAt, storeOut): q, k, v and out are f32 or f16 (packed or native).
+// Constants (src/ops/flash_attention.ts): VCHUNKS = ceil(Dv / 32) (the only size the pipeline is
+// specialised by: D is a uniform), MASK, LSE, MODS, BLOCKS, KEY_RULES (ruleConstants), and the
+// element storage helpers of src/f16.ts (Stored, wordOf, unpackAt, storeOut): q, k, v and out are
+// f32 or f16 (packed or native).
 
 alias Input = Stored;
 
@@ -26,8 +27,6 @@ const BR = 64u;
 const BC = 32u;
 const QC = 4u;
 const VC = 8u;
-// vec4 chunks of 32 value dims an invocation accumulates (one vec4 of each, per row)
-const VCHUNKS = (DV4 + VC - 1u) / VC;
 
 // q chunk [BR][QC] then k chunk [BC][QC]; or v chunk [BC][VC]
 var<workgroup> stage: array<vec4<f32>, BR * QC + BC * QC>;
@@ -113,7 +112,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
   var m = vec4<f32>(MASKED);
   var l = vec4<f32>(0.0);
-  // acc[4 n + r]: row r, value dims 4 (VC n + tx) .. + 3
+  let D4 = (p.D + 3u) / 4u;
+  // acc[4 n + r]: row r, value dims 4 (VC n + tx) .. + 3 (VCHUNKS chunks of 32 dims)
   var acc: array<vec4<f32>, VCHUNKS * 4u>;
   for (var j0 = keys.x; j0 < keys.y; j0 += BC) {
     if (BLOCKS != 0u && !blockStates(b, h, row0, rowLast, j0, BC).x) {
@@ -136,8 +136,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
       }
     }
-    // 2. scores: the rules, MASKED where the row may not attend the key (by select, so that a NaN
-    // score of an allowed pair is kept and turns its row NaN)
+    // 2. scores: the rules, MASKED where the row may not attend the key. Bit 4 kk + r of `allowed`:
+    // row r may attend key kk, kept apart from the scores so that a NaN score is still summed (and
+    // turns its row NaN) rather than taken for masked.
+    var allowed = 0u;
     for (var kk = 0u; kk < 4u; kk++) {
       let j = j0 + 8u * kk + tx;
       var sc = s[kk] * p.scale;
@@ -153,6 +155,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
           sc[r] = modScore(sc[r], b, h, i0 + r, j);
         }
         sc[r] = select(MASKED, sc[r] + bias, bias > MASKED);
+        allowed |= select(0u, 1u << (4u * kk + r), bias > MASKED);
       }
       s[kk] = sc;
       ps[ty * BC + 8u * kk + tx] = sc;
@@ -172,7 +175,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // every invocation has read the scores of its rows before any writes probabilities
     workgroupBarrier();
     for (var kk = 0u; kk < 4u; kk++) {
-      ps[ty * BC + 8u * kk + tx] = select(vec4<f32>(0.0), exp(s[kk] - mNew), s[kk] > vec4<f32>(MASKED));
+      let ok = (vec4<u32>(allowed) >> (4u * kk + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u);
+      ps[ty * BC + 8u * kk + tx] = select(vec4<f32>(0.0), exp(s[kk] - mNew), ok == vec4<u32>(1u));
     }
     // 3. O += P V, 32 value dims at a time; l from the first pass over P
     for (var n = 0u; n < VCHUNKS; n++) {

@@ -11,13 +11,16 @@ const RUNS = 500;
 
 let ctx: Context;
 let registers: Context;
+let tiled: Context;
 beforeAll(async () => {
   ctx = await testContext();
   registers = await testContext({ attentionKernel: 'registers' });
+  tiled = await testContext({ attentionKernel: 'tiled' });
 });
 afterAll(() => {
   ctx?.destroy();
   registers?.destroy();
+  tiled?.destroy();
 });
 
 const config = fc.record({
@@ -98,6 +101,20 @@ describe(`fuzz, registers form: ${REGISTERS_RUNS} random configurations (seed ${
     await fc.assert(
       fc.asyncProperty(fitted, (r) => fuzzCase(registers, r)),
       { numRuns: REGISTERS_RUNS, seed: SEED + 1 },
+    );
+  });
+});
+
+// The tiled form (GPUs) on any adapter, without weights (which it leaves to the workgroup form).
+const TILED_RUNS = 60;
+describe(`fuzz, tiled form: ${TILED_RUNS} random configurations (seed ${SEED})`, () => {
+  it('attention matches the reference', { timeout: 900_000 }, async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        config.map((r) => ({ ...r, weights: false })),
+        (r) => fuzzCase(tiled, r),
+      ),
+      { numRuns: TILED_RUNS, seed: SEED + 2 },
     );
   });
 });

@@ -7,10 +7,16 @@ import { checkCase } from './attention_cases';
 import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
 
 let ctx: Context;
+// the GPU flash form, which keeps P and V in workgroup memory (any adapter)
+let tiled: Context;
 beforeAll(async () => {
   ctx = await testContext();
+  tiled = await testContext({ attentionKernel: 'tiled' });
 });
-afterAll(() => ctx?.destroy());
+afterAll(() => {
+  ctx?.destroy();
+  tiled?.destroy();
+});
 
 const base = { B: 1, Hq: 2, Hkv: 2, D: 4, Dv: 4 };
 
@@ -33,7 +39,13 @@ describe('large logits', () => {
 });
 
 /** Runs attention with one poisoned input value and returns GPU output, reference output and row size. */
-async function poisoned(where: 'q' | 'k' | 'v', index: number, value: number, c: { Lq: number; Lk: number }) {
+async function poisonedIn(
+  where: 'q' | 'k' | 'v',
+  index: number,
+  value: number,
+  c: { Lq: number; Lk: number },
+  on = ctx,
+) {
   const { Lq, Lk } = c;
   const D = 4;
   const random = rng(5);
@@ -50,10 +62,10 @@ async function poisoned(where: 'q' | 'k' | 'v', index: number, value: number, c:
     { data: data.v, shape: shape.k },
     { causal: true },
   );
-  return checked(ctx, async () => {
-    const q = ctx.tensor(data.q, shape.q);
-    const k = ctx.tensor(data.k, shape.k);
-    const v = ctx.tensor(data.v, shape.k);
+  return checked(on, async () => {
+    const q = on.tensor(data.q, shape.q);
+    const k = on.tensor(data.k, shape.k);
+    const v = on.tensor(data.v, shape.k);
     const { output } = await attention(q, k, v, { causal: true });
     const gpu = await output.read();
     for (const t of [q, k, v, output]) t.destroy();
@@ -81,10 +93,13 @@ function expectSameRows(gpu: ArrayLike<number>, ref: ArrayLike<number>, D: numbe
 }
 
 describe('NaN and Infinity in the inputs make only the affected rows non-finite', () => {
-  for (const [name, Lq, Lk] of [
-    ['prefill', 12, 12],
-    ['decode', 1, 300],
+  for (const [name, Lq, Lk, form] of [
+    ['prefill', 12, 12, 'default'],
+    ['decode', 1, 300, 'default'],
+    ['prefill, tiled form, several key tiles', 40, 70, 'tiled'],
   ] as const) {
+    const poisoned = (where: 'q' | 'k' | 'v', index: number, value: number, c: { Lq: number; Lk: number }) =>
+      poisonedIn(where, index, value, c, form === 'tiled' ? tiled : ctx);
     it(`NaN in one query row (${name})`, async () => {
       const { gpu, ref } = await poisoned('q', (Lq - 1) * 4 + 2, Number.NaN, { Lq, Lk });
       expectSameRows(gpu, ref, 4, [Lq - 1]);

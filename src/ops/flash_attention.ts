@@ -122,7 +122,13 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
     rec.dispatch({
       name: 'flash_attention_tiled',
       sources: [elementPrelude(plan.storage, true), tiledSource, ...shared],
-      constants: { ...common, RULES_BINDING },
+      constants: {
+        VCHUNKS: Math.ceil(Dv / 32),
+        MASK: plan.maskKind,
+        LSE: plan.lse,
+        ...ruleConstants(plan),
+        RULES_BINDING,
+      },
       uniforms: scoringUniforms(plan, io),
       bindings,
       workgroups: plan.workgroups,
