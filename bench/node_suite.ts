@@ -1,6 +1,6 @@
 // The benchmark in Node through Dawn (`npm run bench:node`, run by bench/node.mjs): no browser and
 // no peers, our own kernels on the adapter Dawn picks (a real GPU when there is one, see
-// src/node.ts). Steps: 1. every kernel form (workgroup, registers) in each storage dtype checked
+// src/node.ts). Steps: 1. every kernel form (workgroup, registers, tiled) in each storage dtype checked
 // against the float64 reference on small shapes; 2. the adapter's roofs (bench/roofs.ts);
 // 3. tuning (src/tune.ts) of the kernel form for each shape; 4. each attention shape timed in each
 // form, as GFLOP/s and as a fraction of the roof that bounds it; 5. the decode layer (a small
@@ -8,6 +8,7 @@
 
 import { loadavg } from 'node:os';
 import {
+  ATTENTION_KERNELS,
   type AttentionKernel,
   type Context,
   createContext,
@@ -87,7 +88,7 @@ const QUICK_SHAPES = ['prefill-128', 'prefill-512', 'gqa-512', 'decode-2048'];
 const LAYER_MODEL = { steps: 64, layers: 4, embedDim: 2048, numHeads: 16, numKvHeads: 4, prompt: 512 };
 const QUICK_LAYER_MODEL = { steps: 8, layers: 2, embedDim: 256, numHeads: 8, numKvHeads: 2, prompt: 16 };
 
-const FORMS: readonly AttentionKernel[] = ['workgroup', 'registers'];
+const FORMS: readonly AttentionKernel[] = ATTENTION_KERNELS;
 const TOL = { f32: 1e-4, f16: 2e-3 };
 
 export interface CheckRow {
@@ -594,12 +595,11 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
     '## Tuning',
     '',
     table(
-      ['class', 'chosen', 'workgroup ms', 'registers ms', 'timing'],
+      ['class', 'chosen', ...FORMS.map((f) => `${f} ms`), 'timing'],
       Object.entries(report.tuning.choices).map(([cls, c]) => [
         cls,
         c.kernel,
-        fixed(c.ms.workgroup),
-        fixed(c.ms.registers),
+        ...FORMS.map((f) => fixed(c.ms[f])),
         c.timing,
       ]),
     ),

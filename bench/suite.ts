@@ -70,6 +70,7 @@ export const DEFAULT_OPTIONS: BenchOptions = {
 export const IMPL_IDS = [
   'ours',
   'ours-other',
+  'ours-tiled',
   'composed',
   'ort-subgroups',
   'ort',
@@ -244,7 +245,11 @@ async function createImpls(
     'ours-other': async () => {
       const attentionKernel = ctx.attentionKernel === 'registers' ? 'workgroup' : 'registers';
       const other = await createContext({ device: ctx.device, attentionKernel, label: 'bench:other' });
-      return oursFused(other, probe, true);
+      return oursFused(other, probe, 'ours-other');
+    },
+    'ours-tiled': async () => {
+      const tiled = await createContext({ device: ctx.device, attentionKernel: 'tiled', label: 'bench:tiled' });
+      return oursFused(tiled, probe, 'ours-tiled');
     },
     composed: () => oursComposed(ctx, probe),
     'ort-subgroups': async () => {

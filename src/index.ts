@@ -1,5 +1,6 @@
 export {
   type AdapterDescription,
+  ATTENTION_KERNELS,
   type AttentionKernel,
   Context,
   ContextDestroyedError,

@@ -26,13 +26,18 @@ function upload(ctx: Context, inputs: BenchInputs) {
  * The fused op, one call of `attention`, in the kernel form `ctx` chose for the adapter; with
  * `other`, on a context of the same device forced to the other form (to show what the choice buys).
  */
-export function oursFused(ctx: Context, probe: PassProbe, other = false): Impl {
+export function oursFused(
+  ctx: Context,
+  probe: PassProbe,
+  id: 'ours' | 'ours-other' | 'ours-tiled' = 'ours',
+): Impl {
   return {
-    id: other ? 'ours-other' : 'ours',
-    label: other ? `ours fused, ${ctx.attentionKernel} form` : 'ours fused',
+    id,
+    label: id === 'ours' ? 'ours fused' : `ours fused, ${ctx.attentionKernel} form`,
     kind: 'ours',
-    // the other form is the slow one on this adapter by the context's own rule
-    slow: other,
+    // the other form is the slow one on this adapter by the context's own rule; the tiled form is
+    // slow on CPU adapters (as the workgroup form is), maybe the fastest on a GPU
+    slow: id === 'ours-other' || (id === 'ours-tiled' && ctx.adapterInfo.isFallbackAdapter),
     async prepare(inputs) {
       const { q, k, v } = upload(ctx, inputs);
       const { causal } = inputs.shape;
@@ -57,7 +62,7 @@ export function oursFused(ctx: Context, probe: PassProbe, other = false): Impl {
       };
     },
     dispose() {
-      if (other) ctx.destroy();
+      if (id !== 'ours') ctx.destroy();
     },
   };
 }
