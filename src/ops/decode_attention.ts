@@ -9,7 +9,7 @@ import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { chunkPrelude, elementPrelude } from '../f16';
 import type { Recording } from '../program';
 import { type AttentionBuffers, DECODE_REGISTERS_WG, DECODE_WG, type DecodePlan } from './attention_plan';
-import { ruleConstants, scoringSources, scoringUniforms, withRules } from './flash_attention';
+import { rowConstants, ruleConstants, scoringSources, scoringUniforms, withRules } from './flash_attention';
 
 /** Records both passes of `plan` on `io`; the partials live until the recording is submitted. */
 export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuffers): void {
@@ -28,6 +28,7 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
   };
   const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, partO, partML], io);
   const shared = [partialsSource, maskedSource, ...scoringSources(plan)];
+  const { O_ROW, ...rowStrides } = rowConstants(io);
   if (plan.kernel === 'registers') {
     rec.dispatch({
       name: 'decode_split_registers',
@@ -45,6 +46,7 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
         MASK: plan.maskKind,
         RULES_BINDING,
         ...ruleConstants(plan),
+        ...rowStrides,
       },
       uniforms,
       bindings,
@@ -63,6 +65,7 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
         MASK: plan.maskKind,
         RULES_BINDING,
         ...ruleConstants(plan),
+        ...rowStrides,
       },
       uniforms,
       bindings,
@@ -72,8 +75,17 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
   rec.dispatch({
     name: 'decode_merge',
     sources: [elementPrelude(plan.storage, true), mergeSource, maskedSource],
-    constants: { WG: DECODE_WG, DV4, LSE: plan.lse },
-    uniforms: { Dv, P: plan.partials, Lq, Hq, h0: plan.rules.origin[1], sinks_at: plan.rules.sinksAt },
+    constants: { WG: DECODE_WG, DV4, LSE: plan.lse, O_ROW },
+    uniforms: {
+      Dv,
+      P: plan.partials,
+      Lq,
+      Hq,
+      o_b: io.strides.o[0],
+      o_h: io.strides.o[1],
+      h0: plan.rules.origin[1],
+      sinks_at: plan.rules.sinksAt,
+    },
     bindings: [partO, partML, io.output, io.lse, io.rules],
     workgroups: rows,
   });

@@ -47,7 +47,24 @@ export function ruleConstants(plan: CorePlan): { MODS: boolean; BLOCKS: number; 
   };
 }
 
-/** Uniforms every attention kernel that scores keys reads (key_rules.wgsl and the kernels). */
+/**
+ * Row strides of q, k, v and the output, in elements: compile-time constants, so that the key
+ * loops index rows as they did before strides (the batch and head strides are uniforms).
+ */
+export function rowConstants(io: AttentionBuffers): {
+  Q_ROW: number;
+  K_ROW: number;
+  V_ROW: number;
+  O_ROW: number;
+} {
+  const { q, k, v, o } = io.strides;
+  return { Q_ROW: q[2], K_ROW: k[2], V_ROW: v[2], O_ROW: o[2] };
+}
+
+/**
+ * Uniforms every attention kernel that scores keys reads (key_rules.wgsl and the kernels); the
+ * batch and head strides of q, k, v and the output are q_b, q_h, .., o_h.
+ */
 export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<string, UniformValue> {
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = plan.shape;
   const [mask_b, mask_h, mask_i, mask_j] = plan.maskStrides;
@@ -66,8 +83,14 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
     mask_i,
     mask_j,
     scale: f32(plan.scale),
-    kStride: io.kStride,
-    vStride: io.vStride,
+    q_b: io.strides.q[0],
+    q_h: io.strides.q[1],
+    k_b: io.strides.k[0],
+    k_h: io.strides.k[1],
+    v_b: io.strides.v[0],
+    v_h: io.strides.v[1],
+    o_b: io.strides.o[0],
+    o_h: io.strides.o[1],
     shift: i32(plan.causalShift),
     softcap: f32(r.softcap),
     win_left: i32(r.window[0]),
@@ -99,7 +122,7 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
   const D4 = Math.ceil(D / 4);
   const DV4 = Math.ceil(Dv / 4);
   const shared = [flashCommonSource, maskedSource, ...scoringSources(plan)];
-  const common = { D4, DV4, MASK: plan.maskKind, LSE: plan.lse, ...ruleConstants(plan) };
+  const common = { D4, DV4, MASK: plan.maskKind, LSE: plan.lse, ...ruleConstants(plan), ...rowConstants(io) };
   if (plan.kernel === 'registers') {
     const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, io.output, io.lse], io);
     rec.dispatch({
