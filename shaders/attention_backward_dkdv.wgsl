@@ -5,8 +5,8 @@
 // (no other invocation writes them, so no atomics):
 //   dV += Pᵀ dO,  dP = dO Vᵀ,  dS = P (dP - delta) keyScoreGrad,  dK += scale dSᵀ Q.
 // Any D and Dv: rows are read element by element into vec4s padded with zeros.
-// Constants (src/ops/attention_backward.ts): WG, BR, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK,
-// the row strides Q_ROW, K_ROW, V_ROW, O_ROW;
+// Constants (src/ops/attention_backward.ts): WG, BR, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK;
+// row strides: the uniforms q_l, k_l, v_l, o_l;
 // Stored, wordOf and unpackAt from src/f16.ts; storeDk, storeDv (generated).
 
 alias Input = Stored;
@@ -33,10 +33,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var kr: array<vec4<f32>, D4>;
   var vr: array<vec4<f32>, DV4>;
   for (var c = 0u; c < D4; c++) {
-    kr[c] = kAt(b * p.k_b + hk * p.k_h + jc * K_ROW, c);
+    kr[c] = kAt(b * p.k_b + hk * p.k_h + jc * p.k_l, c);
   }
   for (var c = 0u; c < DV4; c++) {
-    vr[c] = vAt(b * p.v_b + hk * p.v_h + jc * V_ROW, c);
+    vr[c] = vAt(b * p.v_b + hk * p.v_h + jc * p.v_l, c);
   }
   var dk: array<vec4<f32>, D4>;
   var dv: array<vec4<f32>, DV4>;
@@ -58,11 +58,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       workgroupBarrier();
       for (var x = t; x < BR * D4; x += WG) {
         let r = x / D4;
-        qTile[x] = select(vec4<f32>(0.0), qAt(qHead + (i0 + min(r, rows - 1u)) * Q_ROW, x % D4), r < rows);
+        qTile[x] = select(vec4<f32>(0.0), qAt(qHead + (i0 + min(r, rows - 1u)) * p.q_l, x % D4), r < rows);
       }
       for (var x = t; x < BR * DV4; x += WG) {
         let r = x / DV4;
-        dOTile[x] = select(vec4<f32>(0.0), dOAt(oHead + (i0 + min(r, rows - 1u)) * O_ROW, x % DV4), r < rows);
+        dOTile[x] = select(vec4<f32>(0.0), dOAt(oHead + (i0 + min(r, rows - 1u)) * p.o_l, x % DV4), r < rows);
       }
       for (var x = t; x < rows; x += WG) {
         statTile[x] = stat(head + i0 + x);

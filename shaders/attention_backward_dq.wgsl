@@ -3,8 +3,8 @@
 // tiles of BC keys staged in workgroup memory, recomputing P = exp(keyScore(scale * q·k) - lse):
 //   dP = dO Vᵀ,  dS = P (dP - delta) keyScoreGrad,  dQ = scale dS K, accumulated in registers.
 // Any D and Dv: rows are read element by element into vec4s padded with zeros.
-// Constants (src/ops/attention_backward.ts): WG, BC, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK,
-// the row strides Q_ROW, K_ROW, V_ROW, O_ROW;
+// Constants (src/ops/attention_backward.ts): WG, BC, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK;
+// row strides: the uniforms q_l, k_l, v_l, o_l;
 // Stored, wordOf and unpackAt from src/f16.ts; storeDq (generated).
 
 alias Input = Stored;
@@ -28,8 +28,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // the row in the stats [B, Hq, Lq]; its first element in q and dq, in dO
   let ic = min(i, p.Lq - 1u);
   let row = (b * p.Hq + h) * p.Lq + ic;
-  let qRow = b * p.q_b + h * p.q_h + ic * Q_ROW;
-  let oRow = b * p.o_b + h * p.o_h + ic * O_ROW;
+  let qRow = b * p.q_b + h * p.q_h + ic * p.q_l;
+  let oRow = b * p.o_b + h * p.o_h + ic * p.o_l;
   let hk = h / (p.Hq / p.Hkv);
   // the kv head's key 0 in k and v
   let kRow0 = b * p.k_b + hk * p.k_h;
@@ -53,11 +53,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     for (var x = t; x < BC * D4; x += WG) {
       let jj = x / D4;
-      kTile[x] = select(vec4<f32>(0.0), kAt(kRow0 + (j0 + min(jj, keys - 1u)) * K_ROW, x % D4), jj < keys);
+      kTile[x] = select(vec4<f32>(0.0), kAt(kRow0 + (j0 + min(jj, keys - 1u)) * p.k_l, x % D4), jj < keys);
     }
     for (var x = t; x < BC * DV4; x += WG) {
       let jj = x / DV4;
-      vTile[x] = select(vec4<f32>(0.0), vAt(vRow0 + (j0 + min(jj, keys - 1u)) * V_ROW, x % DV4), jj < keys);
+      vTile[x] = select(vec4<f32>(0.0), vAt(vRow0 + (j0 + min(jj, keys - 1u)) * p.v_l, x % DV4), jj < keys);
     }
     workgroupBarrier();
     if (live) {

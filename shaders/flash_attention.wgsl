@@ -4,10 +4,10 @@
 // its output accumulator stay in registers; K and V tiles of BC keys are staged in workgroup
 // memory; the softmax is online, in f32, so the Lq x Lk scores never reach memory.
 // Constants (src/ops/flash_attention.ts): WG (rows per workgroup), BC (keys per tile),
-// D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK (0 none, 1 bool, 2 additive), LSE, WEIGHTS, the row
-// strides Q_ROW, K_ROW, V_ROW, O_ROW (elements; see flash_common.wgsl), and the
+// D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK (0 none, 1 bool, 2 additive), LSE, WEIGHTS, and the
 // element storage helpers of src/f16.ts (Stored, OutStored, wordOf, unpackAt, storeOut): q, k, v
-// and out are f32 or f16 (packed or native); scores, softmax state and accumulators are f32.
+// and out are f32 or f16 (packed or native); scores, softmax state and accumulators are f32. Row
+// strides: the uniforms q_l, k_l, v_l, o_l (see flash_common.wgsl).
 
 alias Input = Stored;
 // [B, Hq, Lq, Lk], written when WEIGHTS (the other bindings are in flash_common.wgsl)
@@ -45,7 +45,7 @@ fn loadTiles(kBase: u32, vBase: u32, j0: u32, t: u32, withV: bool) {
     let j = j0 + jj;
     var x = 0.0;
     if (j < p.Lk && d < p.D) {
-      x = loadK(kBase + j * K_ROW + d);
+      x = loadK(kBase + j * p.k_l + d);
     }
     kt[jj * D4 + d / 4u][d % 4u] = x;
   }
@@ -56,7 +56,7 @@ fn loadTiles(kBase: u32, vBase: u32, j0: u32, t: u32, withV: bool) {
       let j = j0 + jj;
       var x = 0.0;
       if (j < p.Lk && d < p.Dv) {
-        x = loadV(vBase + j * V_ROW + d);
+        x = loadV(vBase + j * p.v_l + d);
       }
       vt[jj * DV4 + d / 4u][d % 4u] = x;
     }
@@ -80,8 +80,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // row i in lse [B, Hq, Lq] and weights [B, Hq, Lq, Lk]
   let row = (b * p.Hq + h) * p.Lq + i;
   // first element of row i in q and out, of the kv head's key 0 in k and v
-  let qAt = b * p.q_b + h * p.q_h + i * Q_ROW;
-  let oAt = b * p.o_b + h * p.o_h + i * O_ROW;
+  let qAt = b * p.q_b + h * p.q_h + i * p.q_l;
+  let oAt = b * p.o_b + h * p.o_h + i * p.o_l;
   let kBase = b * p.k_b + hk * p.k_h;
   let vBase = b * p.v_b + hk * p.v_h;
 

@@ -59,6 +59,25 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (kernel)
       }));
   });
 
+  describe("layout 'blhd': [B, L, H, D] read and written in place", () => {
+    it('GQA, causal, Lq < Lk, Dv != D, B = 2', () =>
+      check({ ...base, B: 2, Hq: 6, Hkv: 2, Lq: 9, Lk: 21, D: 8, Dv: 12, causal: true, layout: 'blhd' }));
+    it('odd head dims, Lq > Lk, bool mask', () =>
+      check({
+        B: 2,
+        Hq: 3,
+        Hkv: 3,
+        Lq: 70,
+        Lk: 13,
+        D: 5,
+        Dv: 3,
+        mask: { kind: 'bool', shape: [3, 70, 13] },
+        layout: 'blhd',
+      }));
+    it('f16', () =>
+      check({ ...base, Hq: 4, Hkv: 2, Lq: 20, Lk: 33, D: 16, Dv: 16, dtype: 'f16', layout: 'blhd' }));
+  });
+
   describe('masks', () => {
     it('bool mask, full shape', () =>
       check({ ...base, B: 2, mask: { kind: 'bool', shape: [2, 2, 16, 16] } }));
@@ -96,6 +115,29 @@ describe('bad input throws an error naming the argument', () => {
   it('Hq not a multiple of Hkv', async () => {
     await expect(attention(t([1, 3, 4, 8]), t([1, 2, 4, 8]), t([1, 2, 4, 8]))).rejects.toThrow(
       'attention: q heads (3) must be a multiple of k heads (2), received q [1, 3, 4, 8] and k [1, 2, 4, 8]',
+    );
+  });
+  it("layout 'blhd': shapes read as [B, L, H, D], messages name the layout", async () => {
+    const blhd = { layout: 'blhd' } as const;
+    // q [B 1, Lq 4, Hq 2, D 8] against k with 3 heads
+    await expect(attention(t([1, 4, 2, 8]), t([1, 5, 3, 8]), t([1, 5, 3, 8]), blhd)).rejects.toThrow(
+      "attention: q heads (2) must be a multiple of k heads (3), received q [1, 4, 2, 8] and k [1, 5, 3, 8] (layout 'blhd': [B, L, H, D])",
+    );
+    await expect(attention(t([1, 4, 2, 8]), t([1, 5, 2, 8]), t([1, 6, 2, 8]), blhd)).rejects.toThrow(
+      "attention: v must have shape [1, 5, 2, Dv] like k, received [1, 6, 2, 8] (layout 'blhd': [B, L, H, D])",
+    );
+    await expect(attention(t([4, 2, 8]), t([1, 5, 2, 8]), t([1, 5, 2, 8]), blhd)).rejects.toThrow(
+      "attention: q (layout 'blhd'): expected rank 4 [B, Lq, Hq, D], received shape [4, 2, 8]",
+    );
+    const out = { output: t([1, 2, 4, 8]) };
+    await expect(
+      attention(t([1, 4, 2, 8]), t([1, 5, 2, 8]), t([1, 5, 2, 8]), { ...blhd, out }),
+    ).rejects.toThrow(
+      'attention: out.output: expected a f32 tensor of shape [1, 4, 2, 8], received f32 [1, 2, 4, 8]',
+    );
+    const opts = { layout: 'bshd' } as unknown as Parameters<typeof attention>[3];
+    await expect(attention(t([1, 4, 2, 8]), t([1, 5, 2, 8]), t([1, 5, 2, 8]), opts)).rejects.toThrow(
+      `attention: options.layout must be 'bhld' or 'blhd', received "bshd"`,
     );
   });
   it('head dims differ', async () => {

@@ -33,7 +33,7 @@ import {
   layoutShape,
   tensorStrides,
 } from './attention_plan';
-import { rowConstants, scoringSources, scoringUniforms, withRules } from './flash_attention';
+import { rowConstants, rowUniforms, scoringSources, scoringUniforms, withRules } from './flash_attention';
 
 /** The forward's options (the same values as the forward call), plus its log-sum-exp. */
 export type AttentionBackwardOptions = Omit<AttentionOptions, 'returnLse' | 'returnWeights'> & {
@@ -216,18 +216,24 @@ function recordBackward(
   const { core, kernel } = plan;
   const { B, Hq, Lq, D, Dv } = core.shape;
   const storage = core.storage;
-  const rows = rowConstants(io);
+  const [o_b, o_h, o_l] = io.strides.o;
   rec.dispatch({
     name: 'attention_backward_delta',
     sources: [elementPrelude(storage, false), deltaSource, maskedSource],
-    constants: { WG, O_ROW: rows.O_ROW },
-    uniforms: { rows: B * Hq * Lq, Dv, Hq, Lq, o_b: io.strides.o[0], o_h: io.strides.o[1] },
+    constants: { WG },
+    uniforms: { rows: B * Hq * Lq, Dv, Hq, Lq, o_b, o_h, o_l },
     bindings: [out.dOutput, io.output, out.lse, out.stats],
     workgroups: plan.deltaWorkgroups,
   });
   const [dk_b, dk_h, dk_l] = out.dkStrides;
   const [dv_b, dv_h, dv_l] = out.dvStrides;
-  const uniforms = { ...scoringUniforms(core, io), stats_at: out.statsAt };
+  const registers = kernel === 'registers';
+  // row strides: constants of the registers passes, uniforms of the workgroup ones
+  const uniforms = {
+    ...scoringUniforms(core, io),
+    ...(registers ? {} : rowUniforms(io)),
+    stats_at: out.statsAt,
+  };
   const gradUniforms = { ...uniforms, dk_b, dk_h, dk_l, dv_b, dv_h, dv_l };
   // the rule data (with the stats) at binding 6, where key_rules.wgsl's `rules` is declared
   const { bindings: inputs, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, out.dOutput], io);
@@ -237,17 +243,10 @@ function recordBackward(
     out.scoreModGrad ?? IDENTITY_SCORE_MOD_GRAD,
     maskedSource,
   ];
-  const registers = kernel === 'registers';
   const prelude = registers
     ? [elementPrelude(storage, false), chunkPrelude(storage)]
     : [elementPrelude(storage, false)];
-  const common = {
-    D4: Math.ceil(D / 4),
-    DV4: Math.ceil(Dv / 4),
-    MASK: core.maskKind,
-    RULES_BINDING,
-    ...rows,
-  };
+  const common = { D4: Math.ceil(D / 4), DV4: Math.ceil(Dv / 4), MASK: core.maskKind, RULES_BINDING };
   rec.dispatch({
     name: registers ? 'attention_backward_dkdv_registers' : 'attention_backward_dkdv',
     sources: [
@@ -257,7 +256,9 @@ function recordBackward(
       ...(registers ? [dkdvRegistersSource] : [dkdvSource, rowsSource]),
       ...shared,
     ],
-    constants: registers ? { WG: REGISTERS_WG, ...common } : { WG, BR: plan.rowsPerTile, ...common },
+    constants: registers
+      ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
+      : { WG, BR: plan.rowsPerTile, ...common },
     uniforms: gradUniforms,
     bindings: [...inputs, out.dk, out.dv],
     workgroups: plan.dkdvWorkgroups,
@@ -270,7 +271,9 @@ function recordBackward(
       ...(registers ? [dqRegistersSource] : [dqSource, rowsSource]),
       ...shared,
     ],
-    constants: registers ? { WG: REGISTERS_WG, ...common } : { WG, BC: plan.keysPerTile, ...common },
+    constants: registers
+      ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
+      : { WG, BC: plan.keysPerTile, ...common },
     uniforms,
     bindings: [...inputs, out.dq],
     workgroups: plan.dqWorkgroups,

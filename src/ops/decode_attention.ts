@@ -9,7 +9,14 @@ import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { chunkPrelude, elementPrelude } from '../f16';
 import type { Recording } from '../program';
 import { type AttentionBuffers, DECODE_REGISTERS_WG, DECODE_WG, type DecodePlan } from './attention_plan';
-import { rowConstants, ruleConstants, scoringSources, scoringUniforms, withRules } from './flash_attention';
+import {
+  rowConstants,
+  rowUniforms,
+  ruleConstants,
+  scoringSources,
+  scoringUniforms,
+  withRules,
+} from './flash_attention';
 
 /** Records both passes of `plan` on `io`; the partials live until the recording is submitted. */
 export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuffers): void {
@@ -28,7 +35,6 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
   };
   const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, partO, partML], io);
   const shared = [partialsSource, maskedSource, ...scoringSources(plan)];
-  const { O_ROW, ...rowStrides } = rowConstants(io);
   if (plan.kernel === 'registers') {
     rec.dispatch({
       name: 'decode_split_registers',
@@ -46,7 +52,7 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
         MASK: plan.maskKind,
         RULES_BINDING,
         ...ruleConstants(plan),
-        ...rowStrides,
+        ...rowConstants(io),
       },
       uniforms,
       bindings,
@@ -65,9 +71,8 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
         MASK: plan.maskKind,
         RULES_BINDING,
         ...ruleConstants(plan),
-        ...rowStrides,
       },
-      uniforms,
+      uniforms: { ...uniforms, ...rowUniforms(io) },
       bindings,
       workgroups: plan.workgroups,
     });
@@ -75,7 +80,7 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
   rec.dispatch({
     name: 'decode_merge',
     sources: [elementPrelude(plan.storage, true), mergeSource, maskedSource],
-    constants: { WG: DECODE_WG, DV4, LSE: plan.lse, O_ROW },
+    constants: { WG: DECODE_WG, DV4, LSE: plan.lse },
     uniforms: {
       Dv,
       P: plan.partials,
@@ -83,6 +88,7 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
       Hq,
       o_b: io.strides.o[0],
       o_h: io.strides.o[1],
+      o_l: io.strides.o[2],
       h0: plan.rules.origin[1],
       sinks_at: plan.rules.sinksAt,
     },

@@ -48,8 +48,9 @@ export function ruleConstants(plan: CorePlan): { MODS: boolean; BLOCKS: number; 
 }
 
 /**
- * Row strides of q, k, v and the output, in elements: compile-time constants, so that the key
- * loops index rows as they did before strides (the batch and head strides are uniforms).
+ * Row strides of q, k, v and the output, in elements, as the constants of the `registers` kernels
+ * (which read four-element chunks): their key loops then index rows by constant offsets, which
+ * SwiftShader needs for speed.
  */
 export function rowConstants(io: AttentionBuffers): {
   Q_ROW: number;
@@ -59,6 +60,15 @@ export function rowConstants(io: AttentionBuffers): {
 } {
   const { q, k, v, o } = io.strides;
   return { Q_ROW: q[2], K_ROW: k[2], V_ROW: v[2], O_ROW: o[2] };
+}
+
+/**
+ * The same row strides as the uniforms of the kernels that read elements (`workgroup` forms,
+ * merges): constants there would compile a pipeline per head dim and head count.
+ */
+export function rowUniforms(io: AttentionBuffers): { q_l: number; k_l: number; v_l: number; o_l: number } {
+  const { q, k, v, o } = io.strides;
+  return { q_l: q[2], k_l: k[2], v_l: v[2], o_l: o[2] };
 }
 
 /**
@@ -122,7 +132,7 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
   const D4 = Math.ceil(D / 4);
   const DV4 = Math.ceil(Dv / 4);
   const shared = [flashCommonSource, maskedSource, ...scoringSources(plan)];
-  const common = { D4, DV4, MASK: plan.maskKind, LSE: plan.lse, ...ruleConstants(plan), ...rowConstants(io) };
+  const common = { D4, DV4, MASK: plan.maskKind, LSE: plan.lse, ...ruleConstants(plan) };
   if (plan.kernel === 'registers') {
     const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, io.output, io.lse], io);
     rec.dispatch({
@@ -134,7 +144,7 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
         valueChunksSource,
         ...shared,
       ],
-      constants: { WG: plan.rowsPerWorkgroup / 4, ...common, RULES_BINDING },
+      constants: { WG: plan.rowsPerWorkgroup / 4, ...common, ...rowConstants(io), RULES_BINDING },
       uniforms: scoringUniforms(plan, io),
       bindings,
       workgroups: plan.workgroups,
@@ -154,7 +164,7 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
         WEIGHTS: plan.weights,
         RULES_BINDING,
       },
-      uniforms: scoringUniforms(plan, io),
+      uniforms: { ...scoringUniforms(plan, io), ...rowUniforms(io) },
       bindings,
       workgroups: plan.workgroups,
     });
