@@ -407,8 +407,8 @@ function checkBindingSizes(
   const bpe = bytesPerElement(q.dtype);
   const bindings: [string, number][] = [
     ['q and dq', s.B * s.Hq * s.Lq * s.D * bpe],
-    ['k and dk', Math.max(k.spanElements, k.size) * bpe],
-    ['v and dv', Math.max(v.spanElements, v.size) * bpe],
+    ['k and dk', k.spanElements * bpe],
+    ['v and dv', v.spanElements * bpe],
     ['output and dOutput', s.B * s.Hq * s.Lq * s.Dv * bpe],
     ['the row stats', s.B * s.Hq * s.Lq * 8],
     ['mask', mask ? mask.size * bytesPerElement(mask.dtype) : 0],
