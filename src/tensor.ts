@@ -107,11 +107,13 @@ export class Tensor<D extends DType = DType> {
     shape: readonly number[],
     dtype: D,
     offset = 0,
+    strides: readonly number[] = rowMajorStrides(shape),
   ): Tensor<D> {
     if (typeof buffer !== 'object' || buffer === null || typeof buffer.usage !== 'number') {
       throw new Error(`wrap: buffer must be a GPUBuffer, received ${describeValue(buffer)}`);
     }
-    const size = checkShape(shape, 'wrap');
+    checkShape(shape, 'wrap');
+    checkStrides('wrap', shape, strides);
     const alignment = ctx.device.limits.minStorageBufferOffsetAlignment;
     if (!Number.isInteger(offset) || offset < 0 || offset % alignment !== 0) {
       throw new Error(
@@ -119,7 +121,7 @@ export class Tensor<D extends DType = DType> {
       );
     }
     // bound as a range of whole words
-    const needed = align4(size * bytesPerElement(dtype));
+    const needed = align4(spanOf(shape, strides) * bytesPerElement(dtype));
     if (buffer.size < offset + needed) {
       throw new Error(
         `wrap: buffer has ${buffer.size} bytes, expected at least ${offset + needed} for ${dtype} shape [${shape.join(', ')}] at offset ${offset}`,
@@ -130,7 +132,16 @@ export class Tensor<D extends DType = DType> {
         `wrap: the buffer needs GPUBufferUsage.STORAGE (and COPY_SRC to be read back), received usage ${usageNames(buffer.usage)}`,
       );
     }
-    return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, false, undefined, undefined, offset);
+    return new Tensor(
+      ctx,
+      buffer,
+      Object.freeze([...shape]),
+      dtype,
+      false,
+      Object.freeze([...strides]),
+      undefined,
+      offset,
+    );
   }
 
   /** @internal the range of the buffer a kernel binds for this tensor. */
@@ -156,15 +167,7 @@ export class Tensor<D extends DType = DType> {
     owner?: ViewOwner,
   ): Tensor<D> {
     checkShape(shape, 'view');
-    if (
-      strides.length !== shape.length ||
-      strides.some((x) => !Number.isInteger(x) || x < 0) ||
-      strides.at(-1) !== 1
-    ) {
-      throw new Error(
-        `view: strides must be ${shape.length} non-negative integers ending in 1, received [${strides.join(', ')}]`,
-      );
-    }
+    checkStrides('view', shape, strides);
     const needed = spanOf(shape, strides) * bytesPerElement(dtype);
     if (buffer.size < needed) {
       throw new Error(`view: buffer has ${buffer.size} bytes, expected at least ${needed}`);
@@ -301,6 +304,20 @@ export function rowMajorStrides(shape: readonly number[]): number[] {
     stride *= shape[i];
   }
   return strides;
+}
+
+/** Throws unless `strides` are one non-negative integer per dim of `shape`, the last 1. */
+function checkStrides(what: string, shape: readonly number[], strides: readonly number[]): void {
+  if (
+    !Array.isArray(strides) ||
+    strides.length !== shape.length ||
+    strides.some((x) => !Number.isInteger(x) || x < 0) ||
+    strides.at(-1) !== 1
+  ) {
+    throw new Error(
+      `${what}: strides must be ${shape.length} non-negative integers (one per dim of [${shape.join(', ')}]), the last 1, received ${Array.isArray(strides) ? `[${strides.join(', ')}]` : describeValue(strides)}`,
+    );
+  }
 }
 
 /** Elements from the first to the last element of a tensor of `shape` at `strides`, inclusive. */

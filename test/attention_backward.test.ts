@@ -324,6 +324,16 @@ describe('bad input throws an error naming the argument', () => {
       "attentionBackward: output must have shape [1, 4, 2, 6] (the forward's output, layout 'blhd'), received [1, 2, 4, 6]",
     );
   });
+  it('a strided q (a wrapped packed QKV buffer) is refused: dq is written through its strides', async () => {
+    const buffer = ctx.device.createBuffer({ size: 3 * 32 * 4, usage: GPUBufferUsage.STORAGE });
+    const q = ctx.wrap(buffer, [1, 4, 1, 8], { strides: [96, 24, 8, 1] });
+    const [k, v] = [t([1, 4, 1, 8]), t([1, 4, 1, 8])];
+    const options = { lse: t([1, 1, 4]), layout: 'blhd' } as const;
+    await expect(attentionBackward(q, k, v, t([1, 4, 1, 8]), t([1, 4, 1, 8]), options)).rejects.toThrow(
+      'attentionBackward: q: expected a contiguous tensor, received a view [1, 4, 1, 8] with strides [96, 24, 8, 1]',
+    );
+    buffer.destroy();
+  });
   it('missing lse', async () => {
     const [q, k, v] = qkv();
     const options = {} as unknown as Parameters<typeof attentionBackward>[5];

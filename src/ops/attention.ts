@@ -9,6 +9,7 @@ import {
   type AttentionOptions,
   type AttentionResult,
   checkAttentionInputs,
+  chunked,
   layoutShape,
   plan,
   RULE_NONE,
@@ -122,7 +123,7 @@ async function runAttention(
   const { ctx } = q;
   const { mask } = options;
   if (options.scoreMod !== undefined || options.maskMod !== undefined) await checkSnippets(ctx, options);
-  const p = plan({ ctx, shape, dtype: q.dtype, mask }, options, force);
+  const p = plan({ ctx, shape, dtype: q.dtype, mask, chunked: chunked(q, k, v) }, options, force);
   const { B, Hq, Lq, Lk, Dv } = shape;
   const rec = new Recording(ctx, 'attention');
   rec.watch(q, k, v, mask, out?.output, out?.lse, out?.weights);

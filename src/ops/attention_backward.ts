@@ -356,6 +356,8 @@ function checkBackwardInputs(
     }
     throw e;
   }
+  // dq is written through q's strides
+  q.assertUsable(`${what}: q`);
   const { B, Hq, Lq, Dv } = shape;
   const blhd = forward.layout === 'blhd';
   const want = layoutShape(forward.layout ?? 'bhld', B, Hq, Lq, Dv);

@@ -312,6 +312,16 @@ interface PlanInputs {
   shape: AttentionShape;
   dtype: DType;
   mask?: { shape: readonly number[]; dtype: DType; size: number };
+  /**
+   * False when a stride of q, k or v is not a multiple of 4 elements (a wrapped strided view): the
+   * `registers` kernels, which read four-element chunks, cannot run it. Default true.
+   */
+  chunked?: boolean;
+}
+
+/** Whether every stride of these tensors is a multiple of 4 elements (see PlanInputs.chunked). */
+export function chunked(...tensors: Tensor[]): boolean {
+  return tensors.every((t) => t.strides.slice(0, -1).every((x) => x % 4 === 0));
 }
 
 /**
@@ -326,7 +336,7 @@ export function planAttention(
   options: AttentionOptions = {},
 ): AttentionPlan {
   const shape = checkAttentionInputs(q, k, v, options);
-  return plan({ ctx: q.ctx, shape, dtype: q.dtype, mask: options.mask }, options);
+  return plan({ ctx: q.ctx, shape, dtype: q.dtype, mask: options.mask, chunked: chunked(q, k, v) }, options);
 }
 
 /** @internal the plan of checked inputs; `force: 'decode'` runs the decode kernel whatever the sizes. */
@@ -386,7 +396,7 @@ export function corePlan(
   rules: ScoringRules = scoringRules(options, inputs.shape),
 ): FlashPlan | DecodePlan {
   const { ctx, shape: s, mask } = inputs;
-  const fits = s.D % 4 === 0 && s.Dv % 4 === 0 && !options.returnWeights;
+  const fits = s.D % 4 === 0 && s.Dv % 4 === 0 && !options.returnWeights && inputs.chunked !== false;
   // the form tuneAttention measured fastest for this shape class, else the context's rule
   const preferred = tunedKernel(ctx, s, inputs.dtype) ?? ctx.attentionKernel;
   const kernel: AttentionKernel = preferred === 'registers' && fits ? 'registers' : 'workgroup';
@@ -765,8 +775,8 @@ export function checkAttentionInputs(
   if (layout !== 'bhld' && layout !== 'blhd') {
     throw new Error(`attention: options.layout must be 'bhld' or 'blhd', received ${describe(layout)}`);
   }
-  q.assertUsable('attention: q');
-  // k and v may be strided views (a KV cache's)
+  // q, k and v may be strided views (a KV cache's, a wrapped packed QKV buffer)
+  q.assertUsable('attention: q', q.ctx, true);
   k.assertUsable('attention: k', q.ctx, true);
   v.assertUsable('attention: v', q.ctx, true);
   const blhd = layout === 'blhd';
