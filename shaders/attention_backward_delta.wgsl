@@ -1,9 +1,10 @@
 // Attention backward, pre-pass: per query row, delta = rowsum(dO * O) and the row's lse, the two
 // numbers every gradient kernel needs (packed into one binding to stay within 8 storage bindings).
-// dO, out [rows, Dv] (elements through src/f16.ts's Stored, wordOf, unpackAt; any Dv),
-// lse [rows] (f32 bits) -> stats [rows] of (lse, delta). A row with lse = -Infinity attends no
-// key: its stats are (EMPTY_LSE, 0), so that exp(s - lse) is 0 and never NaN. Uniforms: rows, Dv.
-// Constants: WG.
+// dO, out [B, Hq, Lq, Dv] or [B, Lq, Hq, Dv] (batch, head and row strides o_b, o_h, o_l;
+// elements through src/f16.ts's Stored, wordOf, unpackAt; any Dv), lse [rows] (f32 bits) ->
+// stats [rows] of (lse, delta), rows = B * Hq * Lq. A row with lse = -Infinity attends no key:
+// its stats are (EMPTY_LSE, 0), so that exp(s - lse) is 0 and never NaN. Uniforms: rows, Dv, Hq,
+// Lq, o_b, o_h, o_l. Constants: WG.
 
 // lse of a row that attends nothing: exp(s - EMPTY_LSE) is 0 for every finite s.
 const EMPTY_LSE = 3.0e38;
@@ -24,8 +25,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     return;
   }
   var delta = 0.0;
+  let at = row / (p.Lq * p.Hq) * p.o_b + (row / p.Lq) % p.Hq * p.o_h + row % p.Lq * p.o_l;
   for (var d = 0u; d < p.Dv; d++) {
-    let e = row * p.Dv + d;
+    let e = at + d;
     delta += unpackAt(dO[wordOf(e)], e) * unpackAt(out[wordOf(e)], e);
   }
   let bits = lse[row];

@@ -6,6 +6,7 @@
 //   dV += Pᵀ dO,  dP = dO Vᵀ,  dS = P (dP - delta) keyScoreGrad,  dK += scale dSᵀ Q.
 // Any D and Dv: rows are read element by element into vec4s padded with zeros.
 // Constants (src/ops/attention_backward.ts): WG, BR, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK;
+// row strides: the uniforms q_l, k_l, v_l, o_l;
 // Stored, wordOf and unpackAt from src/f16.ts; storeDk, storeDv (generated).
 
 alias Input = Stored;
@@ -32,10 +33,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var kr: array<vec4<f32>, D4>;
   var vr: array<vec4<f32>, DV4>;
   for (var c = 0u; c < D4; c++) {
-    kr[c] = kAt((b * p.Hkv + hk) * p.kStride + jc, c);
+    kr[c] = kAt(b * p.k_b + hk * p.k_h + jc * p.k_l, c);
   }
   for (var c = 0u; c < DV4; c++) {
-    vr[c] = vAt((b * p.Hkv + hk) * p.vStride + jc, c);
+    vr[c] = vAt(b * p.v_b + hk * p.v_h + jc * p.v_l, c);
   }
   var dk: array<vec4<f32>, D4>;
   var dv: array<vec4<f32>, DV4>;
@@ -43,7 +44,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let group = p.Hq / p.Hkv;
   for (var g = 0u; g < group; g++) {
     let h = hk * group + g;
+    // the head's row 0 in the stats [B, Hq, Lq], in q and in dO
     let head = (b * p.Hq + h) * p.Lq;
+    let qHead = b * p.q_b + h * p.q_h;
+    let oHead = b * p.o_b + h * p.o_h;
     for (var i0 = 0u; i0 < p.Lq; i0 += BR) {
       let rows = min(p.Lq - i0, BR);
       // Causal: when the tile's last row may not attend the workgroup's first key, no row attends
@@ -54,11 +58,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       workgroupBarrier();
       for (var x = t; x < BR * D4; x += WG) {
         let r = x / D4;
-        qTile[x] = select(vec4<f32>(0.0), qAt(head + i0 + min(r, rows - 1u), x % D4), r < rows);
+        qTile[x] = select(vec4<f32>(0.0), qAt(qHead + (i0 + min(r, rows - 1u)) * p.q_l, x % D4), r < rows);
       }
       for (var x = t; x < BR * DV4; x += WG) {
         let r = x / DV4;
-        dOTile[x] = select(vec4<f32>(0.0), dOAt(head + i0 + min(r, rows - 1u), x % DV4), r < rows);
+        dOTile[x] = select(vec4<f32>(0.0), dOAt(oHead + (i0 + min(r, rows - 1u)) * p.o_l, x % DV4), r < rows);
       }
       for (var x = t; x < rows; x += WG) {
         statTile[x] = stat(head + i0 + x);
@@ -94,11 +98,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (!live) {
     return;
   }
-  let row = (b * p.Hkv + hk) * p.Lk + j;
+  let dkAt = b * p.dk_b + hk * p.dk_h + j * p.dk_l;
+  let dvAt = b * p.dv_b + hk * p.dv_h + j * p.dv_l;
   for (var d = 0u; d < p.D; d++) {
-    storeDk(row * p.D + d, dk[d / 4u][d % 4u] * p.scale);
+    storeDk(dkAt + d, dk[d / 4u][d % 4u] * p.scale);
   }
   for (var d = 0u; d < p.Dv; d++) {
-    storeDv(row * p.Dv + d, dv[d / 4u][d % 4u]);
+    storeDv(dvAt + d, dv[d / 4u][d % 4u]);
   }
 }

@@ -8,28 +8,34 @@
 // four keys (components); per row block, Qc and dOc hold chunk c of the four rows (columns), and
 // S, P, dP, dS have one column per row, components over the keys.
 // Constants (src/ops/attention_backward.ts): WG, D4 = D / 4, DV4 = Dv / 4 (D and Dv multiples of
-// 4), MASK; Chunk and unpackChunk from src/f16.ts; storeDk, storeDv (generated).
+// 4), MASK, the row strides Q_ROW, K_ROW, V_ROW, O_ROW (elements); Chunk and unpackChunk from
+// src/f16.ts; storeDk, storeDv (generated).
 
 alias Input = Chunk;
+// rows in chunks
+const Q_STEP = Q_ROW / 4u;
+const K_STEP = K_ROW / 4u;
+const V_STEP = V_ROW / 4u;
+const O_STEP = O_ROW / 4u;
 
-// Chunk c of rows first .. first + 3 of q (n = D4) or dO (n = DV4) from chunk `at`: column r holds
-// chunk c of row r, zero for rows r >= rows.
+// Chunk c of rows first .. first + 3 of q or dO from chunk `at`: column r holds chunk c of row r,
+// zero for rows r >= rows.
 fn qChunks(at: u32, c: u32, rows: u32) -> mat4x4<f32> {
   let z = vec4<f32>(0.0);
   return mat4x4<f32>(
     select(z, unpackChunk(q[at + c]), rows > 0u),
-    select(z, unpackChunk(q[at + D4 + c]), rows > 1u),
-    select(z, unpackChunk(q[at + 2u * D4 + c]), rows > 2u),
-    select(z, unpackChunk(q[at + 3u * D4 + c]), rows > 3u),
+    select(z, unpackChunk(q[at + Q_STEP + c]), rows > 1u),
+    select(z, unpackChunk(q[at + 2u * Q_STEP + c]), rows > 2u),
+    select(z, unpackChunk(q[at + 3u * Q_STEP + c]), rows > 3u),
   );
 }
 fn dOChunks(at: u32, c: u32, rows: u32) -> mat4x4<f32> {
   let z = vec4<f32>(0.0);
   return mat4x4<f32>(
     select(z, unpackChunk(dO[at + c]), rows > 0u),
-    select(z, unpackChunk(dO[at + DV4 + c]), rows > 1u),
-    select(z, unpackChunk(dO[at + 2u * DV4 + c]), rows > 2u),
-    select(z, unpackChunk(dO[at + 3u * DV4 + c]), rows > 3u),
+    select(z, unpackChunk(dO[at + O_STEP + c]), rows > 1u),
+    select(z, unpackChunk(dO[at + 2u * O_STEP + c]), rows > 2u),
+    select(z, unpackChunk(dO[at + 3u * O_STEP + c]), rows > 3u),
   );
 }
 
@@ -67,15 +73,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     return;
   }
   let keys = min(p.Lk - j0, 4u);
-  let kAt = ((b * p.Hkv + hk) * p.kStride + j0) * D4;
-  let vAt = ((b * p.Hkv + hk) * p.vStride + j0) * DV4;
+  // first chunk of key j0 in k and v
+  let kAt = (b * p.k_b + hk * p.k_h + j0 * K_ROW) / 4u;
+  let vAt = (b * p.v_b + hk * p.v_h + j0 * V_ROW) / 4u;
 
   // The four keys and values, transposed; missing keys are zero.
   var kT: array<mat4x4<f32>, D4>;
   for (var c = 0u; c < D4; c++) {
     var byKey = mat4x4<f32>();
     for (var r = 0u; r < keys; r++) {
-      byKey[r] = unpackChunk(k[kAt + r * D4 + c]);
+      byKey[r] = unpackChunk(k[kAt + r * K_STEP + c]);
     }
     kT[c] = transpose(byKey);
   }
@@ -83,7 +90,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var c = 0u; c < DV4; c++) {
     var byKey = mat4x4<f32>();
     for (var r = 0u; r < keys; r++) {
-      byKey[r] = unpackChunk(v[vAt + r * DV4 + c]);
+      byKey[r] = unpackChunk(v[vAt + r * V_STEP + c]);
     }
     vT[c] = transpose(byKey);
   }
@@ -93,14 +100,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let group = p.Hq / p.Hkv;
   for (var g = 0u; g < group; g++) {
     let h = hk * group + g;
+    // the head's row 0 in the stats [B, Hq, Lq]; its first chunk in q and in dO
     let head = (b * p.Hq + h) * p.Lq;
+    let qHead = (b * p.q_b + h * p.q_h) / 4u;
+    let oHead = (b * p.o_b + h * p.o_h) / 4u;
     for (var i0 = 0u; i0 < p.Lq; i0 += 4u) {
       let rows = min(p.Lq - i0, 4u);
       // Causal: when the last row may not attend the first key, no row attends any of the keys.
       if (!causalAllows(i0 + rows - 1u, j0)) {
         continue;
       }
-      let qAt = (head + i0) * D4;
+      let qAt = qHead + i0 * Q_STEP;
       // raw scores scale * q·k, a column per row
       var s = mat4x4<f32>();
       for (var c = 0u; c < D4; c++) {
@@ -132,7 +142,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         keyGrads(s[2], b, h, i0 + 2u, j0),
         keyGrads(s[3], b, h, i0 + 3u, j0),
       );
-      let oAt = (head + i0) * DV4;
+      let oAt = oHead + i0 * O_STEP;
       var dp = mat4x4<f32>();
       for (var c = 0u; c < DV4; c++) {
         let dOc = dOChunks(oAt, c, rows);
@@ -151,12 +161,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
-  let out0 = ((b * p.Hkv + hk) * p.Lk + j0);
+  // key j0 in dk and dv
+  let dkAt = b * p.dk_b + hk * p.dk_h + j0 * p.dk_l;
+  let dvAt = b * p.dv_b + hk * p.dv_h + j0 * p.dv_l;
   for (var c = 0u; c < D4; c++) {
     let byKey = transpose(dkT[c]);
     for (var r = 0u; r < keys; r++) {
       let x = byKey[r] * p.scale;
-      let e = (out0 + r) * D4 * 4u + 4u * c;
+      let e = dkAt + r * p.dk_l + 4u * c;
       storeDk(e, x.x);
       storeDk(e + 1u, x.y);
       storeDk(e + 2u, x.z);
@@ -167,7 +179,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let byKey = transpose(dvT[c]);
     for (var r = 0u; r < keys; r++) {
       let x = byKey[r];
-      let e = (out0 + r) * DV4 * 4u + 4u * c;
+      let e = dvAt + r * p.dv_l + 4u * c;
       storeDv(e, x.x);
       storeDv(e + 1u, x.y);
       storeDv(e + 2u, x.z);

@@ -4,6 +4,7 @@
 //   dP = dO Vᵀ,  dS = P (dP - delta) keyScoreGrad,  dQ = scale dS K, accumulated in registers.
 // Any D and Dv: rows are read element by element into vec4s padded with zeros.
 // Constants (src/ops/attention_backward.ts): WG, BC, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK;
+// row strides: the uniforms q_l, k_l, v_l, o_l;
 // Stored, wordOf and unpackAt from src/f16.ts; storeDq (generated).
 
 alias Input = Stored;
@@ -24,18 +25,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let iFirst = (flat % blocks) * WG;
   let i = iFirst + t;
   let live = i < p.Lq;
-  let row = (b * p.Hq + h) * p.Lq + min(i, p.Lq - 1u);
+  // the row in the stats [B, Hq, Lq]; its first element in q and dq, in dO
+  let ic = min(i, p.Lq - 1u);
+  let row = (b * p.Hq + h) * p.Lq + ic;
+  let qRow = b * p.q_b + h * p.q_h + ic * p.q_l;
+  let oRow = b * p.o_b + h * p.o_h + ic * p.o_l;
   let hk = h / (p.Hq / p.Hkv);
-  let kRow0 = (b * p.Hkv + hk) * p.kStride;
-  let vRow0 = (b * p.Hkv + hk) * p.vStride;
+  // the kv head's key 0 in k and v
+  let kRow0 = b * p.k_b + hk * p.k_h;
+  let vRow0 = b * p.v_b + hk * p.v_h;
 
   var qr: array<vec4<f32>, D4>;
   var dOr: array<vec4<f32>, DV4>;
   for (var c = 0u; c < D4; c++) {
-    qr[c] = qAt(row, c) * p.scale;
+    qr[c] = qAt(qRow, c) * p.scale;
   }
   for (var c = 0u; c < DV4; c++) {
-    dOr[c] = dOAt(row, c);
+    dOr[c] = dOAt(oRow, c);
   }
   let st = stat(row);
   var dq: array<vec4<f32>, D4>;
@@ -47,11 +53,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     for (var x = t; x < BC * D4; x += WG) {
       let jj = x / D4;
-      kTile[x] = select(vec4<f32>(0.0), kAt(kRow0 + j0 + min(jj, keys - 1u), x % D4), jj < keys);
+      kTile[x] = select(vec4<f32>(0.0), kAt(kRow0 + (j0 + min(jj, keys - 1u)) * p.k_l, x % D4), jj < keys);
     }
     for (var x = t; x < BC * DV4; x += WG) {
       let jj = x / DV4;
-      vTile[x] = select(vec4<f32>(0.0), vAt(vRow0 + j0 + min(jj, keys - 1u), x % DV4), jj < keys);
+      vTile[x] = select(vec4<f32>(0.0), vAt(vRow0 + (j0 + min(jj, keys - 1u)) * p.v_l, x % DV4), jj < keys);
     }
     workgroupBarrier();
     if (live) {
@@ -80,6 +86,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     return;
   }
   for (var d = 0u; d < p.D; d++) {
-    storeDq(row * p.D + d, dq[d / 4u][d % 4u] * p.scale);
+    storeDq(qRow + d, dq[d / 4u][d % 4u] * p.scale);
   }
 }

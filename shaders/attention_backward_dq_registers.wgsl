@@ -7,28 +7,34 @@
 // rows (components); per key block, Kc and Vc hold chunk c of the four keys (columns), and S, P,
 // dP, dS have one column per key, components over the rows.
 // Constants (src/ops/attention_backward.ts): WG, D4 = D / 4, DV4 = Dv / 4 (D and Dv multiples of
-// 4), MASK; Chunk and unpackChunk from src/f16.ts; storeDq (generated).
+// 4), MASK, the row strides Q_ROW, K_ROW, V_ROW, O_ROW (elements); Chunk and unpackChunk from
+// src/f16.ts; storeDq (generated).
 
 alias Input = Chunk;
+// rows in chunks
+const Q_STEP = Q_ROW / 4u;
+const K_STEP = K_ROW / 4u;
+const V_STEP = V_ROW / 4u;
+const O_STEP = O_ROW / 4u;
 
-// Chunk c of keys first .. first + 3 of k (n = D4) or v (n = DV4) from chunk `at`: column j holds
-// chunk c of key j, zero for keys j >= keys (so that no value past Lk reaches a product).
+// Chunk c of keys first .. first + 3 of k or v from chunk `at`: column j holds chunk c of key j,
+// zero for keys j >= keys (so that no value past Lk reaches a product).
 fn kChunks(at: u32, c: u32, keys: u32) -> mat4x4<f32> {
   let z = vec4<f32>(0.0);
   return mat4x4<f32>(
     select(z, unpackChunk(k[at + c]), keys > 0u),
-    select(z, unpackChunk(k[at + D4 + c]), keys > 1u),
-    select(z, unpackChunk(k[at + 2u * D4 + c]), keys > 2u),
-    select(z, unpackChunk(k[at + 3u * D4 + c]), keys > 3u),
+    select(z, unpackChunk(k[at + K_STEP + c]), keys > 1u),
+    select(z, unpackChunk(k[at + 2u * K_STEP + c]), keys > 2u),
+    select(z, unpackChunk(k[at + 3u * K_STEP + c]), keys > 3u),
   );
 }
 fn vChunks(at: u32, c: u32, keys: u32) -> mat4x4<f32> {
   let z = vec4<f32>(0.0);
   return mat4x4<f32>(
     select(z, unpackChunk(v[at + c]), keys > 0u),
-    select(z, unpackChunk(v[at + DV4 + c]), keys > 1u),
-    select(z, unpackChunk(v[at + 2u * DV4 + c]), keys > 2u),
-    select(z, unpackChunk(v[at + 3u * DV4 + c]), keys > 3u),
+    select(z, unpackChunk(v[at + V_STEP + c]), keys > 1u),
+    select(z, unpackChunk(v[at + 2u * V_STEP + c]), keys > 2u),
+    select(z, unpackChunk(v[at + 3u * V_STEP + c]), keys > 3u),
   );
 }
 
@@ -66,17 +72,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     return;
   }
   let rows = min(p.Lq - i0, 4u);
+  // row i0 in the stats [B, Hq, Lq]; its first element in q and dq, in dO
   let row0 = (b * p.Hq + h) * p.Lq + i0;
+  let qRow = b * p.q_b + h * p.q_h + i0 * Q_ROW;
+  let oRow = b * p.o_b + h * p.o_h + i0 * O_ROW;
   let hk = h / (p.Hq / p.Hkv);
-  let kBase = (b * p.Hkv + hk) * p.kStride * D4;
-  let vBase = (b * p.Hkv + hk) * p.vStride * DV4;
+  // first chunk of the kv head's key 0 in k and v
+  let kBase = (b * p.k_b + hk * p.k_h) / 4u;
+  let vBase = (b * p.v_b + hk * p.v_h) / 4u;
 
   // The four rows of q (scaled) and dO, transposed; missing rows are zero.
   var qT: array<mat4x4<f32>, D4>;
   for (var c = 0u; c < D4; c++) {
     var byRow = mat4x4<f32>();
     for (var r = 0u; r < rows; r++) {
-      byRow[r] = unpackChunk(q[(row0 + r) * D4 + c]) * p.scale;
+      byRow[r] = unpackChunk(q[qRow / 4u + r * Q_STEP + c]) * p.scale;
     }
     qT[c] = transpose(byRow);
   }
@@ -84,7 +94,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var c = 0u; c < DV4; c++) {
     var byRow = mat4x4<f32>();
     for (var r = 0u; r < rows; r++) {
-      byRow[r] = unpackChunk(dO[(row0 + r) * DV4 + c]);
+      byRow[r] = unpackChunk(dO[oRow / 4u + r * O_STEP + c]);
     }
     dOT[c] = transpose(byRow);
   }
@@ -101,7 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let kEnd = causalEnd(i0 + rows - 1u);
   for (var j0 = 0u; j0 < kEnd; j0 += 4u) {
     let keys = min(p.Lk - j0, 4u);
-    let kAt = kBase + j0 * D4;
+    let kAt = kBase + j0 * K_STEP;
     var s = mat4x4<f32>();
     for (var c = 0u; c < D4; c++) {
       s += qT[c] * kChunks(kAt, c, keys);
@@ -125,7 +135,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       rowGrads(s[2], b, h, i0, j0 + 2u),
       rowGrads(s[3], b, h, i0, j0 + 3u),
     );
-    let vAt = vBase + j0 * DV4;
+    let vAt = vBase + j0 * V_STEP;
     var dp = mat4x4<f32>();
     for (var c = 0u; c < DV4; c++) {
       dp += dOT[c] * vChunks(vAt, c, keys);
@@ -145,7 +155,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let byRow = transpose(dqT[c]);
     for (var r = 0u; r < rows; r++) {
       let x = byRow[r] * p.scale;
-      let e = ((row0 + r) * D4 + c) * 4u;
+      let e = qRow + r * Q_ROW + 4u * c;
       storeDq(e, x.x);
       storeDq(e + 1u, x.y);
       storeDq(e + 2u, x.z);

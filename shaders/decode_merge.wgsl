@@ -1,7 +1,7 @@
 // Split-K attention (flash-decoding), pass 2: one workgroup per query row combines the P partials
 // of the row (decode_split.wgsl) by their log-sum-exp into out [B, Hq, Lq, Dv] and lse [B, Hq, Lq].
-// Constants: WG, DV4, LSE, and the element storage helpers of src/f16.ts; uniforms: Dv, P, and for
-// sinks Lq, Hq, h0, sinks_at.
+// Constants: WG, DV4, LSE, and the element storage helpers of src/f16.ts; uniforms: Dv, P, Lq, Hq,
+// o_b, o_h and o_l (batch, head and row strides of out), and for sinks h0, sinks_at.
 // Appended: masked.wgsl.
 // [B * Hq * Lq, P, DV4] and [B * Hq * Lq, P], written by the split pass
 @group(0) @binding(1) var<storage, read> partO: array<vec4<f32>>;
@@ -45,11 +45,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     mMax = mAll;
   }
   let inv = select(1.0 / l, 0.0, l == 0.0);
+  // first element of the row in out
+  let oAt = row / (p.Lq * p.Hq) * p.o_b + (row / p.Lq) % p.Hq * p.o_h + row % p.Lq * p.o_l;
   if (c < DV4) {
     for (var e = 0u; e < 4u; e++) {
       let d = c * 4u + e;
       if (d < p.Dv) {
-        storeOut(row * p.Dv + d, o[e] * inv);
+        storeOut(oAt + d, o[e] * inv);
       }
     }
   }

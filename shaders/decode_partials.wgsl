@@ -1,8 +1,8 @@
 // Part of both forms of pass 1 of split-K decode (decode_split.wgsl, decode_split_registers.wgsl):
 // the mask and partials bindings, the rows of a block and the bias of a key for a row. Uniforms
 // (src/ops/decode_attention.ts): B, Hq, Hkv, Lq, Lk, D, Dv, causal, mask_b .. mask_j (element
-// strides of the mask broadcast to [B, Hq, Lq, Lk]), scale, kStride, vStride (rows from one kv
-// head to the next), group (Hq / Hkv), tilesPerChunk (key tiles per chunk: WG keys in `split`, 4
+// strides of the mask broadcast to [B, Hq, Lq, Lk]), scale, the batch and head strides q_b .. o_h
+// (see flash_common.wgsl), group (Hq / Hkv), tilesPerChunk (key tiles per chunk: WG keys in `split`, 4
 // in `split_registers`), P (partials per query row), shift and the sparse rules' uniforms (see
 // key_rules.wgsl); the rule data binding comes last (RULES_BINDING = 7).
 // bool: bytes packed four per word; additive: f32 bits

@@ -1,7 +1,7 @@
 // Split-K attention for few queries against many keys (flash-decoding), pass 1 for GPUs: workgroup
 // memory. q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> partials, merged by
-// decode_merge.wgsl into out [B, Hq, Lq, Dv] and lse [B, Hq, Lq]. k and v rows of one kv head are
-// contiguous; kv heads are kStride (vStride) rows apart, so a KV cache is read in place.
+// decode_merge.wgsl into out [B, Hq, Lq, Dv] and lse [B, Hq, Lq]. q, k and v are read through
+// their strides (uniforms q_b .. v_l), so [B, L, H, D] tensors and a KV cache are read in place.
 // One workgroup per (key chunk, block of RQ rows, b * Hkv + kv head), in that order from the
 // fastest. The rows of a block are (query head, query) pairs of the same kv head, so GQA heads
 // share each K/V load. For each tile of WG keys, invocation t scores key t for every row; a tree
@@ -45,8 +45,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let bh = w / (p.chunks * p.rowBlocks);
   let b = bh / p.Hkv;
   let hk = bh % p.Hkv;
-  let kBase = (b * p.Hkv + hk) * p.kStride * p.D;
-  let vBase = (b * p.Hkv + hk) * p.vStride * p.Dv;
+  let kBase = b * p.k_b + hk * p.k_h;
+  let vBase = b * p.v_b + hk * p.v_h;
 
   // Scaled q rows of the block, zero-padded to D4 * 4 (and for rows past the block's end).
   for (var e = t; e < RQ * D4 * 4u; e += WG) {
@@ -55,7 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let row = rowOf(b, hk, ri0, r);
     var x = 0.0;
     if (row.valid && d < p.D) {
-      let qe = row.index * p.D + d;
+      let qe = b * p.q_b + row.h * p.q_h + row.i * p.q_l + d;
       x = unpackAt(q[wordOf(qe)], qe) * p.scale;
     }
     qs[r * D4 + d / 4u][d % 4u] = x;
@@ -103,7 +103,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (anyAllowed) {
       var dot = array<f32, RQ>();
       for (var d = 0u; d < p.D; d++) {
-        let ke = kBase + j * p.D + d;
+        let ke = kBase + j * p.k_l + d;
         let kd = unpackAt(k[wordOf(ke)], ke);
         for (var r = 0u; r < RQ; r++) {
           dot[r] += qs[r * D4 + d / 4u][d % 4u] * kd;
@@ -150,7 +150,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     if (g < G) {
       for (var jj = g; jj < WG && j0 + jj < jStop; jj += G) {
-        let vj = loadV4(vBase + (j0 + jj) * p.Dv, c);
+        let vj = loadV4(vBase + (j0 + jj) * p.v_l, c);
         for (var r = 0u; r < RQ; r++) {
           let pj = sc[r * WG + jj];
           l[r] += pj;

@@ -3,8 +3,11 @@
 // One invocation per (key chunk, query row): it walks its chunk four keys at a time, their scores
 // a vec4 and their rows 4 x 4 blocks, and writes one partial (m, l, o) of the row. Needs D and Dv
 // multiples of 4: q, k and v are read a Chunk at a time. Constants: WG, D4 = D / 4, DV4 = Dv / 4,
-// MASK, and Chunk and unpackChunk of src/f16.ts. Appended: decode_partials.wgsl, key_rules.wgsl,
-// value_chunks.wgsl, masked.wgsl.
+// MASK, the row strides Q_ROW, K_ROW, V_ROW (elements), and Chunk and unpackChunk of src/f16.ts.
+// Appended: decode_partials.wgsl, key_rules.wgsl, value_chunks.wgsl, masked.wgsl.
+
+// rows of k in chunks (V_STEP: value_chunks.wgsl)
+const K_STEP = K_ROW / 4u;
 
 @group(0) @binding(1) var<storage, read> q: array<Chunk>;
 @group(0) @binding(2) var<storage, read> k: array<Chunk>;
@@ -23,13 +26,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let h = (row / p.Lq) % p.Hq;
   let b = row / (p.Lq * p.Hq);
   let hk = h / p.group;
-  // first chunk of the kv head's key 0
-  let kBase = (b * p.Hkv + hk) * p.kStride * D4;
-  let vBase = (b * p.Hkv + hk) * p.vStride * DV4;
+  // first chunk of the row in q, of the kv head's key 0 in k and v
+  let qAt = (b * p.q_b + h * p.q_h + i * Q_ROW) / 4u;
+  let kBase = (b * p.k_b + hk * p.k_h) / 4u;
+  let vBase = (b * p.v_b + hk * p.v_h) / 4u;
 
   var qr: array<vec4<f32>, D4>;
   for (var c = 0u; c < D4; c++) {
-    qr[c] = unpackChunk(q[row * D4 + c]) * p.scale;
+    qr[c] = unpackChunk(q[qAt + c]) * p.scale;
   }
   // The chunk's keys that the row may attend (causal, window and documents).
   let kr = keyRange(i);
@@ -74,14 +78,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // Keys past jStop read whatever the buffer holds there; their scores are replaced below.
     // Modified scores start from zero and get their bias after modScore.
     var s = select(bias, vec4<f32>(0.0), mods);
-    let kt = kBase + j0 * D4;
+    let kt = kBase + j0 * K_STEP;
     for (var c = 0u; c < D4; c++) {
       let qc = qr[c];
       s += vec4<f32>(
         dot(unpackChunk(k[kt + c]), qc),
-        dot(unpackChunk(k[kt + D4 + c]), qc),
-        dot(unpackChunk(k[kt + 2u * D4 + c]), qc),
-        dot(unpackChunk(k[kt + 3u * D4 + c]), qc),
+        dot(unpackChunk(k[kt + K_STEP + c]), qc),
+        dot(unpackChunk(k[kt + 2u * K_STEP + c]), qc),
+        dot(unpackChunk(k[kt + 3u * K_STEP + c]), qc),
       );
     }
     if (mods) {
@@ -107,7 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     // The same product on both paths, written out for each: a branch inside the loop costs
     // SwiftShader much of its speed.
-    let vt = vBase + j0 * DV4;
+    let vt = vBase + j0 * V_STEP;
     if (full) {
       for (var c = 0u; c < DV4; c++) {
         acc[c] = acc[c] * alpha + keyChunks(vt, c) * pr;

@@ -6,7 +6,8 @@
 // Constants (src/ops/flash_attention.ts): WG (rows per workgroup), BC (keys per tile),
 // D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK (0 none, 1 bool, 2 additive), LSE, WEIGHTS, and the
 // element storage helpers of src/f16.ts (Stored, OutStored, wordOf, unpackAt, storeOut): q, k, v
-// and out are f32 or f16 (packed or native); scores, softmax state and accumulators are f32.
+// and out are f32 or f16 (packed or native); scores, softmax state and accumulators are f32. Row
+// strides: the uniforms q_l, k_l, v_l, o_l (see flash_common.wgsl).
 
 alias Input = Stored;
 // [B, Hq, Lq, Lk], written when WEIGHTS (the other bindings are in flash_common.wgsl)
@@ -44,7 +45,7 @@ fn loadTiles(kBase: u32, vBase: u32, j0: u32, t: u32, withV: bool) {
     let j = j0 + jj;
     var x = 0.0;
     if (j < p.Lk && d < p.D) {
-      x = loadK(kBase + j * p.D + d);
+      x = loadK(kBase + j * p.k_l + d);
     }
     kt[jj * D4 + d / 4u][d % 4u] = x;
   }
@@ -55,7 +56,7 @@ fn loadTiles(kBase: u32, vBase: u32, j0: u32, t: u32, withV: bool) {
       let j = j0 + jj;
       var x = 0.0;
       if (j < p.Lk && d < p.Dv) {
-        x = loadV(vBase + j * p.Dv + d);
+        x = loadV(vBase + j * p.v_l + d);
       }
       vt[jj * DV4 + d / 4u][d % 4u] = x;
     }
@@ -76,16 +77,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let i = row0 + t;
   let rowValid = i < p.Lq;
   let hk = h / (p.Hq / p.Hkv);
+  // row i in lse [B, Hq, Lq] and weights [B, Hq, Lq, Lk]
   let row = (b * p.Hq + h) * p.Lq + i;
-  let kBase = (b * p.Hkv + hk) * p.kStride * p.D;
-  let vBase = (b * p.Hkv + hk) * p.vStride * p.Dv;
+  // first element of row i in q and out, of the kv head's key 0 in k and v
+  let qAt = b * p.q_b + h * p.q_h + i * p.q_l;
+  let oAt = b * p.o_b + h * p.o_h + i * p.o_l;
+  let kBase = b * p.k_b + hk * p.k_h;
+  let vBase = b * p.v_b + hk * p.v_h;
 
   var qr: array<vec4<f32>, D4>;
   for (var c = 0u; c < D4; c++) {
     for (var e = 0u; e < 4u; e++) {
       let d = c * 4u + e;
       if (rowValid && d < p.D) {
-        qr[c][e] = loadQ(row * p.D + d) * p.scale;
+        qr[c][e] = loadQ(qAt + d) * p.scale;
       }
     }
   }
@@ -179,7 +184,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       for (var e = 0u; e < 4u; e++) {
         let d = c * 4u + e;
         if (d < p.Dv) {
-          storeOut(row * p.Dv + d, acc[c][e] * inv);
+          storeOut(oAt + d, acc[c][e] * inv);
         }
       }
     }

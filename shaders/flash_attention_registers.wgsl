@@ -8,11 +8,15 @@
 // scores, column = output dim for the accumulator), so each step is a 4 x 4 matrix product; the
 // softmax is online, in f32. Same contract as flash_attention.wgsl, without the weights output.
 // Constants (src/ops/flash_attention.ts): WG (invocations per workgroup), D4 = D / 4,
-// DV4 = Dv / 4 (D and Dv must be multiples of 4), MASK (0 none, 1 bool, 2 additive), LSE, and
-// the storage helpers of src/f16.ts: Chunk and unpackChunk (four elements per load), storeOut.
+// DV4 = Dv / 4 (D and Dv must be multiples of 4), MASK (0 none, 1 bool, 2 additive), LSE, the
+// row strides Q_ROW, K_ROW, V_ROW, O_ROW (elements; see flash_common.wgsl), and the storage helpers
+// of src/f16.ts: Chunk and unpackChunk (four elements per load), storeOut.
 
 // q, k and v are read four elements a load (the bindings are in flash_common.wgsl)
 alias Input = Chunk;
+// rows of q and k in chunks (V_STEP: value_chunks.wgsl)
+const Q_STEP = Q_ROW / 4u;
+const K_STEP = K_ROW / 4u;
 
 // Keys each of the four rows may attend (keyRange): lo, hi and the row's diagonal shift.
 struct RowKeys {
@@ -113,18 +117,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     return;
   }
   let rows = min(p.Lq - i0, 4u);
+  // row i0 in lse [B, Hq, Lq]
   let row0 = (b * p.Hq + h) * p.Lq + i0;
   let hk = h / (p.Hq / p.Hkv);
-  // first chunk of the kv head's key 0
-  let kBase = (b * p.Hkv + hk) * p.kStride * D4;
-  let vBase = (b * p.Hkv + hk) * p.vStride * DV4;
+  // first chunk of row i0 in q, of the kv head's key 0 in k and v; first element of row i0 in out
+  let qAt = (b * p.q_b + h * p.q_h + i0 * Q_ROW) / 4u;
+  let kBase = (b * p.k_b + hk * p.k_h) / 4u;
+  let vBase = (b * p.v_b + hk * p.v_h) / 4u;
+  let oAt = b * p.o_b + h * p.o_h + i0 * O_ROW;
 
   // qm[c]: column e holds dim 4c + e of the rows, scaled; missing rows are zero.
   var qm: array<mat4x4<f32>, D4>;
   for (var c = 0u; c < D4; c++) {
     var byRow = mat4x4<f32>();
     for (var r = 0u; r < rows; r++) {
-      byRow[r] = unpackChunk(q[(row0 + r) * D4 + c]) * p.scale;
+      byRow[r] = unpackChunk(q[qAt + r * Q_STEP + c]) * p.scale;
     }
     qm[c] = transpose(byRow);
   }
@@ -195,17 +202,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       sa = mat4x4<f32>();
       sb = mat4x4<f32>();
     }
-    let kt = kBase + j0 * D4;
+    let kt = kBase + j0 * K_STEP;
     for (var c = 0u; c < D4; c++) {
       let qc = qm[c];
       sa[0] += qc * unpackChunk(k[kt + c]);
-      sa[1] += qc * unpackChunk(k[kt + D4 + c]);
-      sa[2] += qc * unpackChunk(k[kt + 2u * D4 + c]);
-      sa[3] += qc * unpackChunk(k[kt + 3u * D4 + c]);
-      sb[0] += qc * unpackChunk(k[kt + 4u * D4 + c]);
-      sb[1] += qc * unpackChunk(k[kt + 5u * D4 + c]);
-      sb[2] += qc * unpackChunk(k[kt + 6u * D4 + c]);
-      sb[3] += qc * unpackChunk(k[kt + 7u * D4 + c]);
+      sa[1] += qc * unpackChunk(k[kt + K_STEP + c]);
+      sa[2] += qc * unpackChunk(k[kt + 2u * K_STEP + c]);
+      sa[3] += qc * unpackChunk(k[kt + 3u * K_STEP + c]);
+      sb[0] += qc * unpackChunk(k[kt + 4u * K_STEP + c]);
+      sb[1] += qc * unpackChunk(k[kt + 5u * K_STEP + c]);
+      sb[2] += qc * unpackChunk(k[kt + 6u * K_STEP + c]);
+      sb[3] += qc * unpackChunk(k[kt + 7u * K_STEP + c]);
     }
     if (mods) {
       sa = modTile(sa, b, h, i0, j0) + ba;
@@ -228,16 +235,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     // The same product on both paths, but a branch inside the loop costs SwiftShader much of the
     // kernel's speed, so the loop is written out for each.
-    let vt = vBase + j0 * DV4;
+    let vt = vBase + j0 * V_STEP;
     if (full) {
       for (var c = 0u; c < DV4; c++) {
         acc[c] = scaled(acc[c], alpha) + pa * transpose(keyChunks(vt, c)) +
-          pb * transpose(keyChunks(vt + 4u * DV4, c));
+          pb * transpose(keyChunks(vt + 4u * V_STEP, c));
       }
     } else {
       for (var c = 0u; c < DV4; c++) {
         acc[c] = scaled(acc[c], alpha) + allowedProduct(pa, keyChunks(vt, c), ba) +
-          allowedProduct(pb, keyChunks(vt + 4u * DV4, c), bb);
+          allowedProduct(pb, keyChunks(vt + 4u * V_STEP, c), bb);
       }
     }
   }
@@ -254,7 +261,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let byRow = transpose(acc[c]);
     for (var r = 0u; r < rows; r++) {
       let o = byRow[r] * inv[r];
-      let e = ((row0 + r) * DV4 + c) * 4u;
+      let e = oAt + r * O_ROW + 4u * c;
       storeOut(e, o.x);
       storeOut(e + 1u, o.y);
       storeOut(e + 2u, o.z);

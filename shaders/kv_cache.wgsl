@@ -1,5 +1,6 @@
-// KV-cache append, in place: src [B * Hkv, n, cols] -> rows [length, length + n) of
-// dst [B * Hkv, capacity, cols]. One invocation per element; the past rows are not touched.
+// KV-cache append, in place: src [slices, n, cols] -> rows [length, length + n) of
+// dst [slices, capacity, cols] (slices, cols: B * Hkv, D; or for the 'blhd' layout B, Hkv * D).
+// One invocation per element; the past rows are not touched.
 // Constants (src/kv_cache.ts): WG, and the element storage helpers of src/f16.ts (Stored,
 // OutStored, wordOf, unpackAt, storeOut); packed f16 needs the destination rows zeroed, which a
 // new or reset cache is. Uniforms: total (elements of src), n, cols, capacity, length.

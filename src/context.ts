@@ -223,19 +223,24 @@ export class Context {
    * Wraps a buffer the app already has, or the range of it from `offset` bytes on (a multiple of
    * the device's minStorageBufferOffsetAlignment, usually 256), without a copy; the tensor never
    * destroys it. The buffer needs GPUBufferUsage.STORAGE, and COPY_SRC to be read back. The dtype
-   * is given as for {@link tensor}, or directly: `wrap(buffer, shape, 'f16')`.
+   * is given as for {@link tensor}, or directly: `wrap(buffer, shape, 'f16')`. `strides` (elements
+   * from one index of each dim to the next, the last 1; default row-major) wraps a strided view,
+   * e.g. q, k or v of a packed QKV projection: `attention` reads q, k and v through their strides;
+   * ops that need contiguous tensors refuse such a view.
    *
    * @example
    * // the k part of a packed [3, B, H, L, D] qkv buffer
    * const k = ctx.wrap(qkv, [B, H, L, D], { offset: B * H * L * D * 4 });
+   * // k of a packed [B, L, 3, H, D] buffer, as [B, L, H, D] (attention's layout 'blhd')
+   * const k2 = ctx.wrap(qkv2, [B, L, H, D], { offset: H * D * 4, strides: [L * 3 * H * D, 3 * H * D, D, 1] });
    */
   wrap<D extends DType = 'f32'>(
     buffer: GPUBuffer,
     shape: readonly number[],
-    options: D | { dtype?: D; offset?: number } = {},
+    options: D | { dtype?: D; offset?: number; strides?: readonly number[] } = {},
   ): Tensor<D> {
     const o = typeof options === 'string' ? { dtype: options } : options;
-    return Tensor.wrap(this, buffer, shape, o.dtype ?? ('f32' as D), o.offset ?? 0);
+    return Tensor.wrap(this, buffer, shape, o.dtype ?? ('f32' as D), o.offset ?? 0, o.strides);
   }
 
   /**

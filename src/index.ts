@@ -41,6 +41,7 @@ export {
   planAttentionBackward,
 } from './ops/attention_backward';
 export {
+  type AttentionLayout,
   type AttentionPlan,
   type AttentionShape,
   type BlocksPlan,

@@ -5,6 +5,7 @@ import appendSource from '../shaders/kv_cache.wgsl?raw';
 import { checkOptions } from './checks';
 import type { Context } from './context';
 import { elementPrelude, elementStorage } from './f16';
+import type { AttentionLayout } from './ops/attention_plan';
 import { Recording } from './program';
 import { expectRank, fmt } from './shape';
 import { bytesPerElement, expectTensor, Tensor } from './tensor';
@@ -23,17 +24,32 @@ export interface KVCacheOptions {
   capacity: number;
   /** Element type of keys and values (and of the k, v that `append` takes). Default 'f32'. */
   dtype?: 'f32' | 'f16';
+  /**
+   * The layout of what `append` takes and of the views: `'bhld'` (default) [B, Hkv, n, D], or
+   * `'blhd'` [B, n, Hkv, D] (for `attention(..., { layout: 'blhd' })`).
+   */
+  layout?: AttentionLayout;
   label?: string;
 }
 
-const OPTION_KEYS = ['batch', 'kvHeads', 'headDim', 'valueDim', 'capacity', 'dtype', 'label'] as const;
+const OPTION_KEYS = [
+  'batch',
+  'kvHeads',
+  'headDim',
+  'valueDim',
+  'capacity',
+  'dtype',
+  'layout',
+  'label',
+] as const;
 
 /** Invocations per workgroup of the append kernel. */
 const WG = 64;
 
 /**
- * Keys [B, Hkv, capacity, D] and values [B, Hkv, capacity, Dv] in GPU buffers, of which the first
- * `length` positions are filled. `append` writes a step's keys and values after them, on the GPU;
+ * Keys [B, Hkv, capacity, D] and values [B, Hkv, capacity, Dv] (with layout 'blhd': [B, capacity,
+ * Hkv, D] and [B, capacity, Hkv, Dv]) in GPU buffers, of which the first `length` positions are
+ * filled. `append` writes a step's keys and values after them, on the GPU;
  * `keys` and `values` are views of the filled part that `attention` reads in place.
  *
  * @example
@@ -50,6 +66,7 @@ export class KVCache {
   readonly valueDim: number;
   readonly capacity: number;
   readonly dtype: 'f32' | 'f16';
+  readonly layout: AttentionLayout;
   private keyBuffer: GPUBuffer | undefined;
   private valueBuffer: GPUBuffer | undefined;
   private filled = 0;
@@ -70,6 +87,11 @@ export class KVCache {
     if (dtype !== 'f32' && dtype !== 'f16') {
       throw new Error(`KVCache: options.dtype must be 'f32' or 'f16', received '${String(dtype)}'`);
     }
+    const layout = options.layout ?? 'bhld';
+    if (layout !== 'bhld' && layout !== 'blhd') {
+      throw new Error(`KVCache: options.layout must be 'bhld' or 'blhd', received '${String(layout)}'`);
+    }
+    this.layout = layout;
     this.batch = batch;
     this.kvHeads = kvHeads;
     this.headDim = headDim;
@@ -97,7 +119,10 @@ export class KVCache {
     return this.filled;
   }
 
-  /** The filled keys [B, Hkv, length, D]: a view (row stride = capacity) valid until `reset` or `destroy`. */
+  /**
+   * The filled keys [B, Hkv, length, D] ([B, length, Hkv, D] with layout 'blhd'): a strided view
+   * valid until `reset` or `destroy`.
+   */
   get keys(): Tensor {
     return this.view('keys', this.buffers('keys')[0], this.headDim);
   }
@@ -108,8 +133,9 @@ export class KVCache {
   }
 
   /**
-   * Writes k [B, Hkv, n, D] and v [B, Hkv, n, Dv] (the cache's dtype) at positions
-   * [length, length + n) on the GPU and returns the views of everything cached.
+   * Writes k [B, Hkv, n, D] and v [B, Hkv, n, Dv] ([B, n, Hkv, D] and [B, n, Hkv, Dv] with layout
+   * 'blhd'; the cache's dtype) at positions [length, length + n) on the GPU and returns the views
+   * of everything cached.
    */
   async append(k: Tensor, v: Tensor): Promise<{ k: Tensor; v: Tensor }> {
     const [keyBuffer, valueBuffer] = this.buffers('append');
@@ -118,16 +144,20 @@ export class KVCache {
     k.assertUsable('KVCache.append: k', ctx);
     expectTensor('KVCache.append: v', v);
     v.assertUsable('KVCache.append: v', ctx);
-    expectRank('KVCache.append: k', k.shape, 4, 'B, Hkv, n, D');
-    expectRank('KVCache.append: v', v.shape, 4, 'B, Hkv, n, Dv');
-    const n = k.shape[2];
+    const blhd = this.layout === 'blhd';
+    expectRank('KVCache.append: k', k.shape, 4, blhd ? 'B, n, Hkv, D' : 'B, Hkv, n, D');
+    expectRank('KVCache.append: v', v.shape, 4, blhd ? 'B, n, Hkv, Dv' : 'B, Hkv, n, Dv');
+    const n = k.shape[blhd ? 1 : 2];
+    const shape = (cols: number) => (blhd ? [B, n, Hkv, cols] : [B, Hkv, n, cols]);
     const expected: [string, Tensor, number[]][] = [
-      ['k', k, [B, Hkv, n, this.headDim]],
-      ['v', v, [B, Hkv, n, this.valueDim]],
+      ['k', k, shape(this.headDim)],
+      ['v', v, shape(this.valueDim)],
     ];
     for (const [name, t, shape] of expected) {
       if (t.shape.some((d, i) => d !== shape[i])) {
-        throw new Error(`KVCache.append: ${name} must have shape ${fmt(shape)}, received ${fmt(t.shape)}`);
+        throw new Error(
+          `KVCache.append: ${name} must have shape ${fmt(shape)}${blhd ? " (layout 'blhd')" : ''}, received ${fmt(t.shape)}`,
+        );
       }
       if (t.dtype !== this.dtype) {
         throw new Error(`KVCache.append: ${name} must have dtype '${this.dtype}', received '${t.dtype}'`);
@@ -141,11 +171,14 @@ export class KVCache {
 
     const storage = elementStorage(ctx, this.dtype);
     const rec = new Recording(ctx, 'kv_cache_append');
-    for (const [src, dst, cols] of [
+    // blhd: each batch item's positions are rows of Hkv heads
+    const [slices, heads] = blhd ? [B, Hkv] : [B * Hkv, 1];
+    for (const [src, dst, dim] of [
       [k, keyBuffer, this.headDim],
       [v, valueBuffer, this.valueDim],
     ] as const) {
-      const total = B * Hkv * n * cols;
+      const cols = heads * dim;
+      const total = slices * n * cols;
       rec.dispatch({
         name: 'kv_cache_append',
         sources: [elementPrelude(storage, true), appendSource],
@@ -193,13 +226,17 @@ export class KVCache {
 
   private view(what: string, buffer: GPUBuffer, cols: number): Tensor {
     if (this.filled === 0) throw new Error(`KVCache.${what}: the cache is empty; append first`);
-    return Tensor.view(
-      this.ctx,
-      buffer,
-      [this.batch, this.kvHeads, this.filled, cols],
-      this.dtype,
-      this.capacity,
-      this,
-    );
+    const { batch: B, kvHeads: H, capacity, filled } = this;
+    const [shape, strides] =
+      this.layout === 'blhd'
+        ? [
+            [B, filled, H, cols],
+            [capacity * H * cols, H * cols, cols, 1],
+          ]
+        : [
+            [B, H, filled, cols],
+            [H * capacity * cols, capacity * cols, cols, 1],
+          ];
+    return Tensor.view(this.ctx, buffer, shape, this.dtype, strides, this);
   }
 }

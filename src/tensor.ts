@@ -50,11 +50,11 @@ export class Tensor<D extends DType = DType> {
     readonly dtype: D,
     private readonly ownsBuffer: boolean,
     /**
-     * Rows (of the second-to-last dim) from one matrix of the leading dims to the next in the
-     * buffer: `shape[rank - 2]` for an ordinary tensor, more for a view of the first rows of a
-     * larger buffer, e.g. a KV cache's keys [B, Hkv, length, D] with row stride = capacity.
+     * Elements from one index of each dim to the next in the buffer: row-major for an ordinary
+     * tensor; other strides for a view, e.g. a KV cache's keys [B, Hkv, length, D] of a buffer
+     * [B, Hkv, capacity, D] have strides [Hkv * capacity * D, capacity * D, D, 1].
      */
-    readonly rowStride: number = shape.length < 2 ? 1 : shape[shape.length - 2],
+    readonly strides: readonly number[] = rowMajorStrides(shape),
     /** What a view's buffer belongs to (a KV cache): once it is destroyed, so is the view. */
     private readonly owner?: ViewOwner,
     /** Where the tensor starts in its buffer (a wrapped range of an app's buffer), in bytes. */
@@ -107,11 +107,13 @@ export class Tensor<D extends DType = DType> {
     shape: readonly number[],
     dtype: D,
     offset = 0,
+    strides: readonly number[] = rowMajorStrides(shape),
   ): Tensor<D> {
     if (typeof buffer !== 'object' || buffer === null || typeof buffer.usage !== 'number') {
       throw new Error(`wrap: buffer must be a GPUBuffer, received ${describeValue(buffer)}`);
     }
-    const size = checkShape(shape, 'wrap');
+    checkShape(shape, 'wrap');
+    checkStrides('wrap', shape, strides);
     const alignment = ctx.device.limits.minStorageBufferOffsetAlignment;
     if (!Number.isInteger(offset) || offset < 0 || offset % alignment !== 0) {
       throw new Error(
@@ -119,7 +121,7 @@ export class Tensor<D extends DType = DType> {
       );
     }
     // bound as a range of whole words
-    const needed = align4(size * bytesPerElement(dtype));
+    const needed = align4(spanOf(shape, strides) * bytesPerElement(dtype));
     if (buffer.size < offset + needed) {
       throw new Error(
         `wrap: buffer has ${buffer.size} bytes, expected at least ${offset + needed} for ${dtype} shape [${shape.join(', ')}] at offset ${offset}`,
@@ -130,7 +132,16 @@ export class Tensor<D extends DType = DType> {
         `wrap: the buffer needs GPUBufferUsage.STORAGE (and COPY_SRC to be read back), received usage ${usageNames(buffer.usage)}`,
       );
     }
-    return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, false, undefined, undefined, offset);
+    return new Tensor(
+      ctx,
+      buffer,
+      Object.freeze([...shape]),
+      dtype,
+      false,
+      Object.freeze([...strides]),
+      undefined,
+      offset,
+    );
   }
 
   /** @internal the range of the buffer a kernel binds for this tensor. */
@@ -144,29 +155,32 @@ export class Tensor<D extends DType = DType> {
   }
 
   /**
-   * @internal a view (no copy, never destroys the buffer) of the first `shape[rank - 2]` rows of
-   * each matrix of a buffer whose matrices have `rowStride` rows.
+   * @internal a view (no copy, never destroys the buffer) of the elements of `buffer` at
+   * `strides` (one per dim, in elements; the last dim contiguous).
    */
   static view<D extends DType>(
     ctx: Context,
     buffer: GPUBuffer,
     shape: readonly number[],
     dtype: D,
-    rowStride: number,
+    strides: readonly number[],
     owner?: ViewOwner,
   ): Tensor<D> {
-    const size = checkShape(shape, 'view');
-    const rows = shape[shape.length - 2];
-    if (shape.length < 2 || !Number.isInteger(rowStride) || rowStride < rows) {
-      throw new Error(
-        `view: rowStride must be an integer >= rows ${rows} of shape [${shape.join(', ')}], received ${rowStride}`,
-      );
-    }
-    const needed = (size / rows) * rowStride * bytesPerElement(dtype);
+    checkShape(shape, 'view');
+    checkStrides('view', shape, strides);
+    const needed = spanOf(shape, strides) * bytesPerElement(dtype);
     if (buffer.size < needed) {
       throw new Error(`view: buffer has ${buffer.size} bytes, expected at least ${needed}`);
     }
-    return new Tensor(ctx, buffer, Object.freeze([...shape]), dtype, false, rowStride, owner);
+    return new Tensor(
+      ctx,
+      buffer,
+      Object.freeze([...shape]),
+      dtype,
+      false,
+      Object.freeze([...strides]),
+      owner,
+    );
   }
 
   /** True for a tensor on an app's buffer (`ctx.wrap`): the library cannot vouch for it. */
@@ -174,9 +188,10 @@ export class Tensor<D extends DType = DType> {
     return !this.ownsBuffer && this.owner === undefined;
   }
 
-  /** False for a view whose matrices have more rows in the buffer than in its shape. */
+  /** False for a view whose elements are not row-major and dense in the buffer. */
   get contiguous(): boolean {
-    return this.rank < 2 || this.rowStride === this.shape[this.rank - 2];
+    const dense = rowMajorStrides(this.shape);
+    return this.strides.every((x, i) => x === dense[i]);
   }
 
   /** Number of elements. */
@@ -192,9 +207,9 @@ export class Tensor<D extends DType = DType> {
 
   /**
    * @internal throws when the tensor cannot be used by `what`; a strided view only where
-   * `allowRowStride` (ops that read rows through a row stride).
+   * `allowStrided` (ops that read their input through its strides).
    */
-  assertUsable(what: string, ctx: Context = this.ctx, allowRowStride = false): void {
+  assertUsable(what: string, ctx: Context = this.ctx, allowStrided = false): void {
     if (!this.live) throw new Error(`${what}: tensor [${this.shape.join(', ')}] was destroyed`);
     if (this.owner?.destroyed) {
       throw new Error(
@@ -202,9 +217,9 @@ export class Tensor<D extends DType = DType> {
       );
     }
     if (ctx !== this.ctx) throw new Error(`${what}: tensor belongs to another context`);
-    if (!allowRowStride && !this.contiguous) {
+    if (!allowStrided && !this.contiguous) {
       throw new Error(
-        `${what}: expected a contiguous tensor, received a view [${this.shape.join(', ')}] with row stride ${this.rowStride}`,
+        `${what}: expected a contiguous tensor, received a view [${this.shape.join(', ')}] with strides [${this.strides.join(', ')}]`,
       );
     }
     this.ctx.assertAlive(what);
@@ -222,7 +237,7 @@ export class Tensor<D extends DType = DType> {
       );
     }
     const { device } = this.ctx;
-    // A strided view reads the whole span of its matrices, then keeps the rows in its shape.
+    // A strided view reads its whole span, then gathers its elements.
     const size = this.spanElements * bytesPerElement(this.dtype);
     const staging = this.ctx.createBuffer(size, Usage.MAP_READ | Usage.COPY_DST, `read:${this.buffer.label}`);
     try {
@@ -242,7 +257,7 @@ export class Tensor<D extends DType = DType> {
           : this.dtype === 'f16'
             ? f16ToFloat32(new Uint16Array(bytes))
             : new Uint8Array(bytes);
-      return (this.contiguous ? data : this.gatherRows(data)) as ReadType<D>;
+      return (this.contiguous ? data : this.gather(data)) as ReadType<D>;
     } catch (e) {
       // A mapAsync aborted by device loss can reject before ctx.lost resolves: give it a turn.
       await Promise.race([this.ctx.lost, new Promise((r) => setTimeout(r, 10))]);
@@ -253,19 +268,21 @@ export class Tensor<D extends DType = DType> {
     }
   }
 
-  /** Elements of the buffer that the tensor's matrices span, whole row strides included. */
-  private get spanElements(): number {
-    if (this.contiguous) return this.size;
-    const rows = this.shape[this.rank - 2];
-    return (this.size / rows) * this.rowStride;
+  /** @internal elements of the buffer from the tensor's first element to its last. */
+  get spanElements(): number {
+    return this.contiguous ? this.size : spanOf(this.shape, this.strides);
   }
 
-  /** The rows of a strided view's span that belong to the view. */
-  private gatherRows<T extends Float32Array | Uint8Array>(span: T): T {
-    const [rows, cols] = this.shape.slice(-2);
+  /** The elements of a strided view's span, row-major. */
+  private gather<T extends Float32Array | Uint8Array>(span: T): T {
     const out = new (span.constructor as new (n: number) => T)(this.size);
-    for (let m = 0; m < this.size / (rows * cols); m++) {
-      out.set(span.subarray(m * this.rowStride * cols, (m * this.rowStride + rows) * cols), m * rows * cols);
+    const rank = this.rank;
+    const cols = this.shape[rank - 1];
+    const index = new Array<number>(rank).fill(0);
+    for (let n = 0; n < this.size; n += cols) {
+      const at = index.reduce((a, x, i) => a + x * this.strides[i], 0);
+      out.set(span.subarray(at, at + cols), n);
+      for (let i = rank - 2; i >= 0 && ++index[i] === this.shape[i]; i--) index[i] = 0;
     }
     return out;
   }
@@ -276,6 +293,36 @@ export class Tensor<D extends DType = DType> {
     this.live = false;
     if (this.ownsBuffer) this.ctx.freeBuffer(this.buffer);
   }
+}
+
+/** Row-major element strides of `shape`. */
+export function rowMajorStrides(shape: readonly number[]): number[] {
+  const strides = new Array<number>(shape.length);
+  let stride = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    strides[i] = stride;
+    stride *= shape[i];
+  }
+  return strides;
+}
+
+/** Throws unless `strides` are one non-negative integer per dim of `shape`, the last 1. */
+function checkStrides(what: string, shape: readonly number[], strides: readonly number[]): void {
+  if (
+    !Array.isArray(strides) ||
+    strides.length !== shape.length ||
+    strides.some((x) => !Number.isInteger(x) || x < 0) ||
+    strides.at(-1) !== 1
+  ) {
+    throw new Error(
+      `${what}: strides must be ${shape.length} non-negative integers (one per dim of [${shape.join(', ')}]), the last 1, received ${Array.isArray(strides) ? `[${strides.join(', ')}]` : describeValue(strides)}`,
+    );
+  }
+}
+
+/** Elements from the first to the last element of a tensor of `shape` at `strides`, inclusive. */
+function spanOf(shape: readonly number[], strides: readonly number[]): number {
+  return 1 + shape.reduce((a, n, i) => a + (n - 1) * strides[i], 0);
 }
 
 /** Validates a shape and returns its element count. */

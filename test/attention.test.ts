@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AttentionKernel, attention, type Context } from '../src';
-import { type Case, checkCase, kernelOf } from './attention_cases';
-import { testContext } from './helpers';
+import { type AttentionKernel, attention, type Context, planAttention } from '../src';
+import { attentionCpu } from '../src/reference';
+import { type Case, caseInputs, checkCase, kernelOf, swapAxes12 } from './attention_cases';
+import { checked, expectClose, F32_TOL, testContext } from './helpers';
 
 const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 8, Dv: 8 };
 
@@ -62,6 +63,58 @@ describe.each<AttentionKernel>(['workgroup', 'registers', 'tiled'])('%s kernel',
       }));
   });
 
+  describe("layout 'blhd': [B, L, H, D] read and written in place", () => {
+    it('GQA, causal, Lq < Lk, Dv != D, B = 2', () =>
+      check({ ...base, B: 2, Hq: 6, Hkv: 2, Lq: 9, Lk: 21, D: 8, Dv: 12, causal: true, layout: 'blhd' }));
+    it('odd head dims, Lq > Lk, bool mask', () =>
+      check({
+        B: 2,
+        Hq: 3,
+        Hkv: 3,
+        Lq: 70,
+        Lk: 13,
+        D: 5,
+        Dv: 3,
+        mask: { kind: 'bool', shape: [3, 70, 13] },
+        layout: 'blhd',
+      }));
+    it('f16', () =>
+      check({ ...base, Hq: 4, Hkv: 2, Lq: 20, Lk: 33, D: 16, Dv: 16, dtype: 'f16', layout: 'blhd' }));
+    it('q, k and v wrapped from one packed [B, L, 3, H, D] buffer (strides, no copies)', async () => {
+      // H * D * 4 = 256 bytes: k and v start at offsets the device can bind
+      const c = { B: 2, Hq: 4, Hkv: 4, Lq: 11, Lk: 11, D: 16, Dv: 16, causal: true, seed: 7 };
+      const { B, Hq: H, Lq: L, D } = c;
+      const inputs = caseInputs(c);
+      const ref = attentionCpu(inputs.q, inputs.k, inputs.v, { causal: true });
+      const packed = new Float32Array(B * L * 3 * H * D);
+      [inputs.q, inputs.k, inputs.v].forEach((t, part) => {
+        const blhd = swapAxes12(t.data as Float32Array, t.shape);
+        for (let row = 0; row < B * L; row++) {
+          packed.set(blhd.subarray(row * H * D, (row + 1) * H * D), (row * 3 + part) * H * D);
+        }
+      });
+      const buffer = ctx.device.createBuffer({
+        size: packed.byteLength,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      });
+      ctx.device.queue.writeBuffer(buffer, 0, packed);
+      const strides = [L * 3 * H * D, 3 * H * D, D, 1];
+      const [q, k, v] = [0, 1, 2].map((part) =>
+        ctx.wrap(buffer, [B, L, H, D], { offset: part * H * D * 4, strides }),
+      );
+      const options = { causal: true, layout: 'blhd', returnLse: true } as const;
+      expect(kernelOf(planAttention(q, k, v, options))).toBe(kernel);
+      const { output, lse } = await checked(ctx, () => attention(q, k, v, options));
+      expectClose(swapAxes12(await output.read(), output.shape), ref.output.data, F32_TOL, 'output');
+      expectClose(await lse.read(), ref.lse.data, F32_TOL, 'lse');
+      // rows 6 elements apart cannot be read as four-element chunks: the workgroup form runs them
+      const padded = ctx.wrap(buffer, [1, 2, 2, 4], { strides: [24, 12, 6, 1] });
+      expect(kernelOf(planAttention(padded, padded, padded, { layout: 'blhd' }))).toBe('workgroup');
+      for (const t of [q, k, v, output, lse, padded]) t.destroy();
+      buffer.destroy();
+    });
+  });
+
   describe('masks', () => {
     it('bool mask, full shape', () =>
       check({ ...base, B: 2, mask: { kind: 'bool', shape: [2, 2, 16, 16] } }));
@@ -99,6 +152,37 @@ describe('bad input throws an error naming the argument', () => {
   it('Hq not a multiple of Hkv', async () => {
     await expect(attention(t([1, 3, 4, 8]), t([1, 2, 4, 8]), t([1, 2, 4, 8]))).rejects.toThrow(
       'attention: q heads (3) must be a multiple of k heads (2), received q [1, 3, 4, 8] and k [1, 2, 4, 8]',
+    );
+  });
+  it("layout 'blhd': shapes read as [B, L, H, D], messages name the layout", async () => {
+    const blhd = { layout: 'blhd' } as const;
+    // q [B 1, Lq 4, Hq 2, D 8] against k with 3 heads
+    await expect(attention(t([1, 4, 2, 8]), t([1, 5, 3, 8]), t([1, 5, 3, 8]), blhd)).rejects.toThrow(
+      "attention: q heads (2) must be a multiple of k heads (3), received q [1, 4, 2, 8] and k [1, 5, 3, 8] (layout 'blhd': [B, L, H, D])",
+    );
+    await expect(attention(t([1, 4, 2, 8]), t([1, 5, 2, 8]), t([1, 6, 2, 8]), blhd)).rejects.toThrow(
+      "attention: v must have shape [1, 5, 2, Dv] like k, received [1, 6, 2, 8] (layout 'blhd': [B, L, H, D])",
+    );
+    await expect(attention(t([4, 2, 8]), t([1, 5, 2, 8]), t([1, 5, 2, 8]), blhd)).rejects.toThrow(
+      "attention: q (layout 'blhd'): expected rank 4 [B, Lq, Hq, D], received shape [4, 2, 8]",
+    );
+    const out = { output: t([1, 2, 4, 8]) };
+    await expect(
+      attention(t([1, 4, 2, 8]), t([1, 5, 2, 8]), t([1, 5, 2, 8]), { ...blhd, out }),
+    ).rejects.toThrow(
+      'attention: out.output: expected a f32 tensor of shape [1, 4, 2, 8], received f32 [1, 2, 4, 8]',
+    );
+    const buffer = ctx.device.createBuffer({ size: 1024, usage: GPUBufferUsage.STORAGE });
+    expect(() => ctx.wrap(buffer, [2, 4, 8], { strides: [32, 8] })).toThrow(
+      'wrap: strides must be 3 non-negative integers (one per dim of [2, 4, 8]), the last 1, received [32, 8]',
+    );
+    expect(() => ctx.wrap(buffer, [2, 4, 8], { strides: [200, 24, 1] })).toThrow(
+      'wrap: buffer has 1024 bytes, expected at least 1120 for f32 shape [2, 4, 8] at offset 0',
+    );
+    buffer.destroy();
+    const opts = { layout: 'bshd' } as unknown as Parameters<typeof attention>[3];
+    await expect(attention(t([1, 4, 2, 8]), t([1, 5, 2, 8]), t([1, 5, 2, 8]), opts)).rejects.toThrow(
+      `attention: options.layout must be 'bhld' or 'blhd', received "bshd"`,
     );
   });
   it('head dims differ', async () => {

@@ -13,7 +13,7 @@ import {
   type Tensor,
 } from '../src';
 import { attentionBackwardCpu, type HostTensor } from '../src/reference';
-import { type Case, caseInputs, roundToF16 } from './attention_cases';
+import { type Case, caseInputs, inLayout, roundToF16, swapAxes12 } from './attention_cases';
 import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
 
 interface BackwardCase extends Case {
@@ -46,10 +46,11 @@ async function checkBackward(ctx: Context, c: BackwardCase, tol?: { atol: number
     return t;
   };
   let cache: KVCache | undefined;
+  const layout = c.layout ?? 'bhld';
   const kernel = await checked(ctx, async () => {
-    const q = up(inputs.q);
-    let k = up(inputs.k);
-    let v = up(inputs.v);
+    const q = up(inLayout(inputs.q, layout));
+    let k = up(inLayout(inputs.k, layout));
+    let v = up(inLayout(inputs.v, layout));
     if (c.capacity) {
       cache = new KVCache(ctx, {
         batch: c.B,
@@ -58,13 +59,15 @@ async function checkBackward(ctx: Context, c: BackwardCase, tol?: { atol: number
         valueDim: c.Dv,
         capacity: c.capacity,
         dtype,
+        layout,
       });
       ({ k, v } = await cache.append(k, v));
     }
-    const options = { causal: c.causal, scale: c.scale, mask: inputs.mask ? up(inputs.mask) : undefined };
+    const mask = inputs.mask ? up(inputs.mask) : undefined;
+    const options = { causal: c.causal, scale: c.scale, mask, layout };
     const forward = await attention(q, k, v, { ...options, returnLse: true });
     made.push(forward.output, forward.lse!);
-    const dOutput = up(dO);
+    const dOutput = up(inLayout(dO, layout));
     const backward = { ...options, lse: forward.lse! };
     const plan = planAttentionBackward(q, k, v, forward.output, dOutput, backward);
     const g = await attentionBackward(q, k, v, forward.output, dOutput, backward);
@@ -73,7 +76,9 @@ async function checkBackward(ctx: Context, c: BackwardCase, tol?: { atol: number
     const t = tol ?? (dtype === 'f16' ? F16_TOL : F32_TOL);
     for (const name of ['dq', 'dk', 'dv'] as const) {
       expect(g[name].dtype, `${label} ${name} dtype`).toBe(dtype);
-      expectClose(await g[name].read(), ref[name].data, t, `${label} ${name}`);
+      const read = await g[name].read();
+      const grad = layout === 'blhd' ? swapAxes12(read, g[name].shape) : read;
+      expectClose(grad, ref[name].data, t, `${label} ${name}`);
     }
     return plan.kernel;
   });
@@ -181,6 +186,15 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (form) =
     it('f16, odd head dims', () =>
       check({ ...base, dtype: 'f16', Lq: 5, Lk: 9, D: 6, Dv: 10, capacity: 16 }));
   });
+
+  // one set of row strides for both f32 cases (each is a pipeline to compile)
+  describe("layout 'blhd': inputs, output, dOutput and gradients [B, L, H, D]", () => {
+    const gqa = { B: 2, Hq: 4, Hkv: 2, D: 8, Dv: 12, causal: true, layout: 'blhd' } as const;
+    it('GQA, causal, Dv != D, batch 2', () => check({ ...gqa, Lq: 9, Lk: 14 }));
+    it('k and v as KV-cache views', () => check({ ...gqa, Lq: 6, Lk: 13, capacity: 20 }));
+    it('f16, odd head dims', () =>
+      check({ ...base, dtype: 'f16', Hq: 3, Hkv: 3, Lq: 7, Lk: 9, D: 5, Dv: 3, layout: 'blhd' }));
+  });
 });
 
 describe('fuzz: 200 random configurations (seed 20261125), both forms', () => {
@@ -234,6 +248,8 @@ describe('fuzz: 200 random configurations (seed 20261125), both forms', () => {
           scale: r.scale,
           seed: r.seed,
           mask: r.maskKind === 'none' ? undefined : { kind: r.maskKind as 'bool' | 'additive', shape },
+          // an eighth of the cases, without changing the others
+          layout: r.seed % 8 === 0 ? 'blhd' : 'bhld',
         });
       }),
       { seed: 20261125, numRuns: 200 },
@@ -299,6 +315,24 @@ describe('bad input throws an error naming the argument', () => {
     ).rejects.toThrow(
       "attentionBackward: output must have shape [1, 2, 4, 6] (the forward's output), received [1, 2, 6]",
     );
+  });
+  it("layout 'blhd': output and dOutput [B, Lq, Hq, Dv]", async () => {
+    // q [B 1, Lq 4, Hq 2, D 8], k and v [1, Lk 5, Hkv 2, ..]: an output in the bhld shape is refused
+    const [q, k, v] = [t([1, 4, 2, 8]), t([1, 5, 2, 8]), t([1, 5, 2, 6])];
+    const options = { lse: t([1, 2, 4]), layout: 'blhd' } as const;
+    await expect(attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 4, 2, 6]), options)).rejects.toThrow(
+      "attentionBackward: output must have shape [1, 4, 2, 6] (the forward's output, layout 'blhd'), received [1, 2, 4, 6]",
+    );
+  });
+  it('a strided q (a wrapped packed QKV buffer) is refused: dq is written through its strides', async () => {
+    const buffer = ctx.device.createBuffer({ size: 3 * 32 * 4, usage: GPUBufferUsage.STORAGE });
+    const q = ctx.wrap(buffer, [1, 4, 1, 8], { strides: [96, 24, 8, 1] });
+    const [k, v] = [t([1, 4, 1, 8]), t([1, 4, 1, 8])];
+    const options = { lse: t([1, 1, 4]), layout: 'blhd' } as const;
+    await expect(attentionBackward(q, k, v, t([1, 4, 1, 8]), t([1, 4, 1, 8]), options)).rejects.toThrow(
+      'attentionBackward: q: expected a contiguous tensor, received a view [1, 4, 1, 8] with strides [96, 24, 8, 1]',
+    );
+    buffer.destroy();
   });
   it('missing lse', async () => {
     const [q, k, v] = qkv();

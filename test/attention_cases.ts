@@ -21,6 +21,25 @@ export interface Case extends AttentionShape {
   /** multiplies q and k: large values give large logits */
   magnitude?: number;
   seed?: number;
+  /** 'blhd': q, k, v and the output go to the GPU as [B, L, H, D] (transposed here, on the CPU) */
+  layout?: 'bhld' | 'blhd';
+}
+
+/** A [B, X, Y, D] array as [B, Y, X, D] (its own inverse: bhld <-> blhd). */
+export function swapAxes12(data: ArrayLike<number>, [B, X, Y, D]: readonly number[]): Float32Array {
+  const out = new Float32Array(B * X * Y * D);
+  for (let b = 0; b < B; b++)
+    for (let x = 0; x < X; x++)
+      for (let y = 0; y < Y; y++)
+        for (let d = 0; d < D; d++) out[((b * Y + y) * X + x) * D + d] = data[((b * X + x) * Y + y) * D + d];
+  return out;
+}
+
+/** A host tensor [B, H, L, D] in `layout`. */
+export function inLayout(t: HostTensor, layout: 'bhld' | 'blhd' = 'bhld'): HostTensor {
+  if (layout === 'bhld') return t;
+  const [B, H, L, D] = t.shape;
+  return { ...t, data: swapAxes12(t.data as ArrayLike<number>, t.shape), shape: [B, L, H, D] };
 }
 
 export type AttentionFn = (
@@ -94,8 +113,9 @@ export async function checkCase(
     return t;
   };
   const plan = await checked(ctx, async () => {
-    const [q, k, v] = [up(inputs.q), up(inputs.k), up(inputs.v)];
+    const [q, k, v] = [inputs.q, inputs.k, inputs.v].map((t) => up(inLayout(t, c.layout)));
     const options = {
+      layout: c.layout,
       causal: c.causal,
       scale: c.scale,
       mask: inputs.mask ? up(inputs.mask) : undefined,
@@ -111,7 +131,9 @@ export async function checkCase(
     );
     const label = JSON.stringify(c);
     if (result.output.dtype !== dtype) throw new Error(`${label}: output dtype ${result.output.dtype}`);
-    expectClose(await result.output.read(), ref.output.data, tol, `${label} output`);
+    const output = await result.output.read();
+    const bhld = c.layout === 'blhd' ? swapAxes12(output, result.output.shape) : output;
+    expectClose(bhld, ref.output.data, tol, `${label} output`);
     if (outputs.lse) expectClose(await result.lse!.read(), ref.lse.data, tol, `${label} lse`);
     if (outputs.weights) expectClose(await result.weights!.read(), ref.weights.data, tol, `${label} weights`);
     return plan;

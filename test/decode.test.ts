@@ -98,6 +98,17 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s split pass', (ker
     for (const [name, c] of cases) it(name, () => check(c));
   });
 
+  describe("layout 'blhd'", () => {
+    const cases: [string, Case][] = [
+      [
+        'GQA, causal, several chunks and row blocks',
+        { ...base, B: 2, Hq: 8, Hkv: 2, Lq: 3, Lk: 200, causal: true, layout: 'blhd' },
+      ],
+      ['f16, one query', { ...base, Hq: 3, Hkv: 1, Lq: 1, Lk: 301, dtype: 'f16', layout: 'blhd' }],
+    ];
+    for (const [name, c] of cases) it(name, () => check(c));
+  });
+
   describe('kernel choice and resources', () => {
     it('attention uses the decode kernel for few queries against many keys', () => {
       const decodes = (Lq: number, Lk: number, options = {}) => {

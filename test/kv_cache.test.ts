@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attention, type Context, KVCache, softmax, type Tensor } from '../src';
 import { attentionCpu, type HostTensor } from '../src/reference';
-import { type Case, caseInputs } from './attention_cases';
+import { type Case, caseInputs, inLayout, swapAxes12 } from './attention_cases';
 import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
 
 let ctx: Context;
@@ -34,6 +34,7 @@ function positions(
  */
 async function decodeThroughCache(c: Case, steps: number[], capacity: number) {
   const L = c.Lq;
+  const layout = c.layout ?? 'bhld';
   const inputs = caseInputs({ ...c, Lk: L, causal: true });
   const ref = attentionCpu(inputs.q, inputs.k, inputs.v, { causal: true });
   const dtype = c.dtype ?? 'f32';
@@ -45,9 +46,10 @@ async function decodeThroughCache(c: Case, steps: number[], capacity: number) {
     valueDim: c.Dv,
     capacity,
     dtype,
+    layout,
   });
   const made: Tensor[] = [];
-  const up = (data: Float32Array, shape: number[]) => {
+  const up = (data: Float32Array, shape: readonly number[]) => {
     const t = ctx.tensor(data, shape, { dtype });
     made.push(t);
     return t;
@@ -66,14 +68,25 @@ async function decodeThroughCache(c: Case, steps: number[], capacity: number) {
     const steppedLse = new Float32Array(c.B * c.Hq * L);
     let at = 0;
     for (const n of steps) {
-      const slice = (h: HostTensor) =>
-        up(positions(h.data as Float32Array, h.shape, at, at + n), [h.shape[0], h.shape[1], n, h.shape[3]]);
+      // positions [at, at + n), in the layout
+      const slice = (h: HostTensor) => {
+        const t = inLayout(
+          {
+            ...h,
+            data: positions(h.data as Float32Array, h.shape, at, at + n),
+            shape: [h.shape[0], h.shape[1], n, h.shape[3]],
+          },
+          layout,
+        );
+        return up(t.data as Float32Array, t.shape);
+      };
       const { k, v } = await cache.append(slice(inputs.k), slice(inputs.v));
       expect(cache.length).toBe(at + n);
-      expect(k.shape).toEqual([c.B, c.Hkv, at + n, c.D]);
-      const r = await attention(slice(inputs.q), k, v, { causal: true, returnLse: true });
+      expect(k.shape).toEqual(layout === 'blhd' ? [c.B, at + n, c.Hkv, c.D] : [c.B, c.Hkv, at + n, c.D]);
+      const r = await attention(slice(inputs.q), k, v, { causal: true, returnLse: true, layout });
       made.push(r.output, r.lse!);
-      const out = await r.output.read();
+      const read = await r.output.read();
+      const out = layout === 'blhd' ? swapAxes12(read, r.output.shape) : read;
       const lse = await r.lse!.read();
       for (let bh = 0; bh < c.B * c.Hq; bh++) {
         stepped.set(out.subarray(bh * n * c.Dv, (bh + 1) * n * c.Dv), (bh * L + at) * c.Dv);
@@ -98,6 +111,12 @@ describe('decoding through the cache equals one causal call over the whole seque
     it(`${dtype}: single steps past 256 positions (split-K decode kernel), odd D`, () =>
       decodeThroughCache({ B: 1, Hq: 4, Hkv: 2, Lq: 258, Lk: 258, D: 3, Dv: 5, dtype }, [255, 1, 1, 1], 300));
   }
+  it("layout 'blhd': appends [B, n, Hkv, D] and attends through [B, length, Hkv, D] views (flash and decode)", () =>
+    decodeThroughCache(
+      { B: 2, Hq: 4, Hkv: 2, Lq: 40, Lk: 40, D: 8, Dv: 4, layout: 'blhd' },
+      [5, 1, 30, 2, 1, 1],
+      48,
+    ));
 });
 
 describe('append', () => {
@@ -179,6 +198,11 @@ describe('append', () => {
     await expect(cache.append(t([1, 2, 1, 4]), t([1, 2, 1, 3]))).rejects.toThrow(
       'KVCache.append: the cache was destroyed',
     );
+    const blhd = new KVCache(ctx, { batch: 1, kvHeads: 2, headDim: 4, capacity: 8, layout: 'blhd' });
+    await expect(blhd.append(t([1, 2, 1, 4]), t([1, 1, 2, 4]))).rejects.toThrow(
+      "KVCache.append: k must have shape [1, 2, 2, 4] (layout 'blhd'), received [1, 2, 1, 4]",
+    );
+    blhd.destroy();
   });
 
   it('views are refused by ops that need contiguous tensors', async () => {
@@ -186,10 +210,10 @@ describe('append', () => {
     const k = ctx.tensor(new Float32Array(8), [1, 1, 2, 4]);
     const { k: view } = await cache.append(k, k);
     await expect(softmax(view)).rejects.toThrow(
-      'softmax: x: expected a contiguous tensor, received a view [1, 1, 2, 4] with row stride 8',
+      'softmax: x: expected a contiguous tensor, received a view [1, 1, 2, 4] with strides [32, 32, 4, 1]',
     );
     await expect(attention(view, view, view)).rejects.toThrow(
-      'attention: q: expected a contiguous tensor, received a view [1, 1, 2, 4] with row stride 8',
+      'attention: q: expected a contiguous tensor, received a view [1, 1, 2, 4] with strides [32, 32, 4, 1]',
     );
     k.destroy();
     cache.destroy();

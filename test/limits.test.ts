@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attention, type Context, KVCache } from '../src';
 import { attentionCpu } from '../src/reference';
+import { inLayout, swapAxes12 } from './attention_cases';
 import { checked, expectClose, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
 
 let folded: Context;
@@ -39,6 +40,8 @@ interface Case {
   mask?: number[];
   /** the mask is additive (f32) rather than bool */
   additive?: boolean;
+  /** q, k, v and the output as [B, L, H, D] */
+  layout?: 'blhd';
 }
 
 async function compare(ctx: Context, c: Case) {
@@ -70,12 +73,16 @@ async function compare(ctx: Context, c: Case) {
     { causal: c.causal, mask: md && c.mask ? { data: md, shape: c.mask, dtype } : undefined },
   );
   await checked(ctx, async () => {
-    const q = ctx.tensor(qd, shapes.q);
-    const k = ctx.tensor(kd, shapes.k);
-    const v = ctx.tensor(vd, shapes.k);
+    const up = (data: Float32Array, shape: number[]) => {
+      const t = inLayout({ data, shape }, c.layout);
+      return ctx.tensor(t.data as Float32Array, t.shape);
+    };
+    const [q, k, v] = [up(qd, shapes.q), up(kd, shapes.k), up(vd, shapes.k)];
     const mask = md && c.mask ? ctx.tensor(md, c.mask, { dtype }) : undefined;
-    const { output, lse } = await attention(q, k, v, { causal: c.causal, mask, returnLse: true });
-    expectClose(await output.read(), ref.output.data, F32_TOL, 'output');
+    const options = { causal: c.causal, mask, returnLse: true, layout: c.layout };
+    const { output, lse } = await attention(q, k, v, options);
+    const out = await output.read();
+    expectClose(c.layout ? swapAxes12(out, output.shape) : out, ref.output.data, F32_TOL, 'output');
     expectClose(await lse!.read(), ref.lse.data, F32_TOL, 'lse');
     for (const t of [q, k, v, mask, output, lse]) t?.destroy();
   });
@@ -94,6 +101,12 @@ describe('maxStorageBufferBindingSize = 4 KiB', () => {
     largestBinding = 0;
     // q is 7,680 bytes; the mask [B, Hq, Lq, Lk] is sliced with the heads
     await compare(small, { B: 2, Hq: 6, Hkv: 3, Lq: 20, Lk: 40, D: 8, causal: false, mask: [2, 6, 20, 40] });
+    expect(largestBinding).toBeLessThanOrEqual(4096);
+  });
+  it("layout 'blhd': groups of heads are runs of each row, copied and written back", async () => {
+    largestBinding = 0;
+    const c = { B: 2, Hq: 6, Hkv: 3, Lq: 20, Lk: 40, D: 8, causal: true, mask: [2, 6, 20, 40] };
+    await compare(small, { ...c, layout: 'blhd' });
     expect(largestBinding).toBeLessThanOrEqual(4096);
   });
   it('GQA groups and causal across split groups', async () => {
@@ -139,6 +152,11 @@ describe('maxStorageBufferBindingSize = 4 KiB', () => {
   it('one head split: causal (Lq < Lk), GQA and a bool mask [Lq, Lk]', async () => {
     largestBinding = 0;
     await compare(small, { B: 1, Hq: 2, Hkv: 1, Lq: 100, Lk: 136, D: 16, causal: true, mask: [100, 136] });
+    expect(largestBinding).toBeLessThanOrEqual(4096);
+  });
+  it("one head split, layout 'blhd': GQA, causal", async () => {
+    largestBinding = 0;
+    await compare(small, { B: 1, Hq: 2, Hkv: 1, Lq: 100, Lk: 136, D: 16, causal: true, layout: 'blhd' });
     expect(largestBinding).toBeLessThanOrEqual(4096);
   });
   it('one head split: causal with Lq > Lk (rows attending nothing) and an additive mask', async () => {

@@ -14,6 +14,7 @@ import {
   DECODE_REGISTERS_WG,
   DECODE_WG,
   type DecodePlan,
+  denseStrides,
   type FlashPlan,
   plan,
 } from '../src/ops/attention_plan';
@@ -358,8 +359,7 @@ function programsOf(p: FlashPlan | DecodePlan): Program[] {
     q: fake,
     k: fake,
     v: fake,
-    kStride: p.shape.Lk,
-    vStride: p.shape.Lk,
+    strides: denseStrides(p.shape, 'bhld'),
     output: fake,
     lse: p.lse ? fake : undefined,
   });

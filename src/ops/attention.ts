@@ -9,10 +9,13 @@ import {
   type AttentionOptions,
   type AttentionResult,
   checkAttentionInputs,
+  chunked,
+  layoutShape,
   plan,
   RULE_NONE,
   type ScoringRules,
   scoringRules,
+  tensorStrides,
 } from './attention_plan';
 import { recordBlocks, recordCore, recordHeads } from './attention_split';
 import { resultTensor } from './output';
@@ -23,8 +26,9 @@ export type { AttentionOptions, AttentionResult };
 /** {@link AttentionOptions} plus where the call's work and results go. */
 export interface AttentionCallOptions extends AttentionOptions, RunOptions {
   /**
-   * Write the results into these tensors instead of new ones: `output` [B, Hq, Lq, Dv] of q's
-   * dtype, `lse` [B, Hq, Lq] and `weights` [B, Hq, Lq, Lk] of f32 (when asked for).
+   * Write the results into these tensors instead of new ones: `output` [B, Hq, Lq, Dv] (in the
+   * call's `layout`) of q's dtype, `lse` [B, Hq, Lq] and `weights` [B, Hq, Lq, Lk] of f32 (when
+   * asked for).
    */
   out?: { output?: Tensor; lse?: Tensor; weights?: Tensor };
 }
@@ -37,7 +41,9 @@ export type AttentionResultWith<K extends 'lse' | 'weights'> = AttentionResult &
  * Scaled dot-product attention: softmax(q kᵀ · scale + mask) v, fused: one dispatch of the flash
  * kernel, or for few queries against many keys the split-K decode kernel (two dispatches), each
  * in the form the context chose ({@link Context.attentionKernel}); {@link planAttention} tells
- * which. q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> output [B, Hq, Lq, Dv].
+ * which. q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> output [B, Hq, Lq, Dv], or
+ * with `layout: 'blhd'` q [B, Lq, Hq, D], k [B, Lk, Hkv, D], v [B, Lk, Hkv, Dv] -> output
+ * [B, Lq, Hq, Dv], read and written in place.
  * Hq must be a multiple of Hkv (query head h reads kv head floor(h / (Hq / Hkv))).
  * q, k and v are all 'f32' or all 'f16' (halves in memory; max, sum and output accumulate in f32);
  * the output has their dtype, lse and weights are 'f32'. k and v may be a `KVCache`'s views
@@ -117,7 +123,7 @@ async function runAttention(
   const { ctx } = q;
   const { mask } = options;
   if (options.scoreMod !== undefined || options.maskMod !== undefined) await checkSnippets(ctx, options);
-  const p = plan({ ctx, shape, dtype: q.dtype, mask }, options, force);
+  const p = plan({ ctx, shape, dtype: q.dtype, mask, chunked: chunked(q, k, v) }, options, force);
   const { B, Hq, Lq, Lk, Dv } = shape;
   const rec = new Recording(ctx, 'attention');
   rec.watch(q, k, v, mask, out?.output, out?.lse, out?.weights);
@@ -132,12 +138,13 @@ async function runAttention(
       `attention: options.out must be an object { output?, lse?, weights? }, received ${typeof out}`,
     );
   }
-  const output = result('output', [B, Hq, Lq, Dv], q.dtype);
+  const layout = options.layout ?? 'bhld';
+  const output = result('output', layoutShape(layout, B, Hq, Lq, Dv), q.dtype);
   const lse = options.returnLse ? result('lse', [B, Hq, Lq], 'f32') : undefined;
   const weights = options.returnWeights ? result('weights', [B, Hq, Lq, Lk], 'f32') : undefined;
   try {
     const rules = recordRuleData(rec, ctx, options, scoringRules(options, shape))?.buffer;
-    const call = { q, k, v, mask, rules, output, lse, weights };
+    const call = { q, k, v, mask, rules, output, lse, weights, layout };
     if (p.path === 'heads') recordHeads(rec, p, call);
     else if (p.path === 'blocks') recordBlocks(rec, p, call, options);
     else {
@@ -145,8 +152,7 @@ async function runAttention(
         q: q.binding,
         k: k.binding,
         v: v.binding,
-        kStride: k.rowStride,
-        vStride: v.rowStride,
+        strides: tensorStrides(call),
         mask: mask?.binding,
         output: output.binding,
         lse: lse?.binding,

@@ -28,8 +28,12 @@ import {
   type CorePlan,
   checkAttentionInputs,
   corePlan,
+  type HeadStrides,
+  headStrides,
+  layoutShape,
+  tensorStrides,
 } from './attention_plan';
-import { scoringSources, scoringUniforms, withRules } from './flash_attention';
+import { rowConstants, rowUniforms, scoringSources, scoringUniforms, withRules } from './flash_attention';
 
 /** The forward's options (the same values as the forward call), plus its log-sum-exp. */
 export type AttentionBackwardOptions = Omit<AttentionOptions, 'returnLse' | 'returnWeights'> & {
@@ -105,9 +109,10 @@ export async function attentionBackward(
   const plan = planAttentionBackward(q, k, v, output, dOutput, options);
   const { ctx } = q;
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = plan.core.shape;
-  const dq = ctx.zeros([B, Hq, Lq, D], q.dtype, 'attentionBackward:dq');
-  const dk = ctx.zeros([B, Hkv, Lk, D], q.dtype, 'attentionBackward:dk');
-  const dv = ctx.zeros([B, Hkv, Lk, Dv], q.dtype, 'attentionBackward:dv');
+  const layout = options.layout ?? 'bhld';
+  const dq = ctx.zeros(layoutShape(layout, B, Hq, Lq, D), q.dtype, 'attentionBackward:dq');
+  const dk = ctx.zeros(layoutShape(layout, B, Hkv, Lk, D), q.dtype, 'attentionBackward:dk');
+  const dv = ctx.zeros(layoutShape(layout, B, Hkv, Lk, Dv), q.dtype, 'attentionBackward:dv');
   const dsinks = options.sinks !== undefined ? ctx.zeros([Hq], 'f32', 'attentionBackward:dsinks') : undefined;
   const rec = new Recording(ctx, 'attentionBackward');
   rec.watch(q, k, v, output, dOutput, options.mask, options.lse);
@@ -120,8 +125,8 @@ export async function attentionBackward(
       q: q.binding,
       k: k.binding,
       v: v.binding,
-      kStride: k.rowStride,
-      vStride: v.rowStride,
+      // dOutput and dq have the strides of output and q (all dense in the layout)
+      strides: tensorStrides({ q, k, v, output, layout }),
       mask: options.mask?.binding,
       output: output.binding,
       rules: data.buffer,
@@ -135,6 +140,8 @@ export async function attentionBackward(
       dq: dq.binding,
       dk: dk.binding,
       dv: dv.binding,
+      dkStrides: headStrides(dk.strides, layout),
+      dvStrides: headStrides(dv.strides, layout),
       dsinks: dsinks?.binding,
     });
     await rec.submit();
@@ -192,6 +199,9 @@ interface BackwardBuffers {
   dq: Bindable;
   dk: Bindable;
   dv: Bindable;
+  /** Strides of dk and dv: dense, where k and v may be views. */
+  dkStrides: HeadStrides;
+  dvStrides: HeadStrides;
   /** [Hq], with sinks */
   dsinks?: Bindable;
 }
@@ -206,15 +216,25 @@ function recordBackward(
   const { core, kernel } = plan;
   const { B, Hq, Lq, D, Dv } = core.shape;
   const storage = core.storage;
+  const [o_b, o_h, o_l] = io.strides.o;
   rec.dispatch({
     name: 'attention_backward_delta',
     sources: [elementPrelude(storage, false), deltaSource, maskedSource],
     constants: { WG },
-    uniforms: { rows: B * Hq * Lq, Dv },
+    uniforms: { rows: B * Hq * Lq, Dv, Hq, Lq, o_b, o_h, o_l },
     bindings: [out.dOutput, io.output, out.lse, out.stats],
     workgroups: plan.deltaWorkgroups,
   });
-  const uniforms = { ...scoringUniforms(core, io), stats_at: out.statsAt };
+  const [dk_b, dk_h, dk_l] = out.dkStrides;
+  const [dv_b, dv_h, dv_l] = out.dvStrides;
+  const registers = kernel === 'registers';
+  // row strides: constants of the registers passes, uniforms of the workgroup ones
+  const uniforms = {
+    ...scoringUniforms(core, io),
+    ...(registers ? {} : rowUniforms(io)),
+    stats_at: out.statsAt,
+  };
+  const gradUniforms = { ...uniforms, dk_b, dk_h, dk_l, dv_b, dv_h, dv_l };
   // the rule data (with the stats) at binding 6, where key_rules.wgsl's `rules` is declared
   const { bindings: inputs, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, out.dOutput], io);
   const shared = [
@@ -223,7 +243,6 @@ function recordBackward(
     out.scoreModGrad ?? IDENTITY_SCORE_MOD_GRAD,
     maskedSource,
   ];
-  const registers = kernel === 'registers';
   const prelude = registers
     ? [elementPrelude(storage, false), chunkPrelude(storage)]
     : [elementPrelude(storage, false)];
@@ -237,8 +256,10 @@ function recordBackward(
       ...(registers ? [dkdvRegistersSource] : [dkdvSource, rowsSource]),
       ...shared,
     ],
-    constants: registers ? { WG: REGISTERS_WG, ...common } : { WG, BR: plan.rowsPerTile, ...common },
-    uniforms,
+    constants: registers
+      ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
+      : { WG, BR: plan.rowsPerTile, ...common },
+    uniforms: gradUniforms,
     bindings: [...inputs, out.dk, out.dv],
     workgroups: plan.dkdvWorkgroups,
   });
@@ -250,7 +271,9 @@ function recordBackward(
       ...(registers ? [dqRegistersSource] : [dqSource, rowsSource]),
       ...shared,
     ],
-    constants: registers ? { WG: REGISTERS_WG, ...common } : { WG, BC: plan.keysPerTile, ...common },
+    constants: registers
+      ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
+      : { WG, BC: plan.keysPerTile, ...common },
     uniforms,
     bindings: [...inputs, out.dq],
     workgroups: plan.dqWorkgroups,
@@ -333,8 +356,11 @@ function checkBackwardInputs(
     }
     throw e;
   }
+  // dq is written through q's strides
+  q.assertUsable(`${what}: q`);
   const { B, Hq, Lq, Dv } = shape;
-  const want = [B, Hq, Lq, Dv];
+  const blhd = forward.layout === 'blhd';
+  const want = layoutShape(forward.layout ?? 'bhld', B, Hq, Lq, Dv);
   const same = (a: readonly number[], b: readonly number[]) =>
     a.length === b.length && a.every((n, i) => n === b[i]);
   for (const [name, t] of [
@@ -345,7 +371,7 @@ function checkBackwardInputs(
     t.assertUsable(`${what}: ${name}`, q.ctx);
     if (!same(t.shape, want)) {
       throw new Error(
-        `${what}: ${name} must have shape ${fmt(want)} (the forward's output), received ${fmt(t.shape)}`,
+        `${what}: ${name} must have shape ${fmt(want)} (the forward's output${blhd ? ", layout 'blhd'" : ''}), received ${fmt(t.shape)}`,
       );
     }
     if (t.dtype !== q.dtype) {
@@ -383,8 +409,8 @@ function checkBindingSizes(
   const bpe = bytesPerElement(q.dtype);
   const bindings: [string, number][] = [
     ['q and dq', s.B * s.Hq * s.Lq * s.D * bpe],
-    ['k and dk', s.B * s.Hkv * k.rowStride * s.D * bpe],
-    ['v and dv', s.B * s.Hkv * v.rowStride * s.Dv * bpe],
+    ['k and dk', k.spanElements * bpe],
+    ['v and dv', v.spanElements * bpe],
     ['output and dOutput', s.B * s.Hq * s.Lq * s.Dv * bpe],
     ['the row stats', s.B * s.Hq * s.Lq * 8],
     ['mask', mask ? mask.size * bytesPerElement(mask.dtype) : 0],

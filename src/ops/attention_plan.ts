@@ -7,10 +7,23 @@ import type { AttentionKernel, Context } from '../context';
 import { type ElementStorage, elementStorage } from '../f16';
 import type { Bindable } from '../program';
 import { broadcastStrides, expectRank, fmt } from '../shape';
-import { bytesPerElement, type DType, type Tensor } from '../tensor';
+import { bytesPerElement, type DType, rowMajorStrides, type Tensor } from '../tensor';
 import { tunedKernel } from '../tune_table';
 
+/**
+ * How q, k, v and the output are laid out: `'bhld'` [B, H, L, D] (PyTorch's), or `'blhd'`
+ * [B, L, H, D] (FlashAttention's, and what a projection's [B, L, H * D] rows are). The kernels read
+ * either in place, through strides.
+ */
+export type AttentionLayout = 'bhld' | 'blhd';
+
 export interface AttentionOptions {
+  /**
+   * The layout of q, k, v and the output (and of `attentionBackward`'s output, dOutput and
+   * gradients): `'bhld'` (default) q [B, Hq, Lq, D], or `'blhd'` q [B, Lq, Hq, D], k [B, Lk, Hkv, D],
+   * v [B, Lk, Hkv, Dv], output [B, Lq, Hq, Dv]. The mask, lse and weights keep their shapes.
+   */
+  layout?: AttentionLayout;
   /** Multiplies q·k. Default 1/sqrt(D). */
   scale?: number;
   /** Bottom-right causal: query i may attend key j iff j <= i + (Lk - Lq). Combines with `mask`. */
@@ -80,7 +93,7 @@ export interface BlockMask {
 }
 
 export interface AttentionResult {
-  /** [B, Hq, Lq, Dv] */
+  /** [B, Hq, Lq, Dv] ([B, Lq, Hq, Dv] with layout 'blhd') */
   output: Tensor;
   /** [B, Hq, Lq], when `returnLse` */
   lse?: Tensor;
@@ -103,6 +116,7 @@ const OPTION_KEYS = [
   'cuSeqlensK',
   'sinks',
   'blockMask',
+  'layout',
 ] as const;
 
 /** The problem sizes, checked. */
@@ -214,13 +228,58 @@ export interface BlocksPlan {
 
 export type AttentionPlan = FlashPlan | DecodePlan | HeadsPlan | BlocksPlan;
 
-/** The buffers of one (unsplit) call. k and v rows of kv head n start at row n * kStride (vStride). */
+/** Element strides of an operand's batch, head and row (its last dim is contiguous). */
+export type HeadStrides = readonly [b: number, h: number, l: number];
+
+/** Strides of q, k, v and the output (also of dOutput in the backward). */
+export interface AttentionStrides {
+  q: HeadStrides;
+  k: HeadStrides;
+  v: HeadStrides;
+  o: HeadStrides;
+}
+
+/** The batch, head and row strides of a tensor of `layout` with these element strides. */
+export function headStrides(strides: readonly number[], layout: AttentionLayout): HeadStrides {
+  const [b, x, y] = strides;
+  return layout === 'blhd' ? [b, y, x] : [b, x, y];
+}
+
+/** The strides of a call's q, k, v and output (tensors of `layout`). */
+export function tensorStrides(call: {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  output: Tensor;
+  layout: AttentionLayout;
+}): AttentionStrides {
+  const of = (t: Tensor) => headStrides(t.strides, call.layout);
+  return { q: of(call.q), k: of(call.k), v: of(call.v), o: of(call.output) };
+}
+
+/** Strides of dense q, k, v and output of `shape` in `layout`. */
+export function denseStrides(s: AttentionShape, layout: AttentionLayout): AttentionStrides {
+  const dense = (H: number, L: number, D: number) =>
+    headStrides(rowMajorStrides(layout === 'blhd' ? [s.B, L, H, D] : [s.B, H, L, D]), layout);
+  return {
+    q: dense(s.Hq, s.Lq, s.D),
+    k: dense(s.Hkv, s.Lk, s.D),
+    v: dense(s.Hkv, s.Lk, s.Dv),
+    o: dense(s.Hq, s.Lq, s.Dv),
+  };
+}
+
+/** The shape of an operand [B, H, L, D] in `layout`. */
+export function layoutShape(layout: AttentionLayout, B: number, H: number, L: number, D: number): number[] {
+  return layout === 'blhd' ? [B, L, H, D] : [B, H, L, D];
+}
+
+/** The buffers of one (unsplit) call, read and written through `strides`. */
 export interface AttentionBuffers {
   q: Bindable;
   k: Bindable;
   v: Bindable;
-  kStride: number;
-  vStride: number;
+  strides: AttentionStrides;
   mask?: Bindable;
   /** The rule data of `ScoringRules` (absent: no ALiBi, sinks or documents). */
   rules?: Bindable;
@@ -253,6 +312,16 @@ interface PlanInputs {
   shape: AttentionShape;
   dtype: DType;
   mask?: { shape: readonly number[]; dtype: DType; size: number };
+  /**
+   * False when a stride of q, k or v is not a multiple of 4 elements (a wrapped strided view): the
+   * `registers` kernels, which read four-element chunks, cannot run it. Default true.
+   */
+  chunked?: boolean;
+}
+
+/** Whether every stride of these tensors is a multiple of 4 elements (see PlanInputs.chunked). */
+export function chunked(...tensors: Tensor[]): boolean {
+  return tensors.every((t) => t.strides.slice(0, -1).every((x) => x % 4 === 0));
 }
 
 /**
@@ -267,7 +336,7 @@ export function planAttention(
   options: AttentionOptions = {},
 ): AttentionPlan {
   const shape = checkAttentionInputs(q, k, v, options);
-  return plan({ ctx: q.ctx, shape, dtype: q.dtype, mask: options.mask }, options);
+  return plan({ ctx: q.ctx, shape, dtype: q.dtype, mask: options.mask, chunked: chunked(q, k, v) }, options);
 }
 
 /** @internal the plan of checked inputs; `force: 'decode'` runs the decode kernel whatever the sizes. */
@@ -327,7 +396,7 @@ export function corePlan(
   rules: ScoringRules = scoringRules(options, inputs.shape),
 ): FlashPlan | DecodePlan {
   const { ctx, shape: s, mask } = inputs;
-  const fits = s.D % 4 === 0 && s.Dv % 4 === 0 && !options.returnWeights;
+  const fits = s.D % 4 === 0 && s.Dv % 4 === 0 && !options.returnWeights && inputs.chunked !== false;
   // the form tuneAttention measured fastest for this shape class, else the context's rule
   const preferred = tunedKernel(ctx, s, inputs.dtype) ?? ctx.attentionKernel;
   const kernel: AttentionKernel =
@@ -710,16 +779,28 @@ export function checkAttentionInputs(
   options: AttentionOptions,
 ): AttentionShape {
   checkOptions('attention', options, OPTION_KEYS);
-  q.assertUsable('attention: q');
-  // k and v may be views of a KV cache (rows of one kv head rowStride apart)
+  const layout = options.layout ?? 'bhld';
+  if (layout !== 'bhld' && layout !== 'blhd') {
+    throw new Error(`attention: options.layout must be 'bhld' or 'blhd', received ${describe(layout)}`);
+  }
+  // q, k and v may be strided views (a KV cache's, a wrapped packed QKV buffer)
+  q.assertUsable('attention: q', q.ctx, true);
   k.assertUsable('attention: k', q.ctx, true);
   v.assertUsable('attention: v', q.ctx, true);
-  expectRank('attention: q', q.shape, 4, 'B, Hq, Lq, D');
-  expectRank('attention: k', k.shape, 4, 'B, Hkv, Lk, D');
-  expectRank('attention: v', v.shape, 4, 'B, Hkv, Lk, Dv');
-  const [B, Hq, Lq, D] = q.shape;
-  const [Bk, Hkv, Lk, Dk] = k.shape;
-  const [Bv, Hv, Lv, Dv] = v.shape;
+  const blhd = layout === 'blhd';
+  // with layout 'blhd', the expected shapes name it
+  const dims = (H: string, L: string, D: string) => (blhd ? `B, ${L}, ${H}, ${D}` : `B, ${H}, ${L}, ${D}`);
+  const named = (what: string) => (blhd ? `${what} (layout 'blhd')` : what);
+  expectRank(named('attention: q'), q.shape, 4, dims('Hq', 'Lq', 'D'));
+  expectRank(named('attention: k'), k.shape, 4, dims('Hkv', 'Lk', 'D'));
+  expectRank(named('attention: v'), v.shape, 4, dims('Hkv', 'Lk', 'Dv'));
+  // [B, H, L, D] whatever the layout
+  const bhld = (t: Tensor) => (blhd ? [t.shape[0], t.shape[2], t.shape[1], t.shape[3]] : t.shape);
+  const [B, Hq, Lq, D] = bhld(q);
+  const [Bk, Hkv, Lk, Dk] = bhld(k);
+  const [Bv, Hv, Lv, Dv] = bhld(v);
+  // with layout 'blhd', messages say so
+  const inLayout = blhd ? " (layout 'blhd': [B, L, H, D])" : '';
   if (q.dtype !== 'f32' && q.dtype !== 'f16') {
     throw new Error(`attention: q must have dtype 'f32' or 'f16', received '${q.dtype}'`);
   }
@@ -728,19 +809,24 @@ export function checkAttentionInputs(
       `attention: q, k and v must have the same dtype, received q '${q.dtype}', k '${k.dtype}', v '${v.dtype}'`,
     );
   }
-  if (Bk !== B)
-    throw new Error(`attention: k batch must equal q batch ${B}, received k shape ${fmt(k.shape)}`);
-  if (Dk !== D)
-    throw new Error(`attention: k head dim must equal q head dim ${D}, received k shape ${fmt(k.shape)}`);
+  if (Bk !== B) {
+    throw new Error(
+      `attention: k batch must equal q batch ${B}, received k shape ${fmt(k.shape)}${inLayout}`,
+    );
+  }
+  if (Dk !== D) {
+    throw new Error(
+      `attention: k head dim must equal q head dim ${D}, received k shape ${fmt(k.shape)}${inLayout}`,
+    );
+  }
   if (Hq % Hkv !== 0) {
     throw new Error(
-      `attention: q heads (${Hq}) must be a multiple of k heads (${Hkv}), received q ${fmt(q.shape)} and k ${fmt(k.shape)}`,
+      `attention: q heads (${Hq}) must be a multiple of k heads (${Hkv}), received q ${fmt(q.shape)} and k ${fmt(k.shape)}${inLayout}`,
     );
   }
   if (Bv !== B || Hv !== Hkv || Lv !== Lk) {
-    throw new Error(
-      `attention: v must have shape [${B}, ${Hkv}, ${Lk}, Dv] like k, received ${fmt(v.shape)}`,
-    );
+    const want = blhd ? `[${B}, ${Lk}, ${Hkv}, Dv]` : `[${B}, ${Hkv}, ${Lk}, Dv]`;
+    throw new Error(`attention: v must have shape ${want} like k, received ${fmt(v.shape)}${inLayout}`);
   }
   if (D > 256 || Dv > 256) {
     throw new Error(`attention: head dims up to 256 are supported, received D=${D}, Dv=${Dv}`);

@@ -12,14 +12,18 @@ import type { Bindable, Recording } from '../program';
 import { bytesPerElement, type Tensor } from '../tensor';
 import {
   type AttentionBuffers,
+  type AttentionLayout,
   type AttentionOptions,
   type BlocksPlan,
   corePlan,
   type DecodePlan,
+  denseStrides,
   type FlashPlan,
+  type HeadStrides,
   type HeadsPlan,
   RULE_NONE,
   scoringRules,
+  tensorStrides,
 } from './attention_plan';
 import { recordDecode } from './decode_attention';
 import { recordFlash } from './flash_attention';
@@ -38,6 +42,8 @@ export interface SplitCall {
   output: Tensor;
   lse?: Tensor;
   weights?: Tensor;
+  /** How q, k, v and output are laid out. */
+  layout: AttentionLayout;
 }
 
 /** Elements of `dtype` in a buffer from `byteOffset` on: a tensor, or a scratch buffer. */
@@ -53,7 +59,11 @@ export function recordCore(rec: Recording, plan: FlashPlan | DecodePlan, io: Att
   else recordDecode(rec, plan, io);
 }
 
-/** Records a `heads` plan: each group of heads through the group's plan. */
+/**
+ * Records a `heads` plan: each group of heads through the group's plan, its slices copied into
+ * buffers laid out like the call's tensors (a group of a [B, L, H, D] tensor is a run of heads in
+ * each row).
+ */
 export function recordHeads(rec: Recording, plan: HeadsPlan, call: SplitCall): void {
   const { shape: s, heads, kvHeads, maskDims } = plan;
   const { q, k, v, mask } = call;
@@ -68,32 +78,31 @@ export function recordHeads(rec: Recording, plan: HeadsPlan, call: SplitCall): v
   const [mb, mh, mi, mj] = maskDims;
   const mHeads = mh === 1 ? 1 : heads;
   const ms = mask && rec.buffer(mHeads * mi * mj * bytesPerElement(mask.dtype), 'attention:mask-slice');
+  const strides = tensorStrides(call);
+  const sliced = denseStrides({ ...s, B: 1, Hq: heads, Hkv: kvHeads }, call.layout);
   const io = {
     q: qs,
     k: ks,
     v: vs,
-    kStride: s.Lk,
-    vStride: s.Lk,
+    strides: sliced,
     mask: ms,
     rules: call.rules,
     output: os,
     lse: ls,
     weights: ws,
   };
+  const slice = (buffer: GPUBuffer, strides: HeadStrides): HeadRows => ({
+    span: { buffer, dtype: q.dtype },
+    at: 0,
+    strides,
+  });
 
   for (let b = 0; b < s.B; b++) {
     for (let h0 = 0; h0 < s.Hq; h0 += heads) {
-      const hk0 = b * s.Hkv + Math.floor(h0 / group);
-      copyElements(
-        rec,
-        q,
-        (b * s.Hq + h0) * s.Lq * s.D,
-        { buffer: qs, dtype: q.dtype },
-        0,
-        heads * s.Lq * s.D,
-      );
-      copyRows(rec, k, hk0, kvHeads, 0, s.Lk, ks);
-      copyRows(rec, v, hk0, kvHeads, 0, s.Lk, vs);
+      const hk0 = Math.floor(h0 / group);
+      copyHeadRows(rec, headRows(q, strides.q, b, h0), slice(qs, sliced.q), heads, s.Lq, s.D);
+      copyHeadRows(rec, headRows(k, strides.k, b, hk0), slice(ks, sliced.k), kvHeads, s.Lk, s.D);
+      copyHeadRows(rec, headRows(v, strides.v, b, hk0), slice(vs, sliced.v), kvHeads, s.Lk, s.Dv);
       if (mask && ms) {
         const start = ((mb === 1 ? 0 : b) * mh + (mh === 1 ? 0 : h0)) * mi * mj;
         copyElements(rec, mask, start, { buffer: ms, dtype: mask.dtype }, 0, mHeads * mi * mj);
@@ -101,15 +110,8 @@ export function recordHeads(rec: Recording, plan: HeadsPlan, call: SplitCall): v
       rec.clear(os); // packed f16 results are ORed into zeroed words
       const origin: [number, number, number, number] = [b, h0, 0, 0];
       recordCore(rec, { ...plan.group, rules: { ...plan.group.rules, origin } }, io);
+      copyHeadRows(rec, slice(os, sliced.o), headRows(call.output, strides.o, b, h0), heads, s.Lq, s.Dv);
       const row = b * s.Hq + h0;
-      copyElements(
-        rec,
-        { buffer: os, dtype: q.dtype },
-        0,
-        call.output,
-        row * s.Lq * s.Dv,
-        heads * s.Lq * s.Dv,
-      );
       if (call.lse && ls)
         copyElements(rec, { buffer: ls, dtype: 'f32' }, 0, call.lse, row * s.Lq, heads * s.Lq);
       if (call.weights && ws) {
@@ -150,13 +152,20 @@ export function recordBlocks(
   const part = partial();
   const group = s.Hq / s.Hkv;
   const rules = scoringRules(options, s);
+  const strides = tensorStrides(call);
+  // a block, a chunk or a partial result: rows of one head, dense
+  const dense = (buffer: GPUBuffer, width: number): HeadRows => ({
+    span: { buffer, dtype },
+    at: 0,
+    strides: [0, 0, width],
+  });
 
   for (let b = 0; b < s.B; b++) {
     for (let h = 0; h < s.Hq; h++) {
-      const kvHead = b * s.Hkv + Math.floor(h / group);
+      const kvHead = Math.floor(h / group);
       for (let i0 = 0; i0 < s.Lq; i0 += rows) {
         const n = Math.min(rows, s.Lq - i0);
-        copyElements(rec, q, ((b * s.Hq + h) * s.Lq + i0) * s.D, { buffer: qs, dtype }, 0, n * s.D);
+        copyHeadRows(rec, headRows(q, strides.q, b, h, i0), dense(qs, s.D), 1, n, s.D);
         for (let j0 = 0; j0 < s.Lk; j0 += keys) {
           // Causal: keys past the block's last row's limit add nothing. The first chunk always
           // runs, so that rows attending no key still get zeros and -Infinity.
@@ -164,8 +173,8 @@ export function recordBlocks(
           const docs = options.cuSeqlensQ !== undefined;
           if (options.causal && !docs && j0 > 0 && j0 > i0 + n - 1 + s.Lk - s.Lq) break;
           const m = Math.min(keys, s.Lk - j0);
-          copyRows(rec, k, kvHead, 1, j0, m, ks);
-          copyRows(rec, v, kvHead, 1, j0, m, vs);
+          copyHeadRows(rec, headRows(k, strides.k, b, kvHead, j0), dense(ks, s.D), 1, m, s.D);
+          copyHeadRows(rec, headRows(v, strides.v, b, kvHead, j0), dense(vs, s.Dv), 1, m, s.Dv);
           const rowsM = mi === 1 ? 1 : n;
           const colsM = mj === 1 ? 1 : m;
           if (mask && ms) {
@@ -197,8 +206,7 @@ export function recordBlocks(
             q: qs,
             k: ks,
             v: vs,
-            kStride: m,
-            vStride: m,
+            strides: denseStrides(inner.shape, 'bhld'),
             mask: ms,
             rules: call.rules,
             ...target,
@@ -210,7 +218,7 @@ export function recordBlocks(
           }
         }
         const row = (b * s.Hq + h) * s.Lq + i0;
-        copyElements(rec, { buffer: acc.output, dtype }, 0, call.output, row * s.Dv, n * s.Dv);
+        copyHeadRows(rec, dense(acc.output, s.Dv), headRows(call.output, strides.o, b, h, i0), 1, n, s.Dv);
         if (call.lse) copyElements(rec, { buffer: acc.lse, dtype: 'f32' }, 0, call.lse, row, n);
       }
     }
@@ -239,24 +247,50 @@ export function recordMerge(
   });
 }
 
+/** Rows of heads of an operand in a tensor or a scratch buffer: the first row and the strides. */
+interface HeadRows {
+  span: Span;
+  /** element of the first row's first element */
+  at: number;
+  strides: HeadStrides;
+}
+
+/** Rows from row `l0` of heads from `h0` of batch item `b` of tensor `t` (strides `at`). */
+function headRows(t: Tensor, at: HeadStrides, b: number, h0: number, l0 = 0): HeadRows {
+  return { span: t, at: b * at[0] + h0 * at[1] + l0 * at[2], strides: at };
+}
+
 /**
- * Rows [firstRow, firstRow + rows) of kv heads [first, first + heads) of a [.., H, L, D] tensor,
- * which may be a strided view (a KV cache), copied to `to` as [heads, rows, D].
+ * Copies `rows` rows of `width` elements of each of `heads` heads from `from` to `to`, in runs as
+ * long as both sides are contiguous: one copy for a dense block, one per head of a KV-cache view,
+ * one per row of a group of heads of a [B, L, H, D] tensor.
  */
-function copyRows(
+function copyHeadRows(
   rec: Recording,
-  t: Tensor,
-  first: number,
+  from: HeadRows,
+  to: HeadRows,
   heads: number,
-  firstRow: number,
   rows: number,
-  to: GPUBuffer,
+  width: number,
 ): void {
-  const dim = t.shape[3];
-  for (let h = 0; h < heads; h++) {
-    const at = ((first + h) * t.rowStride + firstRow) * dim;
-    copyElements(rec, t, at, { buffer: to, dtype: t.dtype }, h * rows * dim, rows * dim);
+  // in the order of `from` in memory
+  const headsOuter = heads === 1 || from.strides[1] >= from.strides[2];
+  const [outer, inner] = headsOuter ? [heads, rows] : [rows, heads];
+  let run: [src: number, dst: number, count: number] | undefined;
+  for (let x = 0; x < outer; x++) {
+    for (let y = 0; y < inner; y++) {
+      const [h, l] = headsOuter ? [x, y] : [y, x];
+      const src = from.at + h * from.strides[1] + l * from.strides[2];
+      const dst = to.at + h * to.strides[1] + l * to.strides[2];
+      if (run && src === run[0] + run[2] && dst === run[1] + run[2]) {
+        run[2] += width;
+      } else {
+        if (run) copyElements(rec, from.span, run[0], to.span, run[1], run[2]);
+        run = [src, dst, width];
+      }
+    }
   }
+  if (run) copyElements(rec, from.span, run[0], to.span, run[1], run[2]);
 }
 
 /** Records a copy of `count` elements of `from`'s dtype. */

@@ -9,7 +9,13 @@ import type { Context } from '../context';
 import { Recording } from '../program';
 import { broadcastStrides } from '../shape';
 import { Tensor } from '../tensor';
-import { type BlockMask, type CorePlan, checkSnippetSignature, scoringRules } from './attention_plan';
+import {
+  type BlockMask,
+  type CorePlan,
+  checkSnippetSignature,
+  denseStrides,
+  scoringRules,
+} from './attention_plan';
 import { scoringSources, scoringUniforms, withRules } from './flash_attention';
 import { checkSnippets } from './score_snippets';
 
@@ -102,8 +108,7 @@ export async function createBlockMask(ctx: Context, options: CreateBlockMaskOpti
     q: states.buffer,
     k: states.buffer,
     v: states.buffer,
-    kStride: Lk,
-    vStride: Lk,
+    strides: denseStrides(shape, 'bhld'),
     output: states.buffer,
   };
   const { bindings, RULES_BINDING } = withRules([mask?.buffer, states.buffer], io);

@@ -9,7 +9,14 @@ import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { chunkPrelude, elementPrelude } from '../f16';
 import type { Recording } from '../program';
 import { type AttentionBuffers, DECODE_REGISTERS_WG, DECODE_WG, type DecodePlan } from './attention_plan';
-import { ruleConstants, scoringSources, scoringUniforms, withRules } from './flash_attention';
+import {
+  rowConstants,
+  rowUniforms,
+  ruleConstants,
+  scoringSources,
+  scoringUniforms,
+  withRules,
+} from './flash_attention';
 
 /** Records both passes of `plan` on `io`; the partials live until the recording is submitted. */
 export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuffers): void {
@@ -45,6 +52,7 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
         MASK: plan.maskKind,
         RULES_BINDING,
         ...ruleConstants(plan),
+        ...rowConstants(io),
       },
       uniforms,
       bindings,
@@ -64,7 +72,7 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
         RULES_BINDING,
         ...ruleConstants(plan),
       },
-      uniforms,
+      uniforms: { ...uniforms, ...rowUniforms(io) },
       bindings,
       workgroups: plan.workgroups,
     });
@@ -73,7 +81,17 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
     name: 'decode_merge',
     sources: [elementPrelude(plan.storage, true), mergeSource, maskedSource],
     constants: { WG: DECODE_WG, DV4, LSE: plan.lse },
-    uniforms: { Dv, P: plan.partials, Lq, Hq, h0: plan.rules.origin[1], sinks_at: plan.rules.sinksAt },
+    uniforms: {
+      Dv,
+      P: plan.partials,
+      Lq,
+      Hq,
+      o_b: io.strides.o[0],
+      o_h: io.strides.o[1],
+      o_l: io.strides.o[2],
+      h0: plan.rules.origin[1],
+      sinks_at: plan.rules.sinksAt,
+    },
     bindings: [partO, partML, io.output, io.lse, io.rules],
     workgroups: rows,
   });

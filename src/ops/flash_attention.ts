@@ -48,7 +48,34 @@ export function ruleConstants(plan: CorePlan): { MODS: boolean; BLOCKS: number; 
   };
 }
 
-/** Uniforms every attention kernel that scores keys reads (key_rules.wgsl and the kernels). */
+/**
+ * Row strides of q, k, v and the output, in elements, as the constants of the `registers` kernels
+ * (which read four-element chunks): their key loops then index rows by constant offsets, which
+ * SwiftShader needs for speed.
+ */
+export function rowConstants(io: AttentionBuffers): {
+  Q_ROW: number;
+  K_ROW: number;
+  V_ROW: number;
+  O_ROW: number;
+} {
+  const { q, k, v, o } = io.strides;
+  return { Q_ROW: q[2], K_ROW: k[2], V_ROW: v[2], O_ROW: o[2] };
+}
+
+/**
+ * The same row strides as the uniforms of the kernels that read elements (`workgroup` forms,
+ * merges): constants there would compile a pipeline per head dim and head count.
+ */
+export function rowUniforms(io: AttentionBuffers): { q_l: number; k_l: number; v_l: number; o_l: number } {
+  const { q, k, v, o } = io.strides;
+  return { q_l: q[2], k_l: k[2], v_l: v[2], o_l: o[2] };
+}
+
+/**
+ * Uniforms every attention kernel that scores keys reads (key_rules.wgsl and the kernels); the
+ * batch and head strides of q, k, v and the output are q_b, q_h, .., o_h.
+ */
 export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<string, UniformValue> {
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = plan.shape;
   const [mask_b, mask_h, mask_i, mask_j] = plan.maskStrides;
@@ -67,8 +94,14 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
     mask_i,
     mask_j,
     scale: f32(plan.scale),
-    kStride: io.kStride,
-    vStride: io.vStride,
+    q_b: io.strides.q[0],
+    q_h: io.strides.q[1],
+    k_b: io.strides.k[0],
+    k_h: io.strides.k[1],
+    v_b: io.strides.v[0],
+    v_h: io.strides.v[1],
+    o_b: io.strides.o[0],
+    o_h: io.strides.o[1],
     shift: i32(plan.causalShift),
     softcap: f32(r.softcap),
     win_left: i32(r.window[0]),
@@ -112,7 +145,7 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
         valueChunksSource,
         ...shared,
       ],
-      constants: { WG: plan.rowsPerWorkgroup / 4, ...common, RULES_BINDING },
+      constants: { WG: plan.rowsPerWorkgroup / 4, ...common, ...rowConstants(io), RULES_BINDING },
       uniforms: scoringUniforms(plan, io),
       bindings,
       workgroups: plan.workgroups,
@@ -148,7 +181,7 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
         WEIGHTS: plan.weights,
         RULES_BINDING,
       },
-      uniforms: scoringUniforms(plan, io),
+      uniforms: { ...scoringUniforms(plan, io), ...rowUniforms(io) },
       bindings,
       workgroups: plan.workgroups,
     });

@@ -4,10 +4,13 @@
 import type { Context } from '../context';
 import { Recording } from '../program';
 import { expectRank, fmt } from '../shape';
-import { type AttentionOptions, corePlan, plan } from './attention_plan';
+import { type AttentionOptions, type AttentionStrides, corePlan, denseStrides, plan } from './attention_plan';
 import { recordCore, recordMerge } from './attention_split';
 
-/** An attention call to compile for: the shapes of q, k, v (and of a mask), their dtype, the options. */
+/**
+ * An attention call to compile for: the shapes of q, k, v (in the options' `layout`; and of a
+ * mask), their dtype, the options.
+ */
 export interface AttentionCallShape {
   q: readonly number[];
   k: readonly number[];
@@ -33,13 +36,18 @@ export async function prepareAttention(ctx: Context, calls: readonly AttentionCa
   const rec = new Recording(ctx, 'prepareAttention');
   const placeholder = ctx.dummy('prepare');
   for (const call of calls) {
-    expectRank('prepareAttention: q', call.q, 4, 'B, Hq, Lq, D');
-    expectRank('prepareAttention: k', call.k, 4, 'B, Hkv, Lk, D');
-    expectRank('prepareAttention: v', call.v, 4, 'B, Hkv, Lk, Dv');
-    const [B, Hq, Lq, D] = call.q;
-    const [, Hkv, Lk] = call.k;
+    const options = call.options ?? {};
+    const layout = options.layout ?? 'bhld';
+    const blhd = layout === 'blhd';
+    expectRank('prepareAttention: q', call.q, 4, blhd ? 'B, Lq, Hq, D' : 'B, Hq, Lq, D');
+    expectRank('prepareAttention: k', call.k, 4, blhd ? 'B, Lk, Hkv, D' : 'B, Hkv, Lk, D');
+    expectRank('prepareAttention: v', call.v, 4, blhd ? 'B, Lk, Hkv, Dv' : 'B, Hkv, Lk, Dv');
+    // [B, H, L, D] whatever the layout
+    const bhld = (x: readonly number[]) => (blhd ? [x[0], x[2], x[1], x[3]] : x);
+    const [B, Hq, Lq, D] = bhld(call.q);
+    const [, Hkv, Lk] = bhld(call.k);
     const Dv = call.v[3];
-    if (Hq % Hkv !== 0 || call.k[3] !== D || call.v[2] !== Lk) {
+    if (Hq % Hkv !== 0 || call.k[3] !== D || bhld(call.v)[2] !== Lk) {
       throw new Error(
         `prepareAttention: q ${fmt(call.q)}, k ${fmt(call.k)} and v ${fmt(call.v)} do not fit together (see attention)`,
       );
@@ -47,33 +55,33 @@ export async function prepareAttention(ctx: Context, calls: readonly AttentionCa
     const shape = { B, Hq, Hkv, Lq, Lk, D, Dv };
     const dtype = call.dtype ?? 'f32';
     const mask = call.mask && { ...call.mask, size: call.mask.shape.reduce((a, b) => a * b, 1) };
-    const options = call.options ?? {};
     const p = plan({ ctx, shape, dtype, mask }, options);
-    const io = {
+    // strides as the call's tensors will have them (a KV cache's views have the same row strides)
+    const io = (strides: AttentionStrides) => ({
       q: placeholder,
       k: placeholder,
       v: placeholder,
-      kStride: Lk,
-      vStride: Lk,
+      strides,
       mask: mask && placeholder,
       output: placeholder,
       lse: placeholder,
       weights: placeholder,
-    };
-    if (p.path === 'heads') recordCore(rec, p.group, io);
+    });
+    if (p.path === 'heads') recordCore(rec, p.group, io(denseStrides(p.group.shape, layout)));
     else if (p.path === 'blocks') {
       const block = { ...shape, B: 1, Hq: 1, Hkv: 1, Lq: p.rows, Lk: p.keys };
       const blockMask = mask && {
         ...mask,
         shape: [1, 1, p.maskDims[2] === 1 ? 1 : p.rows, p.maskDims[3] === 1 ? 1 : p.keys],
       };
+      const blockIo = io(denseStrides(block, 'bhld'));
       recordCore(
         rec,
         corePlan({ ctx, shape: block, dtype, mask: blockMask }, { ...options, returnLse: true }, 0),
-        io,
+        blockIo,
       );
-      recordMerge(rec, p, io, io, io, p.rows);
-    } else recordCore(rec, p, io);
+      recordMerge(rec, p, blockIo, blockIo, blockIo, p.rows);
+    } else recordCore(rec, p, io(denseStrides(shape, layout)));
   }
   await rec.compile();
 }
