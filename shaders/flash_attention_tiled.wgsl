@@ -1,6 +1,7 @@
 // Fused attention forward for GPUs, FlashAttention-2's blocking with register tiles: one workgroup
 // of 128 invocations per (block of 64 query rows, head, batch).
-// q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> out [B, Hq, Lq, Dv], lse [B, Hq, Lq].
+// q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> out [B, Hq, Lq, Dv], lse [B, Hq, Lq]
+// (q, k, v and out at any batch, head and row strides: the uniforms q_b .. o_h and q_l .. o_l).
 // Invocation t = 8 * ty + tx (ty 0..15, tx 0..7) owns rows 4ty .. 4ty + 3 of the block: the 4 x 4
 // tile of scores of those rows and keys tx, tx + 8, tx + 16, tx + 24 of each 32-key tile (spread,
 // so that the eight invocations of a row group read different memory banks), and the output
@@ -43,8 +44,8 @@ fn loadV(e: u32) -> f32 {
   return unpackAt(v[wordOf(e)], e);
 }
 
-// Stages dims [4 c0, 4 (c0 + QC)) of the q rows [row0, row0 + BR) (row0's element at `qBase`) and
-// of keys [j0, j0 + BC) (k rows from element `kBase`), zero outside the rows, keys and D.
+// Stages dims [4 c0, 4 (c0 + QC)) of the q rows [row0, row0 + BR) (row0's first element at
+// `qBase`) and of keys [j0, j0 + BC) (key 0's at `kBase`), zero outside the rows, keys and D.
 fn stageQK(qBase: u32, row0: u32, kBase: u32, j0: u32, c0: u32, t: u32) {
   for (var e = t; e < (BR + BC) * QC * 4u; e += WG) {
     let n = e / (QC * 4u);
@@ -52,10 +53,10 @@ fn stageQK(qBase: u32, row0: u32, kBase: u32, j0: u32, c0: u32, t: u32) {
     var x = 0.0;
     if (n < BR) {
       if (row0 + n < p.Lq && d < p.D) {
-        x = loadQ(qBase + n * p.D + d);
+        x = loadQ(qBase + n * p.q_l + d);
       }
     } else if (j0 + n - BR < p.Lk && d < p.D) {
-      x = loadK(kBase + (j0 + n - BR) * p.D + d);
+      x = loadK(kBase + (j0 + n - BR) * p.k_l + d);
     }
     stage[e / 4u][e % 4u] = x;
   }
@@ -68,7 +69,7 @@ fn stageV(vBase: u32, j0: u32, c0: u32, t: u32) {
     let d = c0 * 4u + e % (VC * 4u);
     var x = 0.0;
     if (j < p.Lk && d < p.Dv) {
-      x = loadV(vBase + j * p.Dv + d);
+      x = loadV(vBase + j * p.v_l + d);
     }
     stage[e / 4u][e % 4u] = x;
   }
@@ -90,9 +91,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let rowLast = min(row0 + BR, p.Lq) - 1u;
   let i0 = row0 + 4u * ty;
   let hk = h / (p.Hq / p.Hkv);
-  let qBase = ((b * p.Hq + h) * p.Lq + row0) * p.D;
-  let kBase = (b * p.Hkv + hk) * p.kStride * p.D;
-  let vBase = (b * p.Hkv + hk) * p.vStride * p.Dv;
+  let qBase = b * p.q_b + h * p.q_h + row0 * p.q_l;
+  let kBase = b * p.k_b + hk * p.k_h;
+  let vBase = b * p.v_b + hk * p.v_h;
 
   // Keys each of the four rows may attend; rows past Lq attend none.
   var lo = vec4<u32>(0u);
@@ -210,13 +211,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (i >= p.Lq) {
       break;
     }
+    // row i in lse [B, Hq, Lq]; its first element in out
     let row = (b * p.Hq + h) * p.Lq + i;
+    let oAt = b * p.o_b + h * p.o_h + i * p.o_l;
     for (var n = 0u; n < VCHUNKS; n++) {
       let o = acc[4u * n + r] * inv[r];
       let d0 = (n * VC + tx) * 4u;
       for (var e = 0u; e < 4u; e++) {
         if (d0 + e < p.Dv) {
-          storeOut(row * p.Dv + d0 + e, o[e]);
+          storeOut(oAt + d0 + e, o[e]);
         }
       }
     }

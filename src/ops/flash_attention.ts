@@ -162,7 +162,7 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
         ...ruleConstants(plan),
         RULES_BINDING,
       },
-      uniforms: scoringUniforms(plan, io),
+      uniforms: { ...scoringUniforms(plan, io), ...rowUniforms(io) },
       bindings,
       workgroups: plan.workgroups,
     });
