@@ -248,7 +248,11 @@ async function createImpls(
       return oursFused(other, probe, 'ours-other');
     },
     'ours-tiled': async () => {
-      const tiled = await createContext({ device: ctx.device, attentionKernel: 'tiled', label: 'bench:tiled' });
+      const tiled = await createContext({
+        device: ctx.device,
+        attentionKernel: 'tiled',
+        label: 'bench:tiled',
+      });
       return oursFused(tiled, probe, 'ours-tiled');
     },
     composed: () => oursComposed(ctx, probe),
