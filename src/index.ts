@@ -39,6 +39,7 @@ export {
   attentionBackward,
   planAttentionBackward,
 } from './ops/attention_backward';
+export type { BackwardPasses, SplitBackwardPlan, WholeBackwardPlan } from './ops/attention_backward_plan';
 export {
   type AttentionPlan,
   type AttentionShape,

@@ -318,12 +318,15 @@ export function plan(inputs: PlanInputs, options: AttentionOptions, force?: 'dec
   };
 }
 
-/** The plan of a call that fits its bindings: one flash dispatch or the two decode passes. */
+/**
+ * The plan of a call that fits its bindings: one flash dispatch or the two decode passes (`force`
+ * picks one whatever the sizes; the backward, which scores like the flash kernel, asks 'flash').
+ */
 export function corePlan(
   inputs: PlanInputs,
   options: AttentionOptions,
   causalShift: number,
-  force?: 'decode',
+  force?: 'decode' | 'flash',
   rules: ScoringRules = scoringRules(options, inputs.shape),
 ): FlashPlan | DecodePlan {
   const { ctx, shape: s, mask } = inputs;
@@ -346,7 +349,7 @@ export function corePlan(
     weights: options.returnWeights ?? false,
     rules,
   };
-  if (force === 'decode' || prefersDecode(s, options, kernel)) return decodePlan(ctx, core);
+  if (force === 'decode' || (!force && prefersDecode(s, options, kernel))) return decodePlan(ctx, core);
   const rows = ROWS_PER_WORKGROUP;
   return {
     ...core,

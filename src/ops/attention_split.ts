@@ -243,7 +243,7 @@ export function recordMerge(
  * Rows [firstRow, firstRow + rows) of kv heads [first, first + heads) of a [.., H, L, D] tensor,
  * which may be a strided view (a KV cache), copied to `to` as [heads, rows, D].
  */
-function copyRows(
+export function copyRows(
   rec: Recording,
   t: Tensor,
   first: number,
@@ -251,28 +251,30 @@ function copyRows(
   firstRow: number,
   rows: number,
   to: GPUBuffer,
+  what = 'attention',
 ): void {
   const dim = t.shape[3];
   for (let h = 0; h < heads; h++) {
     const at = ((first + h) * t.rowStride + firstRow) * dim;
-    copyElements(rec, t, at, { buffer: to, dtype: t.dtype }, h * rows * dim, rows * dim);
+    copyElements(rec, t, at, { buffer: to, dtype: t.dtype }, h * rows * dim, rows * dim, what);
   }
 }
 
-/** Records a copy of `count` elements of `from`'s dtype. */
-function copyElements(
+/** Records a copy of `count` elements of `from`'s dtype (`what`: the op, for its error). */
+export function copyElements(
   rec: Recording,
   from: Span,
   fromStart: number,
   to: Span,
   toStart: number,
   count: number,
+  what = 'attention',
 ): void {
   const bpe = bytesPerElement(from.dtype);
   const [src, dst, size] = [fromStart * bpe, toStart * bpe, count * bpe];
   if (src % 4 || dst % 4 || size % 4) {
     throw new Error(
-      `attention: splitting this call needs 4-byte-aligned head slices; ${from.dtype} slices of ${count} elements are not (use f32, or sizes with an even element count)`,
+      `${what}: splitting this call needs 4-byte-aligned head slices; ${from.dtype} slices of ${count} elements are not (use f32, or sizes with an even element count)`,
     );
   }
   rec.copy(from.buffer, src + (from.byteOffset ?? 0), to.buffer, dst + (to.byteOffset ?? 0), size);
