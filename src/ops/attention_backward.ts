@@ -19,9 +19,10 @@ import rowsSource from '../../shaders/attention_backward_rows.wgsl?raw';
 import storeSource from '../../shaders/attention_backward_store.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import { chunkPrelude, type ElementStorage, elementPrelude } from '../f16';
+import type { RunOptions } from '../options';
 import { type Bindable, Recording } from '../program';
 import { fmt } from '../shape';
-import { bytesPerElement, expectTensor, type Tensor } from '../tensor';
+import { bytesPerElement, type DType, expectTensor, type Tensor } from '../tensor';
 import { recordRuleData } from './attention';
 import {
   type AttentionBackwardPlan,
@@ -45,18 +46,28 @@ import {
 } from './attention_plan';
 import { copyElements, copyRows } from './attention_split';
 import { scoringSources, scoringUniforms, withRules } from './flash_attention';
+import { resultTensor } from './output';
 
-/** The forward's options (the same values as the forward call), plus its log-sum-exp. */
-export type AttentionBackwardOptions = Omit<AttentionOptions, 'returnLse' | 'returnWeights'> & {
-  /** The forward's `lse` [B, Hq, Lq] ('f32'), from `attention(..., { returnLse: true })`. */
-  lse: Tensor;
-  /**
-   * With `scoreMod`: WGSL `fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32`,
-   * the derivative of score_mod in s (same arguments). Required with scoreMod: the backward does
-   * not differentiate WGSL by itself.
-   */
-  scoreModGrad?: string;
-};
+/**
+ * The forward's options (the same values as the forward call), plus its log-sum-exp, and where the
+ * call's work and results go.
+ */
+export type AttentionBackwardOptions = Omit<AttentionOptions, 'returnLse' | 'returnWeights'> &
+  RunOptions & {
+    /** The forward's `lse` [B, Hq, Lq] ('f32'), from `attention(..., { returnLse: true })`. */
+    lse: Tensor;
+    /**
+     * Write the gradients into these tensors instead of new ones: dq [B, Hq, Lq, D], dk
+     * [B, Hkv, Lk, D], dv [B, Hkv, Lk, Dv] of q's dtype, dsinks [Hq] 'f32' (with sinks).
+     */
+    out?: { dq?: Tensor; dk?: Tensor; dv?: Tensor; dsinks?: Tensor };
+    /**
+     * With `scoreMod`: WGSL `fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32`,
+     * the derivative of score_mod in s (same arguments). Required with scoreMod: the backward does
+     * not differentiate WGSL by itself.
+     */
+    scoreModGrad?: string;
+  };
 
 export interface AttentionGradients {
   /** [B, Hq, Lq, D] */
@@ -100,24 +111,38 @@ export async function attentionBackward(
 ): Promise<AttentionGradients> {
   const plan = planAttentionBackward(q, k, v, output, dOutput, options);
   const { ctx } = q;
+  const { out, encoder } = options;
+  if (out !== undefined && (typeof out !== 'object' || out === null)) {
+    throw new Error(
+      `attentionBackward: options.out must be an object { dq?, dk?, dv?, dsinks? }, received ${out === null ? 'null' : typeof out}`,
+    );
+  }
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = plan.path === 'whole' ? plan.core.shape : plan.shape;
-  const dq = ctx.zeros([B, Hq, Lq, D], q.dtype, 'attentionBackward:dq');
-  const dk = ctx.zeros([B, Hkv, Lk, D], q.dtype, 'attentionBackward:dk');
-  const dv = ctx.zeros([B, Hkv, Lk, Dv], q.dtype, 'attentionBackward:dv');
-  const dsinks = options.sinks !== undefined ? ctx.zeros([Hq], 'f32', 'attentionBackward:dsinks') : undefined;
   const rec = new Recording(ctx, 'attentionBackward');
-  rec.watch(q, k, v, output, dOutput, options.mask, options.lse);
+  rec.watch(q, k, v, output, dOutput, options.mask, options.lse, out?.dq, out?.dk, out?.dv, out?.dsinks);
+  const made: Tensor[] = [];
+  const result = <T extends DType>(name: keyof NonNullable<typeof out>, shape: number[], dtype: T) => {
+    const t = resultTensor(ctx, rec, `attentionBackward: out.${name}`, out?.[name], shape, dtype);
+    if (t === out?.[name]) {
+      if (name === 'dsinks') rec.clear(t.binding); // the dsinks pass subtracts from it
+    } else made.push(t);
+    return t;
+  };
   try {
-    const { lse, scoreModGrad, ...forward } = options;
+    const dq = result('dq', [B, Hq, Lq, D], q.dtype);
+    const dk = result('dk', [B, Hkv, Lk, D], q.dtype);
+    const dv = result('dv', [B, Hkv, Lk, Dv], q.dtype);
+    const dsinks = options.sinks !== undefined ? result('dsinks', [Hq], 'f32') : undefined;
+    const { lse, scoreModGrad, out: _, encoder: __, ...forward } = options;
     const call = { q, k, v, output, dOutput, lse, mask: options.mask, dq, dk, dv, dsinks };
     if (plan.path === 'whole') recordWhole(rec, plan, call, forward, scoreModGrad);
     else recordSplit(rec, plan, call, forward, scoreModGrad);
-    await rec.submit();
+    await rec.submit(encoder);
+    return dsinks ? { dq, dk, dv, dsinks } : { dq, dk, dv };
   } catch (e) {
-    for (const t of [dq, dk, dv, dsinks]) t?.destroy();
+    for (const t of made) t.destroy();
     throw e;
   }
-  return dsinks ? { dq, dk, dv, dsinks } : { dq, dk, dv };
 }
 
 /**
@@ -515,7 +540,7 @@ function checkBackwardInputs(
       throw new Error(`${what}: options.${key} is an option of the forward only, received ${key}`);
     }
   }
-  const { lse, scoreModGrad, ...forward } = options;
+  const { lse, scoreModGrad, out: _, encoder: __, ...forward } = options;
   if (forward.scoreMod !== undefined && scoreModGrad === undefined) {
     throw new Error(
       `${what}: options.scoreMod needs options.scoreModGrad, WGSL 'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32' (its derivative in s), received undefined`,
