@@ -515,7 +515,9 @@ function outputBinding(
         : storage === 'f32-sum'
           ? `${array}[e] += x;`
           : `${array}[e] = x;`;
-  return `@group(0) @binding(${binding}) var<storage, read_write> ${array}: array<${type}>;
+  // (a kernel's own `enable f16;` and this one are merged into one)
+  const enable = storage === 'f16' ? 'enable f16;\n' : '';
+  return `${enable}@group(0) @binding(${binding}) var<storage, read_write> ${array}: array<${type}>;
 fn ${store}(e: u32, x: f32) { ${body} }
 `;
 }
