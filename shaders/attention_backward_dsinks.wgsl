@@ -1,10 +1,12 @@
 // Attention backward with sinks: d loss / d sink of each query head,
 //   dsinks[h] = -sum over (b, i) of exp(sink[h] - lse) * delta,
 // the sink's softmax probability times the row's delta = rowsum(dO * O) (the sink has no value).
-// One invocation per head, summing its rows in a fixed order (deterministic, no atomics).
+// One invocation per head, summing its rows in a fixed order (deterministic, no atomics), and
+// subtracting the sum from dsinks (zeroed first: a split call adds the sums of its units in turn).
 // Bindings: the rule data (sinks from word sinks_at, the row stats (lse, delta) of
-// attention_backward_delta.wgsl from word stats_at) and dsinks [Hq] (f32). Uniforms: B, Hq, Lq,
-// sinks_at, stats_at, h0. Constants: WG.
+// attention_backward_delta.wgsl from word stats_at) and dsinks [heads of the full call] (f32).
+// Uniforms: B, Hq, Lq (of the rows the stats hold), sinks_at, stats_at, h0 (the first head's
+// index in the full call). Constants: WG.
 
 @group(0) @binding(1) var<storage, read> rules: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dsinks: array<f32>;
@@ -26,5 +28,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       sum += exp(min(sink - lse, 0.0)) * delta;
     }
   }
-  dsinks[h] = -sum;
+  dsinks[h + p.h0] -= sum;
 }

@@ -40,6 +40,7 @@ export {
   attentionBackward,
   planAttentionBackward,
 } from './ops/attention_backward';
+export type { BackwardPasses, SplitBackwardPlan, WholeBackwardPlan } from './ops/attention_backward_plan';
 export {
   type AttentionLayout,
   type AttentionPlan,
@@ -53,12 +54,17 @@ export {
   type ScoringRules,
 } from './ops/attention_plan';
 export { type BlockMask, type CreateBlockMaskOptions, createBlockMask } from './ops/block_mask';
-export { type SoftmaxCrossEntropyResult, softmaxCrossEntropy } from './ops/cross_entropy';
+export {
+  type SoftmaxCrossEntropyOptions,
+  type SoftmaxCrossEntropyResult,
+  softmaxCrossEntropy,
+} from './ops/cross_entropy';
 export { embedding, embeddingBackward } from './ops/embedding';
 export { mergeHeads, splitHeads } from './ops/heads';
 export {
   layerNorm,
   layerNormBackward,
+  type NormBackwardCallOptions,
   type NormGradients,
   type NormOptions,
   rmsNorm,
@@ -67,8 +73,9 @@ export {
 export { type LinearOptions, linear } from './ops/linear';
 export { type LinearBackwardOptions, type LinearGradients, linearBackward } from './ops/linear_backward';
 export { type MatmulOptions, matmul } from './ops/matmul';
+export type { OutputOptions } from './ops/output';
 export { type AttentionCallShape, prepareAttention } from './ops/prepare';
-export { type RopeOptions, type RopeTables, rope, ropeBackward } from './ops/rope';
+export { type RopeCallOptions, type RopeOptions, type RopeTables, rope, ropeBackward } from './ops/rope';
 export { type SoftmaxOptions, softmax } from './ops/softmax';
 export { type SoftmaxBackwardOptions, softmaxBackward } from './ops/softmax_backward';
 export type { MatmulSettings, NormSettings, RunOptions, SoftmaxSettings } from './options';

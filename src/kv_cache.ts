@@ -6,6 +6,7 @@ import { checkOptions } from './checks';
 import type { Context } from './context';
 import { elementPrelude, elementStorage } from './f16';
 import type { AttentionLayout } from './ops/attention_plan';
+import { RUN_OPTION_KEYS, type RunOptions } from './options';
 import { Recording } from './program';
 import { expectRank, fmt } from './shape';
 import { bytesPerElement, expectTensor, Tensor } from './tensor';
@@ -135,10 +136,13 @@ export class KVCache {
   /**
    * Writes k [B, Hkv, n, D] and v [B, Hkv, n, Dv] ([B, n, Hkv, D] and [B, n, Hkv, Dv] with layout
    * 'blhd'; the cache's dtype) at positions [length, length + n) on the GPU and returns the views
-   * of everything cached.
+   * of everything cached. With `encoder` the writes are recorded into the app's encoder: `length`
+   * and the views count the step at once, and the app submits the encoder before work that reads
+   * them.
    */
-  async append(k: Tensor, v: Tensor): Promise<{ k: Tensor; v: Tensor }> {
+  async append(k: Tensor, v: Tensor, options: RunOptions = {}): Promise<{ k: Tensor; v: Tensor }> {
     const [keyBuffer, valueBuffer] = this.buffers('append');
+    checkOptions('KVCache.append', options, RUN_OPTION_KEYS);
     const { ctx, batch: B, kvHeads: Hkv } = this;
     expectTensor('KVCache.append: k', k);
     k.assertUsable('KVCache.append: k', ctx);
@@ -171,6 +175,7 @@ export class KVCache {
 
     const storage = elementStorage(ctx, this.dtype);
     const rec = new Recording(ctx, 'kv_cache_append');
+    rec.watch(k, v);
     // blhd: each batch item's positions are rows of Hkv heads
     const [slices, heads] = blhd ? [B, Hkv] : [B * Hkv, 1];
     for (const [src, dst, dim] of [
@@ -188,7 +193,7 @@ export class KVCache {
         workgroups: Math.ceil(total / WG),
       });
     }
-    const submitted = rec.submit();
+    const submitted = rec.submit(options.encoder);
     this.filled += n;
     await submitted;
     return { k: this.keys, v: this.values };

@@ -4,9 +4,11 @@ import {
   attention,
   attentionBackward,
   type Context,
+  createContext,
   KVCache,
   linear,
   matmul,
+  planAttentionBackward,
   rope,
   softmax,
   type Tensor,
@@ -90,6 +92,30 @@ export async function attentionVariants(ctx: Context, flashOnly = false): Promis
     made.push(g.dq, g.dk, g.dv, g.dsinks!);
   }
   for (const x of made) x.destroy();
+}
+
+/**
+ * The backward of calls split to fit 1 KiB bindings (passes adding to f32 sums, the store pass),
+ * f32 and f16, with a mask and sinks, in the context's form.
+ */
+export async function backwardSplitVariants(ctx: Context): Promise<void> {
+  const small = await createContext({
+    device: ctx.device,
+    limits: { maxStorageBufferBindingSize: 1024 },
+    attentionKernel: ctx.attentionKernel,
+  });
+  for (const dtype of ['f32', 'f16'] as const) {
+    const x = small.zeros([1, 2, 40, 8], dtype);
+    const mask = small.zeros([40, 40], 'bool');
+    const options = { mask, sinks: [0, 1], causal: true };
+    const f = await attention(x, x, x, { ...options, returnLse: true });
+    const backward = { ...options, lse: f.lse };
+    const { path } = planAttentionBackward(x, x, x, f.output, f.output, backward);
+    if (path === 'whole') throw new Error(`backwardSplitVariants: ${dtype} call not split`);
+    const g = await attentionBackward(x, x, x, f.output, f.output, backward);
+    for (const t of [x, mask, f.output, f.lse, g.dq, g.dk, g.dv, g.dsinks]) t?.destroy();
+  }
+  small.destroy();
 }
 
 /** The other ops' variants. */

@@ -1,10 +1,11 @@
 // Dawn's Null backend builds pipelines without running them and lists shader-f16: the native f16
-// variants that SwiftShader cannot run still compile without messages (checked without a GPU).
+// variants that SwiftShader cannot run (also those of the backward's split calls) still compile
+// without messages (checked without a GPU).
 
 import { describe, expect, it } from 'vitest';
 import { create } from 'webgpu';
 import { createContext } from '../src';
-import { attentionVariants, messagesOf, opVariants } from './kernel_variants';
+import { attentionVariants, backwardSplitVariants, messagesOf, opVariants } from './kernel_variants';
 
 describe("every kernel variant compiles on Dawn's Null backend (shader-f16)", () => {
   for (const kernel of ['workgroup', 'registers', 'tiled'] as const) {
@@ -13,7 +14,10 @@ describe("every kernel variant compiles on Dawn's Null backend (shader-f16)", ()
       expect(ctx.hasF16).toBe(true);
       const { count, messages } = await messagesOf(ctx, async () => {
         await attentionVariants(ctx, kernel === 'tiled');
-        if (kernel !== 'tiled') await opVariants(ctx);
+        if (kernel !== 'tiled') {
+          await backwardSplitVariants(ctx);
+          await opVariants(ctx);
+        }
       });
       ctx.destroy();
       expect(messages).toEqual([]);

@@ -1,19 +1,26 @@
 // Contexts whose limits are set low on purpose: work is folded or split and gives the same result.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attention, type Context, KVCache } from '../src';
-import { attentionCpu } from '../src/reference';
-import { inLayout, swapAxes12 } from './attention_cases';
-import { checked, expectClose, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
+import {
+  type AttentionKernel,
+  attention,
+  attentionBackward,
+  type Context,
+  KVCache,
+  planAttentionBackward,
+  type Tensor,
+} from '../src';
+import { attentionBackwardCpu, attentionCpu, type HostTensor } from '../src/reference';
+import { type Case as AttentionCase, caseInputs, inLayout, roundToF16, swapAxes12 } from './attention_cases';
+import { checked, expectClose, F16_TOL, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
 
 let folded: Context;
 let small: Context;
 /** Largest buffer any dispatch on `small` bound: shows the split really happened. */
 let largestBinding = 0;
 
-beforeAll(async () => {
-  folded = await testContext({ limits: { maxComputeWorkgroupsPerDimension: 3 } });
-  small = await testContext({ limits: { maxStorageBufferBindingSize: 4096 } });
-  const { device } = small;
+/** Makes `ctx` note the largest storage binding of every dispatch in `largestBinding`. */
+function trackBindings(ctx: Context): void {
+  const { device } = ctx;
   const createBindGroup = device.createBindGroup.bind(device);
   device.createBindGroup = (descriptor) => {
     for (const e of descriptor.entries) {
@@ -22,6 +29,12 @@ beforeAll(async () => {
     }
     return createBindGroup(descriptor);
   };
+}
+
+beforeAll(async () => {
+  folded = await testContext({ limits: { maxComputeWorkgroupsPerDimension: 3 } });
+  small = await testContext({ limits: { maxStorageBufferBindingSize: 4096 } });
+  trackBindings(small);
 });
 afterAll(() => {
   folded?.destroy();
@@ -203,3 +216,125 @@ describe('maxStorageBufferBindingSize = 4 KiB', () => {
     q.destroy();
   });
 });
+
+/** A backward case: the shape, mask and dtype of `AttentionCase`, and sparse options. */
+interface BackwardCase extends AttentionCase {
+  options?: { sinks?: number[]; window?: [number, number] };
+  path: 'heads' | 'blocks';
+}
+
+// Every binding of the backward within 4 KiB: units of heads (all rows and keys) or of one head's
+// row and key blocks; dq, dk, dv (and dsinks) summed over the units. The forward splits too.
+describe.each<AttentionKernel>(['workgroup', 'registers'])(
+  'attentionBackward split to fit 4 KiB bindings, %s form',
+  (form) => {
+    let ctx: Context;
+    beforeAll(async () => {
+      ctx = await testContext({ limits: { maxStorageBufferBindingSize: 4096 }, attentionKernel: form });
+      trackBindings(ctx);
+    });
+    afterAll(() => ctx?.destroy());
+
+    async function checkBackward(c: BackwardCase) {
+      const inputs = caseInputs(c);
+      const dtype = c.dtype ?? 'f32';
+      const dOData = randomArray(rng(99), c.B * c.Hq * c.Lq * c.Dv);
+      const dO: HostTensor = {
+        data: dtype === 'f16' ? roundToF16(dOData) : dOData,
+        shape: [c.B, c.Hq, c.Lq, c.Dv],
+      };
+      const sparse = c.options ?? {};
+      const ref = attentionBackwardCpu(inputs.q, inputs.k, inputs.v, dO, {
+        causal: c.causal,
+        mask: inputs.mask,
+        ...sparse,
+      });
+      const made: Tensor[] = [];
+      const up = (h: HostTensor, dt = h.dtype ?? dtype) => {
+        const t = ctx.tensor(h.data as Float32Array, h.shape, { dtype: dt });
+        made.push(t);
+        return t;
+      };
+      largestBinding = 0;
+      const live = ctx.liveBytes;
+      await checked(ctx, async () => {
+        const [q, k, v] = [up(inputs.q), up(inputs.k), up(inputs.v)];
+        const options = { causal: c.causal, mask: inputs.mask && up(inputs.mask), ...sparse };
+        const f = await attention(q, k, v, { ...options, returnLse: true });
+        made.push(f.output, f.lse);
+        const dOutput = up(dO);
+        const backward = { ...options, lse: f.lse };
+        expect(planAttentionBackward(q, k, v, f.output, dOutput, backward).path).toBe(c.path);
+        const g = await attentionBackward(q, k, v, f.output, dOutput, backward);
+        made.push(g.dq, g.dk, g.dv, ...(g.dsinks ? [g.dsinks] : []));
+        const tol = dtype === 'f16' ? F16_TOL : F32_TOL;
+        for (const name of ['dq', 'dk', 'dv'] as const) {
+          expectClose(await g[name].read(), ref[name].data, tol, name);
+        }
+        expect(g.dsinks === undefined).toBe(ref.dsinks === undefined);
+        if (g.dsinks && ref.dsinks) expectClose(await g.dsinks.read(), ref.dsinks.data, tol, 'dsinks');
+      });
+      for (const t of made) t.destroy();
+      expect(largestBinding).toBeLessThanOrEqual(4096);
+      expect(ctx.liveBytes).toBe(live); // every slice and sum is freed
+    }
+
+    // D 16, Dv 8 and an additive mask in every case of both forms: one configuration of each
+    // kernel to compile (a registers backward kernel takes SwiftShader 10-20 s to compile)
+    const shape = { D: 16, Dv: 8 };
+    // 2 query heads per unit: dk, dv of the kv head sum over two units
+    it('MQA heads split inside a kv group, causal Lq < Lk, additive mask [B, 1, 1, Lk]', () =>
+      checkBackward({
+        B: 2,
+        Hq: 4,
+        Hkv: 1,
+        Lq: 24,
+        Lk: 32,
+        ...shape,
+        causal: true,
+        mask: { kind: 'additive', shape: [2, 1, 1, 32] },
+        path: 'heads',
+      }));
+    it('GQA in row and key blocks, causal Lq < Lk, additive mask [Lq, Lk]', () =>
+      checkBackward({
+        B: 1,
+        Hq: 2,
+        Hkv: 1,
+        Lq: 72,
+        Lk: 100,
+        ...shape,
+        causal: true,
+        mask: { kind: 'additive', shape: [72, 100] },
+        path: 'blocks',
+      }));
+    it('sinks and a window in blocks: dsinks sums over the row blocks', () =>
+      checkBackward({
+        B: 1,
+        Hq: 2,
+        Hkv: 1,
+        Lq: 80,
+        Lk: 40,
+        ...shape,
+        mask: { kind: 'additive', shape: [40], pTrue: 0.9 },
+        options: { sinks: [0.5, -1], window: [8, 3] },
+        path: 'blocks',
+      }));
+    // The split is the same in both forms: these run in the faster-compiling one only.
+    if (form === 'workgroup') {
+      it('no options, one head in row and key blocks', () =>
+        checkBackward({ B: 1, Hq: 1, Hkv: 1, Lq: 70, Lk: 90, ...shape, path: 'blocks' }));
+      it('f16 in blocks, causal Lq > Lk (rows that attend nothing)', () =>
+        checkBackward({
+          B: 1,
+          Hq: 2,
+          Hkv: 2,
+          Lq: 100,
+          Lk: 64,
+          ...shape,
+          dtype: 'f16',
+          causal: true,
+          path: 'blocks',
+        }));
+    }
+  },
+);

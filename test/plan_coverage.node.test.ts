@@ -8,6 +8,15 @@
 import { describe, expect, it } from 'vitest';
 import type { AttentionKernel, Context, Limits } from '../src/context';
 import {
+  BACKWARD_REGISTERS_WG,
+  BACKWARD_WG,
+  type BackwardTarget,
+  backwardPasses,
+  backwardPlan,
+  backwardWork,
+  type SplitBackwardPlan,
+} from '../src/ops/attention_backward_plan';
+import {
   type AttentionOptions,
   type AttentionShape,
   corePlan,
@@ -299,6 +308,109 @@ describe('tilings cover every allowed (row, key) pair exactly once', () => {
         ).toBeUndefined();
       }
     }
+  });
+});
+
+/**
+ * Calls `score(b, h, i, j)` (indices of the full call) for every pair the backward kernels of a
+ * split plan's `targets` score, mirroring their index math (attention_backward_dq*.wgsl: a
+ * workgroup's rows of one head against all the unit's keys; attention_backward_dkdv*.wgsl: a
+ * workgroup's keys of one kv head against all rows of the kv head's query heads), unit by unit.
+ * Checks that every unit lies in its target and reads the kv heads its query heads must read.
+ */
+function scoreBackward(
+  ctx: Context,
+  plan: SplitBackwardPlan,
+  targets: BackwardTarget[],
+  pass: 'dq' | 'dkdv',
+  causal: boolean,
+  score: (b: number, h: number, i: number, j: number) => void,
+) {
+  const s = plan.shape;
+  const group = s.Hq / s.Hkv;
+  for (const { target: t, units } of targets) {
+    for (const u of units) {
+      expect([
+        u.b,
+        u.i >= t.i,
+        u.i + u.rows <= t.i + t.rows,
+        u.j >= t.j,
+        u.j + u.keys <= t.j + t.keys,
+      ]).toEqual([t.b, true, true, true, true]);
+      expect(u.h >= t.h && u.h + u.heads <= t.h + t.heads).toBe(true);
+      const shape = { ...s, B: 1, Hq: u.heads, Hkv: u.kvHeads, Lq: u.rows, Lk: u.keys };
+      const core = corePlan({ ctx, shape, dtype: 'f32' }, { causal }, s.Lk - s.Lq + u.i - u.j, 'flash');
+      const passes = backwardPasses(ctx, core);
+      const allows = causalAllows(causal, core.causalShift);
+      const per = passes.kernel === 'registers' ? 4 * BACKWARD_REGISTERS_WG : BACKWARD_WG;
+      const unitGroup = u.heads / u.kvHeads;
+      // the kv head the unit's kernels read for each query head is the one the full call's reads
+      for (let hl = 0; hl < u.heads; hl++) {
+        expect(u.hk + Math.floor(hl / unitGroup)).toBe(Math.floor((u.h + hl) / group));
+      }
+      const pair = (hl: number, i: number, j: number) => {
+        if (allows(i, j)) score(u.b, u.h + hl, u.i + i, u.j + j);
+      };
+      if (pass === 'dq') {
+        const blocks = Math.ceil(u.rows / per);
+        for (let w = 0; w < passes.dqWorkgroups; w++) {
+          const hl = Math.floor(w / blocks) % u.heads;
+          for (let i = (w % blocks) * per; i < Math.min(((w % blocks) + 1) * per, u.rows); i++) {
+            for (let j = 0; j < u.keys; j++) pair(hl, i, j);
+          }
+        }
+      } else {
+        const blocks = Math.ceil(u.keys / per);
+        for (let w = 0; w < passes.dkdvWorkgroups; w++) {
+          const hk = Math.floor(w / blocks) % u.kvHeads;
+          for (let j = (w % blocks) * per; j < Math.min(((w % blocks) + 1) * per, u.keys); j++) {
+            for (let g = 0; g < unitGroup; g++)
+              for (let i = 0; i < u.rows; i++) pair(hk * unitGroup + g, i, j);
+          }
+        }
+      }
+    }
+  }
+}
+
+describe('attentionBackward split plans: each pass scores every allowed pair exactly once', () => {
+  const cases: (Case & { limit: number; path: 'heads' | 'blocks' })[] = [
+    { B: 2, Hq: 8, Hkv: 2, Lq: 9, Lk: 40, D: 8, Dv: 8, causal: true, limit: 4096, path: 'heads' },
+    { B: 1, Hq: 4, Hkv: 1, Lq: 40, Lk: 24, D: 8, Dv: 4, causal: false, limit: 4096, path: 'heads' },
+    { B: 1, Hq: 2, Hkv: 1, Lq: 70, Lk: 90, D: 8, Dv: 8, causal: true, limit: 1024, path: 'blocks' },
+    { B: 2, Hq: 1, Hkv: 1, Lq: 130, Lk: 33, D: 16, Dv: 8, causal: true, limit: 2048, path: 'blocks' },
+    { B: 1, Hq: 3, Hkv: 3, Lq: 5, Lk: 300, D: 4, Dv: 4, causal: false, limit: 1024, path: 'blocks' },
+  ];
+  const check = (ctx: Context, p: SplitBackwardPlan, work: ReturnType<typeof backwardWork>, c: Case) => {
+    for (const pass of ['dq', 'dkdv'] as const) {
+      const cover = new Cover(p.shape);
+      scoreBackward(ctx, p, work[pass], pass, c.causal, (b, h, i, j) => cover.add(b, h, i, j));
+      const wrong = cover.firstWrong(causalAllows(c.causal, c.Lk - c.Lq));
+      if (wrong) throw new Error(`${pass}: ${wrong}`);
+    }
+  };
+  for (const kernel of ['workgroup', 'registers'] as const) {
+    it(`heads and blocks units, ${kernel} form`, () => {
+      for (const c of cases) {
+        const { causal, limit, path, ...shape } = c;
+        const ctx = fakeContext(kernel, { maxStorageBufferBindingSize: limit });
+        const p = backwardPlan({ ctx, shape, dtype: 'f32' }, { causal });
+        expect(p.path, describeCase(c, kernel)).toBe(path);
+        if (p.path === 'whole') continue;
+        check(ctx, p, backwardWork(p, { causal }), c);
+      }
+    });
+  }
+
+  it('catches work that misses a unit or a target', () => {
+    const c = cases[2];
+    const { causal, limit, path: _, ...shape } = c;
+    const ctx = fakeContext('registers', { maxStorageBufferBindingSize: limit });
+    const p = backwardPlan({ ctx, shape, dtype: 'f32' }, { causal }) as SplitBackwardPlan;
+    const work = backwardWork(p, { causal });
+    const lastUnit = work.dkdv.map((t) => (t === work.dkdv[1] ? { ...t, units: t.units.slice(1) } : t));
+    expect(() => check(ctx, p, { ...work, dkdv: lastUnit }, c)).toThrow('dkdv');
+    expect(() => check(ctx, p, { ...work, dq: work.dq.slice(1) }, c)).toThrow('dq');
   });
 });
 

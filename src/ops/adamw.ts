@@ -2,7 +2,7 @@ import accumulateSource from '../../shaders/accumulate.wgsl?raw';
 import adamwSource from '../../shaders/adamw.wgsl?raw';
 import { checkOptions } from '../checks';
 import type { Context } from '../context';
-import { type AdamWOptions, adamwSettings } from '../options';
+import { type AdamWOptions, adamwSettings, RUN_OPTION_KEYS, type RunOptions } from '../options';
 import { f32, Recording } from '../program';
 import type { Tensor } from '../tensor';
 import { checkF32, WG } from './train_common';
@@ -68,10 +68,15 @@ export class AdamW {
     return this.steps;
   }
 
-  /** Adds `grads[i]` (parameter i's shape) into `this.grads[i]`; `undefined` entries are skipped. */
-  async accumulate(grads: readonly (Tensor | undefined)[]): Promise<void> {
+  /**
+   * Adds `grads[i]` (parameter i's shape) into `this.grads[i]`; `undefined` entries are skipped.
+   * With `encoder`, recorded into the app's encoder (the app submits it).
+   */
+  async accumulate(grads: readonly (Tensor | undefined)[], options: RunOptions = {}): Promise<void> {
+    checkOptions('AdamW.accumulate', options, RUN_OPTION_KEYS);
     this.checkGrads('AdamW.accumulate', grads);
     const rec = new Recording(this.ctx, 'AdamW.accumulate');
+    rec.watch(...grads);
     grads.forEach((g, i) => {
       if (!g) return;
       rec.dispatch({
@@ -83,15 +88,17 @@ export class AdamW {
         workgroups: Math.ceil(g.size / WG),
       });
     });
-    await rec.submit();
+    await rec.submit(options.encoder);
   }
 
   /**
    * One AdamW step for every parameter, with `grads` (default: the accumulated `this.grads`). A
    * parameter whose gradient is `undefined` is left alone, moments included (PyTorch skips
-   * parameters whose `.grad` is None); the step counter is shared.
+   * parameters whose `.grad` is None); the step counter is shared. With `encoder`, recorded into
+   * the app's encoder (the step counter advances at once; the app submits it).
    */
-  async step(grads: readonly (Tensor | undefined)[] = this.grads): Promise<void> {
+  async step(grads: readonly (Tensor | undefined)[] = this.grads, options: RunOptions = {}): Promise<void> {
+    checkOptions('AdamW.step', options, RUN_OPTION_KEYS);
     this.checkGrads('AdamW.step', grads);
     if (typeof this.lr !== 'number' || !Number.isFinite(this.lr) || this.lr < 0) {
       throw new Error(`AdamW.step: lr must be a finite number >= 0, received ${String(this.lr)}`);
@@ -107,6 +114,7 @@ export class AdamW {
       bc2Sqrt: f32(Math.sqrt(1 - this.beta2 ** t)),
     };
     const rec = new Recording(this.ctx, 'AdamW.step');
+    rec.watch(...this.params, ...grads);
     grads.forEach((g, i) => {
       if (!g) return;
       const p = this.params[i];
@@ -119,15 +127,16 @@ export class AdamW {
         workgroups: Math.ceil(p.size / WG),
       });
     });
-    await rec.submit();
+    await rec.submit(options.encoder);
   }
 
-  /** Sets every held gradient (`this.grads`) to zero. */
-  async zeroGrad(): Promise<void> {
+  /** Sets every held gradient (`this.grads`) to zero; with `encoder`, recorded into the app's. */
+  async zeroGrad(options: RunOptions = {}): Promise<void> {
+    checkOptions('AdamW.zeroGrad', options, RUN_OPTION_KEYS);
     this.ctx.assertAlive('AdamW.zeroGrad');
     const rec = new Recording(this.ctx, 'AdamW.zeroGrad');
     for (const g of this.grads) rec.clear(g.binding);
-    await rec.submit();
+    await rec.submit(options.encoder);
   }
 
   /** Frees the moments and held gradients (the parameters stay with their owner). */

@@ -5,7 +5,9 @@
 //      group and all query rows, recomputing P from lse, accumulating dK and dV in registers;
 //   3. dQ pass: each invocation owns query rows and walks their keys, accumulating dQ.
 // P (L x L) is recomputed in both passes, never stored. Scores go through key_rules.wgsl's
-// keyScore with the forward's scoringUniforms, so options added there reach the backward.
+// keyScore with the forward's scoringUniforms, so options added there reach the backward. A call
+// with a binding larger than the device allows runs as units of slices that fit
+// (attention_backward_plan.ts), their gradients accumulated in f32 and stored into place.
 import commonSource from '../../shaders/attention_backward_common.wgsl?raw';
 import deltaSource from '../../shaders/attention_backward_delta.wgsl?raw';
 import dkdvSource from '../../shaders/attention_backward_dkdv.wgsl?raw';
@@ -14,38 +16,64 @@ import dqSource from '../../shaders/attention_backward_dq.wgsl?raw';
 import dqRegistersSource from '../../shaders/attention_backward_dq_registers.wgsl?raw';
 import dsinksSource from '../../shaders/attention_backward_dsinks.wgsl?raw';
 import rowsSource from '../../shaders/attention_backward_rows.wgsl?raw';
+import storeSource from '../../shaders/attention_backward_store.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
-import type { AttentionKernel } from '../context';
 import { chunkPrelude, type ElementStorage, elementPrelude } from '../f16';
+import type { RunOptions } from '../options';
 import { type Bindable, Recording } from '../program';
 import { fmt } from '../shape';
-import { bytesPerElement, expectTensor, type Tensor } from '../tensor';
+import { bytesPerElement, type DType, expectTensor, type Tensor } from '../tensor';
 import { recordRuleData } from './attention';
+import {
+  type AttentionBackwardPlan,
+  type BackwardPasses,
+  type BackwardUnit,
+  BINDING_ALIGN,
+  backwardPasses,
+  backwardPlan,
+  backwardWork,
+  BACKWARD_REGISTERS_WG as REGISTERS_WG,
+  type SplitBackwardPlan,
+  BACKWARD_WG as WG,
+} from './attention_backward_plan';
 import {
   type AttentionBuffers,
   type AttentionOptions,
   type AttentionShape,
-  type CorePlan,
   checkAttentionInputs,
+  chunked,
   corePlan,
+  denseStrides,
   type HeadStrides,
   headStrides,
   layoutShape,
+  scoringRules,
   tensorStrides,
 } from './attention_plan';
+import { copyElements, copyHeadRows, type HeadRows, headRows } from './attention_split';
 import { rowConstants, rowUniforms, scoringSources, scoringUniforms, withRules } from './flash_attention';
+import { resultTensor } from './output';
 
-/** The forward's options (the same values as the forward call), plus its log-sum-exp. */
-export type AttentionBackwardOptions = Omit<AttentionOptions, 'returnLse' | 'returnWeights'> & {
-  /** The forward's `lse` [B, Hq, Lq] ('f32'), from `attention(..., { returnLse: true })`. */
-  lse: Tensor;
-  /**
-   * With `scoreMod`: WGSL `fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32`,
-   * the derivative of score_mod in s (same arguments). Required with scoreMod: the backward does
-   * not differentiate WGSL by itself.
-   */
-  scoreModGrad?: string;
-};
+/**
+ * The forward's options (the same values as the forward call), plus its log-sum-exp, and where the
+ * call's work and results go.
+ */
+export type AttentionBackwardOptions = Omit<AttentionOptions, 'returnLse' | 'returnWeights'> &
+  RunOptions & {
+    /** The forward's `lse` [B, Hq, Lq] ('f32'), from `attention(..., { returnLse: true })`. */
+    lse: Tensor;
+    /**
+     * Write the gradients into these tensors instead of new ones: dq [B, Hq, Lq, D], dk
+     * [B, Hkv, Lk, D], dv [B, Hkv, Lk, Dv] of q's dtype, dsinks [Hq] 'f32' (with sinks).
+     */
+    out?: { dq?: Tensor; dk?: Tensor; dv?: Tensor; dsinks?: Tensor };
+    /**
+     * With `scoreMod`: WGSL `fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32`,
+     * the derivative of score_mod in s (same arguments). Required with scoreMod: the backward does
+     * not differentiate WGSL by itself.
+     */
+    scoreModGrad?: string;
+  };
 
 export interface AttentionGradients {
   /** [B, Hq, Lq, D] */
@@ -64,26 +92,7 @@ const IDENTITY_SCORE_MOD_GRAD =
 const SCORE_MOD_GRAD_SIGNATURE =
   /fn\s+score_mod_grad\s*\(\s*\w+\s*:\s*f32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*\)\s*->\s*f32/;
 
-/** How one backward call runs: plain data, for tests and the benchmark. */
-export interface AttentionBackwardPlan {
-  /** The scoring parameters, shared with the forward (kernel form, mask strides, scale, causal). */
-  core: CorePlan;
-  /** 'registers': 4 x 4 register blocks, no barriers; 'workgroup': tiles in workgroup memory. */
-  kernel: AttentionKernel;
-  /** Query rows ('workgroup' dK/dV pass) or keys ('workgroup' dQ pass) per workgroup-memory tile. */
-  rowsPerTile: number;
-  keysPerTile: number;
-  deltaWorkgroups: number;
-  dkdvWorkgroups: number;
-  dqWorkgroups: number;
-}
-
-/** Invocations per workgroup: rows of the delta pass, keys or rows of the 'workgroup' passes. */
-const WG = 64;
-/** Invocations per workgroup of the 'registers' passes (four keys or four rows each). */
-const REGISTERS_WG = 16;
-/** Largest workgroup-memory tile, in rows or keys. */
-const MAX_TILE = 32;
+export type { AttentionBackwardPlan };
 
 /**
  * Gradients of `attention(q, k, v, options)` given `dOutput` = d loss / d output, fused
@@ -108,53 +117,46 @@ export async function attentionBackward(
 ): Promise<AttentionGradients> {
   const plan = planAttentionBackward(q, k, v, output, dOutput, options);
   const { ctx } = q;
-  const { B, Hq, Hkv, Lq, Lk, D, Dv } = plan.core.shape;
+  const { out, encoder } = options;
+  if (out !== undefined && (typeof out !== 'object' || out === null)) {
+    throw new Error(
+      `attentionBackward: options.out must be an object { dq?, dk?, dv?, dsinks? }, received ${out === null ? 'null' : typeof out}`,
+    );
+  }
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = plan.path === 'whole' ? plan.core.shape : plan.shape;
   const layout = options.layout ?? 'bhld';
-  const dq = ctx.zeros(layoutShape(layout, B, Hq, Lq, D), q.dtype, 'attentionBackward:dq');
-  const dk = ctx.zeros(layoutShape(layout, B, Hkv, Lk, D), q.dtype, 'attentionBackward:dk');
-  const dv = ctx.zeros(layoutShape(layout, B, Hkv, Lk, Dv), q.dtype, 'attentionBackward:dv');
-  const dsinks = options.sinks !== undefined ? ctx.zeros([Hq], 'f32', 'attentionBackward:dsinks') : undefined;
   const rec = new Recording(ctx, 'attentionBackward');
-  rec.watch(q, k, v, output, dOutput, options.mask, options.lse);
+  rec.watch(q, k, v, output, dOutput, options.mask, options.lse, out?.dq, out?.dk, out?.dv, out?.dsinks);
+  const made: Tensor[] = [];
+  const result = <T extends DType>(name: keyof NonNullable<typeof out>, shape: number[], dtype: T) => {
+    const t = resultTensor(ctx, rec, `attentionBackward: out.${name}`, out?.[name], shape, dtype);
+    if (t === out?.[name]) {
+      if (name === 'dsinks') rec.clear(t.binding); // the dsinks pass subtracts from it
+    } else made.push(t);
+    return t;
+  };
   try {
-    // The rule data of the forward's options, with room for the row stats after it.
-    const { lse: _, scoreModGrad: __, ...forward } = options;
-    const statsBytes = B * Hq * Lq * 8;
-    const data = recordRuleData(rec, ctx, forward, plan.core.rules, statsBytes)!;
-    const io: AttentionBuffers = {
-      q: q.binding,
-      k: k.binding,
-      v: v.binding,
-      // dOutput and dq have the strides of output and q (all dense in the layout)
-      strides: tensorStrides({ q, k, v, output, layout }),
-      mask: options.mask?.binding,
-      output: output.binding,
-      rules: data.buffer,
-    };
-    recordBackward(rec, plan, io, {
-      dOutput: dOutput.binding,
-      lse: options.lse.binding,
-      stats: { buffer: data.buffer, offset: data.reservedAt, size: statsBytes },
-      statsAt: data.reservedAt / 4,
-      scoreModGrad: options.scoreModGrad,
-      dq: dq.binding,
-      dk: dk.binding,
-      dv: dv.binding,
-      dkStrides: headStrides(dk.strides, layout),
-      dvStrides: headStrides(dv.strides, layout),
-      dsinks: dsinks?.binding,
-    });
-    await rec.submit();
+    const dq = result('dq', layoutShape(layout, B, Hq, Lq, D), q.dtype);
+    const dk = result('dk', layoutShape(layout, B, Hkv, Lk, D), q.dtype);
+    const dv = result('dv', layoutShape(layout, B, Hkv, Lk, Dv), q.dtype);
+    const dsinks = options.sinks !== undefined ? result('dsinks', [Hq], 'f32') : undefined;
+    const { lse, scoreModGrad, out: _, encoder: __, ...forward } = options;
+    const call = { q, k, v, output, dOutput, lse, mask: options.mask, dq, dk, dv, dsinks };
+    if (plan.path === 'whole') recordWhole(rec, plan, call, forward, scoreModGrad);
+    else recordSplit(rec, plan, call, forward, scoreModGrad);
+    await rec.submit(encoder);
+    return dsinks ? { dq, dk, dv, dsinks } : { dq, dk, dv };
   } catch (e) {
-    for (const t of [dq, dk, dv, dsinks]) t?.destroy();
+    for (const t of made) t.destroy();
     throw e;
   }
-  return dsinks ? { dq, dk, dv, dsinks } : { dq, dk, dv };
 }
 
 /**
- * How `attentionBackward` would run on these inputs (kernel form, tiles, workgroups). Validates
- * like `attentionBackward` does.
+ * How `attentionBackward` would run on these inputs: `path` 'whole' (the passes over the full
+ * tensors: kernel form, tiles, workgroups), or for a binding larger than
+ * maxStorageBufferBindingSize 'heads' (groups of `heads` query heads) or 'blocks' (one head as
+ * `rows` x `keys` blocks). Validates like `attentionBackward` does.
  */
 export function planAttentionBackward(
   q: Tensor,
@@ -165,28 +167,279 @@ export function planAttentionBackward(
   options: AttentionBackwardOptions,
 ): AttentionBackwardPlan {
   const { forward, shape } = checkBackwardInputs(q, k, v, output, dOutput, options);
-  const { ctx } = q;
-  checkBindingSizes(ctx.limits.maxStorageBufferBindingSize, shape, q, k, v, options.mask);
-  const core = corePlan({ ctx, shape, dtype: q.dtype, mask: options.mask }, forward, shape.Lk - shape.Lq);
-  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
-  const kernel = core.kernel;
-  const budget = ctx.limits.maxComputeWorkgroupStorageSize - 64;
-  const rowBytes = (Math.ceil(D / 4) + Math.ceil(Dv / 4)) * 16;
-  let rowsPerTile = MAX_TILE;
-  while (rowsPerTile > 1 && rowsPerTile * (rowBytes + 8) > budget) rowsPerTile /= 2;
-  let keysPerTile = MAX_TILE;
-  while (keysPerTile > 1 && keysPerTile * rowBytes > budget) keysPerTile /= 2;
-  const per = kernel === 'registers' ? 4 * REGISTERS_WG : WG;
-  return {
-    core,
-    kernel,
-    rowsPerTile,
-    keysPerTile,
-    deltaWorkgroups: Math.ceil((B * Hq * Lq) / WG),
-    dkdvWorkgroups: B * Hkv * Math.ceil(Lk / per),
-    dqWorkgroups: B * Hq * Math.ceil(Lq / per),
-  };
+  const inputs = { ctx: q.ctx, shape, dtype: q.dtype, mask: options.mask };
+  const plan = backwardPlan(
+    { ...inputs, kSpan: k.spanElements, vSpan: v.spanElements, chunked: chunked(q, k, v, output, dOutput) },
+    forward,
+  );
+  if (plan.path !== 'whole' && forward.layout === 'blhd') {
+    throw new Error(
+      `attentionBackward: this call needs more than maxStorageBufferBindingSize (${q.ctx.limits.maxStorageBufferBindingSize} bytes) in one binding; the backward splits such calls in layout 'bhld' only, received layout 'blhd'`,
+    );
+  }
+  return plan;
 }
+
+/** The tensors of one call. */
+interface BackwardCall {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  output: Tensor;
+  dOutput: Tensor;
+  lse: Tensor;
+  mask?: Tensor;
+  dq: Tensor;
+  dk: Tensor;
+  dv: Tensor;
+  dsinks?: Tensor;
+}
+
+/** Records a call whose bindings fit: the passes over the full tensors. */
+function recordWhole(
+  rec: Recording,
+  plan: BackwardPasses,
+  call: BackwardCall,
+  forward: AttentionOptions,
+  scoreModGrad: string | undefined,
+): void {
+  const { B, Hq, Lq } = plan.core.shape;
+  // The rule data of the forward's options, with room for the row stats after it.
+  const statsBytes = B * Hq * Lq * 8;
+  const data = recordRuleData(rec, rec.ctx, forward, plan.core.rules, statsBytes)!;
+  const { q, k, v, output } = call;
+  const layout = forward.layout ?? 'bhld';
+  const io: AttentionBuffers = {
+    q: q.binding,
+    k: k.binding,
+    v: v.binding,
+    // dOutput and dq have the strides of output and q (all dense in the layout)
+    strides: tensorStrides({ q, k, v, output, layout }),
+    mask: call.mask?.binding,
+    output: call.output.binding,
+    rules: data.buffer,
+  };
+  recordBackward(rec, plan, io, {
+    dOutput: call.dOutput.binding,
+    lse: call.lse.binding,
+    stats: { buffer: data.buffer, offset: data.reservedAt, size: statsBytes },
+    statsAt: data.reservedAt / 4,
+    scoreModGrad,
+    dq: call.dq.binding,
+    dk: call.dk.binding,
+    dv: call.dv.binding,
+    dkStrides: headStrides(call.dk.strides, layout),
+    dvStrides: headStrides(call.dv.strides, layout),
+    dsinks: call.dsinks?.binding,
+  });
+}
+
+/**
+ * Records a split plan unit by unit (backwardWork): slices of the unit copied into buffers that
+ * fit, its passes run with f32 outputs that add to the target's accumulators, each accumulator
+ * stored into place once its units are done. dq first, with the row stats of each block of rows
+ * (also kept, for the dk/dv units, in a buffer never bound whole), then dk and dv. The slice
+ * buffers are reused from unit to unit (the command buffer orders each reuse after its readers).
+ */
+function recordSplit(
+  rec: Recording,
+  plan: SplitBackwardPlan,
+  call: BackwardCall,
+  forward: AttentionOptions,
+  scoreModGrad: string | undefined,
+): void {
+  const { shape: s, heads, kvHeads, rows, keys, maskDims } = plan;
+  const { ctx } = rec;
+  const { q, k, v, output, dOutput, lse, mask } = call;
+  const { dtype } = q;
+  const what = 'attentionBackward';
+  const bpe = bytesPerElement(dtype);
+  const rules = scoringRules(forward, s);
+  const statsBytes = heads * rows * 8;
+  const data = recordRuleData(rec, ctx, forward, rules, statsBytes)!;
+  const stats = { buffer: data.buffer, offset: data.reservedAt, size: statsBytes };
+  const allStats = rec.buffer(s.B * s.Hq * s.Lq * 8, `${what}:stats`);
+  const slice = (n: number, name: string) => rec.buffer(n * bpe, `${what}:${name}-slice`);
+  const qs = slice(heads * rows * s.D, 'q');
+  const dOs = slice(heads * rows * s.Dv, 'dOutput');
+  const os = slice(heads * rows * s.Dv, 'output');
+  const ls = rec.buffer(heads * rows * 4, `${what}:lse-slice`);
+  const ks = slice(kvHeads * keys * s.D, 'k');
+  const vs = slice(kvHeads * keys * s.Dv, 'v');
+  const [mb, mh, mi, mj] = maskDims;
+  const ms =
+    mask &&
+    rec.buffer(
+      (mh === 1 ? 1 : heads) * (mi === 1 ? 1 : rows) * (mj === 1 ? 1 : keys) * bytesPerElement(mask.dtype),
+      `${what}:mask-slice`,
+    );
+  const dqAcc = rec.buffer(heads * rows * s.D * 4, `${what}:dq-sum`);
+  const dkAcc = rec.buffer(kvHeads * keys * s.D * 4, `${what}:dk-sum`);
+  const dvAcc = rec.buffer(kvHeads * keys * s.Dv * 4, `${what}:dv-sum`);
+
+  /** A slice buffer as dense [heads, rows, width]. */
+  const dense = (buffer: GPUBuffer, rows: number, width: number): HeadRows => ({
+    span: { buffer, dtype },
+    at: 0,
+    strides: [0, rows * width, width],
+  });
+  /** Heads [h, h + heads), rows [i, i + rows) of batch item b of t (bhld, maybe a strided view). */
+  const copySlice = (
+    t: Tensor,
+    b: number,
+    h: number,
+    heads: number,
+    i: number,
+    rows: number,
+    to: GPUBuffer,
+  ) => {
+    const width = t.shape[3];
+    const from = headRows(t, headStrides(t.strides, 'bhld'), b, h, i);
+    copyHeadRows(rec, from, dense(to, rows, width), heads, rows, width, what);
+  };
+  /** Rows [u.i, u.i + u.rows) of heads [u.h, u.h + u.heads) of a [B, Hq, Lq, X] tensor. */
+  const rowSlice = (t: Tensor, u: BackwardUnit, to: GPUBuffer) =>
+    copySlice(t, u.b, u.h, u.heads, u.i, u.rows, to);
+  /** Keys [u.j, u.j + u.keys) of kv heads [u.hk, u.hk + u.kvHeads) of k and v. */
+  const keySlices = (u: BackwardUnit) => {
+    copySlice(k, u.b, u.hk, u.kvHeads, u.j, u.keys, ks);
+    copySlice(v, u.b, u.hk, u.kvHeads, u.j, u.keys, vs);
+  };
+  /** The unit's slices and accumulators are dense [B = 1, heads, rows or keys, ·]. */
+  const unitShape = (u: BackwardUnit) => ({
+    ...s,
+    B: 1,
+    Hq: u.heads,
+    Hkv: u.kvHeads,
+    Lq: u.rows,
+    Lk: u.keys,
+  });
+  /** The unit's block of the mask, [heads or 1, rows or 1, keys or 1]. */
+  const maskSlice = (u: BackwardUnit) => {
+    if (!mask || !ms) return undefined;
+    const [nh, ni, nj] = [mh === 1 ? 1 : u.heads, mi === 1 ? 1 : u.rows, mj === 1 ? 1 : u.keys];
+    const to = { buffer: ms, dtype: mask.dtype };
+    for (let x = 0; x < nh; x++) {
+      const head = (mb === 1 ? 0 : u.b) * mh + (mh === 1 ? 0 : u.h + x);
+      const first = (head * mi + (mi === 1 ? 0 : u.i)) * mj + (mj === 1 ? 0 : u.j);
+      if (nj === mj) copyElements(rec, mask, first, to, x * ni * nj, ni * nj, what);
+      else
+        for (let r = 0; r < ni; r++) copyElements(rec, mask, first + r * mj, to, (x * ni + r) * nj, nj, what);
+    }
+    return { shape: [1, nh, ni, nj], dtype: mask.dtype, size: nh * ni * nj };
+  };
+  /** The unit's passes: its shape, causal offset and place in the full problem. */
+  const unitPasses = (u: BackwardUnit, unitMask: ReturnType<typeof maskSlice>) => {
+    const shape = unitShape(u);
+    const origin: [number, number, number, number] = [u.b, u.h, u.i, u.j];
+    const shift = s.Lk - s.Lq + u.i - u.j;
+    const core = corePlan({ ctx, shape, dtype, mask: unitMask }, forward, shift, 'flash', {
+      ...rules,
+      origin,
+    });
+    return backwardPasses(ctx, core);
+  };
+  const io = (u: BackwardUnit): AttentionBuffers => ({
+    q: qs,
+    k: ks,
+    v: vs,
+    strides: denseStrides(unitShape(u), 'bhld'),
+    mask: ms,
+    output: os,
+    rules: data.buffer,
+  });
+  const out = (u: BackwardUnit, only: BackwardPass[]): BackwardBuffers => ({
+    dOutput: dOs,
+    lse: ls,
+    stats,
+    statsAt: data.reservedAt / 4,
+    scoreModGrad,
+    dq: dqAcc,
+    dk: dkAcc,
+    dv: dvAcc,
+    dkStrides: denseStrides(unitShape(u), 'bhld').k,
+    dvStrides: denseStrides(unitShape(u), 'bhld').v,
+    dsinks: call.dsinks?.binding,
+    only,
+    accumulate: true,
+  });
+  /** Copies the row stats between the unit's stats and the call's (`toUnit`: into the unit's). */
+  const copyStats = (u: BackwardUnit, toUnit: boolean) => {
+    for (let x = 0; x < u.heads; x++) {
+      const at = ((u.b * s.Hq + u.h + x) * s.Lq + u.i) * 8;
+      const unitAt = stats.offset + x * u.rows * 8;
+      if (toUnit) rec.copy(allStats, at, stats.buffer, unitAt, u.rows * 8);
+      else rec.copy(stats.buffer, unitAt, allStats, at, u.rows * 8);
+    }
+  };
+
+  const work = backwardWork(plan, forward);
+  for (const { target, units } of work.dq) {
+    rowSlice(q, target, qs);
+    rowSlice(dOutput, target, dOs);
+    rowSlice(output, target, os);
+    for (let x = 0; x < target.heads; x++) {
+      const at = (target.b * s.Hq + target.h + x) * s.Lq + target.i;
+      copyElements(rec, lse, at, { buffer: ls, dtype: 'f32' }, x * target.rows, target.rows, what);
+    }
+    const rowsPasses = unitPasses(target, undefined);
+    recordBackward(rec, rowsPasses, io(target), out(target, ['delta', 'dsinks']));
+    copyStats(target, false);
+    rec.clear(dqAcc);
+    for (const u of units) {
+      keySlices(u);
+      const passes = unitPasses(u, maskSlice(u));
+      recordBackward(rec, passes, io(u), out(u, ['dq']));
+    }
+    const at = ((target.b * s.Hq + target.h) * s.Lq + target.i) * s.D;
+    recordStore(rec, plan.storage, dqAcc, call.dq, at, target.heads * target.rows * s.D);
+  }
+  for (const { target, units } of work.dkdv) {
+    keySlices(target);
+    rec.clear(dkAcc);
+    rec.clear(dvAcc);
+    for (const u of units) {
+      rowSlice(q, u, qs);
+      rowSlice(dOutput, u, dOs);
+      copyStats(u, true);
+      const passes = unitPasses(u, maskSlice(u));
+      recordBackward(rec, passes, io(u), out(u, ['dkdv']));
+    }
+    const first = (target.b * s.Hkv + target.hk) * s.Lk + target.j;
+    const n = target.kvHeads * target.keys;
+    recordStore(rec, plan.storage, dkAcc, call.dk, first * s.D, n * s.D);
+    recordStore(rec, plan.storage, dvAcc, call.dv, first * s.Dv, n * s.Dv);
+  }
+}
+
+/**
+ * Records the store of `count` f32 values of `from` into elements [first, first + count) of `to`
+ * (in `storage`), bound as a range that starts at a multiple of BINDING_ALIGN bytes.
+ */
+function recordStore(
+  rec: Recording,
+  storage: ElementStorage,
+  from: GPUBuffer,
+  to: Tensor,
+  first: number,
+  count: number,
+): void {
+  const bpe = bytesPerElement(to.dtype);
+  const start = to.byteOffset + first * bpe;
+  const offset = start - (start % BINDING_ALIGN);
+  const size = Math.ceil((start - offset + count * bpe) / 4) * 4;
+  rec.dispatch({
+    name: 'attention_backward_store',
+    sources: [outputBinding(storage, 2, 'out', 'store'), storeSource],
+    constants: { WG },
+    uniforms: { count, at: (start - offset) / bpe },
+    bindings: [from, { buffer: to.buffer, offset, size }],
+    workgroups: Math.ceil(count / WG),
+  });
+}
+
+/** The passes of recordBackward. */
+type BackwardPass = 'delta' | 'dkdv' | 'dq' | 'dsinks';
 
 interface BackwardBuffers {
   dOutput: Bindable;
@@ -202,29 +455,35 @@ interface BackwardBuffers {
   /** Strides of dk and dv: dense, where k and v may be views. */
   dkStrides: HeadStrides;
   dvStrides: HeadStrides;
-  /** [Hq], with sinks */
+  /** [Hq] of the full call, with sinks: the dsinks pass subtracts from it (zeroed first). */
   dsinks?: Bindable;
+  /** The passes to record (default all). */
+  only?: readonly BackwardPass[];
+  /** dq, dk and dv are f32 sums that the passes add to (units of split calls). */
+  accumulate?: boolean;
 }
 
-/** Records the three passes of `plan`. dq, dk and dv must start zeroed (packed f16 stores OR). */
-function recordBackward(
-  rec: Recording,
-  plan: AttentionBackwardPlan,
-  io: AttentionBuffers,
-  out: BackwardBuffers,
-) {
+/**
+ * Records the passes of `plan`. dq, dk and dv must start zeroed (packed f16 stores OR), and
+ * dsinks too.
+ */
+function recordBackward(rec: Recording, plan: BackwardPasses, io: AttentionBuffers, out: BackwardBuffers) {
   const { core, kernel } = plan;
   const { B, Hq, Lq, D, Dv } = core.shape;
   const storage = core.storage;
+  const runs = (pass: BackwardPass) => !out.only || out.only.includes(pass);
+  const stored = out.accumulate ? 'f32-sum' : storage;
   const [o_b, o_h, o_l] = io.strides.o;
-  rec.dispatch({
-    name: 'attention_backward_delta',
-    sources: [elementPrelude(storage, false), deltaSource, maskedSource],
-    constants: { WG },
-    uniforms: { rows: B * Hq * Lq, Dv, Hq, Lq, o_b, o_h, o_l },
-    bindings: [out.dOutput, io.output, out.lse, out.stats],
-    workgroups: plan.deltaWorkgroups,
-  });
+  if (runs('delta')) {
+    rec.dispatch({
+      name: 'attention_backward_delta',
+      sources: [elementPrelude(storage, false), deltaSource, maskedSource],
+      constants: { WG },
+      uniforms: { rows: B * Hq * Lq, Dv, Hq, Lq, o_b, o_h, o_l },
+      bindings: [out.dOutput, io.output, out.lse, out.stats],
+      workgroups: plan.deltaWorkgroups,
+    });
+  }
   const [dk_b, dk_h, dk_l] = out.dkStrides;
   const [dv_b, dv_h, dv_l] = out.dvStrides;
   const registers = kernel === 'registers';
@@ -247,43 +506,54 @@ function recordBackward(
     ? [elementPrelude(storage, false), chunkPrelude(storage)]
     : [elementPrelude(storage, false)];
   const common = { D4: Math.ceil(D / 4), DV4: Math.ceil(Dv / 4), MASK: core.maskKind, RULES_BINDING };
-  rec.dispatch({
-    name: registers ? 'attention_backward_dkdv_registers' : 'attention_backward_dkdv',
-    sources: [
-      ...prelude,
-      outputBinding(storage, 7, 'dk', 'storeDk'),
-      outputBinding(storage, 8, 'dv', 'storeDv'),
-      ...(registers ? [dkdvRegistersSource] : [dkdvSource, rowsSource]),
-      ...shared,
-    ],
-    constants: registers
-      ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
-      : { WG, BR: plan.rowsPerTile, ...common },
-    uniforms: gradUniforms,
-    bindings: [...inputs, out.dk, out.dv],
-    workgroups: plan.dkdvWorkgroups,
-  });
-  rec.dispatch({
-    name: registers ? 'attention_backward_dq_registers' : 'attention_backward_dq',
-    sources: [
-      ...prelude,
-      outputBinding(storage, 7, 'dq', 'storeDq'),
-      ...(registers ? [dqRegistersSource] : [dqSource, rowsSource]),
-      ...shared,
-    ],
-    constants: registers
-      ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
-      : { WG, BC: plan.keysPerTile, ...common },
-    uniforms,
-    bindings: [...inputs, out.dq],
-    workgroups: plan.dqWorkgroups,
-  });
-  if (out.dsinks) {
+  if (runs('dkdv')) {
+    rec.dispatch({
+      name: registers ? 'attention_backward_dkdv_registers' : 'attention_backward_dkdv',
+      sources: [
+        ...prelude,
+        outputBinding(stored, 7, 'dk', 'storeDk'),
+        outputBinding(stored, 8, 'dv', 'storeDv'),
+        ...(registers ? [dkdvRegistersSource] : [dkdvSource, rowsSource]),
+        ...shared,
+      ],
+      constants: registers
+        ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
+        : { WG, BR: plan.rowsPerTile, ...common },
+      uniforms: gradUniforms,
+      bindings: [...inputs, out.dk, out.dv],
+      workgroups: plan.dkdvWorkgroups,
+    });
+  }
+  if (runs('dq')) {
+    rec.dispatch({
+      name: registers ? 'attention_backward_dq_registers' : 'attention_backward_dq',
+      sources: [
+        ...prelude,
+        outputBinding(stored, 7, 'dq', 'storeDq'),
+        ...(registers ? [dqRegistersSource] : [dqSource, rowsSource]),
+        ...shared,
+      ],
+      constants: registers
+        ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
+        : { WG, BC: plan.keysPerTile, ...common },
+      uniforms,
+      bindings: [...inputs, out.dq],
+      workgroups: plan.dqWorkgroups,
+    });
+  }
+  if (out.dsinks && runs('dsinks')) {
     rec.dispatch({
       name: 'attention_backward_dsinks',
       sources: [dsinksSource],
       constants: { WG },
-      uniforms: { B, Hq, Lq, sinks_at: core.rules.sinksAt, stats_at: out.statsAt, h0: 0 },
+      uniforms: {
+        B,
+        Hq,
+        Lq,
+        sinks_at: core.rules.sinksAt,
+        stats_at: out.statsAt,
+        h0: core.rules.origin[1],
+      },
       bindings: [io.rules, out.dsinks],
       workgroups: Math.ceil(Hq / WG),
     });
@@ -293,17 +563,26 @@ function recordBackward(
 /**
  * WGSL of an output binding `array` at `binding` and its store function `store(e, x)`, which
  * writes element e: packed f16 ORs each half into its (zeroed) word, so that two invocations
- * whose rows share a word never race.
+ * whose rows share a word never race; 'f32-sum' adds x to an f32 element.
  */
-function outputBinding(storage: ElementStorage, binding: number, array: string, store: string): string {
-  const type = storage === 'f32' ? 'f32' : storage === 'f16' ? 'f16' : 'atomic<u32>';
+function outputBinding(
+  storage: ElementStorage | 'f32-sum',
+  binding: number,
+  array: string,
+  store: string,
+): string {
+  const type = storage === 'f16' ? 'f16' : storage === 'f16-packed' ? 'atomic<u32>' : 'f32';
   const body =
     storage === 'f16-packed'
       ? `atomicOr(&${array}[e >> 1u], (pack2x16float(vec2<f32>(x, 0.0)) & 0xffffu) << ((e & 1u) * 16u));`
       : storage === 'f16'
         ? `${array}[e] = f16(x);`
-        : `${array}[e] = x;`;
-  return `@group(0) @binding(${binding}) var<storage, read_write> ${array}: array<${type}>;
+        : storage === 'f32-sum'
+          ? `${array}[e] += x;`
+          : `${array}[e] = x;`;
+  // (a kernel's own `enable f16;` and this one are merged into one)
+  const enable = storage === 'f16' ? 'enable f16;\n' : '';
+  return `${enable}@group(0) @binding(${binding}) var<storage, read_write> ${array}: array<${type}>;
 fn ${store}(e: u32, x: f32) { ${body} }
 `;
 }
@@ -328,7 +607,7 @@ function checkBackwardInputs(
       throw new Error(`${what}: options.${key} is an option of the forward only, received ${key}`);
     }
   }
-  const { lse, scoreModGrad, ...forward } = options;
+  const { lse, scoreModGrad, out: _, encoder: __, ...forward } = options;
   if (forward.scoreMod !== undefined && scoreModGrad === undefined) {
     throw new Error(
       `${what}: options.scoreMod needs options.scoreModGrad, WGSL 'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32' (its derivative in s), received undefined`,
@@ -392,34 +671,4 @@ function checkBackwardInputs(
     throw new Error(`${what}: options.lse must have dtype 'f32', received '${lse.dtype}'`);
   }
   return { forward, shape };
-}
-
-/**
- * Throws when a binding would exceed maxStorageBufferBindingSize: unlike the forward, the backward
- * does not split such calls yet.
- */
-function checkBindingSizes(
-  limit: number,
-  s: AttentionShape,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  mask: Tensor | undefined,
-): void {
-  const bpe = bytesPerElement(q.dtype);
-  const bindings: [string, number][] = [
-    ['q and dq', s.B * s.Hq * s.Lq * s.D * bpe],
-    ['k and dk', k.spanElements * bpe],
-    ['v and dv', v.spanElements * bpe],
-    ['output and dOutput', s.B * s.Hq * s.Lq * s.Dv * bpe],
-    ['the row stats', s.B * s.Hq * s.Lq * 8],
-    ['mask', mask ? mask.size * bytesPerElement(mask.dtype) : 0],
-  ];
-  for (const [name, bytes] of bindings) {
-    if (bytes > limit) {
-      throw new Error(
-        `attentionBackward: ${name} need ${bytes} bytes in one binding, more than maxStorageBufferBindingSize (${limit} bytes); the backward does not split calls yet: split the batch or heads`,
-      );
-    }
-  }
 }

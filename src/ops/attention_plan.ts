@@ -387,12 +387,15 @@ export function plan(inputs: PlanInputs, options: AttentionOptions, force?: 'dec
   };
 }
 
-/** The plan of a call that fits its bindings: one flash dispatch or the two decode passes. */
+/**
+ * The plan of a call that fits its bindings: one flash dispatch or the two decode passes (`force`
+ * picks one whatever the sizes; the backward, which scores like the flash kernel, asks 'flash').
+ */
 export function corePlan(
   inputs: PlanInputs,
   options: AttentionOptions,
   causalShift: number,
-  force?: 'decode',
+  force?: 'decode' | 'flash',
   rules: ScoringRules = scoringRules(options, inputs.shape),
 ): FlashPlan | DecodePlan {
   const { ctx, shape: s, mask } = inputs;
@@ -420,7 +423,7 @@ export function corePlan(
     weights: options.returnWeights ?? false,
     rules,
   };
-  if (force === 'decode' || prefersDecode(s, options, kernel)) {
+  if (force === 'decode' || (!force && prefersDecode(s, options, kernel))) {
     // the tiled form is a prefill kernel: its calls decode with the workgroup form's pass
     return decodePlan(ctx, kernel === 'tiled' ? { ...core, kernel: 'workgroup' } : core);
   }

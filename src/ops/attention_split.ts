@@ -248,7 +248,7 @@ export function recordMerge(
 }
 
 /** Rows of heads of an operand in a tensor or a scratch buffer: the first row and the strides. */
-interface HeadRows {
+export interface HeadRows {
   span: Span;
   /** element of the first row's first element */
   at: number;
@@ -256,7 +256,7 @@ interface HeadRows {
 }
 
 /** Rows from row `l0` of heads from `h0` of batch item `b` of tensor `t` (strides `at`). */
-function headRows(t: Tensor, at: HeadStrides, b: number, h0: number, l0 = 0): HeadRows {
+export function headRows(t: Tensor, at: HeadStrides, b: number, h0: number, l0 = 0): HeadRows {
   return { span: t, at: b * at[0] + h0 * at[1] + l0 * at[2], strides: at };
 }
 
@@ -265,13 +265,14 @@ function headRows(t: Tensor, at: HeadStrides, b: number, h0: number, l0 = 0): He
  * long as both sides are contiguous: one copy for a dense block, one per head of a KV-cache view,
  * one per row of a group of heads of a [B, L, H, D] tensor.
  */
-function copyHeadRows(
+export function copyHeadRows(
   rec: Recording,
   from: HeadRows,
   to: HeadRows,
   heads: number,
   rows: number,
   width: number,
+  what = 'attention',
 ): void {
   // in the order of `from` in memory
   const headsOuter = heads === 1 || from.strides[1] >= from.strides[2];
@@ -285,28 +286,29 @@ function copyHeadRows(
       if (run && src === run[0] + run[2] && dst === run[1] + run[2]) {
         run[2] += width;
       } else {
-        if (run) copyElements(rec, from.span, run[0], to.span, run[1], run[2]);
+        if (run) copyElements(rec, from.span, run[0], to.span, run[1], run[2], what);
         run = [src, dst, width];
       }
     }
   }
-  if (run) copyElements(rec, from.span, run[0], to.span, run[1], run[2]);
+  if (run) copyElements(rec, from.span, run[0], to.span, run[1], run[2], what);
 }
 
-/** Records a copy of `count` elements of `from`'s dtype. */
-function copyElements(
+/** Records a copy of `count` elements of `from`'s dtype (`what`: the op, for its error). */
+export function copyElements(
   rec: Recording,
   from: Span,
   fromStart: number,
   to: Span,
   toStart: number,
   count: number,
+  what = 'attention',
 ): void {
   const bpe = bytesPerElement(from.dtype);
   const [src, dst, size] = [fromStart * bpe, toStart * bpe, count * bpe];
   if (src % 4 || dst % 4 || size % 4) {
     throw new Error(
-      `attention: splitting this call needs 4-byte-aligned head slices; ${from.dtype} slices of ${count} elements are not (use f32, or sizes with an even element count)`,
+      `${what}: splitting this call needs 4-byte-aligned head slices; ${from.dtype} slices of ${count} elements are not (use f32, or sizes with an even element count)`,
     );
   }
   rec.copy(from.buffer, src + (from.byteOffset ?? 0), to.buffer, dst + (to.byteOffset ?? 0), size);

@@ -1,11 +1,20 @@
 import crossEntropySource from '../../shaders/cross_entropy.wgsl?raw';
 import crossEntropyReduceSource from '../../shaders/cross_entropy_reduce.wgsl?raw';
 import workgroupSumSource from '../../shaders/workgroup_sum.wgsl?raw';
+import { checkOptions } from '../checks';
 import type { IntTensor } from '../int_tensor';
+import { RUN_OPTION_KEYS, type RunOptions } from '../options';
 import { Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
+import { resultTensor, submitOrFree } from './output';
 import { checkF32 } from './train_common';
+
+/** Where the work and the results of softmaxCrossEntropy go. */
+export interface SoftmaxCrossEntropyOptions extends RunOptions {
+  /** Write the results into these 'f32' tensors ([1], logits' shape) instead of new ones. */
+  out?: { loss?: Tensor; dlogits?: Tensor };
+}
 
 export interface SoftmaxCrossEntropyResult {
   /** [1], the mean over rows whose target is not -1 of -log softmax(logits)[target]; NaN if none. */
@@ -31,7 +40,15 @@ const REDUCE_WG = 256;
 export async function softmaxCrossEntropy(
   logits: Tensor,
   targets: IntTensor,
+  options: SoftmaxCrossEntropyOptions = {},
 ): Promise<SoftmaxCrossEntropyResult> {
+  checkOptions('softmaxCrossEntropy', options, ['out', ...RUN_OPTION_KEYS]);
+  const { out } = options;
+  if (out !== undefined && (typeof out !== 'object' || out === null)) {
+    throw new Error(
+      `softmaxCrossEntropy: options.out must be an object { loss?, dlogits? }, received ${out === null ? 'null' : typeof out}`,
+    );
+  }
   checkF32('softmaxCrossEntropy', 'logits', logits, logits?.ctx);
   if (
     targets === undefined ||
@@ -50,9 +67,16 @@ export async function softmaxCrossEntropy(
   }
   const { ctx } = logits;
   const rows = targets.size;
-  const loss = ctx.zeros([1], 'f32', 'softmaxCrossEntropy:loss');
-  const dlogits = ctx.zeros(logits.shape, 'f32', 'softmaxCrossEntropy:dlogits');
   const rec = new Recording(ctx, 'softmaxCrossEntropy');
+  rec.watch(logits, out?.loss, out?.dlogits);
+  const loss = resultTensor(ctx, rec, 'softmaxCrossEntropy: out.loss', out?.loss, [1], 'f32');
+  let dlogits: Tensor;
+  try {
+    dlogits = resultTensor(ctx, rec, 'softmaxCrossEntropy: out.dlogits', out?.dlogits, logits.shape, 'f32');
+  } catch (e) {
+    if (loss !== out?.loss) loss.destroy();
+    throw e;
+  }
   const stats = rec.buffer(8, 'softmaxCrossEntropy:stats'); // (1 / count, count)
   const rowLoss = rec.buffer(rows * 4, 'softmaxCrossEntropy:rowLoss');
   const reduce = (stage: number) =>
@@ -74,6 +98,9 @@ export async function softmaxCrossEntropy(
     workgroups: rows,
   });
   reduce(1);
-  await rec.submit();
+  await submitOrFree(rec, options.encoder, [
+    loss !== out?.loss ? loss : undefined,
+    dlogits !== out?.dlogits ? dlogits : undefined,
+  ]);
   return { loss, dlogits };
 }

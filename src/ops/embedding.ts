@@ -1,9 +1,11 @@
 import embeddingSource from '../../shaders/embedding.wgsl?raw';
 import embeddingBackwardSource from '../../shaders/embedding_backward.wgsl?raw';
+import { checkOptions } from '../checks';
 import type { IntTensor } from '../int_tensor';
 import { Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
+import { OUTPUT_OPTION_KEYS, type OutputOptions, resultTensor, submitOrFree } from './output';
 import { checkF32, WG } from './train_common';
 
 function checkIds(op: string, ids: IntTensor, table: Tensor | undefined): void {
@@ -28,7 +30,8 @@ function describe(v: unknown): string {
  * const ids = intTensor(ctx, [3, 1, 4], [1, 3]);
  * const x = await embedding(ids, table); // [1, 3, E]
  */
-export async function embedding(ids: IntTensor, table: Tensor): Promise<Tensor> {
+export async function embedding(ids: IntTensor, table: Tensor, options: OutputOptions = {}): Promise<Tensor> {
+  checkOptions('embedding', options, OUTPUT_OPTION_KEYS);
   checkIds('embedding', ids, table);
   checkF32('embedding', 'table', table, ids.ctx);
   if (table.rank !== 2) {
@@ -36,8 +39,9 @@ export async function embedding(ids: IntTensor, table: Tensor): Promise<Tensor> 
   }
   const [V, E] = table.shape;
   const { ctx } = table;
-  const out = ctx.zeros([...ids.shape, E], 'f32', 'embedding:out');
   const rec = new Recording(ctx, 'embedding');
+  rec.watch(table, options.out);
+  const out = resultTensor(ctx, rec, 'embedding: out', options.out, [...ids.shape, E], 'f32');
   rec.dispatch({
     name: 'embedding',
     sources: [embeddingSource],
@@ -46,7 +50,7 @@ export async function embedding(ids: IntTensor, table: Tensor): Promise<Tensor> 
     bindings: [ids.binding, table.binding, out.binding],
     workgroups: Math.ceil(out.size / WG),
   });
-  await rec.submit();
+  await submitOrFree(rec, options.encoder, [out !== options.out ? out : undefined]);
   return out;
 }
 
@@ -56,7 +60,13 @@ export async function embedding(ids: IntTensor, table: Tensor): Promise<Tensor> 
  * scans the ids (O(V · E · rows) work, fine for the vocabularies of small models). Ids outside
  * [0, V) contribute nothing.
  */
-export async function embeddingBackward(ids: IntTensor, dOut: Tensor, vocabSize: number): Promise<Tensor> {
+export async function embeddingBackward(
+  ids: IntTensor,
+  dOut: Tensor,
+  vocabSize: number,
+  options: OutputOptions = {},
+): Promise<Tensor> {
+  checkOptions('embeddingBackward', options, OUTPUT_OPTION_KEYS);
   checkIds('embeddingBackward', ids, dOut);
   checkF32('embeddingBackward', 'dOut', dOut, ids.ctx);
   if (!Number.isInteger(vocabSize) || vocabSize < 1) {
@@ -69,8 +79,9 @@ export async function embeddingBackward(ids: IntTensor, dOut: Tensor, vocabSize:
     );
   }
   const { ctx } = dOut;
-  const dTable = ctx.zeros([vocabSize, E], 'f32', 'embedding:dTable');
   const rec = new Recording(ctx, 'embeddingBackward');
+  rec.watch(dOut, options.out);
+  const dTable = resultTensor(ctx, rec, 'embeddingBackward: out', options.out, [vocabSize, E], 'f32');
   rec.dispatch({
     name: 'embedding_backward',
     sources: [embeddingBackwardSource],
@@ -79,6 +90,6 @@ export async function embeddingBackward(ids: IntTensor, dOut: Tensor, vocabSize:
     bindings: [ids.binding, dOut.binding, dTable.binding],
     workgroups: Math.ceil((vocabSize * E) / WG),
   });
-  await rec.submit();
+  await submitOrFree(rec, options.encoder, [dTable !== options.out ? dTable : undefined]);
   return dTable;
 }

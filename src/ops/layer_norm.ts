@@ -2,13 +2,20 @@ import layerNormSource from '../../shaders/layer_norm.wgsl?raw';
 import layerNormBackwardSource from '../../shaders/layer_norm_backward.wgsl?raw';
 import workgroupSumSource from '../../shaders/workgroup_sum.wgsl?raw';
 import { checkOptions } from '../checks';
-import type { NormSettings as NormCpuOptions } from '../options';
+import { type NormSettings as NormCpuOptions, RUN_OPTION_KEYS, type RunOptions } from '../options';
 import { f32, Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
+import { OUTPUT_OPTION_KEYS, type OutputOptions, resultTensor, submitOrFree } from './output';
 import { checkF32, recordColumnSum } from './train_common';
 
 export type NormOptions = NormCpuOptions;
+
+/** Where the work and the gradients of a norm's backward go. */
+export interface NormBackwardCallOptions extends RunOptions {
+  /** Write the gradients into these 'f32' tensors (x's shape, [F], [F]) instead of new ones. */
+  out?: { dx?: Tensor; dweight?: Tensor; dbias?: Tensor };
+}
 
 export interface NormGradients {
   /** [..., F] */
@@ -19,13 +26,21 @@ export interface NormGradients {
   dbias?: Tensor;
 }
 
-const OPTION_KEYS = ['eps'] as const;
+const FORWARD_KEYS = ['eps', ...OUTPUT_OPTION_KEYS] as const;
+const BACKWARD_KEYS = ['eps', 'out', ...RUN_OPTION_KEYS] as const;
 
 /** Invocations per row: small rows would leave a large workgroup idle. */
 const rowWorkgroup = (F: number) => (F <= 256 ? 32 : 128);
 
-function checkNorm(op: string, x: Tensor, weight: Tensor, bias: Tensor | undefined, options: NormOptions) {
-  checkOptions(op, options, OPTION_KEYS);
+function checkNorm(
+  op: string,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | undefined,
+  options: NormOptions,
+  keys: readonly string[],
+) {
+  checkOptions(op, options, keys);
   const eps = options.eps ?? 1e-5;
   if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0) {
     throw new Error(`${op}: options.eps must be a finite number >= 0, received ${String(options.eps)}`);
@@ -43,13 +58,14 @@ async function normForward(
   x: Tensor,
   weight: Tensor,
   bias: Tensor | undefined,
-  options: NormOptions,
+  options: NormOptions & OutputOptions,
   centred: boolean,
 ): Promise<Tensor> {
-  const { F, rows, eps } = checkNorm(op, x, weight, bias, options);
+  const { F, rows, eps } = checkNorm(op, x, weight, bias, options, FORWARD_KEYS);
   const { ctx } = x;
-  const out = ctx.zeros(x.shape, 'f32', `${op}:out`);
   const rec = new Recording(ctx, op);
+  rec.watch(x, weight, bias, options.out);
+  const out = resultTensor(ctx, rec, `${op}: out`, options.out, x.shape, 'f32');
   rec.dispatch({
     name: 'layer_norm',
     sources: [layerNormSource, workgroupSumSource],
@@ -58,7 +74,7 @@ async function normForward(
     bindings: [x.binding, weight.binding, bias?.binding, out.binding],
     workgroups: rows,
   });
-  await rec.submit();
+  await submitOrFree(rec, options.encoder, [out !== options.out ? out : undefined]);
   return out;
 }
 
@@ -67,17 +83,39 @@ async function normBackward(
   x: Tensor,
   weight: Tensor,
   dy: Tensor,
-  options: NormOptions,
+  options: NormOptions & NormBackwardCallOptions,
   centred: boolean,
   withBias: boolean,
 ): Promise<NormGradients> {
-  const { F, rows, eps } = checkNorm(op, x, weight, undefined, options);
+  const { F, rows, eps } = checkNorm(op, x, weight, undefined, options, BACKWARD_KEYS);
   checkF32(op, 'dy', dy, x.ctx, x.shape);
   const { ctx } = x;
-  const dx = ctx.zeros(x.shape, 'f32', `${op}:dx`);
-  const dweight = ctx.zeros([F], 'f32', `${op}:dweight`);
-  const dbias = withBias ? ctx.zeros([F], 'f32', `${op}:dbias`) : undefined;
+  const { out } = options;
+  if (out !== undefined && (typeof out !== 'object' || out === null)) {
+    throw new Error(`${op}: options.out must be an object { dx?, dweight?, dbias? }, received ${typeof out}`);
+  }
+  if (out?.dbias !== undefined && !withBias) {
+    throw new Error(`${op}: options.out.dbias is given but the call computes no dbias (no bias)`);
+  }
   const rec = new Recording(ctx, op);
+  rec.watch(x, weight, dy, out?.dx, out?.dweight, out?.dbias);
+  const made: Tensor[] = [];
+  const result = (name: 'dx' | 'dweight' | 'dbias', shape: readonly number[]) => {
+    const t = resultTensor(ctx, rec, `${op}: out.${name}`, out?.[name], shape, 'f32');
+    if (t !== out?.[name]) made.push(t);
+    return t;
+  };
+  let dx: Tensor;
+  let dweight: Tensor;
+  let dbias: Tensor | undefined;
+  try {
+    dx = result('dx', x.shape);
+    dweight = result('dweight', [F]);
+    dbias = withBias ? result('dbias', [F]) : undefined;
+  } catch (e) {
+    for (const t of made) t.destroy();
+    throw e;
+  }
   const prod = rec.buffer(x.size * 4, `${op}:dy*xhat`);
   rec.dispatch({
     name: 'layer_norm_backward',
@@ -89,7 +127,7 @@ async function normBackward(
   });
   recordColumnSum(rec, prod, rows, F, dweight.binding);
   if (dbias) recordColumnSum(rec, dy.binding, rows, F, dbias.binding);
-  await rec.submit();
+  await submitOrFree(rec, options.encoder, made);
   return { dx, dweight, ...(dbias ? { dbias } : {}) };
 }
 
@@ -104,7 +142,7 @@ export async function layerNorm(
   x: Tensor,
   weight: Tensor,
   bias?: Tensor,
-  options: NormOptions = {},
+  options: NormOptions & OutputOptions = {},
 ): Promise<Tensor> {
   return normForward('layerNorm', x, weight, bias, options, true);
 }
@@ -118,7 +156,7 @@ export async function layerNormBackward(
   x: Tensor,
   weight: Tensor,
   dy: Tensor,
-  options: NormOptions & { bias?: boolean } = {},
+  options: NormOptions & NormBackwardCallOptions & { bias?: boolean } = {},
 ): Promise<NormGradients> {
   const { bias, ...rest } = options;
   if (bias !== undefined && typeof bias !== 'boolean') {
@@ -128,7 +166,11 @@ export async function layerNormBackward(
 }
 
 /** PyTorch's RMSNorm over the last axis on the GPU, in f32: x / sqrt(mean(x²) + eps) · weight. */
-export async function rmsNorm(x: Tensor, weight: Tensor, options: NormOptions = {}): Promise<Tensor> {
+export async function rmsNorm(
+  x: Tensor,
+  weight: Tensor,
+  options: NormOptions & OutputOptions = {},
+): Promise<Tensor> {
   return normForward('rmsNorm', x, weight, undefined, options, false);
 }
 
@@ -137,7 +179,7 @@ export async function rmsNormBackward(
   x: Tensor,
   weight: Tensor,
   dy: Tensor,
-  options: NormOptions = {},
+  options: NormOptions & NormBackwardCallOptions = {},
 ): Promise<NormGradients> {
   return normBackward('rmsNormBackward', x, weight, dy, options, false, false);
 }

@@ -6,8 +6,11 @@ import { checkLinearInputs, type LinearOptions, linear } from './linear';
 import { matmul } from './matmul';
 import { checkF32, recordColumnSum, WG } from './train_common';
 
-/** The forward's options: `bias` and `activation` are needed to recompute z. */
-export type LinearBackwardOptions = LinearOptions;
+/**
+ * The forward's options: `bias` and `activation` are needed to recompute z. Not `out` or
+ * `encoder`: the backward runs several ops, each submitted in turn.
+ */
+export type LinearBackwardOptions = Omit<LinearOptions, 'out' | 'encoder'>;
 
 export interface LinearGradients {
   /** x's shape: [B, L, K], or [B, H, L, K / H] for x given in heads */
@@ -39,6 +42,13 @@ export async function linearBackward(
   dy: Tensor,
   options: LinearBackwardOptions = {},
 ): Promise<LinearGradients> {
+  for (const key of ['out', 'encoder'] as const) {
+    if (options !== null && typeof options === 'object' && key in options) {
+      throw new Error(
+        `linearBackward: options.${key} is not supported (the backward runs several ops, each submitted in turn), received ${key}`,
+      );
+    }
+  }
   const { B, Hin, L, N, heads } = renamed(() => checkLinearInputs(x, weight, options));
   checkF32('linearBackward', 'x', x, x.ctx);
   checkF32('linearBackward', 'weight', weight, x.ctx);
@@ -87,6 +97,7 @@ async function linearBackwardRows(
     const z = await linear(x, weight, { bias: options.bias });
     dz = ctx.zeros([B, L, N], 'f32', 'linearBackward:dz');
     const rec = new Recording(ctx, 'linearBackward');
+    rec.watch(dy);
     rec.dispatch({
       name: 'activation_backward',
       sources: [activationBackwardSource],
@@ -108,6 +119,7 @@ async function linearBackwardRows(
   const dresidual = options.residual ? ctx.zeros([B, L, N], 'f32', 'linearBackward:dresidual') : undefined;
   if (dbias || dresidual) {
     const rec = new Recording(ctx, 'linearBackward');
+    rec.watch(dy);
     if (dbias) recordColumnSum(rec, dz.binding, rows, N, dbias.binding);
     if (dresidual) rec.copy(dy.buffer, dy.byteOffset, dresidual.buffer, dresidual.byteOffset, rows * N * 4);
     await rec.submit();

@@ -1,9 +1,17 @@
 // The tensor an op writes its result to: a new one, or the caller's `out`, checked.
 import type { Context } from '../context';
 import { elementStorage } from '../f16';
+import { RUN_OPTION_KEYS, type RunOptions } from '../options';
 import type { Recording } from '../program';
 import { fmt } from '../shape';
 import { type DType, expectTensor, type Tensor } from '../tensor';
+
+/** Where the work and the one result of an op go. */
+export interface OutputOptions extends RunOptions {
+  /** Write the result into this 'f32' tensor (the result's shape) instead of a new one. */
+  out?: Tensor;
+}
+export const OUTPUT_OPTION_KEYS = ['out', ...RUN_OPTION_KEYS] as const;
 
 /**
  * `out` when given (checked: a tensor of `ctx` with this shape and dtype, zeroed by `rec` where
@@ -27,4 +35,21 @@ export function resultTensor<D extends DType>(
   }
   if (elementStorage(ctx, dtype) === 'f16-packed') rec.clear(out.binding);
   return out as Tensor<D>;
+}
+
+/**
+ * Submits `rec` (records it into `encoder` when given); when that fails, destroys `made`, the
+ * result tensors the call created (not the caller's `out` tensors), and rethrows.
+ */
+export async function submitOrFree(
+  rec: Recording,
+  encoder: GPUCommandEncoder | undefined,
+  made: readonly (Tensor | undefined)[],
+): Promise<void> {
+  try {
+    await rec.submit(encoder);
+  } catch (e) {
+    for (const t of made) t?.destroy();
+    throw e;
+  }
 }

@@ -2,10 +2,11 @@ import ropeSource from '../../shaders/rope.wgsl?raw';
 import { checkOptions } from '../checks';
 import type { Context } from '../context';
 import { elementPrelude, elementStorage } from '../f16';
-import { checkRopeSettings, type RopeOptions } from '../options';
+import { checkRopeSettings, type RopeOptions, RUN_OPTION_KEYS, type RunOptions } from '../options';
 import { type Bindable, f32, Recording } from '../program';
 import { expectRank, fmt } from '../shape';
 import { expectTensor, Tensor } from '../tensor';
+import { resultTensor } from './output';
 
 export type { RopeOptions };
 
@@ -29,8 +30,15 @@ export interface RopeTables {
   interleaved?: boolean;
 }
 
+/** Where a rope call's work and result go. */
+export interface RopeCallOptions extends RunOptions {
+  /** Write the result into this tensor (x's shape and dtype) instead of a new one. */
+  out?: Tensor;
+}
+
 const OPTION_KEYS = ['style', 'base', 'dims', 'offset'] as const;
 const TABLE_KEYS = ['cos', 'sin', 'positionIds', 'offset', 'interleaved'] as const;
+const CALL_KEYS = ['out', ...RUN_OPTION_KEYS] as const;
 const WG = 64;
 
 /**
@@ -45,7 +53,7 @@ const WG = 64;
  * // from onnxruntime-style caches [maxPositions, D / 2] and per-row positions
  * const kRot = await rope(k, { cos: cosCache, sin: sinCache, positionIds: [5, 6, 7] });
  */
-export function rope(x: Tensor, options: RopeOptions | RopeTables): Promise<Tensor> {
+export function rope(x: Tensor, options: (RopeOptions | RopeTables) & RopeCallOptions): Promise<Tensor> {
   return runRope('rope', x, options, false);
 }
 
@@ -57,29 +65,39 @@ export function rope(x: Tensor, options: RopeOptions | RopeTables): Promise<Tens
  * @example
  * const dq = await ropeBackward(dqRotated, { style: 'half' });
  */
-export function ropeBackward(dy: Tensor, options: RopeOptions | RopeTables): Promise<Tensor> {
+export function ropeBackward(
+  dy: Tensor,
+  options: (RopeOptions | RopeTables) & RopeCallOptions,
+): Promise<Tensor> {
   return runRope('ropeBackward', dy, options, true);
 }
 
 async function runRope(
   what: string,
   x: Tensor,
-  options: RopeOptions | RopeTables,
+  callOptions: (RopeOptions | RopeTables) & RopeCallOptions,
   inverse: boolean,
 ): Promise<Tensor> {
   const { ctx } = x;
   const [, H, L, D] = checkRopeX(what, x);
+  const options = { ...callOptions };
+  for (const key of CALL_KEYS) delete options[key];
+  const { out: target, encoder } = callOptions;
+  const withTables = 'cos' in options || 'sin' in options;
+  const t = withTables ? checkRopeTables(what, ctx, x.shape, options as RopeTables) : undefined;
+  if (!withTables) checkOptions(what, options, OPTION_KEYS);
+  const settings = withTables ? undefined : checkRopeSettings(what, D, options as RopeOptions);
   const storage = elementStorage(ctx, x.dtype);
   const rec = new Recording(ctx, what);
-  rec.watch(x);
+  rec.watch(x, target);
+  const out = resultTensor(ctx, rec, `${what}: out`, target, x.shape, x.dtype);
   let half: number;
   let tables: [Bindable, Bindable];
   let positions: GPUBuffer | undefined;
   let ids = 0;
   let offset = 0;
   let interleaved: boolean;
-  if ('cos' in options || 'sin' in options) {
-    const t = checkRopeTables(what, ctx, x.shape, options as RopeTables);
+  if (t) {
     half = t.half;
     interleaved = t.interleaved;
     offset = t.offset;
@@ -90,8 +108,7 @@ async function runRope(
       ctx.device.queue.writeBuffer(positions, 0, Uint32Array.from(t.positionIds, Number));
     }
   } else {
-    checkOptions(what, options, OPTION_KEYS);
-    const { dims, base, offset: start } = checkRopeSettings(what, D, options as RopeOptions);
+    const { dims, base, offset: start } = settings!;
     interleaved = (options as RopeOptions).style === 'interleaved';
     // cos and sin of every (row, pair), in float64 before rounding to f32
     half = dims / 2;
@@ -112,7 +129,6 @@ async function runRope(
     ctx.device.queue.writeBuffer(sinBuffer, 0, sin);
     tables = [cosBuffer, sinBuffer];
   }
-  const out = ctx.zeros(x.shape, x.dtype, `${what}:out`);
   rec.dispatch({
     name: 'rope',
     sources: [elementPrelude(storage, true), ropeSource],
@@ -122,9 +138,9 @@ async function runRope(
     workgroups: Math.ceil(x.size / WG),
   });
   try {
-    await rec.submit();
+    await rec.submit(encoder);
   } catch (e) {
-    out.destroy();
+    if (out !== target) out.destroy();
     throw e;
   }
   return out;

@@ -4,9 +4,10 @@ import { checkOptions } from '../checks';
 import { f32, Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
+import { OUTPUT_OPTION_KEYS, type OutputOptions, resultTensor, submitOrFree } from './output';
 import { checkF32 } from './train_common';
 
-export interface SoftmaxBackwardOptions {
+export interface SoftmaxBackwardOptions extends OutputOptions {
   /** The forward's `scale` (x was multiplied by it before the softmax). Default 1. */
   scale?: number;
 }
@@ -25,7 +26,7 @@ export async function softmaxBackward(
   dy: Tensor,
   options: SoftmaxBackwardOptions = {},
 ): Promise<Tensor> {
-  checkOptions('softmaxBackward', options, ['scale']);
+  checkOptions('softmaxBackward', options, ['scale', ...OUTPUT_OPTION_KEYS]);
   const scale = options.scale ?? 1;
   if (typeof scale !== 'number' || !Number.isFinite(scale)) {
     throw new Error(
@@ -37,8 +38,9 @@ export async function softmaxBackward(
     throw new Error(`softmaxBackward: y: expected rank >= 1 [..., n], received shape ${fmt(y.shape)}`);
   checkF32('softmaxBackward', 'dy', dy, y.ctx, y.shape);
   const n = y.shape[y.rank - 1];
-  const dx = y.ctx.zeros(y.shape, 'f32', 'softmaxBackward:dx');
   const rec = new Recording(y.ctx, 'softmaxBackward');
+  rec.watch(y, dy, options.out);
+  const dx = resultTensor(y.ctx, rec, 'softmaxBackward: out', options.out, y.shape, 'f32');
   rec.dispatch({
     name: 'softmax_backward',
     sources: [softmaxBackwardSource, workgroupSumSource],
@@ -47,6 +49,6 @@ export async function softmaxBackward(
     bindings: [y.binding, dy.binding, dx.binding],
     workgroups: y.size / n,
   });
-  await rec.submit();
+  await submitOrFree(rec, options.encoder, [dx !== options.out ? dx : undefined]);
   return dx;
 }
