@@ -16,24 +16,27 @@ export interface DropoutOptions {
   seed: number;
 }
 
-/** Checks `dropout` (of op `what`); returns it, or undefined when absent or p = 0 (no dropout). */
-export function checkDropout(what: string, dropout: unknown): DropoutOptions | undefined {
+/**
+ * Checks `dropout` (the option `name` of op `what`); returns it, or undefined when absent or p = 0
+ * (no dropout).
+ */
+export function checkDropout(what: string, dropout: unknown, name = 'dropout'): DropoutOptions | undefined {
   if (dropout === undefined) return undefined;
   if (dropout === null || typeof dropout !== 'object') {
-    throw new Error(`${what}: dropout must be an object { p, seed }, received ${String(dropout)}`);
+    throw new Error(`${what}: ${name} must be an object { p, seed }, received ${String(dropout)}`);
   }
   for (const key of Object.keys(dropout)) {
     if (key !== 'p' && key !== 'seed') {
-      throw new Error(`${what}: unknown option 'dropout.${key}', expected one of p, seed`);
+      throw new Error(`${what}: unknown option '${name}.${key}', expected one of p, seed`);
     }
   }
   const { p, seed } = dropout as Partial<DropoutOptions>;
   if (typeof p !== 'number' || !(p >= 0 && p < 1)) {
-    throw new Error(`${what}: dropout.p must be a number in [0, 1), received ${String(p)}`);
+    throw new Error(`${what}: ${name}.p must be a number in [0, 1), received ${String(p)}`);
   }
   if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
     throw new Error(
-      `${what}: dropout.seed must be an integer in [0, 4294967295] (a u32), received ${String(seed)}`,
+      `${what}: ${name}.seed must be an integer in [0, 4294967295] (a u32), received ${String(seed)}`,
     );
   }
   return p === 0 ? undefined : { p, seed };

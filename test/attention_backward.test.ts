@@ -38,6 +38,7 @@ async function checkBackward(ctx: Context, c: BackwardCase, tol?: { atol: number
     causal: c.causal,
     scale: c.scale,
     mask: inputs.mask,
+    dropout: c.dropout,
   });
   const made: Tensor[] = [];
   const up = (h: HostTensor, dt = h.dtype ?? dtype) => {
@@ -61,7 +62,12 @@ async function checkBackward(ctx: Context, c: BackwardCase, tol?: { atol: number
       });
       ({ k, v } = await cache.append(k, v));
     }
-    const options = { causal: c.causal, scale: c.scale, mask: inputs.mask ? up(inputs.mask) : undefined };
+    const options = {
+      causal: c.causal,
+      scale: c.scale,
+      mask: inputs.mask ? up(inputs.mask) : undefined,
+      dropout: c.dropout,
+    };
     const forward = await attention(q, k, v, { ...options, returnLse: true });
     made.push(forward.output, forward.lse!);
     const dOutput = up(dO);

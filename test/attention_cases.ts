@@ -6,6 +6,7 @@ import type {
   AttentionResult,
   AttentionShape,
   Context,
+  DropoutOptions,
   Tensor,
 } from '../src';
 import { f16ToFloat32, float32ToF16, planAttention } from '../src';
@@ -21,6 +22,7 @@ export interface Case extends AttentionShape {
   /** multiplies q and k: large values give large logits */
   magnitude?: number;
   seed?: number;
+  dropout?: DropoutOptions;
 }
 
 export type AttentionFn = (
@@ -84,6 +86,7 @@ export async function checkCase(
     causal: c.causal,
     scale: c.scale,
     mask: inputs.mask,
+    dropout: c.dropout,
   });
   const dtype = c.dtype ?? 'f32';
   const tol = dtype === 'f16' ? F16_TOL : F32_TOL;
@@ -99,6 +102,7 @@ export async function checkCase(
       causal: c.causal,
       scale: c.scale,
       mask: inputs.mask ? up(inputs.mask) : undefined,
+      dropout: c.dropout,
       returnLse: outputs.lse,
       returnWeights: outputs.weights,
     };

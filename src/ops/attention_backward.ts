@@ -227,7 +227,13 @@ function recordBackward(
   const prelude = registers
     ? [elementPrelude(storage, false), chunkPrelude(storage)]
     : [elementPrelude(storage, false)];
-  const common = { D4: Math.ceil(D / 4), DV4: Math.ceil(Dv / 4), MASK: core.maskKind, RULES_BINDING };
+  const common = {
+    D4: Math.ceil(D / 4),
+    DV4: Math.ceil(Dv / 4),
+    MASK: core.maskKind,
+    DROPOUT: core.dropout !== undefined,
+    RULES_BINDING,
+  };
   rec.dispatch({
     name: registers ? 'attention_backward_dkdv_registers' : 'attention_backward_dkdv',
     sources: [
