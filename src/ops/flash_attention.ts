@@ -1,7 +1,8 @@
 // The flash kernel of a planned call: one dispatch, in the plan's kernel form.
+
+import dropoutSource from '../../shaders/dropout.wgsl?raw';
 import flashSource from '../../shaders/flash_attention.wgsl?raw';
 import registersSource from '../../shaders/flash_attention_registers.wgsl?raw';
-import dropoutSource from '../../shaders/dropout.wgsl?raw';
 import flashCommonSource from '../../shaders/flash_common.wgsl?raw';
 import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
