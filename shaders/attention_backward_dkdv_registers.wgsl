@@ -135,10 +135,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       );
       // P after dropout, and the factors
       var pv = pr;
-      var z = mat4x4<f32>();
+      var factors = mat4x4<f32>();
       if (DROPOUT) {
-        z = dropByRow(dropRowKeys(b, h, i0), j0);
-        pv = dropped(pr, z);
+        factors = dropByRow(dropRowKeys(b, h, i0), j0);
+        pv = dropped(pr, factors);
       }
       let oAt = (head + i0) * DV4;
       var dp = mat4x4<f32>();
@@ -148,7 +148,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         dvT[c] += pv * transpose(dOc);
       }
       if (DROPOUT) {
-        dp = dropped(dp, z);
+        dp = dropped(dp, factors);
       }
       let ds = mat4x4<f32>(
         pr[0] * (dp[0] - delta.x) * grad[0],

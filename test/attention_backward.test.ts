@@ -181,6 +181,36 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (form) =
       }));
   });
 
+  describe('dropout: the backward regenerates the forward mask', () => {
+    const dropout = { p: 0.3, seed: 2026 };
+    it('causal, GQA, bool mask; Lq, Lk not multiples of 4', () =>
+      check({
+        ...base,
+        Hq: 4,
+        Hkv: 2,
+        Lq: 13,
+        Lk: 22,
+        causal: true,
+        mask: { kind: 'bool', shape: [13, 22] },
+        dropout,
+      }));
+    it('longer than a workgroup both ways, p = 0.8, additive mask, batch 2', () =>
+      check({
+        ...base,
+        B: 2,
+        Hq: 1,
+        Hkv: 1,
+        Lq: 70,
+        Lk: 67,
+        mask: { kind: 'additive', shape: [70, 67] },
+        dropout: { p: 0.8, seed: 5 },
+      }));
+    it('causal, Lq > Lk (empty rows), odd head dims', () =>
+      check({ ...base, Lq: 9, Lk: 5, D: 5, Dv: 3, causal: true, dropout }));
+    it('f16 storage, MQA, KV-cache views', () =>
+      check({ ...base, dtype: 'f16', Hq: 3, Hkv: 1, Lq: 6, Lk: 11, capacity: 14, dropout }));
+  });
+
   describe('k and v as KV-cache views (row stride = capacity)', () => {
     it('f32, GQA, causal', () =>
       check({ ...base, Hq: 4, Hkv: 2, Lq: 6, Lk: 13, causal: true, capacity: 20 }));
