@@ -40,7 +40,10 @@ export async function messagesOf(
   return { count: modules.length, messages };
 }
 
-/** Every attention variant: element storage x kernel form x mask kind x outputs x path. */
+/**
+ * Every attention variant: element storage x kernel form x mask kind x outputs x path, and dropout
+ * (without a mask) on each path.
+ */
 export async function attentionVariants(ctx: Context): Promise<void> {
   const made: Tensor[] = [];
   const t = (shape: number[], dtype: 'f32' | 'f16' | 'bool' = 'f32') => {
@@ -68,6 +71,10 @@ export async function attentionVariants(ctx: Context): Promise<void> {
         }
         keep(await attention(q, kv, kv, { mask, returnWeights: true }));
       }
+      const dropout = { p: 0.5, seed: 1 };
+      keep(await attention(q, kv, kv, { dropout, causal: true }));
+      keep(await decodeAttention(q, kv, kv, { dropout }));
+      if (D === 6) keep(await attention(q, kv, kv, { dropout, returnWeights: true }));
     }
     // the backward's passes (delta, dK/dV, dQ; dsinks with sinks), in the context's form
     const x = t([1, 2, 5, 8], dtype);
@@ -77,6 +84,11 @@ export async function attentionVariants(ctx: Context): Promise<void> {
       const g = await attentionBackward(x, x, x, f.output, f.output, { mask, causal: true, lse: f.lse });
       made.push(g.dq, g.dk, g.dv);
     }
+    const dropout = { p: 0.5, seed: 1 };
+    const fd = await attention(x, x, x, { dropout, returnLse: true });
+    keep(fd);
+    const gd = await attentionBackward(x, x, x, fd.output, fd.output, { dropout, lse: fd.lse });
+    made.push(gd.dq, gd.dk, gd.dv);
     const f = await attention(x, x, x, { sinks: [0, 1], returnLse: true });
     keep(f);
     const g = await attentionBackward(x, x, x, f.output, f.output, { sinks: [0, 1], lse: f.lse });
