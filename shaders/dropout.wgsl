@@ -33,7 +33,8 @@ fn dropColumnKeys(j0: u32) -> vec4<u32> {
 
 // Dropout factors, 0 or drop_scale, of the (row, key) pairs of rowKeys and columnKeys, per component.
 fn dropFactors(rowKeys: vec4<u32>, columnKeys: vec4<u32>) -> vec4<f32> {
-  return select(vec4<f32>(0.0), vec4<f32>(p.drop_scale), dropMix(rowKeys ^ columnKeys) >= vec4<u32>(p.drop_threshold));
+  let kept = dropMix(rowKeys ^ columnKeys) >= vec4<u32>(p.drop_threshold);
+  return select(vec4<f32>(0.0), vec4<f32>(p.drop_scale), kept);
 }
 
 // The dropout factor of key j for the row whose key is rowKey (dropRowKeys(...).x).

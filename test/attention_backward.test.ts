@@ -270,6 +270,12 @@ describe('fuzz: 200 random configurations (seed 20261125), both forms', () => {
           scale: r.scale,
           seed: r.seed,
           mask: r.maskKind === 'none' ? undefined : { kind: r.maskKind as 'bool' | 'additive', shape },
+          // dropout (p from 0 to 0.8) on half the f32 cases of one head-dim pair: few more kernels
+          // to compile (the named dropout cases cover f16 and other head dims)
+          dropout:
+            r.D === 4 && r.Dv === 4 && r.dtype === 'f32' && r.seed % 2 === 0
+              ? { p: (r.seed % 9) / 10, seed: r.seed }
+              : undefined,
         });
       }),
       { seed: 20261125, numRuns: 200 },
