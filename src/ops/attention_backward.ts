@@ -86,7 +86,7 @@ const MAX_TILE = 32;
  * (FlashAttention-2's structure: a delta pre-pass, a dK/dV pass over key blocks and a dQ pass over
  * query blocks; no atomics, the L x L probabilities are recomputed from `lse`, never stored).
  * `output` and `options.lse` are the forward's results for the same inputs and options
- * (`returnLse: true`). Query rows that attend no key (lse = -Infinity) get zero gradients. dk and
+ * (`returnLse: true`); with the forward's `dropout` (same p and seed) its mask is regenerated. Query rows that attend no key (lse = -Infinity) get zero gradients. dk and
  * dv of a kv head sum over its query heads (GQA/MQA). Results have q's dtype (f16 storage
  * accumulates in f32). The kernel form follows the context ({@link Context.attentionKernel}).
  *

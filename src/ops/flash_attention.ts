@@ -1,5 +1,4 @@
 // The flash kernel of a planned call: one dispatch, in the plan's kernel form.
-
 import dropoutSource from '../../shaders/dropout.wgsl?raw';
 import flashSource from '../../shaders/flash_attention.wgsl?raw';
 import registersSource from '../../shaders/flash_attention_registers.wgsl?raw';
@@ -18,9 +17,9 @@ const IDENTITY_MASK_MOD = 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {
 
 /**
  * The WGSL every kernel that scores keys appends: key_rules.wgsl, dropout.wgsl and the call's
- * score_mod and mask_mod (so pipelines are cached per snippet text). The kernel also needs masked.wgsl, a `mask`
- * binding and its MASK constant, and the constant RULES_BINDING = the binding of `io.rules`, which
- * goes last in its binding list (see `withRules`).
+ * score_mod and mask_mod (so pipelines are cached per snippet text). The kernel also needs
+ * masked.wgsl, a `mask` binding and its MASK constant, and the constant RULES_BINDING = the
+ * binding of `io.rules`, which goes last in its binding list (see `withRules`).
  */
 export function scoringSources(plan: CorePlan): string[] {
   return [
