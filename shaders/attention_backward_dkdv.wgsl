@@ -5,8 +5,9 @@
 // (no other invocation writes them, so no atomics):
 //   dV += Pᵀ dO,  dP = dO Vᵀ,  dS = P (dP - delta) keyScoreGrad,  dK += scale dSᵀ Q.
 // Any D and Dv: rows are read element by element into vec4s padded with zeros.
-// Constants (src/ops/attention_backward.ts): WG, BR, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK;
-// row strides: the uniforms q_l, k_l, v_l, o_l;
+// With DROPOUT, Z = dropout.wgsl's factors: dV += (P Z)ᵀ dO and dS = P (dP Z - delta) keyScoreGrad.
+// Constants (src/ops/attention_backward.ts): WG, BR, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK,
+// DROPOUT; row strides: the uniforms q_l, k_l, v_l, o_l;
 // Stored, wordOf and unpackAt from src/f16.ts; storeDk, storeDv (generated).
 
 alias Input = Stored;
@@ -79,11 +80,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
           if (score > MASKED) {
             let st = statTile[r];
             let pr = probability(score, st.x);
+            // P after dropout, and the factor
+            var pv = pr;
+            var z = 1.0;
+            if (DROPOUT) {
+              z = dropFactor(dropRowKeys(b, h, i0 + r).x, j);
+              pv = pr * z;
+            }
             var dp = 0.0;
             for (var c = 0u; c < DV4; c++) {
               let o = dOTile[r * DV4 + c];
-              dv[c] += pr * o;
+              dv[c] += pv * o;
               dp += dot(o, vr[c]);
+            }
+            if (DROPOUT) {
+              dp *= z;
             }
             let ds = pr * (dp - st.y) * keyScoreGrad(raw, b, h, i0 + r, j);
             for (var c = 0u; c < D4; c++) {

@@ -7,9 +7,10 @@
 // Blocks are 4 x 4 mat4x4s: kT[c], vT[c], dkT[c], dvT[c] hold dims 4c .. 4c + 3 (columns) of the
 // four keys (components); per row block, Qc and dOc hold chunk c of the four rows (columns), and
 // S, P, dP, dS have one column per row, components over the keys.
+// With DROPOUT, Z = dropout.wgsl's factors: dV += (P Z)ᵀ dO and dS = P (dP Z - delta) keyScoreGrad.
 // Constants (src/ops/attention_backward.ts): WG, D4 = D / 4, DV4 = Dv / 4 (D and Dv multiples of
-// 4), MASK, the row strides Q_ROW, K_ROW, V_ROW, O_ROW (elements); Chunk and unpackChunk from
-// src/f16.ts; storeDk, storeDv (generated).
+// 4), MASK, DROPOUT, the row strides Q_ROW, K_ROW, V_ROW, O_ROW (elements); Chunk and
+// unpackChunk from src/f16.ts; storeDk, storeDv (generated).
 
 alias Input = Chunk;
 // rows in chunks
@@ -142,12 +143,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         keyGrads(s[2], b, h, i0 + 2u, j0),
         keyGrads(s[3], b, h, i0 + 3u, j0),
       );
+      // P after dropout, and the factors
+      var pv = pr;
+      var factors = mat4x4<f32>();
+      if (DROPOUT) {
+        factors = dropByRow(dropRowKeys(b, h, i0), j0);
+        pv = dropped(pr, factors);
+      }
       let oAt = oHead + i0 * O_STEP;
       var dp = mat4x4<f32>();
       for (var c = 0u; c < DV4; c++) {
         let dOc = dOChunks(oAt, c, rows);
         dp += vT[c] * dOc;
-        dvT[c] += pr * transpose(dOc);
+        dvT[c] += pv * transpose(dOc);
+      }
+      if (DROPOUT) {
+        dp = dropped(dp, factors);
       }
       let ds = mat4x4<f32>(
         pr[0] * (dp[0] - delta.x) * grad[0],

@@ -3,8 +3,9 @@
 // tiles of BC keys staged in workgroup memory, recomputing P = exp(keyScore(scale * q·k) - lse):
 //   dP = dO Vᵀ,  dS = P (dP - delta) keyScoreGrad,  dQ = scale dS K, accumulated in registers.
 // Any D and Dv: rows are read element by element into vec4s padded with zeros.
-// Constants (src/ops/attention_backward.ts): WG, BC, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK;
-// row strides: the uniforms q_l, k_l, v_l, o_l;
+// With DROPOUT, Z = dropout.wgsl's factors: dS = P (dP Z - delta) keyScoreGrad.
+// Constants (src/ops/attention_backward.ts): WG, BC, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK,
+// DROPOUT; row strides: the uniforms q_l, k_l, v_l, o_l;
 // Stored, wordOf and unpackAt from src/f16.ts; storeDq (generated).
 
 alias Input = Stored;
@@ -45,6 +46,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let st = stat(row);
   var dq: array<vec4<f32>, D4>;
+  var dropKey = 0u;
+  if (DROPOUT) {
+    dropKey = dropRowKeys(b, h, i).x;
+  }
 
   // uniform: the causal end of the workgroup's last row
   let kEnd = causalEnd(min(iFirst + WG, p.Lq) - 1u);
@@ -72,6 +77,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
           var dp = 0.0;
           for (var c = 0u; c < DV4; c++) {
             dp += dot(dOr[c], vTile[jj * DV4 + c]);
+          }
+          if (DROPOUT) {
+            dp *= dropFactor(dropKey, j0 + jj);
           }
           let ds = pr * (dp - st.y) * keyScoreGrad(s, b, h, i, j0 + jj);
           for (var c = 0u; c < D4; c++) {

@@ -6,9 +6,10 @@
 // Blocks are 4 x 4 mat4x4s: qT[c], dOT[c], dqT[c] hold dims 4c .. 4c + 3 (columns) of the four
 // rows (components); per key block, Kc and Vc hold chunk c of the four keys (columns), and S, P,
 // dP, dS have one column per key, components over the rows.
+// With DROPOUT, Z = dropout.wgsl's factors: dS = P (dP Z - delta) keyScoreGrad.
 // Constants (src/ops/attention_backward.ts): WG, D4 = D / 4, DV4 = Dv / 4 (D and Dv multiples of
-// 4), MASK, the row strides Q_ROW, K_ROW, V_ROW, O_ROW (elements); Chunk and unpackChunk from
-// src/f16.ts; storeDq (generated).
+// 4), MASK, DROPOUT, the row strides Q_ROW, K_ROW, V_ROW, O_ROW (elements); Chunk and
+// unpackChunk from src/f16.ts; storeDq (generated).
 
 alias Input = Chunk;
 // rows in chunks
@@ -108,6 +109,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let live = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(rows);
 
   var dqT: array<mat4x4<f32>, D4>;
+  var dropKeys = vec4<u32>();
+  if (DROPOUT) {
+    dropKeys = dropRowKeys(b, h, i0);
+  }
   let kEnd = causalEnd(i0 + rows - 1u);
   for (var j0 = 0u; j0 < kEnd; j0 += 4u) {
     let keys = min(p.Lk - j0, 4u);
@@ -139,6 +144,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var dp = mat4x4<f32>();
     for (var c = 0u; c < DV4; c++) {
       dp += dOT[c] * vChunks(vAt, c, keys);
+    }
+    if (DROPOUT) {
+      dp = dropped(dp, dropByKey(dropKeys, j0));
     }
     let ds = mat4x4<f32>(
       pr[0] * (dp[0] - delta) * grad[0],

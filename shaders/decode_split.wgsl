@@ -9,15 +9,17 @@
 // keys g, g + G, ... of the tile. Each key group g writes its own partial (m, l, o): l and o sum
 // exp(s - m) and exp(s - m) v over that group's keys of the chunk, m is the running max.
 // Constants: WG, RQ (rows per block), D4 = ceil(D / 4), DV4 = ceil(Dv / 4), G = WG / DV4 (key
-// groups), MASK, and the element storage helpers of src/f16.ts; uniforms and the other bindings
-// in decode_partials.wgsl, plus chunks (key chunks) and rowBlocks. Appended: decode_partials.wgsl,
-// key_rules.wgsl, masked.wgsl. Scores, softmax state and accumulators are f32.
+// groups), MASK, DROPOUT (dropout.wgsl's factors weigh what o sums), and the element storage
+// helpers of src/f16.ts; uniforms and the other bindings in decode_partials.wgsl, plus chunks (key
+// chunks) and rowBlocks. Appended: decode_partials.wgsl, key_rules.wgsl, dropout.wgsl, masked.wgsl.
+// Scores, softmax state and accumulators are f32.
 @group(0) @binding(1) var<storage, read> q: array<Stored>;
 @group(0) @binding(2) var<storage, read> k: array<Stored>;
 @group(0) @binding(3) var<storage, read> v: array<Stored>;
 
 var<workgroup> qs: array<vec4<f32>, RQ * D4>;
-// [RQ, WG]: scores of the tile, then their exp(s - m)
+// [RQ, WG]: scores of the tile, then their exp(s - m) (with DROPOUT: negated where dropped, so
+// that the denominator still sums them and the output does not)
 var<workgroup> sc: array<f32, RQ * WG>;
 // [RQ, WG]: scratch of the max reduction
 var<workgroup> red: array<f32, RQ * WG>;
@@ -85,6 +87,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
   let mods = MODS;
+  // with DROPOUT: each row's key of the keep decisions (dropout.wgsl)
+  var dropKeys: array<u32, RQ>;
+  if (DROPOUT) {
+    for (var r = 0u; r < RQ; r++) {
+      dropKeys[r] = dropRowKeys(b, rows[r].h, rows[r].i).x;
+    }
+  }
 
   var nanBits = 0x7fc00000u; // a var, so that the NaN is made at run time, not in a constant
   let nan = bitcast<f32>(nanBits);
@@ -144,7 +153,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       // as a NaN, because WGSL lets max and exp assume finite values.
       let bits = bitcast<u32>(s[r]);
       let poisoned = (bits & 0x7fffffffu) > 0x7f800000u || bits == 0x7f800000u;
-      sc[r * WG + t] = select(select(0.0, exp(s[r] - mNew), s[r] > MASKED), nan, poisoned);
+      var pj = select(select(0.0, exp(s[r] - mNew), s[r] > MASKED), nan, poisoned);
+      if (DROPOUT && dropFactor(dropKeys[r], j) == 0.0) {
+        pj = -pj;
+      }
+      sc[r * WG + t] = pj;
     }
     workgroupBarrier();
 
@@ -153,8 +166,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let vj = loadV4(vBase + (j0 + jj) * p.v_l, c);
         for (var r = 0u; r < RQ; r++) {
           let pj = sc[r * WG + jj];
-          l[r] += pj;
-          acc[r] += pj * vj;
+          if (DROPOUT) {
+            // negated: dropped (the denominator sums it, the output does not)
+            l[r] += abs(pj);
+            acc[r] += select(0.0, pj * p.drop_scale, pj > 0.0) * vj;
+          } else {
+            l[r] += pj;
+            acc[r] += pj * vj;
+          }
         }
       }
     }

@@ -3,8 +3,9 @@
 // One invocation per (key chunk, query row): it walks its chunk four keys at a time, their scores
 // a vec4 and their rows 4 x 4 blocks, and writes one partial (m, l, o) of the row. Needs D and Dv
 // multiples of 4: q, k and v are read a Chunk at a time. Constants: WG, D4 = D / 4, DV4 = Dv / 4,
-// MASK, the row strides Q_ROW, K_ROW, V_ROW (elements), and Chunk and unpackChunk of src/f16.ts.
-// Appended: decode_partials.wgsl, key_rules.wgsl, value_chunks.wgsl, masked.wgsl.
+// MASK, DROPOUT (dropout.wgsl's factors weigh what o sums), the row strides Q_ROW, K_ROW, V_ROW
+// (elements), and Chunk and unpackChunk of src/f16.ts. Appended: decode_partials.wgsl,
+// key_rules.wgsl, dropout.wgsl, value_chunks.wgsl, masked.wgsl.
 
 // rows of k in chunks (V_STEP: value_chunks.wgsl)
 const K_STEP = K_ROW / 4u;
@@ -42,6 +43,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // (MODS and BLOCKS: constants, see flash_attention_registers.wgsl)
   let simple = !perKeyBias() && (BLOCKS != 0u || p.mask_mod == 0u);
   let mods = MODS;
+
+  var dropKey = 0u;
+  if (DROPOUT) {
+    dropKey = dropRowKeys(b, h, i).x;
+  }
 
   var m = MASKED;
   var l = 0.0;
@@ -108,6 +114,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       pr = select(vec4<f32>(0.0), pr, ok);
     }
     l = l * alpha + pr.x + pr.y + pr.z + pr.w;
+    if (DROPOUT) {
+      // dropout changes what o sums, not l
+      pr *= dropFactors(vec4<u32>(dropKey), dropColumnKeys(j0));
+    }
 
     // The same product on both paths, written out for each: a branch inside the loop costs
     // SwiftShader much of its speed.

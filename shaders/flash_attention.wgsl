@@ -4,7 +4,8 @@
 // its output accumulator stay in registers; K and V tiles of BC keys are staged in workgroup
 // memory; the softmax is online, in f32, so the Lq x Lk scores never reach memory.
 // Constants (src/ops/flash_attention.ts): WG (rows per workgroup), BC (keys per tile),
-// D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK (0 none, 1 bool, 2 additive), LSE, WEIGHTS, and the
+// D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK (0 none, 1 bool, 2 additive), LSE, WEIGHTS, DROPOUT
+// (the probabilities summed into the output and written as weights are dropout.wgsl's), and the
 // element storage helpers of src/f16.ts (Stored, OutStored, wordOf, unpackAt, storeOut): q, k, v
 // and out are f32 or f16 (packed or native); scores, softmax state and accumulators are f32. Row
 // strides: the uniforms q_l, k_l, v_l, o_l (see flash_common.wgsl).
@@ -100,6 +101,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let keys = blockKeys(row0, min(row0 + WG, p.Lq) - 1u);
   let range = keyRange(i);
   let mods = MODS;
+  var dropKey = 0u;
+  if (DROPOUT) {
+    dropKey = dropRowKeys(b, h, i).x;
+  }
 
   var m = MASKED;
   var l = 0.0;
@@ -161,8 +166,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if ((allowed & (1u << jj)) != 0u) {
           let pj = exp(s[jj] - mNew);
           l += pj;
+          // dropout changes what the output sums, not the softmax's denominator
+          var pv = pj;
+          if (DROPOUT) {
+            pv *= dropFactor(dropKey, j0 + jj);
+          }
           for (var c = 0u; c < DV4; c++) {
-            acc[c] += pj * vt[jj * DV4 + c];
+            acc[c] += pv * vt[jj * DV4 + c];
           }
         }
       }
@@ -210,7 +220,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             score = modScore(score, b, h, i, j0 + jj);
           }
           score += bias;
-          weights[row * p.Lk + j0 + jj] = exp(score - rowLse);
+          var w = exp(score - rowLse);
+          if (DROPOUT) {
+            w *= dropFactor(dropKey, j0 + jj);
+          }
+          weights[row * p.Lk + j0 + jj] = w;
         }
       }
       workgroupBarrier();

@@ -8,8 +8,9 @@
 // scores, column = output dim for the accumulator), so each step is a 4 x 4 matrix product; the
 // softmax is online, in f32. Same contract as flash_attention.wgsl, without the weights output.
 // Constants (src/ops/flash_attention.ts): WG (invocations per workgroup), D4 = D / 4,
-// DV4 = Dv / 4 (D and Dv must be multiples of 4), MASK (0 none, 1 bool, 2 additive), LSE, the
-// row strides Q_ROW, K_ROW, V_ROW, O_ROW (elements; see flash_common.wgsl), and the storage helpers
+// DV4 = Dv / 4 (D and Dv must be multiples of 4), MASK (0 none, 1 bool, 2 additive), LSE,
+// DROPOUT (the probabilities summed into the output are dropout.wgsl's), the row strides Q_ROW,
+// K_ROW, V_ROW, O_ROW (elements; see flash_common.wgsl), and the storage helpers
 // of src/f16.ts: Chunk and unpackChunk (four elements per load), storeOut.
 
 // q, k and v are read four elements a load (the bindings are in flash_common.wgsl)
@@ -158,6 +159,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     bmRowB = blockRow(b, h, i0 + rows - 1u);
   }
 
+  var dropKeys = vec4<u32>();
+  if (DROPOUT) {
+    dropKeys = dropRowKeys(b, h, i0);
+  }
+
   var m = vec4<f32>(MASKED);
   var l = vec4<f32>(0.0);
   // acc[c]: column e holds output dim 4c + e of the rows, unnormalised.
@@ -232,6 +238,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       pb = allowedOr(pb, bb, 0.0);
     }
     l = l * alpha + pa * vec4<f32>(1.0) + pb * vec4<f32>(1.0);
+    if (DROPOUT) {
+      // dropout changes what the output sums, not the softmax's denominator
+      pa = dropped(pa, dropByKey(dropKeys, j0));
+      pb = dropped(pb, dropByKey(dropKeys, j0 + 4u));
+    }
 
     // The same product on both paths, but a branch inside the loop costs SwiftShader much of the
     // kernel's speed, so the loop is written out for each.

@@ -11,6 +11,7 @@ export {
   deviceRequirements,
   type Limits,
 } from './context';
+export type { DropoutOptions } from './dropout';
 export { type ElementStorage, f16ToFloat32, float32ToF16, fromF16Bits, toF16Bits } from './f16';
 export { IntTensor, intTensor } from './int_tensor';
 export { KVCache, type KVCacheOptions } from './kv_cache';

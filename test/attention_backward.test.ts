@@ -38,6 +38,7 @@ async function checkBackward(ctx: Context, c: BackwardCase, tol?: { atol: number
     causal: c.causal,
     scale: c.scale,
     mask: inputs.mask,
+    dropout: c.dropout,
   });
   const made: Tensor[] = [];
   const up = (h: HostTensor, dt = h.dtype ?? dtype) => {
@@ -64,7 +65,7 @@ async function checkBackward(ctx: Context, c: BackwardCase, tol?: { atol: number
       ({ k, v } = await cache.append(k, v));
     }
     const mask = inputs.mask ? up(inputs.mask) : undefined;
-    const options = { causal: c.causal, scale: c.scale, mask, layout };
+    const options = { causal: c.causal, scale: c.scale, mask, layout, dropout: c.dropout };
     const forward = await attention(q, k, v, { ...options, returnLse: true });
     made.push(forward.output, forward.lse!);
     const dOutput = up(inLayout(dO, layout));
@@ -180,6 +181,47 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (form) =
       }));
   });
 
+  describe('dropout: the backward regenerates the forward mask', () => {
+    // f32 with a bool mask throughout: one kernel variant to compile per form (f16 and the other
+    // mask kinds only change the scoring and storage code that dropout does not touch)
+    const dropout = { p: 0.3, seed: 2026 };
+    it('causal, GQA, bool mask; Lq, Lk not multiples of 4', () =>
+      check({
+        ...base,
+        Hq: 4,
+        Hkv: 2,
+        Lq: 13,
+        Lk: 22,
+        causal: true,
+        mask: { kind: 'bool', shape: [13, 22] },
+        dropout,
+      }));
+    it('longer than a workgroup both ways, p = 0.8, key padding, batch 2', () =>
+      check({
+        ...base,
+        B: 2,
+        Hq: 1,
+        Hkv: 1,
+        Lq: 70,
+        Lk: 67,
+        mask: { kind: 'bool', shape: [2, 1, 1, 67] },
+        dropout: { p: 0.8, seed: 5 },
+      }));
+    it('causal, Lq > Lk (empty rows), odd head dims', () =>
+      check({ ...base, Lq: 9, Lk: 5, D: 5, Dv: 3, causal: true, dropout }));
+    it('MQA, KV-cache views', () =>
+      check({
+        ...base,
+        Hq: 3,
+        Hkv: 1,
+        Lq: 6,
+        Lk: 11,
+        capacity: 14,
+        mask: { kind: 'bool', shape: [6, 11] },
+        dropout,
+      }));
+  });
+
   describe('k and v as KV-cache views (row stride = capacity)', () => {
     it('f32, GQA, causal', () =>
       check({ ...base, Hq: 4, Hkv: 2, Lq: 6, Lk: 13, causal: true, capacity: 20 }));
@@ -250,6 +292,12 @@ describe('fuzz: 200 random configurations (seed 20261125), both forms', () => {
           mask: r.maskKind === 'none' ? undefined : { kind: r.maskKind as 'bool' | 'additive', shape },
           // an eighth of the cases, without changing the others
           layout: r.seed % 8 === 0 ? 'blhd' : 'bhld',
+          // dropout (p from 0 to 0.8) on half the f32 cases of one head-dim pair: few more kernels
+          // to compile (the named dropout cases cover f16 and other head dims)
+          dropout:
+            r.D === 4 && r.Dv === 4 && r.dtype === 'f32' && r.seed % 2 === 0
+              ? { p: (r.seed % 9) / 10, seed: r.seed }
+              : undefined,
         });
       }),
       { seed: 20261125, numRuns: 200 },

@@ -6,6 +6,7 @@ import type {
   AttentionResult,
   AttentionShape,
   Context,
+  DropoutOptions,
   Tensor,
 } from '../src';
 import { f16ToFloat32, float32ToF16, planAttention } from '../src';
@@ -23,6 +24,7 @@ export interface Case extends AttentionShape {
   seed?: number;
   /** 'blhd': q, k, v and the output go to the GPU as [B, L, H, D] (transposed here, on the CPU) */
   layout?: 'bhld' | 'blhd';
+  dropout?: DropoutOptions;
 }
 
 /** A [B, X, Y, D] array as [B, Y, X, D] (its own inverse: bhld <-> blhd). */
@@ -103,6 +105,7 @@ export async function checkCase(
     causal: c.causal,
     scale: c.scale,
     mask: inputs.mask,
+    dropout: c.dropout,
   });
   const dtype = c.dtype ?? 'f32';
   const tol = dtype === 'f16' ? F16_TOL : F32_TOL;
@@ -119,6 +122,7 @@ export async function checkCase(
       causal: c.causal,
       scale: c.scale,
       mask: inputs.mask ? up(inputs.mask) : undefined,
+      dropout: c.dropout,
       returnLse: outputs.lse,
       returnWeights: outputs.weights,
     };

@@ -43,7 +43,9 @@ export async function messagesOf(
 }
 
 /**
- * Every attention variant: element storage x kernel form x mask kind x outputs x path. With
+/**
+ * Every attention variant: element storage x kernel form x mask kind x outputs x path, and dropout
+ * (f32, without a mask: its code does not depend on either) on each path and in the backward. With
  * `flashOnly`, the flash kernel's alone (for the 'tiled' form, whose other passes are the
  * 'workgroup' form's).
  */
@@ -76,6 +78,12 @@ export async function attentionVariants(ctx: Context, flashOnly = false): Promis
         }
         if (!flashOnly) keep(await attention(q, kv, kv, { mask, returnWeights: true }));
       }
+      if (dtype === 'f32' && !flashOnly) {
+        const dropout = { p: 0.5, seed: 1 };
+        keep(await attention(q, kv, kv, { dropout, causal: true }));
+        keep(await decodeAttention(q, kv, kv, { dropout }));
+        if (D === 6) keep(await attention(q, kv, kv, { dropout, returnWeights: true }));
+      }
     }
     if (flashOnly) continue;
     // the backward's passes (delta, dK/dV, dQ; dsinks with sinks), in the context's form
@@ -85,6 +93,13 @@ export async function attentionVariants(ctx: Context, flashOnly = false): Promis
       keep(f);
       const g = await attentionBackward(x, x, x, f.output, f.output, { mask, causal: true, lse: f.lse });
       made.push(g.dq, g.dk, g.dv);
+    }
+    if (dtype === 'f32') {
+      const dropout = { p: 0.5, seed: 1 };
+      const fd = await attention(x, x, x, { dropout, returnLse: true });
+      keep(fd);
+      const gd = await attentionBackward(x, x, x, fd.output, fd.output, { dropout, lse: fd.lse });
+      made.push(gd.dq, gd.dk, gd.dv);
     }
     const f = await attention(x, x, x, { sinks: [0, 1], returnLse: true });
     keep(f);

@@ -31,6 +31,8 @@ interface Case {
   /** how the weights are loaded: loadPyTorch, loadSeparate with in_proj_bias, or separate biases */
   load: 'packed' | 'separateWeights' | 'separate';
   seed?: number;
+  /** the layer's dropout, with this train forward's seed */
+  dropout?: { p: number; seed: number };
 }
 
 type WeightName = keyof MultiHeadAttentionCpuWeights;
@@ -97,6 +99,7 @@ function loss(c: Case, p: Problem): number {
     causal: c.causal,
     mask: p.mask,
     rope: c.rope,
+    dropout: c.dropout,
   });
   let sum = 0;
   for (let i = 0; i < output.data.length; i++) sum += output.data[i] * p.dOutput[i];
@@ -135,6 +138,7 @@ function makeLayer(c: Case, p: Problem): MultiHeadAttention {
     vdim: c.vdim,
     bias: c.bias,
     rope: c.rope,
+    dropout: c.dropout?.p,
   });
   const w = p.weights;
   if (c.load === 'packed') {
@@ -217,7 +221,13 @@ function gpuRun(c: Case, p: Problem): Run {
     mha,
     made,
     async step() {
-      const { output } = await mha.forward(x, { memory, causal: c.causal, mask, train: true });
+      const { output } = await mha.forward(x, {
+        memory,
+        causal: c.causal,
+        mask,
+        train: true,
+        dropoutSeed: c.dropout?.seed,
+      });
       output.destroy();
       const g = await mha.backward(dOutput);
       const dx = await g.dx.read();
@@ -303,6 +313,42 @@ describe('MultiHeadAttention.backward', () => {
       load: 'separate',
     }));
   it('no bias', () => check({ B: 2, L: 4, E: 8, H: 2, causal: true, bias: false, load: 'packed' }));
+  it('dropout on the attention probabilities (the backward regenerates the mask), GQA', () =>
+    check({ B: 2, L: 5, E: 8, H: 4, Hkv: 2, causal: true, load: 'separate', dropout: { p: 0.3, seed: 42 } }));
+
+  it('dropout: only train forwards drop; seeds 0, 1, ... unless dropoutSeed is given', async () => {
+    const c: Case = { B: 1, L: 4, E: 8, H: 2, load: 'packed', dropout: { p: 0.5, seed: 0 } };
+    const p = problem(c);
+    const mha = makeLayer(c, p);
+    const x = ctx.tensor(Float32Array.from(p.x.data as Float64Array), p.x.shape);
+    const ref = (seed?: number) =>
+      multiHeadAttentionCpu(p.x, p.weights, {
+        numHeads: 2,
+        dropout: seed === undefined ? undefined : { p: 0.5, seed },
+      }).output.data;
+    const runs: [{ train?: boolean; dropoutSeed?: number }, Float64Array][] = [
+      [{ train: true }, ref(0)],
+      [{ train: true }, ref(1)],
+      [{}, ref()],
+      [{ train: true, dropoutSeed: 0 }, ref(0)],
+      [{ train: true }, ref(2)],
+    ];
+    await checked(ctx, async () => {
+      for (const [n, [options, expected]] of runs.entries()) {
+        const { output } = await mha.forward(x, options);
+        expectClose(await output.read(), expected, F32_TOL, `forward ${n}`);
+        output.destroy();
+      }
+    });
+    expect(() => new MultiHeadAttention(ctx, { embedDim: 8, numHeads: 2, dropout: 1 })).toThrow(
+      'MultiHeadAttention: dropout must be a number in [0, 1), received 1',
+    );
+    await expect(mha.forward(x, { train: true, dropoutSeed: -1 })).rejects.toThrow(
+      'MultiHeadAttention.forward: dropoutSeed must be an integer in [0, 4294967295] (a u32), received -1',
+    );
+    x.destroy();
+    mha.destroy();
+  });
 
   it('gradients accumulate over backward calls until zeroGrad', async () => {
     const c: Case = { B: 1, L: 3, E: 8, H: 2, causal: true, load: 'packed', seed: 11 };

@@ -319,6 +319,33 @@ const cases: Case[] = [
       causal: true,
     }),
   },
+  {
+    // with its mask fixed by the seed, dropout is a fixed elementwise factor: differentiable
+    name: 'dropout (a fixed mask), GQA, causal, bool mask',
+    B: 2,
+    Hq: 4,
+    Hkv: 2,
+    Lq: 4,
+    Lk: 5,
+    D: 3,
+    Dv: 2,
+    options: (random) => ({
+      dropout: { p: 0.4, seed: 12345 },
+      causal: true,
+      mask: { data: Uint8Array.from({ length: 4 * 5 }, () => (random() < 0.8 ? 1 : 0)), shape: [4, 5] },
+    }),
+  },
+  {
+    name: 'dropout with sinks and softcap',
+    B: 1,
+    Hq: 2,
+    Hkv: 1,
+    Lq: 3,
+    Lk: 6,
+    D: 2,
+    Dv: 3,
+    options: () => ({ dropout: { p: 0.25, seed: 4000000000 }, sinks: [0.2, -0.4], softcap: 1.5 }),
+  },
 ];
 
 describe('attentionBackwardCpu equals central finite differences of attentionCpu', () => {

@@ -1,6 +1,7 @@
 import accumulateSource from '../../shaders/accumulate.wgsl?raw';
 import { checkOptions } from '../checks';
 import type { Context } from '../context';
+import type { DropoutOptions } from '../dropout';
 import { attention } from '../ops/attention';
 import { attentionBackward } from '../ops/attention_backward';
 import { linear } from '../ops/linear';
@@ -41,6 +42,12 @@ export interface MultiHeadAttentionOptions {
   rope?: { style: 'half' | 'interleaved'; base?: number; dims?: number } | LayerRopeTables;
   /** Storage of weights, activations and output: 'f16' halves memory traffic, sums stay f32. Default 'f32'. */
   dtype?: 'f32' | 'f16';
+  /**
+   * Dropout on the attention probabilities in train forwards only (nn.MultiheadAttention's
+   * `dropout`, which applies in training mode): p in [0, 1), see `AttentionOptions.dropout`. The
+   * backward regenerates each forward's mask. Default 0.
+   */
+  dropout?: number;
   label?: string;
 }
 
@@ -79,6 +86,11 @@ export interface MultiHeadAttentionForwardOptions {
    * forward replaces them; backward frees them.
    */
   train?: boolean;
+  /**
+   * The seed (a u32) of this train forward's dropout mask, with a layer `dropout` > 0. Default: the
+   * layer's own counter, 0 for its first train forward with dropout and one more for each after it.
+   */
+  dropoutSeed?: number;
 }
 
 /** What {@link MultiHeadAttention.backward} returns (f32). */
@@ -142,9 +154,19 @@ const CONSTRUCTOR_KEYS = [
   'bias',
   'rope',
   'dtype',
+  'dropout',
   'label',
 ];
-const FORWARD_KEYS = ['memory', 'causal', 'mask', 'cache', 'returnWeights', 'residual', 'train'];
+const FORWARD_KEYS = [
+  'memory',
+  'causal',
+  'mask',
+  'cache',
+  'returnWeights',
+  'residual',
+  'train',
+  'dropoutSeed',
+];
 
 type Projection = 'q' | 'k' | 'v' | 'out';
 const PROJECTIONS: readonly Projection[] = ['q', 'k', 'v', 'out'];
@@ -169,6 +191,7 @@ interface TrainState {
   lse: Tensor;
   causal: boolean;
   mask?: Tensor;
+  dropout?: DropoutOptions;
 }
 
 /**
@@ -195,6 +218,8 @@ export class MultiHeadAttention {
   readonly vdim: number;
   readonly bias: boolean;
   readonly dtype: 'f32' | 'f16';
+  /** Dropout probability of the attention probabilities in train forwards. */
+  readonly dropout: number;
   readonly rope?: { style: 'half' | 'interleaved'; base: number; dims: number } | LayerRopeTables;
   readonly label: string;
   /** The tensors the projections read: parameters, views of packed ones, or copies of them. */
@@ -210,6 +235,8 @@ export class MultiHeadAttention {
   /** Copies refreshed from their packed parameter before every forward once the layer trains. */
   private readonly refreshed: { from: Tensor; byteOffset: number; to: Tensor }[] = [];
   private saved?: TrainState;
+  /** The seed of the next train forward's dropout mask, when the caller gives none. */
+  private nextDropoutSeed = 0;
 
   constructor(
     readonly ctx: Context,
@@ -249,6 +276,10 @@ export class MultiHeadAttention {
     this.numHeads = numHeads;
     this.headDim = embedDim / numHeads;
     this.bias = options.bias ?? true;
+    this.dropout = options.dropout ?? 0;
+    if (typeof this.dropout !== 'number' || !(this.dropout >= 0 && this.dropout < 1)) {
+      throw new Error(`${what}: dropout must be a number in [0, 1), received ${String(options.dropout)}`);
+    }
     if (options.rope && 'cos' in options.rope) {
       const { cos, sin, interleaved } = options.rope;
       checkRopeTables(`${what}: rope`, ctx, [1, 1, 1, this.headDim], { cos, sin, interleaved });
@@ -483,6 +514,17 @@ export class MultiHeadAttention {
       );
     }
     const offset = cache ? cache.length : 0;
+    const seed = options.dropoutSeed;
+    if (seed !== undefined && (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)) {
+      throw new Error(
+        `${what}: dropoutSeed must be an integer in [0, 4294967295] (a u32), received ${String(seed)}`,
+      );
+    }
+    let dropout: DropoutOptions | undefined;
+    if (train && this.dropout > 0) {
+      dropout = { p: this.dropout, seed: seed ?? this.nextDropoutSeed };
+      if (seed === undefined) this.nextDropoutSeed = (this.nextDropoutSeed + 1) % 2 ** 32;
+    }
     // copies of packed parameters follow them once the layer trains (an optimizer may have stepped)
     if (this.refreshed.length > 0 && (train || this.gradients.size > 0)) {
       const rec = new Recording(this.ctx, `${what}:refresh`);
@@ -519,6 +561,7 @@ export class MultiHeadAttention {
         mask: options.mask,
         returnWeights: options.returnWeights,
         returnLse: train,
+        dropout,
       });
       temp(result.output);
       if (result.lse) temp(result.lse);
@@ -539,6 +582,7 @@ export class MultiHeadAttention {
           lse: result.lse!,
           causal,
           mask: options.mask,
+          dropout,
         };
         const kept = new Set([q, k, v, result.output, result.lse]);
         temporaries.splice(0, temporaries.length, ...temporaries.filter((t) => !kept.has(t)));
@@ -627,6 +671,7 @@ export class MultiHeadAttention {
     let { dq, dk, dv } = await attentionBackward(s.q, s.k, s.v, s.attended, dAttended, {
       causal: s.causal,
       mask: s.mask,
+      dropout: s.dropout,
       lse: s.lse,
     });
     if (this.rope) {

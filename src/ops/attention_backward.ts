@@ -99,7 +99,7 @@ export type { AttentionBackwardPlan };
  * (FlashAttention-2's structure: a delta pre-pass, a dK/dV pass over key blocks and a dQ pass over
  * query blocks; no atomics, the L x L probabilities are recomputed from `lse`, never stored).
  * `output` and `options.lse` are the forward's results for the same inputs and options
- * (`returnLse: true`). Query rows that attend no key (lse = -Infinity) get zero gradients. dk and
+ * (`returnLse: true`); with the forward's `dropout` (same p and seed) its mask is regenerated. Query rows that attend no key (lse = -Infinity) get zero gradients. dk and
  * dv of a kv head sum over its query heads (GQA/MQA). Results have q's dtype (f16 storage
  * accumulates in f32). The kernel form follows the context ({@link Context.attentionKernel}).
  *
@@ -505,7 +505,13 @@ function recordBackward(rec: Recording, plan: BackwardPasses, io: AttentionBuffe
   const prelude = registers
     ? [elementPrelude(storage, false), chunkPrelude(storage)]
     : [elementPrelude(storage, false)];
-  const common = { D4: Math.ceil(D / 4), DV4: Math.ceil(Dv / 4), MASK: core.maskKind, RULES_BINDING };
+  const common = {
+    D4: Math.ceil(D / 4),
+    DV4: Math.ceil(Dv / 4),
+    MASK: core.maskKind,
+    DROPOUT: core.dropout !== undefined,
+    RULES_BINDING,
+  };
   if (runs('dkdv')) {
     rec.dispatch({
       name: registers ? 'attention_backward_dkdv_registers' : 'attention_backward_dkdv',

@@ -4,6 +4,7 @@
 // into programs, and tests and the benchmark read it to know what ran.
 import { checkOptions } from '../checks';
 import type { AttentionKernel, Context } from '../context';
+import { checkDropout, type DropoutOptions } from '../dropout';
 import { type ElementStorage, elementStorage } from '../f16';
 import type { Bindable } from '../program';
 import { broadcastStrides, expectRank, fmt } from '../shape';
@@ -35,7 +36,10 @@ export interface AttentionOptions {
   mask?: Tensor;
   /** Also return the row log-sum-exp [B, Hq, Lq] (natural log; -Infinity where nothing may be attended). */
   returnLse?: boolean;
-  /** Also return the attention weights [B, Hq, Lq, Lk]. For inspection at small sizes: it is Lq x Lk. */
+  /**
+   * Also return the attention weights [B, Hq, Lq, Lk]. For inspection at small sizes: it is Lq x Lk.
+   * With `dropout`, the weights after dropout (as PyTorch's MultiheadAttention returns them).
+   */
   returnWeights?: boolean;
   /** Tanh softcapping (Gemma 2): s = c · tanh(s / c) of s = scale · q·k, before everything else. c > 0. */
   softcap?: number;
@@ -77,6 +81,19 @@ export interface AttentionOptions {
    * with (or coarser).
    */
   blockMask?: BlockMask;
+  /**
+   * Dropout on the probabilities (PyTorch's SDPA `dropout_p`, for training): after the softmax,
+   * each probability is kept with probability 1 - p and scaled by 1 / (1 - p), or set to 0; lse
+   * stays that of the softmax before dropout. p in [0, 1) (0 is exactly no dropout), seed a u32.
+   * The keep decision of (b, h, i, j) is a counter-based hash of (seed, b, h, i, j)
+   * (shaders/dropout.wgsl, `dropoutKeeps` in the reference), so the same seed gives the same mask
+   * and `attentionBackward` with the same option regenerates it. b, h, i, j are positions in the
+   * call's tensors: a call split over heads or blocks, the decode kernel and KV-cache views drop
+   * the same probabilities as one flash call on the same inputs (with packed documents b = 0 and
+   * i, j are positions in the packed sequences). A decoding step's row i is its row in that call:
+   * give each step its own seed.
+   */
+  dropout?: DropoutOptions;
 }
 
 /**
@@ -117,6 +134,7 @@ const OPTION_KEYS = [
   'sinks',
   'blockMask',
   'layout',
+  'dropout',
 ] as const;
 
 /** The problem sizes, checked. */
@@ -147,6 +165,8 @@ export interface CorePlan {
   lse: boolean;
   weights: boolean;
   rules: ScoringRules;
+  /** Dropout on the probabilities; undefined without it (or with p = 0). */
+  dropout?: DropoutOptions;
 }
 
 /** Marks an absent part of the rule data (RULE_NONE in key_rules.wgsl). */
@@ -405,7 +425,7 @@ export function corePlan(
   const kernel: AttentionKernel =
     preferred === 'registers' && fits
       ? 'registers'
-      : preferred === 'tiled' && !options.returnWeights
+      : preferred === 'tiled' && !options.returnWeights && !options.dropout
         ? 'tiled'
         : 'workgroup';
   const core: CorePlan = {
@@ -422,6 +442,7 @@ export function corePlan(
     lse: options.returnLse ?? false,
     weights: options.returnWeights ?? false,
     rules,
+    dropout: options.dropout && options.dropout.p > 0 ? options.dropout : undefined,
   };
   if (force === 'decode' || (!force && prefersDecode(s, options, kernel))) {
     // the tiled form is a prefill kernel: its calls decode with the workgroup form's pass
@@ -855,5 +876,6 @@ export function checkAttentionInputs(
   }
   const shape = { B, Hq, Hkv, Lq, Lk, D, Dv };
   checkScoringOptions(q, options, shape);
+  checkDropout('attention', options.dropout, 'options.dropout');
   return shape;
 }

@@ -1,4 +1,5 @@
 // The flash kernel of a planned call: one dispatch, in the plan's kernel form.
+import dropoutSource from '../../shaders/dropout.wgsl?raw';
 import flashSource from '../../shaders/flash_attention.wgsl?raw';
 import registersSource from '../../shaders/flash_attention_registers.wgsl?raw';
 import tiledSource from '../../shaders/flash_attention_tiled.wgsl?raw';
@@ -6,6 +7,7 @@ import flashCommonSource from '../../shaders/flash_common.wgsl?raw';
 import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
+import { dropoutThreshold } from '../dropout';
 import { chunkPrelude, elementPrelude } from '../f16';
 import { type Bindable, f32, i32, type Recording, type UniformValue } from '../program';
 import { type AttentionBuffers, type CorePlan, type FlashPlan, RULE_NONE } from './attention_plan';
@@ -15,13 +17,18 @@ const IDENTITY_SCORE_MOD = 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32)
 const IDENTITY_MASK_MOD = 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool { return true; }';
 
 /**
- * The WGSL every kernel that scores keys appends: key_rules.wgsl and the call's score_mod and
- * mask_mod (so pipelines are cached per snippet text). The kernel also needs masked.wgsl, a `mask`
- * binding and its MASK constant, and the constant RULES_BINDING = the binding of `io.rules`, which
- * goes last in its binding list (see `withRules`).
+ * The WGSL every kernel that scores keys appends: key_rules.wgsl, dropout.wgsl and the call's
+ * score_mod and mask_mod (so pipelines are cached per snippet text). The kernel also needs
+ * masked.wgsl, a `mask` binding and its MASK constant, and the constant RULES_BINDING = the
+ * binding of `io.rules`, which goes last in its binding list (see `withRules`).
  */
 export function scoringSources(plan: CorePlan): string[] {
-  return [keyRulesSource, plan.rules.scoreMod ?? IDENTITY_SCORE_MOD, plan.rules.maskMod ?? IDENTITY_MASK_MOD];
+  return [
+    keyRulesSource,
+    dropoutSource,
+    plan.rules.scoreMod ?? IDENTITY_SCORE_MOD,
+    plan.rules.maskMod ?? IDENTITY_MASK_MOD,
+  ];
 }
 
 /** `bindings` with the rule data appended, and the RULES_BINDING constant that declares it. */
@@ -34,13 +41,19 @@ export function withRules(
 
 /**
  * Constants of the forward kernels: MODS (softcap or score_mod present), BLOCKS (a block mask: 0,
- * 1, 2) and KEY_RULES (ALiBi, mask_mod or a block mask) keep the code of absent options out of
- * their key loops (any code in a loop costs SwiftShader speed). key_rules.wgsl itself needs none
- * of them.
+ * 1, 2), KEY_RULES (ALiBi, mask_mod or a block mask) and DROPOUT keep the code of absent options
+ * out of their key loops (any code in a loop costs SwiftShader speed). key_rules.wgsl itself needs
+ * none of them.
  */
-export function ruleConstants(plan: CorePlan): { MODS: boolean; BLOCKS: number; KEY_RULES: boolean } {
+export function ruleConstants(plan: CorePlan): {
+  MODS: boolean;
+  BLOCKS: number;
+  KEY_RULES: boolean;
+  DROPOUT: boolean;
+} {
   const r = plan.rules;
   return {
+    DROPOUT: plan.dropout !== undefined,
     MODS: r.softcap > 0 || r.scoreMod !== undefined,
     // 1: a block mask; 2: one whose tiles have at least four rows (blockStates2 suffices)
     BLOCKS: r.blockMaskAt === RULE_NONE ? 0 : r.blockSize[0] >= 4 ? 2 : 1,
@@ -124,6 +137,9 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
     bm_nk: r.blockMaskShape[3],
     bm_bq: r.blockSize[0],
     bm_bk: r.blockSize[1],
+    drop_seed: plan.dropout?.seed ?? 0,
+    drop_threshold: plan.dropout ? dropoutThreshold(plan.dropout.p) : 0,
+    drop_scale: f32(plan.dropout ? 1 / (1 - plan.dropout.p) : 1),
   };
 }
 

@@ -1,3 +1,4 @@
+import { checkDropout, type DropoutOptions, dropoutKeeps, dropoutThreshold } from '../dropout';
 import { broadcastStrides, expectRank, fmt } from '../shape';
 import { type HostResult, type HostTensor, isBool } from './host';
 
@@ -64,6 +65,12 @@ export interface AttentionCpuOptions {
    * the maskMod/mask it goes with: a kernel may skip maskMod on full tiles.
    */
   blockMask?: BlockMaskCpu;
+  /**
+   * Dropout on the probabilities after the softmax, with the GPU's keep decisions (see
+   * `DropoutOptions`): kept ones are scaled by 1 / (1 - p). lse is that of the softmax before
+   * dropout; the returned weights are after dropout.
+   */
+  dropout?: DropoutOptions;
 }
 
 export interface AttentionCpuResult {
@@ -74,7 +81,10 @@ export interface AttentionCpuResult {
    * exp(sink) with sinks; -Infinity for empty rows without sinks, sinks[h] for empty rows with sinks.
    */
   lse: HostResult;
-  /** [B, Hq, Lq, Lk], the softmax weights; a row of zeros where nothing may be attended. */
+  /**
+   * [B, Hq, Lq, Lk], the softmax weights (after dropout, with `dropout`); a row of zeros where
+   * nothing may be attended.
+   */
   weights: HostResult;
 }
 
@@ -99,6 +109,8 @@ export interface ScoreRules {
   modifyGrad(s: number, b: number, h: number, i: number, j: number): number;
   /** The sink logit of head h; -Infinity without sinks. */
   sink(h: number): number;
+  /** The dropout factor of the probability of (b, h, i, j): 0 or 1 / (1 - p); 1 without dropout. */
+  dropout(b: number, h: number, i: number, j: number): number;
   readonly hasSinks: boolean;
 }
 
@@ -240,6 +252,9 @@ export function scoreRules(
 
   const blockMask = options.blockMask;
   if (blockMask !== undefined) checkBlockMask(what, blockMask, shape);
+  const drop = checkDropout(what, options.dropout);
+  const dropThreshold = drop ? dropoutThreshold(drop.p) : 0;
+  const dropScale = drop ? 1 / (1 - drop.p) : 1;
 
   const causal = Boolean(options.causal);
   const allowed = (b: number, h: number, i: number, j: number): boolean => {
@@ -282,6 +297,8 @@ export function scoreRules(
     modifyGrad,
     sink: (h: number) => (sinks ? sinks[h] : Number.NEGATIVE_INFINITY),
     hasSinks: sinks !== undefined,
+    dropout: (b: number, h: number, i: number, j: number) =>
+      !drop ? 1 : dropoutKeeps(drop.seed, dropThreshold, b, h, i, j) ? dropScale : 0,
   };
 }
 
@@ -356,7 +373,7 @@ export function rowScores(
  * q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv]. Same semantics as `attention`; for
  * query row i, key j, head h with off = Lk - Lq: s = scale · q·k, softcap, scoreMod, ALiBi,
  * additive mask; the key is allowed iff causal, window, bool mask, maskMod, documents and block
- * mask all allow it; sinks join the softmax denominator.
+ * mask all allow it; sinks join the softmax denominator; dropout applies to the probabilities.
  */
 export function attentionCpu(
   q: HostTensor,
@@ -384,7 +401,7 @@ export function attentionCpu(
         lse[row] = l;
         if (l === Number.NEGATIVE_INFINITY) continue;
         for (let j = 0; j < Lk; j++) {
-          const p = s[j] === Number.NEGATIVE_INFINITY ? 0 : Math.exp(s[j] - l);
+          const p = s[j] === Number.NEGATIVE_INFINITY ? 0 : Math.exp(s[j] - l) * rules.dropout(b, h, i, j);
           weights[row * Lk + j] = p;
           if (p === 0) continue;
           for (let d = 0; d < Dv; d++) {

@@ -15,8 +15,9 @@ export interface AttentionBackwardCpuResult {
 
 /**
  * Gradients of attention in float64, given dOutput = d loss / d output [B, Hq, Lq, Dv]; the forward
- * (`attentionCpu` with the same options) is recomputed. Per row with P = weights, O = output:
- * delta = Σ_d dO·O, dV += Pᵀ dO, dP = dO Vᵀ, dS = P (dP - delta), d(scale·q·k) = dS · d modify/ds
+ * (`attentionCpu` with the same options) is recomputed. Per row with P = the softmax, Z = the
+ * dropout factors (0 or 1 / (1 - p); 1 without dropout), O = output: delta = Σ_d dO·O,
+ * dV += (P Z)ᵀ dO, dP = (dO Vᵀ) Z, dS = P (dP - delta), d(scale·q·k) = dS · d modify/ds
  * (softcap: 1 - tanh²(s/c); scoreMod: `scoreModGrad` or a central finite difference), dQ = scale · dS K,
  * dK = scale · dSᵀ Q; with sinks P_sink = exp(sink - lse) and dsink = -Σ P_sink · delta.
  * Rows with no allowed key get zero gradients. The additive mask and ALiBi get no gradient.
@@ -48,6 +49,7 @@ export function attentionBackwardCpu(
   const s = new Float64Array(Lk);
   const raw = new Float64Array(Lk);
   const p = new Float64Array(Lk);
+  const z = new Float64Array(Lk);
   const o = new Float64Array(Dv);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hq; h++) {
@@ -61,8 +63,9 @@ export function attentionBackwardCpu(
         o.fill(0);
         for (let j = 0; j < Lk; j++) {
           p[j] = s[j] === Number.NEGATIVE_INFINITY ? 0 : Math.exp(s[j] - lse);
+          z[j] = rules.dropout(b, h, i, j);
           if (p[j] === 0) continue;
-          for (let d = 0; d < Dv; d++) o[d] += p[j] * vAt(j, d);
+          for (let d = 0; d < Dv; d++) o[d] += p[j] * z[j] * vAt(j, d);
         }
         let delta = 0;
         for (let d = 0; d < Dv; d++) delta += dO(d) * o[d];
@@ -72,10 +75,10 @@ export function attentionBackwardCpu(
           const kv = (b * Hkv + hk) * Lk + j;
           let dp = 0;
           for (let d = 0; d < Dv; d++) {
-            dv[kv * Dv + d] += p[j] * dO(d);
+            dv[kv * Dv + d] += p[j] * z[j] * dO(d);
             dp += dO(d) * vAt(j, d);
           }
-          const ds = p[j] * (dp - delta) * rules.modifyGrad(raw[j], b, h, i, j) * scale;
+          const ds = p[j] * (dp * z[j] - delta) * rules.modifyGrad(raw[j], b, h, i, j) * scale;
           for (let d = 0; d < D; d++) {
             dq[row * D + d] += ds * Number(k.data[kv * D + d]);
             dk[kv * D + d] += ds * Number(q.data[row * D + d]);

@@ -1,3 +1,4 @@
+export { type DropoutOptions, dropoutKeeps, dropoutThreshold } from '../dropout';
 export { type AdamWCpuState, type AdamWOptions, adamwStepCpu } from './adamw';
 export {
   type AttentionCpuOptions,

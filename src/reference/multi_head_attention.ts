@@ -1,3 +1,4 @@
+import type { DropoutOptions } from '../dropout';
 import { fromF16Bits } from '../f16';
 import type { PyTorchAttentionWeights, SeparateAttentionWeights } from '../layers/multi_head_attention';
 import { expectRank } from '../shape';
@@ -43,12 +44,17 @@ export interface MultiHeadAttentionCpuOptions {
   mask?: HostTensor;
   /** Rotary embedding of q and k after projection, positions from 0 (offset is ignored). */
   rope?: Omit<RopeOptions, 'offset'>;
+  /**
+   * Dropout on the attention probabilities (as `attentionCpu`): what the layer's train forward
+   * with `dropout: p` and `dropoutSeed: seed` computes.
+   */
+  dropout?: DropoutOptions;
 }
 
 export interface MultiHeadAttentionCpuResult {
   /** [B, L, E] */
   output: HostResult;
-  /** [B, numHeads, L, S], the per-head softmax weights */
+  /** [B, numHeads, L, S], the per-head softmax weights (after dropout, with `dropout`) */
   weights: HostResult;
 }
 
@@ -77,7 +83,11 @@ export function multiHeadAttentionCpu(
     qh = ropeCpu(q, options.rope);
     k = ropeCpu(k, options.rope);
   }
-  const att = attentionCpu(qh, k, v, { causal: options.causal, mask: options.mask });
+  const att = attentionCpu(qh, k, v, {
+    causal: options.causal,
+    mask: options.mask,
+    dropout: options.dropout,
+  });
   // merge heads: [B, H, L, Dh] -> [B, L, H·Dh]
   const Dh = att.output.shape[3];
   const merged = new Float64Array(B * L * H * Dh);
