@@ -1,14 +1,16 @@
 // Two builds of the library side by side in one Node process on one device (Dawn): the figures a
 // refactor must not make worse. Per shape, the builds take turns (A B B A ...) and the median of
-// five rounds is printed: ms per call, GFLOP/s, and B/A.
+// five rounds is printed: ms per call, GFLOP/s, and B/A; then the CPU ms per call of the process
+// (all threads: JS, Dawn and, on SwiftShader, the kernels), which other processes on a shared
+// machine disturb far less than the wall clock.
 // Usage: npm run build; cp -r dist /tmp/after; (check out the other commit) npm run build;
-//        node bench/builds.mjs dist /tmp/after
+//        node bench/builds.mjs dist /tmp/after [shapes whose label starts with this, e.g. decode]
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-const dirs = process.argv.slice(2);
+const [dirs, only] = [process.argv.slice(2, 4), process.argv[4]];
 if (dirs.length !== 2) {
-  console.log('usage: node bench/builds.mjs <dist of build A> <dist of build B>');
+  console.log('usage: node bench/builds.mjs <dist of build A> <dist of build B> [label prefix]');
   process.exit(1);
 }
 const { nodeGpu } = await import(pathToFileURL(resolve(dirs[0], 'node.js')).href);
@@ -20,7 +22,10 @@ console.log(`adapter: ${ctxs[0].adapterInfo.vendor} ${ctxs[0].adapterInfo.archit
 // Deterministic inputs (the same for both builds).
 const inputs = (n) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898) * 0.5);
 
-/** ms per attention call of `shape` on build `i`, over `reps` calls, after three warm-up calls. */
+/**
+ * [wall ms, CPU ms] per attention call of `shape` on build `i`, over `reps` calls, after three
+ * warm-up calls.
+ */
 async function msPerCall(i, shape, reps) {
   const [lib, ctx] = [libs[i], ctxs[i]];
   const { B, Hq, Hkv, Lq, Lk, D, causal } = shape;
@@ -29,12 +34,14 @@ async function msPerCall(i, shape, reps) {
   const v = ctx.tensor(inputs(B * Hkv * Lk * D), [B, Hkv, Lk, D]);
   for (let r = 0; r < 3; r++) (await lib.attention(q, k, v, { causal })).output.destroy();
   await ctx.sync();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let r = 0; r < reps; r++) (await lib.attention(q, k, v, { causal })).output.destroy();
   await ctx.sync();
   const ms = (performance.now() - t0) / reps;
+  const cpu = process.cpuUsage(cpu0);
   for (const t of [q, k, v]) t.destroy();
-  return ms;
+  return [ms, (cpu.user + cpu.system) / 1e3 / reps];
 }
 
 const SHAPES = [
@@ -45,16 +52,20 @@ const SHAPES = [
   ['gqa-512', { B: 1, Hq: 8, Hkv: 2, Lq: 512, Lk: 512, D: 64 }, 3],
   ['causal-1024', { B: 1, Hq: 8, Hkv: 8, Lq: 1024, Lk: 1024, D: 64, causal: true }, 2],
 ];
-for (const [label, shape, reps] of SHAPES) {
-  const ms = [[], []];
+for (const [label, shape, reps] of SHAPES.filter(([label]) => !only || label.startsWith(only))) {
+  const runs = [[], []];
   for (let round = 0; round < 5; round++) {
-    for (const i of round % 2 ? [1, 0] : [0, 1]) ms[i].push(await msPerCall(i, shape, reps));
+    for (const i of round % 2 ? [1, 0] : [0, 1]) runs[i].push(await msPerCall(i, shape, reps));
   }
-  const median = ms.map((m) => m.sort((x, y) => x - y)[2]);
+  const median = (i, j) => runs[i].map((r) => r[j]).sort((x, y) => x - y)[2];
+  const [wall, cpu] = [0, 1].map((j) => [median(0, j), median(1, j)]);
   const { B, Hq, Lq, Lk, D, causal } = shape;
   const gflop = (4 * B * Hq * Lq * Lk * D * (causal ? 0.5 : 1)) / 1e9;
-  const cell = (i) => `${median[i].toFixed(3)} ms (${(gflop / (median[i] / 1e3)).toFixed(2)} GFLOP/s)`;
-  console.log(`${label}: A ${cell(0)}, B ${cell(1)}, B/A ${(median[1] / median[0]).toFixed(3)}`);
+  const cell = (i) => `${wall[i].toFixed(3)} ms (${(gflop / (wall[i] / 1e3)).toFixed(2)} GFLOP/s)`;
+  console.log(
+    `${label}: A ${cell(0)}, B ${cell(1)}, B/A ${(wall[1] / wall[0]).toFixed(3)}; ` +
+      `CPU ms A ${cpu[0].toFixed(3)}, B ${cpu[1].toFixed(3)}, B/A ${(cpu[1] / cpu[0]).toFixed(3)}`,
+  );
 }
 for (const ctx of ctxs) ctx.destroy();
 process.exit(0);

@@ -4,7 +4,8 @@
 // strides of the mask broadcast to [B, Hq, Lq, Lk]), scale, the batch and head strides q_b .. o_h
 // (see flash_common.wgsl), group (Hq / Hkv), tilesPerChunk (key tiles per chunk: WG keys in `split`, 4
 // in `split_registers`), P (partials per query row), shift and the sparse rules' uniforms (see
-// key_rules.wgsl); the rule data binding comes last (RULES_BINDING = 7).
+// key_rules.wgsl); the rule data binding comes last (RULES_BINDING = 7). Constants: MASK and
+// KEY_RULES (ruleConstants in src/ops/flash_attention.ts).
 // bool: bytes packed four per word; additive: f32 bits
 @group(0) @binding(4) var<storage, read> mask: array<u32>;
 // [B * Hq * Lq, P, DV4]: unnormalised output of each partial
@@ -29,10 +30,14 @@ fn rowOf(b: u32, hk: u32, ri0: u32, r: u32) -> Row {
 }
 
 // ALiBi plus the additive mask value, or MASKED, for key j (< jStop) of a row whose keys in range
-// are `r` (keyRange).
+// are `r` (keyRange). Without KEY_RULES (no ALiBi, mask_mod or block mask) only the mask is read:
+// the rule checks would cost SwiftShader speed in the key loop even where never taken.
 fn keyBias(b: u32, row: Row, r: KeyRange, j: u32, jStop: u32) -> f32 {
   if (!row.valid || j >= jStop || j < r.lo || j >= r.hi) {
     return MASKED;
   }
-  return ruleBias(b, row.h, row.i, j, r.shift);
+  if (KEY_RULES) {
+    return ruleBias(b, row.h, row.i, j, r.shift);
+  }
+  return maskBias(b * p.mask_b + row.h * p.mask_h + row.i * p.mask_i + j * p.mask_j);
 }

@@ -127,7 +127,7 @@ export class Context {
   private destroyed = false;
   private bytes = 0;
   private peak = 0;
-  private readonly dummies = new Map<string, GPUBuffer>();
+  private readonly dummies = new Map<string | number, GPUBuffer>();
   private uniforms: GPUBuffer | undefined;
   /** Scratch buffers of submitted calls, by size, for later calls to reuse (see takeScratch). */
   private readonly scratchPool = new Map<number, GPUBuffer[]>();
@@ -342,12 +342,13 @@ export class Context {
 
   /**
    * @internal A small placeholder bound where a kernel's optional buffer is unused. One per `slot`
-   * so that two writable placeholders never alias in one dispatch.
+   * (a name, or a binding number) so that two writable placeholders never alias in one dispatch.
    */
-  dummy(slot: string): GPUBuffer {
+  dummy(slot: string | number): GPUBuffer {
     let buffer = this.dummies.get(slot);
     if (!buffer) {
-      buffer = this.device.createBuffer({ size: 16, usage: Usage.STORAGE, label: `dummy:${slot}` });
+      const label = `dummy:${typeof slot === 'number' ? `binding${slot}` : slot}`;
+      buffer = this.device.createBuffer({ size: 16, usage: Usage.STORAGE, label });
       this.dummies.set(slot, buffer);
     }
     return buffer;

@@ -84,8 +84,7 @@ export function elementStorage(ctx: Context, dtype: DType): ElementStorage {
  * Arithmetic stays f32 in every variant. Must come first in the module (`enable f16;`).
  */
 export function elementPrelude(storage: ElementStorage, writesOut: boolean): string {
-  const [load, store] = PRELUDES[storage];
-  return writesOut ? load + store : load;
+  return PRELUDE_TEXTS[storage][writesOut ? 1 : 0];
 }
 
 /**
@@ -162,3 +161,8 @@ fn storeOut(e: u32, x: f32) { out[e] = f16(x); }
 `,
   ],
 };
+
+/** [load, load + store] of each storage, joined once: the same strings on every call (cheap keys). */
+const PRELUDE_TEXTS = Object.fromEntries(
+  Object.entries(PRELUDES).map(([storage, [load, store]]) => [storage, [load, load + store]]),
+) as Record<ElementStorage, [load: string, loadStore: string]>;

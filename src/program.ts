@@ -51,71 +51,67 @@ export interface Program {
 }
 
 /** Runner-provided uniforms, after the program's own. */
-const GRID_UNIFORMS = ['workgroups', 'grid_x', 'grid_y'];
+const GRID_UNIFORMS = ['workgroups', 'grid_x', 'grid_y'] as const;
 
+/** A field of the uniform struct: its WGSL type and where its first word goes. */
 interface Field {
   name: string;
   type: string;
-  offset: number;
-  values: readonly number[];
-  kind: 'u32' | 'i32' | 'f32';
+  /** Offset in 4-byte words. */
+  word: number;
+  kind: 'u32' | 'i32' | 'f32' | 'vec4u';
+  /** vec4u: the number of u32 values. */
+  length: number;
 }
 
-/** The uniform struct of `uniforms`: WGSL declaration, byte size (multiple of 16) and fields. */
+/** What a program's signature (see `compiled`) is compiled to, once per device. */
+interface Compiled {
+  pipeline: Promise<GPUComputePipeline>;
+  /** The pipeline, once compiled: submits that find every pipeline ready do not wait. */
+  ready?: GPUComputePipeline;
+  /** The program's uniforms, in order, then `workgroups`, `grid_x`, `grid_y` (the last three). */
+  fields: readonly Field[];
+  /** Bytes of the uniform struct (a multiple of 16). */
+  size: number;
+}
+
+/** The uniform struct of `uniforms` plus the grid's: its fields and byte size (multiple of 16). */
 function layout(name: string, uniforms: Readonly<Record<string, UniformValue>>) {
   const fields: Field[] = [];
   let offset = 0;
-  for (const [field, u] of Object.entries(uniforms)) {
-    if (typeof u === 'number') {
-      if (!Number.isInteger(u) || u < 0 || u > 0xffffffff) {
-        throw new Error(`${name}: uniform ${field} must be a u32, received ${u}`);
-      }
-      fields.push({ name: field, type: 'u32', offset, values: [u], kind: 'u32' });
+  const add = (field: string, u: UniformValue) => {
+    if (typeof u === 'number' || u.type !== 'vec4u') {
+      const kind = typeof u === 'number' ? 'u32' : u.type;
+      fields.push({ name: field, type: kind, word: offset / 4, kind, length: 1 });
       offset += 4;
-    } else if (u.type === 'vec4u') {
-      const values = u.value as readonly number[];
-      if (values.length === 0 || values.length % 4) {
-        throw new Error(`${name}: uniform ${field} needs a multiple of 4 values, received ${values.length}`);
-      }
-      offset = Math.ceil(offset / 16) * 16;
-      fields.push({
-        name: field,
-        type: `array<vec4<u32>, ${values.length / 4}>`,
-        offset,
-        values,
-        kind: 'u32',
-      });
-      offset += values.length * 4;
-    } else {
-      const x = u.value as number;
-      if (u.type === 'i32' && !Number.isInteger(x)) {
-        throw new Error(`${name}: uniform ${field} must be an i32, received ${x}`);
-      }
-      fields.push({ name: field, type: u.type, offset, values: [x], kind: u.type });
-      offset += 4;
+      return;
     }
+    const length = (u.value as readonly number[]).length;
+    if (length === 0 || length % 4) {
+      throw new Error(`${name}: uniform ${field} needs a multiple of 4 values, received ${length}`);
+    }
+    offset = Math.ceil(offset / 16) * 16;
+    fields.push({
+      name: field,
+      type: `array<vec4<u32>, ${length / 4}>`,
+      word: offset / 4,
+      kind: 'vec4u',
+      length,
+    });
+    offset += length * 4;
+  };
+  for (const [field, u] of Object.entries(uniforms)) {
+    if ((GRID_UNIFORMS as readonly string[]).includes(field)) {
+      throw new Error(`${name}: uniform ${field} is set by the runner`);
+    }
+    add(field, u);
   }
-  return { fields, size: Math.ceil(Math.max(offset, 4) / 16) * 16 };
+  for (const field of GRID_UNIFORMS) add(field, 0);
+  return { fields, size: Math.ceil(offset / 16) * 16 };
 }
 
-/** The WGSL declaration of the uniform struct of `fields`. */
-function structOf(fields: readonly Field[]): string {
-  return `struct Params {\n${fields.map((f) => `  ${f.name}: ${f.type},`).join('\n')}\n}\n`;
-}
-
-/** Ids of source texts, so that cache keys name a source by a number rather than by its text. */
-const sourceIds = new Map<string, number>();
-function sourceId(source: string): number {
-  let id = sourceIds.get(source);
-  if (id === undefined) {
-    id = sourceIds.size;
-    sourceIds.set(source, id);
-  }
-  return id;
-}
-
-/** The cache key of a program's pipeline, and its complete WGSL (built on a cache miss only). */
-function compileUnit(program: Program, uniforms: Readonly<Record<string, UniformValue>>) {
+/** The complete WGSL of `program`, whose uniform struct has `fields`. */
+function wgslOf(program: Program, fields: readonly Field[]): string {
   const constants = Object.entries(program.constants ?? {}).map(([name, value]) => {
     if (typeof value === 'boolean') return `const ${name} = ${value};`;
     if (!Number.isInteger(value) || value < 0) {
@@ -123,34 +119,23 @@ function compileUnit(program: Program, uniforms: Readonly<Record<string, Uniform
     }
     return `const ${name} = ${value}u;`;
   });
-  const key = [
-    program.name,
-    program.sources.map(sourceId).join('.'),
-    constants.join(''),
-    Object.entries(uniforms)
-      .map(([n, u]) => `${n}:${typeof u === 'number' ? 'u32' : u.type}`)
-      .join(','),
-  ].join('|');
-  const code = () => {
-    const enables = new Set<string>();
-    const body = program.sources
-      .map((s) =>
-        s.replace(/^enable [\w, ]+;\s*$/gm, (line) => {
-          enables.add(line.trim());
-          return '';
-        }),
-      )
-      .join('\n');
-    return [
-      ...enables,
-      ...constants,
-      structOf(layout(program.name, uniforms).fields),
-      '@group(0) @binding(0) var<uniform> p: Params;',
-      'fn workgroupIndex(wid: vec3<u32>) -> u32 { return wid.x + (wid.y + wid.z * p.grid_y) * p.grid_x; }',
-      body,
-    ].join('\n');
-  };
-  return { key, code };
+  const enables = new Set<string>();
+  const body = program.sources
+    .map((s) =>
+      s.replace(/^enable [\w, ]+;\s*$/gm, (line) => {
+        enables.add(line.trim());
+        return '';
+      }),
+    )
+    .join('\n');
+  return [
+    ...enables,
+    ...constants,
+    `struct Params {\n${fields.map((f) => `  ${f.name}: ${f.type},`).join('\n')}\n}\n`,
+    '@group(0) @binding(0) var<uniform> p: Params;',
+    'fn workgroupIndex(wid: vec3<u32>) -> u32 { return wid.x + (wid.y + wid.z * p.grid_y) * p.grid_x; }',
+    body,
+  ].join('\n');
 }
 
 /** Spreads `count` workgroups over x, y and z, none above `max`. */
@@ -164,32 +149,81 @@ export function foldGrid(count: number, max: number, what: string): [number, num
   return [x, y, z];
 }
 
-const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+/**
+ * One step of a program signature in the per-device cache: the signature is the sequence name,
+ * sources, constant names and values, uniform names and types (see `compiled`); the node where a
+ * program's sequence ends holds what it compiled to.
+ */
+interface SignatureNode {
+  next: Map<unknown, SignatureNode>;
+  compiled?: Compiled;
+}
 
-/** The pipeline of `program`, compiled once per device, asynchronously. */
-export function pipelineOf(ctx: Context, program: Program): Promise<GPUComputePipeline> {
-  const unit = compileUnit(program, withGrid(program, [1, 1, 1]));
+/**
+ * Markers between the parts of a signature (so that a source can never pass for a constant), and
+ * of a uniform's type after its name (none for a u32; a vec4u's length).
+ */
+const CONSTANTS = Symbol('constants');
+const UNIFORMS = Symbol('uniforms');
+const TYPES = { f32: Symbol('f32'), i32: Symbol('i32') };
+
+const programCache = new WeakMap<GPUDevice, SignatureNode>();
+
+function step(node: SignatureNode, key: unknown): SignatureNode {
+  let next = node.next.get(key);
+  if (!next) {
+    next = { next: new Map() };
+    node.next.set(key, next);
+  }
+  return next;
+}
+
+/**
+ * The pipeline and uniform layout of `program`, compiled once per device (asynchronously). Found
+ * by walking the program's signature through Map lookups, with no key built: the steady state of
+ * a call allocates nothing here.
+ */
+function compiled(ctx: Context, program: Program): Compiled {
   ctx.assertAlive(program.name);
-  let cache = pipelineCache.get(ctx.device);
-  if (!cache) {
-    cache = new Map();
-    pipelineCache.set(ctx.device, cache);
+  let node = programCache.get(ctx.device);
+  if (!node) {
+    node = { next: new Map() };
+    programCache.set(ctx.device, node);
   }
-  let pipeline = cache.get(unit.key);
-  if (!pipeline) {
-    const module = ctx.device.createShaderModule({ code: unit.code(), label: program.name });
-    pipeline = keepAliveUntil(
-      ctx.device.createComputePipelineAsync({
-        label: program.name,
-        layout: 'auto',
-        compute: { module, entryPoint: 'main' },
-      }),
-    );
-    const key = unit.key;
-    cache.set(key, pipeline);
-    pipeline.catch(() => cache.delete(key));
+  node = step(node, program.name);
+  for (const source of program.sources) node = step(node, source);
+  node = step(node, CONSTANTS);
+  const { constants, uniforms } = program;
+  for (const name in constants) node = step(step(node, name), constants[name]);
+  node = step(node, UNIFORMS);
+  for (const name in uniforms) {
+    node = step(node, name);
+    const u = uniforms[name];
+    if (typeof u !== 'number')
+      node = step(node, u.type === 'vec4u' ? (u.value as readonly number[]).length : TYPES[u.type]);
   }
-  return pipeline;
+  if (node.compiled) return node.compiled;
+  const { fields, size } = layout(program.name, uniforms ?? {});
+  const module = ctx.device.createShaderModule({ code: wgslOf(program, fields), label: program.name });
+  const pipeline = keepAliveUntil(
+    ctx.device.createComputePipelineAsync({
+      label: program.name,
+      layout: 'auto',
+      compute: { module, entryPoint: 'main' },
+    }),
+  );
+  const entry: Compiled = { pipeline, fields, size };
+  const at = node;
+  at.compiled = entry;
+  pipeline.then(
+    (ready) => {
+      entry.ready = ready;
+    },
+    () => {
+      if (at.compiled === entry) at.compiled = undefined;
+    },
+  );
+  return entry;
 }
 
 /** Bind group layouts by pipeline: getBindGroupLayout makes a new object per call. */
@@ -203,12 +237,70 @@ function bindGroupLayout(pipeline: GPUComputePipeline): GPUBindGroupLayout {
   return layout;
 }
 
-function withGrid(program: Program, grid: [number, number, number]): Record<string, UniformValue> {
-  return { ...program.uniforms, workgroups: program.workgroups, grid_x: grid[0], grid_y: grid[1] };
+/** Views of the words every submit packs its uniforms into (queue.writeBuffer copies them). */
+interface Words {
+  u32: Uint32Array;
+  i32: Int32Array;
+  f32: Float32Array;
+}
+const wordsOf = (bytes: ArrayBuffer): Words => ({
+  u32: new Uint32Array(bytes),
+  i32: new Int32Array(bytes),
+  f32: new Float32Array(bytes),
+});
+let packed = wordsOf(new ArrayBuffer(4096));
+
+/**
+ * Writes `program`'s uniforms and its grid into `words` from word `at`, as `fields` lay them out
+ * (the fields of the program's signature: same names, order and types).
+ */
+function pack(
+  program: Program,
+  fields: readonly Field[],
+  grid: readonly number[],
+  words: Words,
+  at: number,
+): void {
+  let n = 0;
+  const { uniforms } = program;
+  for (const name in uniforms) {
+    const u = uniforms[name];
+    const f = fields[n++];
+    const o = at + f.word;
+    if (typeof u === 'number') {
+      if (!Number.isInteger(u) || u < 0 || u > 0xffffffff) {
+        throw new Error(`${program.name}: uniform ${name} must be a u32, received ${u}`);
+      }
+      words.u32[o] = u;
+    } else if (f.kind === 'vec4u') {
+      const values = u.value as readonly number[];
+      for (let i = 0; i < values.length; i++) words.u32[o + i] = values[i];
+    } else {
+      const x = u.value as number;
+      if (f.kind === 'i32') {
+        if (!Number.isInteger(x))
+          throw new Error(`${program.name}: uniform ${name} must be an i32, received ${x}`);
+        words.i32[o] = x;
+      } else {
+        words.f32[o] = x;
+      }
+    }
+  }
+  words.u32[at + fields[n].word] = program.workgroups;
+  words.u32[at + fields[n + 1].word] = grid[0];
+  words.u32[at + fields[n + 2].word] = grid[1];
+}
+
+/** A dispatch of a recording; `offset` (bytes into the uniforms) and `grid` are set by submit. */
+interface Dispatch {
+  program: Program;
+  compiled: Compiled;
+  offset: number;
+  grid: [number, number, number];
 }
 
 type Step =
-  | { program: Program; pipeline: Promise<GPUComputePipeline> }
+  | Dispatch
   | { copy: [from: GPUBuffer, fromOffset: number, to: GPUBuffer, toOffset: number, size: number] }
   | { clear: Bindable };
 
@@ -235,12 +327,7 @@ export class Recording {
 
   /** Adds a dispatch; its pipeline starts compiling now if it is not cached. */
   dispatch(program: Program): void {
-    for (const name of GRID_UNIFORMS) {
-      if (program.uniforms && name in program.uniforms) {
-        throw new Error(`${program.name}: uniform ${name} is set by the runner`);
-      }
-    }
-    this.steps.push({ program, pipeline: pipelineOf(this.ctx, program) });
+    this.steps.push({ program, compiled: compiled(this.ctx, program), offset: 0, grid: [1, 1, 1] });
   }
 
   /** Adds a copy of `size` bytes (a multiple of 4) between buffers. */
@@ -260,6 +347,11 @@ export class Recording {
     return buffer;
   }
 
+  /** Waits for the pipelines still compiling (none in the steady state: no await then). */
+  private async pipelines(): Promise<void> {
+    await Promise.all(this.steps.map((s) => ('compiled' in s ? s.compiled.pipeline : undefined)));
+  }
+
   /**
    * Compiles what is missing, then encodes every step in order and submits them as one command
    * buffer, with one queue write of all uniforms. With `encoder` (the app's), records into it
@@ -268,33 +360,28 @@ export class Recording {
    * buffer of another device, a destroyed one, missing usage flags). Scratch buffers are freed
    * once submitted (the submitted work keeps them alive until it finishes); those of a call
    * recorded into an app's encoder are left to the garbage collector, since the library cannot
-   * know when the app submits.
+   * know when the app submits. When every pipeline is compiled, the work is submitted before this
+   * returns its promise.
    */
   async submit(encoder?: GPUCommandEncoder): Promise<void> {
     const { ctx } = this;
     let release = true;
     try {
-      const pipelines = await Promise.all(this.steps.map((s) => ('pipeline' in s ? s.pipeline : undefined)));
+      if (this.steps.some((s) => 'compiled' in s && !s.compiled.ready)) await this.pipelines();
       ctx.assertAlive(this.label);
       const maxGrid = ctx.limits.maxComputeWorkgroupsPerDimension;
       const align = ctx.device.limits.minUniformBufferOffsetAlignment;
       // Uniform blocks of the dispatches, each at an offset the device can bind.
-      const blocks: { bytes: ArrayBuffer; offset: number; grid: [number, number, number] }[] = [];
       let total = 0;
       for (const s of this.steps) {
-        if (!('program' in s)) continue;
-        const grid = foldGrid(s.program.workgroups, maxGrid, s.program.name);
-        const { fields, size } = layout(s.program.name, withGrid(s.program, grid));
-        const bytes = new ArrayBuffer(size);
-        const u32 = new Uint32Array(bytes);
-        const i32v = new Int32Array(bytes);
-        const f32v = new Float32Array(bytes);
-        for (const f of fields) {
-          const view = f.kind === 'u32' ? u32 : f.kind === 'i32' ? i32v : f32v;
-          view.set(f.values, f.offset / 4);
-        }
-        blocks.push({ bytes, offset: total, grid });
-        total = Math.ceil((total + size) / align) * align;
+        if (!('compiled' in s)) continue;
+        s.grid = foldGrid(s.program.workgroups, maxGrid, s.program.name);
+        s.offset = total;
+        total = Math.ceil((total + s.compiled.size) / align) * align;
+      }
+      if (packed.u32.byteLength < total) packed = wordsOf(new ArrayBuffer(2 ** Math.ceil(Math.log2(total))));
+      for (const s of this.steps) {
+        if ('compiled' in s) pack(s.program, s.compiled.fields, s.grid, packed, s.offset / 4);
       }
       // An app's encoder is submitted later, after other calls may have rewritten the shared
       // uniform buffer: such a call gets a buffer of its own.
@@ -307,8 +394,6 @@ export class Recording {
               label: `${this.label}:uniforms`,
             })
           : ctx.uniformStorage(total);
-      const packed = new Uint8Array(total);
-      for (const b of blocks) packed.set(new Uint8Array(b.bytes), b.offset);
 
       // validation errors only, and only for app buffers or encoders: each scope costs a round trip
       const scopes: GPUErrorFilter[] = this.checkErrors || encoder ? ['validation'] : [];
@@ -319,17 +404,19 @@ export class Recording {
       let thrown: unknown;
       try {
         const target = encoder ?? ctx.device.createCommandEncoder({ label: this.label });
-        this.encode(target, pipelines, blocks, uniformBuffer);
-        if (uniformBuffer) ctx.device.queue.writeBuffer(uniformBuffer, 0, packed);
+        this.encode(target, uniformBuffer);
+        if (uniformBuffer) ctx.device.queue.writeBuffer(uniformBuffer, 0, packed.u32.buffer, 0, total);
         if (encoder) release = false;
         else ctx.device.queue.submit([target.finish()]);
       } catch (e) {
         thrown = e;
       }
-      const errors = await Promise.all(scopes.map(() => ctx.device.popErrorScope()));
+      if (scopes.length) {
+        const errors = await Promise.all(scopes.map(() => ctx.device.popErrorScope()));
+        const error = errors.find((e) => e !== null);
+        if (!thrown && error) throw new Error(`${this.label}: WebGPU error: ${error.message}`);
+      }
       if (thrown) throw thrown;
-      const error = errors.find((e) => e !== null);
-      if (error) throw new Error(`${this.label}: WebGPU error: ${error.message}`);
     } finally {
       for (const b of this.scratch) {
         if (release) ctx.returnScratch(b);
@@ -341,52 +428,40 @@ export class Recording {
   /** Waits until every pipeline of the recorded programs is compiled; runs nothing. */
   async compile(): Promise<void> {
     try {
-      await Promise.all(this.steps.map((s) => ('pipeline' in s ? s.pipeline : undefined)));
+      await this.pipelines();
     } finally {
       for (const b of this.scratch) this.ctx.returnScratch(b);
     }
   }
 
-  private encode(
-    encoder: GPUCommandEncoder,
-    pipelines: (GPUComputePipeline | undefined)[],
-    blocks: { bytes: ArrayBuffer; offset: number; grid: [number, number, number] }[],
-    uniformBuffer: GPUBuffer | undefined,
-  ): void {
+  private encode(encoder: GPUCommandEncoder, uniformBuffer: GPUBuffer | undefined): void {
     const { ctx } = this;
-    let n = 0;
-    this.steps.forEach((s, index) => {
+    for (const s of this.steps) {
       if ('copy' in s) {
         encoder.copyBufferToBuffer(...s.copy);
       } else if ('clear' in s) {
         if ('buffer' in s.clear) encoder.clearBuffer(s.clear.buffer, s.clear.offset, s.clear.size);
         else encoder.clearBuffer(s.clear);
       } else {
-        const block = blocks[n++];
-        const pipeline = pipelines[index]!;
+        const pipeline = s.compiled.ready!;
         const entries: GPUBindGroupEntry[] = [
-          {
-            binding: 0,
-            resource: { buffer: uniformBuffer!, offset: block.offset, size: block.bytes.byteLength },
-          },
+          { binding: 0, resource: { buffer: uniformBuffer!, offset: s.offset, size: s.compiled.size } },
         ];
-        s.program.bindings.forEach((b, i) => {
-          const resource = !b ? { buffer: ctx.dummy(`binding${i + 1}`) } : 'buffer' in b ? b : { buffer: b };
+        const { bindings } = s.program;
+        for (let i = 0; i < bindings.length; i++) {
+          const b = bindings[i];
+          const resource = !b ? { buffer: ctx.dummy(i + 1) } : 'buffer' in b ? b : { buffer: b };
           entries.push({ binding: i + 1, resource });
-        });
+        }
         const pass = encoder.beginComputePass({ label: s.program.name });
         pass.setPipeline(pipeline);
         pass.setBindGroup(
           0,
-          ctx.device.createBindGroup({
-            label: s.program.name,
-            layout: bindGroupLayout(pipeline),
-            entries,
-          }),
+          ctx.device.createBindGroup({ label: s.program.name, layout: bindGroupLayout(pipeline), entries }),
         );
-        pass.dispatchWorkgroups(...block.grid);
+        pass.dispatchWorkgroups(s.grid[0], s.grid[1], s.grid[2]);
         pass.end();
       }
-    });
+    }
   }
 }

@@ -25,14 +25,14 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
   const DV4 = Math.ceil(Dv / 4);
   const partO = rec.buffer(rows * plan.partials * DV4 * 16, 'attention:partials');
   const partML = rec.buffer(rows * plan.partials * 8, 'attention:partial-lse');
-  const uniforms = {
-    ...scoringUniforms(plan, io),
+  // (assigned: properties after a spread make V8 build the object slowly)
+  const uniforms = Object.assign(scoringUniforms(plan, io), {
     group: Hq / Hkv,
     tilesPerChunk: plan.tilesPerChunk,
     P: plan.partials,
     chunks: plan.chunks,
     rowBlocks: plan.rowBlocks,
-  };
+  });
   const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, partO, partML], io);
   const shared = [partialsSource, maskedSource, ...scoringSources(plan)];
   if (plan.kernel === 'registers') {
