@@ -239,10 +239,12 @@ async function saveResults(result) {
       .toLowerCase()
       .replace(/[^a-z0-9]+/g, '-')
       .replace(/^-|-$/g, '') || 'unknown';
-  // A run of only the backward section is saved apart from the full runs.
+  // A run of only the backward (sparse) section is saved apart from the full runs.
   const words = args.shapes.split(',').filter(Boolean);
   const backwardOnly = words.length > 0 && words.every((w) => w === 'backward' || w.startsWith('backward:'));
-  const stem = join(args.out, `${result.report.date.slice(0, 10)}-${slug}${backwardOnly ? '-backward' : ''}`);
+  const sparseOnly = words.length > 0 && words.every((w) => w === 'sparse');
+  const suffix = backwardOnly ? '-backward' : sparseOnly ? '-sparse' : '';
+  const stem = join(args.out, `${result.report.date.slice(0, 10)}-${slug}${suffix}`);
   await mkdir(args.out, { recursive: true });
   const report = { ...result.report, sources: sourceVersion() };
   await writeFile(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
