@@ -493,7 +493,7 @@ export async function runBench(
     // (with subgroups its prefill is wrong on SwiftShader)
     const peer = wanted.has('ort')
       ? ortWebgpu(
-          await deviceWithout(adapter, 'subgroup', 'ort-sparse'),
+          await deviceWithout((await navigator.gpu.requestAdapter())!, 'subgroup', 'ort-sparse'),
           'ort',
           adapterFeatures.includes('subgroups')
             ? 'onnxruntime-web WebGPU, subgroups off'
