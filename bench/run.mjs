@@ -6,7 +6,7 @@
 //   npm run bench                                  every shape and implementation, saved
 //   npm run bench -- --shapes prefill-512 --impl ours --repeats 3    quick, not saved
 //   npm run bench -- --shapes layer                decode tokens/s of a small transformer, f32 and f16
-//   npm run bench -- --shapes sparse               sparse attention against its dense mask
+//   npm run bench -- --shapes sparse --save        sparse attention against its dense mask, full attention and ORT, saved as <date>-<adapter>-sparse
 //   npm run bench -- --shapes backward --save      gradients and training steps/s, saved as <date>-<adapter>-backward
 //
 // Options: --shapes a,b (names or groups: prefill, causal, d128, gqa, decode; layer: the decode-layer
