@@ -225,11 +225,11 @@ export async function timeSparse(
     row.fullMs = (
       await timeCalls(ctx, async () => (await attention(q, k, v, { causal })).output, o.repeats, o.warmup)
     ).ms;
-    if (peer && !dense) {
+    if (peer && d) {
+      Object.assign(row, await timePeer(peer, c, [q, k, v], d.last, o));
+    } else if (peer) {
       row.peerStatus = 'skipped';
       row.peerNote = `a dense bias [${L}, ${L}] f32 is ${(L * L * 4) / 2 ** 20} MiB`;
-    } else if (peer && dense) {
-      Object.assign(row, await timePeer(peer, c, [q, k, v], d!.last, o));
     }
     return row;
   } catch (e) {
