@@ -138,14 +138,23 @@ export const SPARSE_HEADER = [
   'sparse ms',
   'dense mask ms',
   'x dense',
-  'causal ms',
-  'x causal',
+  'full ms',
+  'x full',
+  'peer ms',
+  'x peer',
   'note',
 ];
 
-/** One case of the sparse section: speed-ups over the dense bool mask and over full causal. */
+/**
+ * One case of the sparse section: speed-ups over the dense bool mask, over full attention (causal
+ * for causal patterns, else unmasked) and over the peer with a dense bias.
+ */
 export function sparseCells(row: SparseRow): string[] {
   const ratio = (a?: number, b?: number) => (a && b ? `${(a / b).toFixed(1)}x` : '');
+  const notes = [
+    row.note ?? (row.blockMaskMs === undefined ? '' : `createBlockMask ${num(row.blockMaskMs)} ms`),
+    row.peerNote ?? '',
+  ];
   return [
     row.name,
     row.pattern,
@@ -153,9 +162,11 @@ export function sparseCells(row: SparseRow): string[] {
     row.status === 'ok' ? num(row.sparseMs) : row.status,
     num(row.denseMs),
     ratio(row.denseMs, row.sparseMs),
-    num(row.causalMs),
-    ratio(row.causalMs, row.sparseMs),
-    row.note ?? (row.blockMaskMs === undefined ? '' : `createBlockMask ${num(row.blockMaskMs)} ms`),
+    num(row.fullMs),
+    ratio(row.fullMs, row.sparseMs),
+    row.peerStatus === 'ok' ? num(row.peerMs) : (row.peerStatus ?? ''),
+    ratio(row.peerMs, row.sparseMs),
+    notes.filter(Boolean).join('; '),
   ];
 }
 
@@ -335,7 +346,7 @@ export function markdownReport(report: BenchReport): string {
       : []),
     ...(report.sparse?.length
       ? [
-          'Sparse: q, k, v [1, H, L, 64] f32; dense mask = the same pattern as a bool mask [L, L].',
+          'Sparse: q, k, v [1, H, L, 64] f32; dense mask = the same pattern as a bool mask [L, L]; full = causal attention for causal patterns, unmasked for block masks; peer = onnxruntime-web WebGPU MultiHeadAttention (subgroups off) with the pattern as an additive attention_bias [L, L].',
           '',
           markdownTable(SPARSE_HEADER, report.sparse.map(sparseCells)),
           '',

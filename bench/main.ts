@@ -149,7 +149,15 @@ async function run(options: BenchOptions): Promise<void> {
       LAYER_HEADER,
       layerRows.map(layerCells),
     );
-    fillTable($('sparse'), 'Sparse attention', SPARSE_HEADER, sparseRows.map(sparseCells));
+    fillTable(
+      $('sparse'),
+      'Sparse attention; red rows are wrong or failed (ours or the peer)',
+      SPARSE_HEADER,
+      sparseRows.map(sparseCells),
+      sparseRows.map((r) =>
+        rowClass({ impl: '', status: r.status === 'ok' ? (r.peerStatus ?? 'ok') : r.status }),
+      ),
+    );
     fillTable(
       $('backward'),
       'Backward: dq, dk, dv of attention (f32), checked against float64 first; red rows are wrong or failed',

@@ -6,7 +6,7 @@
 //   npm run bench                                  every shape and implementation, saved
 //   npm run bench -- --shapes prefill-512 --impl ours --repeats 3    quick, not saved
 //   npm run bench -- --shapes layer                decode tokens/s of a small transformer, f32 and f16
-//   npm run bench -- --shapes sparse               sparse attention against its dense mask
+//   npm run bench -- --shapes sparse --save        sparse attention against its dense mask, full attention and ORT, saved as <date>-<adapter>-sparse
 //   npm run bench -- --shapes backward --save      gradients and training steps/s, saved as <date>-<adapter>-backward
 //
 // Options: --shapes a,b (names or groups: prefill, causal, d128, gqa, decode; layer: the decode-layer
@@ -239,10 +239,12 @@ async function saveResults(result) {
       .toLowerCase()
       .replace(/[^a-z0-9]+/g, '-')
       .replace(/^-|-$/g, '') || 'unknown';
-  // A run of only the backward section is saved apart from the full runs.
+  // A run of only the backward (sparse) section is saved apart from the full runs.
   const words = args.shapes.split(',').filter(Boolean);
   const backwardOnly = words.length > 0 && words.every((w) => w === 'backward' || w.startsWith('backward:'));
-  const stem = join(args.out, `${result.report.date.slice(0, 10)}-${slug}${backwardOnly ? '-backward' : ''}`);
+  const sparseOnly = words.length > 0 && words.every((w) => w === 'sparse');
+  const suffix = backwardOnly ? '-backward' : sparseOnly ? '-sparse' : '';
+  const stem = join(args.out, `${result.report.date.slice(0, 10)}-${slug}${suffix}`);
   await mkdir(args.out, { recursive: true });
   const report = { ...result.report, sources: sourceVersion() };
   await writeFile(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);

@@ -1,7 +1,11 @@
 // The sparse section of the benchmark: sliding windows, block-sparse masks and packed documents,
-// each timed against the same call with a dense bool mask (ours) and, for windows, against full
-// causal attention. Targets (issue 11): time scales with the computed tiles.
+// each timed against the same call with a dense bool mask (ours), against full attention (causal
+// for the causal patterns, unmasked for block masks) and against the fastest peer that can express
+// the pattern: onnxruntime-web's MultiHeadAttention with the pattern as a dense additive
+// attention_bias [L, L]. Targets (issue 11): time scales with the computed tiles.
 import { type AttentionOptions, attention, type Context, createBlockMask, type Tensor } from '../src';
+import type { Impl } from './impl/types';
+import { median, timeCalls as timeRuns } from './timing';
 
 export interface SparseCase {
   name: string;
@@ -15,7 +19,7 @@ export interface SparseCase {
   blockMaskMod?: string;
   /** Whether (i, j) is allowed: builds the dense bool mask and counts the density. */
   allowed: (i: number, j: number) => boolean;
-  /** Also time the dense bool mask call (too large at L = 16384). */
+  /** Also time the dense bool mask call and the peer's dense bias (too large at L = 16384). */
   dense: boolean;
 }
 
@@ -90,8 +94,12 @@ export interface SparseRow {
   sparseMs?: number;
   /** The same call with a dense bool mask. */
   denseMs?: number;
-  /** Full causal attention at the same size. */
-  causalMs?: number;
+  /** Full attention at the same size: causal for causal patterns, else unmasked. */
+  fullMs?: number;
+  /** The peer with the pattern as a dense additive bias: its median ms, or why it has none. */
+  peerMs?: number;
+  peerStatus?: 'ok' | 'wrong' | 'error' | 'skipped';
+  peerNote?: string;
   /** createBlockMask, once (not in sparseMs). */
   blockMaskMs?: number;
   /** Largest |sparse - dense| / (1 + |dense|), or against a float64 spot check of a few rows. */
@@ -133,11 +141,15 @@ function maxError(a: Float32Array, b: Float32Array): number {
   return err;
 }
 
-/** Times one sparse case: the sparse call, the dense bool mask call and full causal. */
+/**
+ * Times one sparse case: the sparse call, the dense bool mask call, full attention and `peer`
+ * (checked against our dense call first: an error above 1e-3 is 'wrong', not timed).
+ */
 export async function timeSparse(
   ctx: Context,
   c: SparseCase,
   o: { repeats: number; warmup: number },
+  peer?: Impl,
 ): Promise<SparseRow> {
   const base = { name: c.name, pattern: c.pattern, L: c.L, heads: c.heads };
   const { L, heads } = c;
@@ -194,8 +206,9 @@ export async function timeSparse(
       sparseMs: sparse.ms,
       blockMaskMs,
     };
+    let d: { ms: number; last: Float32Array } | undefined;
     if (dense) {
-      const d = await timeCalls(
+      d = await timeCalls(
         ctx,
         async () => (await attention(q, k, v, { mask: dense })).output,
         o.repeats,
@@ -208,20 +221,60 @@ export async function timeSparse(
         row.note = `differs from the dense mask: ${row.checkErr.toExponential(1)}`;
       }
     }
-    if (c.options.window) {
-      row.causalMs = (
-        await timeCalls(
-          ctx,
-          async () => (await attention(q, k, v, { causal: true })).output,
-          o.repeats,
-          o.warmup,
-        )
-      ).ms;
+    const causal = c.options.causal ?? false;
+    row.fullMs = (
+      await timeCalls(ctx, async () => (await attention(q, k, v, { causal })).output, o.repeats, o.warmup)
+    ).ms;
+    if (peer && d) {
+      Object.assign(row, await timePeer(peer, c, [q, k, v], d.last, o));
+    } else if (peer) {
+      row.peerStatus = 'skipped';
+      row.peerNote = `a dense bias [${L}, ${L}] f32 is ${(L * L * 4) / 2 ** 20} MiB`;
     }
     return row;
   } catch (e) {
     return { ...base, status: 'error', note: e instanceof Error ? e.message : String(e) };
   } finally {
     for (const t of made) t.destroy();
+  }
+}
+
+/** `peer` on the case's inputs with its pattern as an additive bias, checked against `expected`. */
+async function timePeer(
+  peer: Impl,
+  c: SparseCase,
+  qkv: Tensor[],
+  expected: Float32Array,
+  o: { repeats: number; warmup: number },
+): Promise<Pick<SparseRow, 'peerMs' | 'peerStatus' | 'peerNote'>> {
+  const { L, heads } = c;
+  const bias = new Float32Array(L * L);
+  for (let i = 0; i < L; i++) for (let j = 0; j < L; j++) if (!c.allowed(i, j)) bias[i * L + j] = -1e9;
+  const [q, k, v] = (await Promise.all(qkv.map((t) => t.read()))) as Float32Array<ArrayBuffer>[];
+  const shape = {
+    name: c.name,
+    group: 'sparse',
+    B: 1,
+    Hq: heads,
+    Hkv: heads,
+    Lq: L,
+    Lk: L,
+    D,
+    causal: false,
+  };
+  try {
+    const prepared = await peer.prepare({ shape, q, k, v, bias });
+    try {
+      const err = maxError(await prepared.output(), expected);
+      if (!(err <= 1e-3)) {
+        return { peerStatus: 'wrong', peerNote: `${peer.label} differs from ours: ${err.toExponential(1)}` };
+      }
+      const timed = await timeRuns(() => prepared.run(), { ...o, rowBudgetS: 0 });
+      return { peerStatus: 'ok', peerMs: median(timed.samples) };
+    } finally {
+      prepared.dispose();
+    }
+  } catch (e) {
+    return { peerStatus: 'error', peerNote: `${peer.label}: ${e instanceof Error ? e.message : String(e)}` };
   }
 }

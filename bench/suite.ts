@@ -498,12 +498,24 @@ export async function runBench(
 
   const sparseRows: SparseRow[] = [];
   if (selectsSparse(options.shapes)) {
+    // the fastest peer on every attention shape (README): onnxruntime-web WebGPU, subgroups off
+    // (with subgroups its prefill is wrong on SwiftShader)
+    const peer = wanted.has('ort')
+      ? ortWebgpu(
+          await deviceWithout((await navigator.gpu.requestAdapter())!, 'subgroup', 'ort-sparse'),
+          'ort',
+          adapterFeatures.includes('subgroups')
+            ? 'onnxruntime-web WebGPU, subgroups off'
+            : 'onnxruntime-web WebGPU',
+        )
+      : undefined;
     for (const c of selectSparseCases(options.shapes)) {
       emit({ type: 'progress', message: `sparse: ${c.name}` });
-      const row = await timeSparse(ctx, c, options);
+      const row = await timeSparse(ctx, c, options, peer);
       sparseRows.push(row);
       emit({ type: 'sparse', row });
     }
+    peer?.dispose();
   }
 
   let backward: { rows: BackwardRow[]; train: TrainRow[] } = { rows: [], train: [] };

@@ -100,6 +100,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let jStart = max(chunk * p.tilesPerChunk * WG, kLo);
   let jStop = min(chunk * p.tilesPerChunk * WG + p.tilesPerChunk * WG, kHi);
   for (var j0 = jStart; j0 < jStop; j0 += WG) {
+    // A tile whose keys lie in empty tiles of the block mask for every row is skipped whole
+    // (uniform: every invocation tests the same rows).
+    if (BLOCKS != 0u) {
+      var live = false;
+      for (var r = 0u; r < RQ; r++) {
+        live = live || (rows[r].valid && blockStates(b, rows[r].h, rows[r].i, rows[r].i, j0, WG).x);
+      }
+      if (!live) {
+        continue;
+      }
+    }
     // Scores of key j0 + t for every row. (Explicit zero initialisers: Dawn on SwiftShader was
     // seen not to re-zero an uninitialised `var` declared inside a loop.)
     let j = j0 + t;

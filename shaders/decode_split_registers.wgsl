@@ -54,11 +54,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var acc: array<vec4<f32>, DV4>;
   for (var j0 = jStart; j0 < jStop; j0 += 4u) {
     // A full tile: four keys that the row may attend, with no bias to add.
-    // (keys in empty tiles of the block mask are skipped; full tiles need no mask_mod)
+    // (empty tiles of the block mask are jumped over whole; full tiles need no mask_mod)
     var fullTiles = true;
     if (BLOCKS != 0u) {
       let states = blockStates(b, h, i, i, j0, 4u);
       if (!states.x) {
+        j0 = emptyKeysEnd(j0, 4u) - 4u;
         continue;
       }
       fullTiles = states.y;

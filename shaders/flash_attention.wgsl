@@ -112,17 +112,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var s: array<f32, BC>;
   var slot = 0u;
   for (var j0 = keys.x; j0 < keys.y; j0 += BC) {
+    // Keys in empty tiles of the block mask are skipped whole, before any per-key work (uniform:
+    // the union over the rows of the block, which may span several query blocks).
+    if (BLOCKS != 0u && !blockStates(b, h, row0, min(row0 + WG, p.Lq) - 1u, j0, BC).x) {
+      j0 = emptyKeysEnd(j0, BC) - BC;
+      continue;
+    }
     // Bit jj: key j0 + jj may be attended. Kept apart from the scores so that a NaN score (from
     // NaN in q or k) is still summed, and turns its row NaN instead of vanishing.
     var allowed = 0u;
     for (var jj = 0u; jj < BC; jj++) {
       s[jj] = keyBias(b, h, i, j0 + jj, range, rowValid);
       allowed |= select(0u, 1u << jj, s[jj] > MASKED);
-    }
-    // Keys in empty tiles of the block mask are skipped whole.
-    if (BLOCKS != 0u && !blockStates(b, h, row0, min(row0 + WG, p.Lq) - 1u, j0, BC).x) {
-      j0 = emptyKeysEnd(j0, BC) - BC;
-      continue;
     }
     if (perKeyRules()) {
       // Skip tiles that the mask, mask_mod or ALiBi's range empty for every row of the block.

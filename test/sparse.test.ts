@@ -325,6 +325,49 @@ describe.each<AttentionKernel>(['workgroup', 'registers', 'tiled'])('block masks
       });
     });
   }
+
+  // Tiles of bq x 12 that are empty, full or partial by a hash of (query block, key block, head),
+  // a query block with no key, keys 120..239 empty for every row and 240.. for head 0: tiles that straddle the
+  // kernels' groups of rows (4 per invocation, 64 or 256 per workgroup) and of keys (8, 16, 64).
+  const tiles = (bq: number) => ({
+    gpu: `fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {
+  let qb = i / ${bq}u;
+  let c = (qb * 7u + (j / 12u) * 3u + qb * (j / 12u) + h) % 5u;
+  if (qb == 2u || c < 2u || (j >= 120u && j < 240u) || (h == 0u && j >= 240u)) {
+    return false;
+  }
+  return c == 2u || (i + 2u * j) % 3u != 0u;
+}`,
+    cpu: (h: number, i: number, j: number) => {
+      const [qb, kb] = [Math.floor(i / bq), Math.floor(j / 12)];
+      const c = (qb * 7 + kb * 3 + qb * kb + h) % 5;
+      if (qb === 2 || c < 2 || (j >= 120 && j < 240) || (h === 0 && j >= 240)) return false;
+      return c === 2 || (i + 2 * j) % 3 !== 0;
+    },
+  });
+  for (const [path, fn, Lq, bq] of [
+    ['flash', attention, 75, 10],
+    ['decode', decodeAttention, 3, 2],
+  ] as const) {
+    it(`${path}: empty, full and partial tiles across groups of rows give the dense mask's result`, async () => {
+      const Lk = 300;
+      const { gpu, cpu } = tiles(bq);
+      const dense = new Uint8Array(2 * Lq * Lk).map((_, e) =>
+        cpu(Math.floor(e / (Lq * Lk)), Math.floor(e / Lk) % Lq, e % Lk) ? 1 : 0,
+      );
+      const bm = await createBlockMask(ctx, { maskMod: gpu, H: 2, Lq, Lk, blockSize: [bq, 12] });
+      // the arrangement has every kind of tile
+      expect(new Set(await bm.states.read())).toEqual(new Set([0, 1, 2]));
+      await checkSparse(ctx, fn, {
+        ...base,
+        Lq,
+        Lk,
+        gpu: { maskMod: gpu, blockMask: bm },
+        cpu: { mask: { data: dense, shape: [2, Lq, Lk], dtype: 'bool' }, blockMask: undefined },
+      });
+      bm.states.destroy();
+    });
+  }
 });
 
 describe('calls split to fit maxStorageBufferBindingSize = 4 KiB', () => {

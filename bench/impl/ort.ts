@@ -49,11 +49,11 @@ function mhaInputs(inputs: BenchInputs) {
     query: toBsd(inputs.q, B, Hq, Lq, D),
     key: toBsd(repeatHeads(inputs.k, B, Hkv, Lk, D, group), B, Hq, Lk, D),
     value: toBsd(repeatHeads(inputs.v, B, Hkv, Lk, D, group), B, Hq, Lk, D),
-    bias: causal ? causalBias(Lq, Lk) : undefined,
+    bias: inputs.bias ?? (causal ? causalBias(Lq, Lk) : undefined),
   };
 }
 
-function model(s: BenchShape): Uint8Array {
+function model(s: BenchShape, attentionBias: boolean): Uint8Array {
   return multiHeadAttentionModel({
     B: s.B,
     H: s.Hq,
@@ -61,7 +61,7 @@ function model(s: BenchShape): Uint8Array {
     Lk: s.Lk,
     D: s.D,
     scale: 1 / Math.sqrt(s.D),
-    attentionBias: s.causal,
+    attentionBias,
   });
 }
 
@@ -84,14 +84,14 @@ export function ortWebgpu(device: GPUDevice, id: string, label: string): Impl {
     async prepare(inputs): Promise<Prepared> {
       const ort = await loadOrt();
       const s = inputs.shape;
-      const session = await ort.InferenceSession.create(model(s), {
+      const host = mhaInputs(inputs);
+      const session = await ort.InferenceSession.create(model(s, host.bias !== undefined), {
         executionProviders: [{ name: 'webgpu', device }],
         preferredOutputLocation: 'gpu-buffer',
         graphOptimizationLevel: 'all',
       });
       const buffers: GPUBuffer[] = [];
       const feeds: Record<string, OrtTensor> = {};
-      const host = mhaInputs(inputs);
       const dims: Record<string, number[]> = {
         query: [s.B, s.Lq, s.Hq * s.D],
         key: [s.B, s.Lk, s.Hq * s.D],
@@ -157,11 +157,11 @@ export function ortWasm(): Impl {
     async prepare(inputs): Promise<Prepared> {
       const ort = await loadOrt();
       const s = inputs.shape;
-      const session = await ort.InferenceSession.create(model(s), {
+      const host = mhaInputs(inputs);
+      const session = await ort.InferenceSession.create(model(s, host.bias !== undefined), {
         executionProviders: ['wasm'],
         graphOptimizationLevel: 'all',
       });
-      const host = mhaInputs(inputs);
       const feeds: Record<string, OrtTensor> = {
         query: new ort.Tensor('float32', host.query, [s.B, s.Lq, s.Hq * s.D]),
         key: new ort.Tensor('float32', host.key, [s.B, s.Lk, s.Hq * s.D]),

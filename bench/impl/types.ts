@@ -13,6 +13,8 @@ export interface BenchInputs {
   k: F32;
   /** [B, Hkv, Lk, D] */
   v: F32;
+  /** Additive bias [Lq, Lk] (0 or -1e9) for all heads, instead of the shape's causal one. */
+  bias?: F32;
 }
 
 /** Measurements only our own op can give. */
