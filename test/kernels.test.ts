@@ -6,6 +6,9 @@ import { attention, type Context } from '../src';
 import { testContext } from './helpers';
 import { attentionVariants, messagesOf, opVariants } from './kernel_variants';
 
+// Compiling every variant is the suite's slowest work on SwiftShader (a CPU): minutes under load.
+const COMPILE_TIMEOUT = 600_000;
+
 describe('every kernel variant compiles without messages', () => {
   let ctx: Context;
   let small: Context;
@@ -20,7 +23,7 @@ describe('every kernel variant compiles without messages', () => {
   });
 
   for (const kernel of ['workgroup', 'registers', 'tiled'] as const) {
-    it(`attention, ${kernel} form`, async () => {
+    it(`attention, ${kernel} form`, { timeout: COMPILE_TIMEOUT }, async () => {
       const forced = await testContext({ attentionKernel: kernel });
       const { count, messages } = await messagesOf(forced, () =>
         attentionVariants(forced, kernel === 'tiled'),
@@ -31,7 +34,7 @@ describe('every kernel variant compiles without messages', () => {
     });
   }
 
-  it('attention split over heads and blocks', async () => {
+  it('attention split over heads and blocks', { timeout: COMPILE_TIMEOUT }, async () => {
     const { count, messages } = await messagesOf(small, async () => {
       const q = small.zeros([1, 2, 40, 8]);
       const r = await attention(q, q, q, { returnLse: true });
@@ -41,7 +44,7 @@ describe('every kernel variant compiles without messages', () => {
     expect(count).toBeGreaterThan(0);
   });
 
-  it('matmul, softmax, linear, rope, KV cache', async () => {
+  it('matmul, softmax, linear, rope, KV cache', { timeout: COMPILE_TIMEOUT }, async () => {
     const { count, messages } = await messagesOf(ctx, () => opVariants(ctx));
     expect(messages).toEqual([]);
     expect(count).toBeGreaterThan(10);
