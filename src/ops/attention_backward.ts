@@ -27,6 +27,7 @@ import {
   type AttentionShape,
   type CorePlan,
   checkAttentionInputs,
+  chunked,
   corePlan,
   type HeadStrides,
   headStrides,
@@ -167,7 +168,8 @@ export function planAttentionBackward(
   const { forward, shape } = checkBackwardInputs(q, k, v, output, dOutput, options);
   const { ctx } = q;
   checkBindingSizes(ctx.limits.maxStorageBufferBindingSize, shape, q, k, v, options.mask);
-  const core = corePlan({ ctx, shape, dtype: q.dtype, mask: options.mask }, forward, shape.Lk - shape.Lq);
+  const inputs = { ctx, shape, dtype: q.dtype, mask: options.mask, chunked: chunked(k, v) };
+  const core = corePlan(inputs, forward, shape.Lk - shape.Lq);
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
   const kernel = core.kernel;
   const budget = ctx.limits.maxComputeWorkgroupStorageSize - 64;
