@@ -348,7 +348,7 @@ export function corePlan(
   };
   if (force === 'decode' || prefersDecode(s, options, kernel)) return decodePlan(ctx, core);
   const rows = ROWS_PER_WORKGROUP;
-  // `core` spread last: properties after a spread make V8 build the object slowly (~25 us a call)
+  // `core` spread last: properties after a spread make V8 build the object slowly (tens of us)
   return {
     path: 'flash',
     rowsPerWorkgroup: rows,
