@@ -15,8 +15,9 @@
 //    the same memory as q and k; the row sums l come from the same reads of `ps`.
 // Workgroup memory: 6 KiB of staging + 8 KiB of P, whatever D and Dv (up to 256): within WebGPU's
 // default 16 KiB. The softmax is online, in f32; scores, P and accumulators are f32.
+// With DROPOUT, the probabilities summed into O are dropout.wgsl's (l sums them before dropout).
 // Constants (src/ops/flash_attention.ts): VCHUNKS = ceil(Dv / 32) (the only size the pipeline is
-// specialised by: D is a uniform), MASK, LSE, MODS, BLOCKS, KEY_RULES (ruleConstants), and the
+// specialised by: D is a uniform), MASK, LSE, MODS, BLOCKS, KEY_RULES, DROPOUT (ruleConstants), the
 // element storage helpers of src/f16.ts (Stored, wordOf, unpackAt, storeOut): q, k, v and out are
 // f32 or f16 (packed or native).
 
@@ -110,6 +111,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // Keys some row of the block may attend: the loop's bounds (uniform over the workgroup).
   let keys = blockKeys(row0, rowLast);
   let mods = MODS;
+  var dropKeys = vec4<u32>(0u);
+  if (DROPOUT) {
+    dropKeys = dropRowKeys(b, h, i0);
+  }
 
   var m = vec4<f32>(MASKED);
   var l = vec4<f32>(0.0);
@@ -185,9 +190,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       stageV(vBase, j0, n * VC, t);
       workgroupBarrier();
       for (var j = 0u; j < BC; j++) {
-        let pj = ps[ty * BC + j];
+        var pj = ps[ty * BC + j];
         if (n == 0u) {
           l += pj;
+        }
+        if (DROPOUT) {
+          pj *= dropFactors(dropKeys, vec4<u32>(dropColumnKeys(j0 + j).x));
         }
         let vj = stage[j * VC + tx];
         // a disallowed key's value (maybe NaN or Infinity) never reaches the row

@@ -61,7 +61,7 @@ export interface ContextOptions {
    * `'workgroup'` either way. `'tiled'` (for GPUs; chosen by `tuneAttention` where it
    * measures fastest, or on request) runs prefill with FlashAttention-2's register tiles: each
    * invocation owns a 4 x 4 tile of scores and four rows of the output, q, k and v staged in
-   * workgroup memory in chunks (14 KiB whatever the head dims); without `returnWeights` or `dropout`; its decode
+   * workgroup memory in chunks (14 KiB whatever the head dims); without `returnWeights`; its decode
    * pass and backward are the `'workgroup'` ones.
    */
   attentionKernel?: AttentionKernel;

@@ -89,6 +89,39 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s form: equals the 
   });
 });
 
+// The tiled form is a flash kernel only (its calls decode with the workgroup form's pass).
+describe('tiled form: flash equals the reference', () => {
+  let ctx: Context;
+  beforeAll(async () => {
+    ctx = await testContext({ attentionKernel: 'tiled' });
+  });
+  afterAll(() => ctx?.destroy());
+
+  it('causal, GQA, bool mask, several key tiles, Dv over 32', async () => {
+    const c: Case = {
+      ...base,
+      Hq: 4,
+      Hkv: 2,
+      Lq: 13,
+      Lk: 71,
+      Dv: 36,
+      causal: true,
+      mask: { kind: 'bool', shape: [13, 71] },
+    };
+    const plan = await checkCase(ctx, attention, c);
+    expect([plan.path, kernelOf(plan)]).toEqual(['flash', 'tiled']);
+  });
+  it('more rows than a workgroup, batch 2, p = 0.9, a large seed, f16', () =>
+    checkCase(ctx, attention, {
+      ...base,
+      B: 2,
+      Lq: 70,
+      Lk: 37,
+      dtype: 'f16',
+      dropout: { p: 0.9, seed: 0xfffffffe },
+    }));
+});
+
 describe('calls split to fit a binding drop what one call drops', () => {
   let small: Context;
   beforeAll(async () => {

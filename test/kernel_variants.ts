@@ -78,9 +78,10 @@ export async function attentionVariants(ctx: Context, flashOnly = false): Promis
         }
         if (!flashOnly) keep(await attention(q, kv, kv, { mask, returnWeights: true }));
       }
-      if (dtype === 'f32' && !flashOnly) {
+      if (dtype === 'f32') {
         const dropout = { p: 0.5, seed: 1 };
         keep(await attention(q, kv, kv, { dropout, causal: true }));
+        if (flashOnly) continue;
         keep(await decodeAttention(q, kv, kv, { dropout }));
         if (D === 6) keep(await attention(q, kv, kv, { dropout, returnWeights: true }));
       }

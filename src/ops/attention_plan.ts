@@ -425,7 +425,7 @@ export function corePlan(
   const kernel: AttentionKernel =
     preferred === 'registers' && fits
       ? 'registers'
-      : preferred === 'tiled' && !options.returnWeights && !options.dropout
+      : preferred === 'tiled' && !options.returnWeights
         ? 'tiled'
         : 'workgroup';
   const core: CorePlan = {
