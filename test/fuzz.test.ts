@@ -46,8 +46,12 @@ const config = fc.record({
 
 type FuzzConfig = typeof config extends fc.Arbitrary<infer T> ? T : never;
 
-/** One fuzz configuration through `attention` on `on`, against the reference. */
-async function fuzzCase(on: Context, r: FuzzConfig) {
+/**
+ * One fuzz configuration through `attention` on `on`, against the reference; with `extras`, layout
+ * and dropout on a slice of the cases (only where they add few pipelines to compile: each
+ * registers pipeline costs SwiftShader seconds; the named cases cover every form).
+ */
+async function fuzzCase(on: Context, r: FuzzConfig, extras = false) {
   const Hq = r.Hkv * r.group;
   const Lq = r.decode ? 1 + (r.Lq % 8) : r.Lq;
   const Lk = r.decode ? 256 + r.Lk * 5 : r.Lk;
@@ -69,13 +73,11 @@ async function fuzzCase(on: Context, r: FuzzConfig) {
       scale: r.scale,
       seed: r.seed,
       mask: r.maskKind === 'none' ? undefined : { kind: r.maskKind as 'bool' | 'additive', shape },
-      // a tenth of the cases, without changing the others (each blhd registers case with new head
-      // counts is a pipeline to compile)
-      layout: r.seed % 10 === 0 ? 'blhd' : 'bhld',
-      // dropout (p from 0 to 0.8) on half the f32 cases of one head-dim pair: few more kernels to
-      // compile (the named cases of dropout.test.ts cover f16 and other head dims)
+      // blhd: a tenth of the cases, without changing the others
+      layout: extras && r.seed % 10 === 0 ? 'blhd' : 'bhld',
+      // dropout (p from 0 to 0.8) on half the f32 cases of one head-dim pair
       dropout:
-        r.D === 8 && r.Dv === 8 && r.dtype === 'f32' && r.seed % 2 === 0
+        extras && r.D === 8 && r.Dv === 8 && r.dtype === 'f32' && r.seed % 2 === 0
           ? { p: (r.seed % 9) / 10, seed: r.seed }
           : undefined,
     },
@@ -114,14 +116,15 @@ describe(`fuzz, registers form: ${REGISTERS_RUNS} random configurations (seed ${
   });
 });
 
-// The tiled form (GPUs) on any adapter, without weights (which it leaves to the workgroup form).
-const TILED_RUNS = 60;
+// The tiled form (GPUs) on any adapter, without weights (which it leaves to the workgroup form),
+// with layout and dropout on a slice of the cases (its strides are uniforms: no more pipelines).
+const TILED_RUNS = 50;
 describe(`fuzz, tiled form: ${TILED_RUNS} random configurations (seed ${SEED})`, () => {
   it('attention matches the reference', { timeout: 900_000 }, async () => {
     await fc.assert(
       fc.asyncProperty(
         config.map((r) => ({ ...r, weights: false })),
-        (r) => fuzzCase(tiled, r),
+        (r) => fuzzCase(tiled, r, true),
       ),
       { numRuns: TILED_RUNS, seed: SEED + 2 },
     );
