@@ -73,6 +73,8 @@ interface Compiled {
   fields: readonly Field[];
   /** Bytes of the uniform struct (a multiple of 16). */
   size: number;
+  /** The last bind groups made for the pipeline, by {@link bindGroupKey}, least recent first. */
+  groups: Map<string, GPUBindGroup>;
 }
 
 /** The uniform struct of `uniforms` plus the grid's: its fields and byte size (multiple of 16). */
@@ -212,7 +214,7 @@ function compiled(ctx: Context, program: Program): Compiled {
       compute: { module, entryPoint: 'main' },
     }),
   );
-  const entry: Compiled = { pipeline, fields, size };
+  const entry: Compiled = { pipeline, fields, size, groups: new Map() };
   const at = node;
   at.compiled = entry;
   pipeline.then(
@@ -235,6 +237,24 @@ function bindGroupLayout(pipeline: GPUComputePipeline): GPUBindGroupLayout {
     bindGroupLayouts.set(pipeline, layout);
   }
   return layout;
+}
+
+/**
+ * Bind groups kept per pipeline: a decode loop binds the same buffers call after call (the KV
+ * cache, pooled scratch, `out` tensors), and making a bind group costs more host time than the
+ * rest of a small dispatch. Few, so that buffers an app drops without destroy() are not held long.
+ */
+const BIND_GROUPS_PER_PIPELINE = 8;
+/** Buffer ids for bind-group keys; never reused, so a destroyed buffer's groups are never hit. */
+const bufferIds = new WeakMap<GPUBuffer, number>();
+let lastBufferId = 0;
+function bufferId(buffer: GPUBuffer): number {
+  let id = bufferIds.get(buffer);
+  if (id === undefined) {
+    id = ++lastBufferId;
+    bufferIds.set(buffer, id);
+  }
+  return id;
 }
 
 /** Views of the words every submit packs its uniforms into (queue.writeBuffer copies them). */
@@ -404,7 +424,8 @@ export class Recording {
       let thrown: unknown;
       try {
         const target = encoder ?? ctx.device.createCommandEncoder({ label: this.label });
-        this.encode(target, uniformBuffer);
+        // an app encoder's call has a uniform buffer of its own: its bind groups are never reused
+        this.encode(target, uniformBuffer, !encoder);
         if (uniformBuffer) ctx.device.queue.writeBuffer(uniformBuffer, 0, packed.u32.buffer, 0, total);
         if (encoder) release = false;
         else ctx.device.queue.submit([target.finish()]);
@@ -434,34 +455,51 @@ export class Recording {
     }
   }
 
-  private encode(encoder: GPUCommandEncoder, uniformBuffer: GPUBuffer | undefined): void {
+  /**
+   * Encodes the steps in order: each run of consecutive dispatches in one compute pass (WebGPU
+   * makes a dispatch's writes visible to the next one within a pass), copies and clears between.
+   * With `cache`, bind groups are taken from and kept in the pipeline's few recent ones.
+   */
+  private encode(encoder: GPUCommandEncoder, uniformBuffer: GPUBuffer | undefined, cache: boolean): void {
     const { ctx } = this;
+    let pass: GPUComputePassEncoder | undefined;
     for (const s of this.steps) {
-      if ('copy' in s) {
-        encoder.copyBufferToBuffer(...s.copy);
-      } else if ('clear' in s) {
-        if ('buffer' in s.clear) encoder.clearBuffer(s.clear.buffer, s.clear.offset, s.clear.size);
+      if (!('compiled' in s)) {
+        pass?.end();
+        pass = undefined;
+        if ('copy' in s) encoder.copyBufferToBuffer(...s.copy);
+        else if ('buffer' in s.clear) encoder.clearBuffer(s.clear.buffer, s.clear.offset, s.clear.size);
         else encoder.clearBuffer(s.clear);
-      } else {
-        const pipeline = s.compiled.ready!;
-        const entries: GPUBindGroupEntry[] = [
-          { binding: 0, resource: { buffer: uniformBuffer!, offset: s.offset, size: s.compiled.size } },
-        ];
-        const { bindings } = s.program;
-        for (let i = 0; i < bindings.length; i++) {
-          const b = bindings[i];
-          const resource = !b ? { buffer: ctx.dummy(i + 1) } : 'buffer' in b ? b : { buffer: b };
-          entries.push({ binding: i + 1, resource });
-        }
-        const pass = encoder.beginComputePass({ label: s.program.name });
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(
-          0,
-          ctx.device.createBindGroup({ label: s.program.name, layout: bindGroupLayout(pipeline), entries }),
-        );
-        pass.dispatchWorkgroups(s.grid[0], s.grid[1], s.grid[2]);
-        pass.end();
+        continue;
       }
+      const pipeline = s.compiled.ready!;
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: { buffer: uniformBuffer!, offset: s.offset, size: s.compiled.size } },
+      ];
+      // the key: every bound buffer's id, offset and size, in binding order
+      let key = uniformBuffer ? `${bufferId(uniformBuffer)}:${s.offset}` : '';
+      const { bindings } = s.program;
+      for (let i = 0; i < bindings.length; i++) {
+        const b = bindings[i];
+        const resource = !b ? { buffer: ctx.dummy(i + 1) } : 'buffer' in b ? b : { buffer: b };
+        entries.push({ binding: i + 1, resource });
+        key += `|${bufferId(resource.buffer)}:${resource.offset ?? 0}:${resource.size ?? ''}`;
+      }
+      const { groups } = s.compiled;
+      let group = cache ? groups.get(key) : undefined;
+      if (group) {
+        groups.delete(key); // most recent last
+      } else {
+        const layout = bindGroupLayout(pipeline);
+        group = ctx.device.createBindGroup({ label: s.program.name, layout, entries });
+        if (cache && groups.size >= BIND_GROUPS_PER_PIPELINE) groups.delete(groups.keys().next().value!);
+      }
+      if (cache) groups.set(key, group);
+      pass ??= encoder.beginComputePass({ label: this.label });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(s.grid[0], s.grid[1], s.grid[2]);
     }
+    pass?.end();
   }
 }

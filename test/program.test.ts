@@ -65,6 +65,52 @@ describe('programs: compiled once per signature, uniforms by name', () => {
 
   const values = Array.from({ length: 8 }, (_, i) => 100 + i);
 
+  it('bind groups are reused for the same buffers and ranges, and only for them', async () => {
+    let groups = 0;
+    const create = ctx.device.createBindGroup.bind(ctx.device);
+    ctx.device.createBindGroup = (descriptor) => {
+      groups++;
+      return create(descriptor);
+    };
+    const write = (x: number, binding: GPUBufferBinding) => ({
+      name: 'program_test_write',
+      sources: [
+        '@group(0) @binding(1) var<storage, read_write> out: array<u32>;\n@compute @workgroup_size(1) fn main() { out[0] = p.x; }',
+      ],
+      uniforms: { x },
+      bindings: [binding],
+      workgroups: 1,
+    });
+    const [a, b] = [ctx.zeros([256], 'f32'), ctx.zeros([256], 'f32')];
+    try {
+      // x into word `at` of `t` (a range of 16 bytes; storage offsets are multiples of 256 bytes), for each [x, t, at]; returns a's and b's words
+      const run = async (...writes: [number, typeof a, number][]) => {
+        const rec = new Recording(ctx, 'program_test');
+        for (const [x, t, at] of writes)
+          rec.dispatch(write(x, { buffer: t.buffer, offset: at * 4, size: 16 }));
+        await rec.submit();
+        return Promise.all([a, b].map(async (t) => Array.from(new Uint32Array((await t.read()).buffer))));
+      };
+      await run([1, a, 0]);
+      const first = groups;
+      const [wa, wb] = await run([2, a, 0], [3, b, 0], [4, a, 64], [5, b, 128]);
+      expect([wa[0], wb[0], wa[64], wb[128]]).toEqual([2, 3, 4, 5]);
+      // the first write's group was reused (same buffers, ranges and uniform offset); three new
+      expect(groups - first).toBe(3);
+      const [again] = await run([6, a, 0]);
+      expect(again[0]).toBe(6);
+      expect(groups - first).toBe(3);
+      // the same buffer at the same uniform offset, another range: a new group
+      const [ranged] = await run([7, a, 192]);
+      expect([ranged[0], ranged[192]]).toEqual([6, 7]);
+      expect(groups - first).toBe(4);
+    } finally {
+      ctx.device.createBindGroup = create;
+      a.destroy();
+      b.destroy();
+    }
+  });
+
   it('uniforms of each type, in any order, reach the kernel; one compile per signature', async () => {
     const before = modules;
     const u32s = { x: 7, y: 5, v: vec4u(values), z: 11 };
