@@ -395,6 +395,13 @@ describe('errors instead of silent zeros', () => {
     await expect(attention(t, t, t, { out: { output: wrong } })).rejects.toThrow(
       'attention: out.output: expected a f32 tensor of shape [1, 1, 2, 4], received f32 [1, 1, 2, 3]',
     );
+    // attention has several results: a bare tensor or a misspelt key would otherwise be ignored
+    await expect(attention(t, t, t, { out: wrong as never })).rejects.toThrow(
+      'attention: options.out must be an object { output?, lse?, weights? }, received a Tensor (write { output: tensor })',
+    );
+    await expect(attention(t, t, t, { out: { outputs: wrong } as never })).rejects.toThrow(
+      "attention: options.out must be an object { output?, lse?, weights? }, received the key 'outputs'",
+    );
     for (const x of [t, wrong]) x.destroy();
   });
 });
