@@ -18,11 +18,8 @@ import {
   tensorStrides,
 } from './attention_plan';
 import { recordBlocks, recordCore, recordHeads } from './attention_split';
-import { resultTensor } from './output';
+import { checkResults, resultTensor } from './output';
 import { checkSnippets } from './score_snippets';
-
-/** The results `options.out` may hold. */
-const OUT_KEYS: readonly string[] = ['output', 'lse', 'weights'];
 
 export type { AttentionOptions, AttentionResult };
 
@@ -136,22 +133,7 @@ async function runAttention(
     if (t !== out?.[name]) made.push(t);
     return t;
   };
-  if (out !== undefined) {
-    // a tensor (the `out` of single-result ops) or a misspelt key would otherwise be ignored
-    const what =
-      typeof out !== 'object' || out === null
-        ? String(out === null ? null : typeof out)
-        : out instanceof Tensor
-          ? 'a Tensor (write { output: tensor })'
-          : Object.keys(out)
-              .filter((key) => !OUT_KEYS.includes(key))
-              .map((key) => `the key '${key}'`)[0];
-    if (what !== undefined) {
-      throw new Error(
-        `attention: options.out must be an object { output?, lse?, weights? }, received ${what}`,
-      );
-    }
-  }
+  checkResults('attention', out, ['output', 'lse', 'weights']);
   const layout = options.layout ?? 'bhld';
   const output = result('output', layoutShape(layout, B, Hq, Lq, Dv), q.dtype);
   const lse = options.returnLse ? result('lse', [B, Hq, Lq], 'f32') : undefined;

@@ -52,7 +52,7 @@ import {
 } from './attention_plan';
 import { copyElements, copyHeadRows, type HeadRows, headRows } from './attention_split';
 import { rowConstants, rowUniforms, scoringSources, scoringUniforms, withRules } from './flash_attention';
-import { resultTensor } from './output';
+import { checkResults, resultTensor } from './output';
 
 /**
  * The forward's options (the same values as the forward call), plus its log-sum-exp, and where the
@@ -118,11 +118,7 @@ export async function attentionBackward(
   const plan = planAttentionBackward(q, k, v, output, dOutput, options);
   const { ctx } = q;
   const { out, encoder } = options;
-  if (out !== undefined && (typeof out !== 'object' || out === null)) {
-    throw new Error(
-      `attentionBackward: options.out must be an object { dq?, dk?, dv?, dsinks? }, received ${out === null ? 'null' : typeof out}`,
-    );
-  }
+  checkResults('attentionBackward', out, ['dq', 'dk', 'dv', 'dsinks']);
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = plan.path === 'whole' ? plan.core.shape : plan.shape;
   const layout = options.layout ?? 'bhld';
   const rec = new Recording(ctx, 'attentionBackward');

@@ -7,7 +7,7 @@ import { RUN_OPTION_KEYS, type RunOptions } from '../options';
 import { Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
-import { resultTensor, submitOrFree } from './output';
+import { checkResults, resultTensor, submitOrFree } from './output';
 import { checkF32 } from './train_common';
 
 /** Where the work and the results of softmaxCrossEntropy go. */
@@ -44,11 +44,7 @@ export async function softmaxCrossEntropy(
 ): Promise<SoftmaxCrossEntropyResult> {
   checkOptions('softmaxCrossEntropy', options, ['out', ...RUN_OPTION_KEYS]);
   const { out } = options;
-  if (out !== undefined && (typeof out !== 'object' || out === null)) {
-    throw new Error(
-      `softmaxCrossEntropy: options.out must be an object { loss?, dlogits? }, received ${out === null ? 'null' : typeof out}`,
-    );
-  }
+  checkResults('softmaxCrossEntropy', out, ['loss', 'dlogits']);
   checkF32('softmaxCrossEntropy', 'logits', logits, logits?.ctx);
   if (
     targets === undefined ||

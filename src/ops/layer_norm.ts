@@ -6,7 +6,7 @@ import { type NormSettings as NormCpuOptions, RUN_OPTION_KEYS, type RunOptions }
 import { f32, Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
-import { OUTPUT_OPTION_KEYS, type OutputOptions, resultTensor, submitOrFree } from './output';
+import { checkResults, OUTPUT_OPTION_KEYS, type OutputOptions, resultTensor, submitOrFree } from './output';
 import { checkF32, recordColumnSum } from './train_common';
 
 export type NormOptions = NormCpuOptions;
@@ -91,9 +91,7 @@ async function normBackward(
   checkF32(op, 'dy', dy, x.ctx, x.shape);
   const { ctx } = x;
   const { out } = options;
-  if (out !== undefined && (typeof out !== 'object' || out === null)) {
-    throw new Error(`${op}: options.out must be an object { dx?, dweight?, dbias? }, received ${typeof out}`);
-  }
+  checkResults(op, out, ['dx', 'dweight', 'dbias']);
   if (out?.dbias !== undefined && !withBias) {
     throw new Error(`${op}: options.out.dbias is given but the call computes no dbias (no bias)`);
   }

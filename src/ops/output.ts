@@ -4,7 +4,7 @@ import { elementStorage } from '../f16';
 import { RUN_OPTION_KEYS, type RunOptions } from '../options';
 import type { Recording } from '../program';
 import { fmt } from '../shape';
-import { type DType, expectTensor, type Tensor } from '../tensor';
+import { type DType, expectTensor, Tensor } from '../tensor';
 
 /** Where the work and the one result of an op go. */
 export interface OutputOptions extends RunOptions {
@@ -35,6 +35,28 @@ export function resultTensor<D extends DType>(
   }
   if (elementStorage(ctx, dtype) === 'f16-packed') rec.clear(out.binding);
   return out as Tensor<D>;
+}
+
+/**
+ * Checks the `out` option of an op with several results: undefined, or an object of some of
+ * `keys`. A bare tensor (the `out` of single-result ops) or a misspelt key would otherwise be
+ * ignored silently.
+ */
+export function checkResults(op: string, out: unknown, keys: readonly string[]): void {
+  if (out === undefined) return;
+  const what =
+    typeof out !== 'object' || out === null
+      ? String(out === null ? null : typeof out)
+      : out instanceof Tensor
+        ? `a Tensor (write { ${keys[0]}: tensor })`
+        : Object.keys(out)
+            .filter((key) => !keys.includes(key))
+            .map((key) => `the key '${key}'`)[0];
+  if (what !== undefined) {
+    throw new Error(
+      `${op}: options.out must be an object { ${keys.map((k) => `${k}?`).join(', ')} }, received ${what}`,
+    );
+  }
 }
 
 /**
