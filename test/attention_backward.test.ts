@@ -88,18 +88,25 @@ async function checkBackward(ctx: Context, c: BackwardCase, tol?: { atol: number
   return kernel;
 }
 
-const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 8, Dv: 8 };
+// Head dims of the fuzz's (4, 4): the named cases, the fuzz and the memory spec share one context
+// per form, so each kernel variant (a pipeline SwiftShader takes seconds to compile) compiles once.
+const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 4, Dv: 4 };
+/** The forms with a backward of their own. */
+type Form = Extract<AttentionKernel, 'workgroup' | 'registers'>;
+const contexts = {} as Record<Form, Context>;
+beforeAll(async () => {
+  contexts.workgroup = await testContext({ attentionKernel: 'workgroup' });
+  contexts.registers = await testContext({ attentionKernel: 'registers' });
+});
+afterAll(() => {
+  contexts.workgroup?.destroy();
+  contexts.registers?.destroy();
+});
 
-describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (form) => {
-  let ctx: Context;
-  beforeAll(async () => {
-    ctx = await testContext({ attentionKernel: form });
-  });
-  afterAll(() => ctx?.destroy());
-
+describe.each<Form>(['workgroup', 'registers'])('%s kernel', (form) => {
   /** One case; checks that it ran the context's form (registers needs D, Dv multiples of 4). */
   const check = async (c: BackwardCase, tol?: { atol: number; rtol: number }) => {
-    const kernel = await checkBackward(ctx, c, tol);
+    const kernel = await checkBackward(contexts[form], c, tol);
     expect(kernel).toBe(c.D % 4 === 0 && c.Dv % 4 === 0 ? form : 'workgroup');
   };
 
@@ -240,17 +247,6 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s kernel', (form) =
 });
 
 describe('fuzz: 200 random configurations (seed 20261125), both forms', () => {
-  let ctx: Context;
-  let registers: Context;
-  beforeAll(async () => {
-    ctx = await testContext({ attentionKernel: 'workgroup' });
-    registers = await testContext({ attentionKernel: 'registers' });
-  });
-  afterAll(() => {
-    ctx?.destroy();
-    registers?.destroy();
-  });
-
   const config = fc.record({
     registers: fc.boolean(),
     B: fc.integer({ min: 1, max: 2 }),
@@ -277,7 +273,7 @@ describe('fuzz: 200 random configurations (seed 20261125), both forms', () => {
         const Hq = r.Hkv * r.group;
         const full = [r.B, Hq, r.Lq, r.Lk];
         const shape = full.slice(4 - r.maskDims).map((d, i) => (r.broadcast[i] ? 1 : d));
-        await checkBackward(r.registers ? registers : ctx, {
+        await checkBackward(contexts[r.registers ? 'registers' : 'workgroup'], {
           B: r.B,
           Hq,
           Hkv: r.Hkv,
@@ -308,21 +304,20 @@ describe('fuzz: 200 random configurations (seed 20261125), both forms', () => {
 });
 
 describe('memory', () => {
-  it.each<AttentionKernel>(['workgroup', 'registers'])('%s: no L x L buffer is allocated', async (form) => {
-    const ctx = await testContext({ attentionKernel: form });
+  it.each<Form>(['workgroup', 'registers'])('%s: no L x L buffer is allocated', async (form) => {
+    const ctx = contexts[form];
+    const made: Tensor[] = [];
     try {
       const L = 512;
       const random = rng(5);
-      const t = (shape: number[]) =>
-        ctx.tensor(
-          randomArray(
-            random,
-            shape.reduce((a, b) => a * b, 1),
-          ),
-          shape,
-        );
+      const t = (shape: number[]) => {
+        const size = shape.reduce((a, b) => a * b, 1);
+        made.push(ctx.tensor(randomArray(random, size), shape));
+        return made[made.length - 1];
+      };
       const [q, k, v, dOutput] = [t([1, 1, L, 4]), t([1, 1, L, 4]), t([1, 1, L, 4]), t([1, 1, L, 4])];
       const { output, lse } = await attention(q, k, v, { causal: true, returnLse: true });
+      made.push(output, lse!);
       ctx.resetPeak();
       const before = ctx.liveBytes;
       const g = await checked(ctx, () =>
@@ -335,7 +330,7 @@ describe('memory', () => {
       expect(peak).toBeGreaterThanOrEqual(3 * L * 4 * 4 + L * 8);
       expect(peak).toBeLessThan((L * L * 4) / 8);
     } finally {
-      ctx.destroy();
+      for (const t of made) t.destroy();
     }
   });
 });
