@@ -22,12 +22,24 @@ import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './
 const dropout = { p: 0.3, seed: 77 };
 const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 8, Dv: 8, dropout };
 
-describe.each<AttentionKernel>(['workgroup', 'registers'])('%s form: equals the reference', (form) => {
+// One context per form for the whole file: each kernel variant (a pipeline SwiftShader takes
+// seconds to compile) compiles once.
+type Form = Extract<AttentionKernel, 'workgroup' | 'registers'>;
+const contexts = {} as Record<Form, Context>;
+beforeAll(async () => {
+  contexts.workgroup = await testContext({ attentionKernel: 'workgroup' });
+  contexts.registers = await testContext({ attentionKernel: 'registers' });
+});
+afterAll(() => {
+  contexts.workgroup?.destroy();
+  contexts.registers?.destroy();
+});
+
+describe.each<Form>(['workgroup', 'registers'])('%s form: equals the reference', (form) => {
   let ctx: Context;
-  beforeAll(async () => {
-    ctx = await testContext({ attentionKernel: form });
+  beforeAll(() => {
+    ctx = contexts[form];
   });
-  afterAll(() => ctx?.destroy());
 
   it('flash: causal, GQA, bool mask, Lq and Lk not multiples of 4', async () => {
     const c: Case = {
@@ -160,13 +172,8 @@ describe('calls split to fit a binding drop what one call drops', () => {
 describe('the mask', () => {
   let ctx: Context;
   let registers: Context;
-  beforeAll(async () => {
-    ctx = await testContext({ attentionKernel: 'workgroup' });
-    registers = await testContext({ attentionKernel: 'registers' });
-  });
-  afterAll(() => {
-    ctx?.destroy();
-    registers?.destroy();
+  beforeAll(() => {
+    ({ workgroup: ctx, registers } = contexts);
   });
 
   /** The output of `attention` on seeded inputs of `shape` [B, H, L, D] with `options`. */
