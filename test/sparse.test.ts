@@ -190,12 +190,25 @@ function cases(Lq: number, Lk: number): [string, SparseCase][] {
 }
 
 // 'tiled' is a flash kernel only (its calls decode with the workgroup form's pass)
-describe.each<AttentionKernel>(['workgroup', 'registers', 'tiled'])('%s kernels', (kernel) => {
+const FORMS: AttentionKernel[] = ['workgroup', 'registers', 'tiled'];
+
+// One context per form for both sets of kernel specs: each kernel variant (a pipeline SwiftShader
+// takes seconds to compile) compiles once.
+const contexts = new Map<AttentionKernel, Context>();
+beforeAll(async () => {
+  for (const kernel of FORMS) {
+    contexts.set(kernel, await testContext({ disableFeatures: ['shader-f16'], attentionKernel: kernel }));
+  }
+});
+afterAll(() => {
+  for (const ctx of contexts.values()) ctx.destroy();
+});
+
+describe.each<AttentionKernel>(FORMS)('%s kernels', (kernel) => {
   let ctx: Context;
-  beforeAll(async () => {
-    ctx = await testContext({ disableFeatures: ['shader-f16'], attentionKernel: kernel });
+  beforeAll(() => {
+    ctx = contexts.get(kernel)!;
   });
-  afterAll(() => ctx?.destroy());
 
   describe('flash kernel matches the reference', () => {
     for (const [name, c] of cases(70, 90)) {
@@ -245,12 +258,11 @@ describe.each<AttentionKernel>(['workgroup', 'registers', 'tiled'])('%s kernels'
   });
 });
 
-describe.each<AttentionKernel>(['workgroup', 'registers', 'tiled'])('block masks, %s kernels', (kernel) => {
+describe.each<AttentionKernel>(FORMS)('block masks, %s kernels', (kernel) => {
   let ctx: Context;
-  beforeAll(async () => {
-    ctx = await testContext({ disableFeatures: ['shader-f16'], attentionKernel: kernel });
+  beforeAll(() => {
+    ctx = contexts.get(kernel)!;
   });
-  afterAll(() => ctx?.destroy());
   // local (16 back) + global (the first 8 keys) tokens
   const local =
     'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {\n  return j < 8u || (j <= i && i - j < 16u + h);\n}';
