@@ -31,11 +31,15 @@ var<workgroup> vt: array<vec4<f32>, BC * DV4>;
 var<workgroup> live: array<u32, 3>;
 
 // ALiBi plus the additive mask value, or MASKED, for key j of query row i (keys `r` in range).
+// Without KEY_RULES (no ALiBi, mask_mod or block mask) only the mask is read, as in the decode pass.
 fn keyBias(b: u32, h: u32, i: u32, j: u32, r: KeyRange, rowValid: bool) -> f32 {
   if (!rowValid || j < r.lo || j >= r.hi) {
     return MASKED;
   }
-  return ruleBias(b, h, i, j, r.shift);
+  if (KEY_RULES) {
+    return ruleBias(b, h, i, j, r.shift);
+  }
+  return maskBias(b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j);
 }
 
 // Stage keys [j0, j0 + BC) of one kv head in kt (and vt when withV), zero-padded.
