@@ -12,13 +12,14 @@
 // groups of bench/shapes.ts plus prefill-4096, d128-2048, decode-gqa-32768; backward or
 // backward:NAME: the backward section of bench/backward.ts, ours fused and composed, also part of a
 // full run), --repeats N,
-// --row-budget-s N, --tune-budget-s N, --no-layer.
+// --row-budget-s N, --tune-budget-s N, --no-layer, --suite FILE (node_suite.ts bundled ahead, e.g.
+// by `vite build --ssr bench/node_suite.ts` with `webgpu` external: for a machine with Node and
+// the `webgpu` package but no dev dependencies, such as a lent GPU machine without network).
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createServer } from 'vite';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const { values: args } = parseArgs({
@@ -30,6 +31,7 @@ const { values: args } = parseArgs({
     'row-budget-s': { type: 'string' },
     'tune-budget-s': { type: 'string' },
     'no-layer': { type: 'boolean', default: false },
+    suite: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -82,15 +84,19 @@ function sourceVersion() {
   }
 }
 
-// Vite loads the TypeScript sources and their WGSL (?raw) in Node.
-const server = await createServer({
-  configFile: join(here, 'vite.config.mjs'),
-  logLevel: 'warn',
-  server: { middlewareMode: true, hmr: false, watch: null },
-});
+// Vite loads the TypeScript sources and their WGSL (?raw) in Node, unless --suite names a bundle.
+const server = args.suite
+  ? undefined
+  : await (await import('vite')).createServer({
+      configFile: join(here, 'vite.config.mjs'),
+      logLevel: 'warn',
+      server: { middlewareMode: true, hmr: false, watch: null },
+    });
 let exitCode = 0;
 try {
-  const suite = await server.ssrLoadModule('/bench/node_suite.ts');
+  const suite = server
+    ? await server.ssrLoadModule('/bench/node_suite.ts')
+    : await import(pathToFileURL(args.suite).href);
   let header = true;
   const report = await suite.runNodeBench(options, progress, (line) => {
     clear();
@@ -132,6 +138,6 @@ try {
   console.error(`bench:node: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   exitCode = 1;
 } finally {
-  await server.close();
+  await server?.close();
 }
 process.exit(exitCode);
