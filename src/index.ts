@@ -10,6 +10,7 @@ export {
   DeviceLostError,
   deviceRequirements,
   type Limits,
+  type SubgroupMatrixConfig,
 } from './context';
 export type { DropoutOptions } from './dropout';
 export { type ElementStorage, f16ToFloat32, float32ToF16, fromF16Bits, toF16Bits } from './f16';
