@@ -44,13 +44,16 @@ var<workgroup> rowHi: array<u32, BR>;
 var<workgroup> rowShift: array<i32, BR>;
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, inv: TileInvocation) {
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_index) t: u32,
+  inv: TileInvocation,
+) {
   let flat = workgroupIndex(wid);
   // uniform: every invocation of a workgroup returns or none does
   if (flat >= p.workgroups) {
     return;
   }
-  let t = inv.t;
   let group = tileGroup(inv);
   let groups = tileGroups(inv);
   let vgroups = (p.Dv + VG - 1u) / VG;

@@ -15,9 +15,9 @@ alias LeftTile = subgroup_matrix_left<f16, TILE_K, TILE_M>;
 alias RightTile = subgroup_matrix_right<f16, TILE_N, TILE_K>;
 alias ResultTile = subgroup_matrix_result<f32, TILE_N, TILE_M>;
 
-// What the kernel's entry point receives; tileGroup / tileGroups name its subgroup.
+// What the kernel's entry point receives besides its workgroup and local index (the analysis takes
+// a struct as uniform only if all its members are); tileGroup / tileGroups name its subgroup.
 struct TileInvocation {
-  @builtin(local_invocation_index) t: u32,
   @builtin(subgroup_id) group: u32,
   @builtin(num_subgroups) groups: u32,
 }

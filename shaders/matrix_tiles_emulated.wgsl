@@ -20,16 +20,17 @@ struct ResultTile {
   v: array<f32, PER_LANE>,
 }
 
+// The entry point's local_invocation_index is the kernel's: the 1-D workgroup's x id is the same.
 struct TileInvocation {
-  @builtin(local_invocation_index) t: u32,
+  @builtin(local_invocation_id) id: vec3<u32>,
 }
 
 // The invocation's lane in its group (set by tileGroup, which the kernel calls first).
 var<private> lane: u32;
 
 fn tileGroup(inv: TileInvocation) -> u32 {
-  lane = inv.t % LANES;
-  return inv.t / LANES;
+  lane = inv.id.x % LANES;
+  return inv.id.x / LANES;
 }
 fn tileGroups(inv: TileInvocation) -> u32 {
   return WG / LANES;

@@ -1,12 +1,27 @@
 // The 'matrix' kernel form (opt-in): S = Q K^T and O += P V as f16 x f16 -> f32 matrix tiles. On
 // an adapter without subgroup matrices (SwiftShader) it runs their emulation, which rounds every
 // operand to f16 like the builtins: checked here against the float64 reference at the f16
-// tolerance of DESIGN.md, f32 inputs included. Few shapes: each new constant set is a pipeline.
+// tolerance of DESIGN.md, f32 inputs included, and every shader module compiles without messages
+// (kernels.test.ts's check; Dawn's Null backend compiles every variant, builtins included, in
+// kernels_null.node.test.ts). Few shapes: each new constant set is a pipeline (seconds here).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AttentionOptions, attention, type Context, planAttention, type Tensor } from '../src';
-import { type AttentionCpuOptions, attentionCpu, type HostTensor } from '../src/reference';
+import {
+  type AttentionOptions,
+  attention,
+  type Context,
+  createBlockMask,
+  planAttention,
+  type Tensor,
+} from '../src';
+import {
+  type AttentionCpuOptions,
+  attentionCpu,
+  createBlockMaskCpu,
+  type HostTensor,
+} from '../src/reference';
 import { type Case, caseInputs, inLayout, kernelOf, swapAxes12 } from './attention_cases';
 import { checked, expectClose, F16_TOL, testContext } from './helpers';
+import { messagesOf } from './kernel_variants';
 
 describe('matrix kernel form', () => {
   let ctx: Context;
@@ -24,40 +39,45 @@ describe('matrix kernel form', () => {
    */
   const check = async (
     c: Case,
-    extra: AttentionOptions & AttentionCpuOptions = {},
+    extra: AttentionOptions = {},
+    cpuExtra = extra as AttentionCpuOptions,
   ): Promise<ArrayLike<number>> => {
     const inputs = caseInputs(c);
     const ref = attentionCpu(inputs.q, inputs.k, inputs.v, {
-      ...extra,
+      ...cpuExtra,
       causal: c.causal,
       scale: c.scale,
       mask: inputs.mask,
-    } as AttentionCpuOptions);
+    });
     const made: Tensor[] = [];
     const up = (h: HostTensor, dtype = h.dtype ?? c.dtype ?? 'f32') => {
       const t = ctx.tensor(h.data as Float32Array, h.shape, { dtype });
       made.push(t);
       return t;
     };
-    await checked(ctx, async () => {
-      const [q, k, v] = [inputs.q, inputs.k, inputs.v].map((t) => up(inLayout(t, c.layout)));
-      const options: AttentionOptions = {
-        ...extra,
-        layout: c.layout,
-        causal: c.causal,
-        scale: c.scale,
-        mask: inputs.mask ? up(inputs.mask) : undefined,
-        returnLse: true,
-      };
-      expect(kernelOf(planAttention(q, k, v, options))).toBe('matrix');
-      const r = await attention(q, k, v, options);
-      made.push(r.output, r.lse!);
-      const label = JSON.stringify(c);
-      const out = await r.output.read();
-      const bhld = c.layout === 'blhd' ? swapAxes12(out, r.output.shape) : out;
-      expectClose(bhld, ref.output.data, F16_TOL, `${label} output`);
-      expectClose(await r.lse!.read(), ref.lse.data, F16_TOL, `${label} lse`);
-    });
+    const { messages } = await messagesOf(ctx, () =>
+      checked(ctx, async () => {
+        const [q, k, v] = [inputs.q, inputs.k, inputs.v].map((t) => up(inLayout(t, c.layout)));
+        const options: AttentionOptions = {
+          ...extra,
+          layout: c.layout,
+          causal: c.causal,
+          scale: c.scale,
+          mask: inputs.mask ? up(inputs.mask) : undefined,
+          returnLse: true,
+        };
+        expect(kernelOf(planAttention(q, k, v, options))).toBe('matrix');
+        const r = await attention(q, k, v, options);
+        made.push(r.output, r.lse!);
+        const label = JSON.stringify(c);
+        const out = await r.output.read();
+        const bhld = c.layout === 'blhd' ? swapAxes12(out, r.output.shape) : out;
+        expectClose(bhld, ref.output.data, F16_TOL, `${label} output`);
+        expectClose(await r.lse!.read(), ref.lse.data, F16_TOL, `${label} lse`);
+      }),
+    );
+    // the compile check of kernels.test.ts, on the pipelines compiled here anyway
+    expect(messages).toEqual([]);
     for (const t of made) t.destroy();
     return ref.lse.data;
   };
@@ -72,22 +92,38 @@ describe('matrix kernel form', () => {
     expect(empty(await check({ ...base, Lq: 40, Lk: 9, causal: true })).length).toBeGreaterThan(0);
   });
   it('window and sinks', () => check({ ...base, Lq: 33, Lk: 40 }, { window: [5, 3], sinks: [0.5, -1] }));
-  // f16 inputs and a bool mask: one more pipeline; Dv 72 runs over three workgroups
-  it('rows and keys past a block and a tile, D not a multiple of the tile, a mask emptying rows', async () => {
-    const mask = { kind: 'bool' as const, shape: [45, 70], pTrue: 0.02 };
+  // f16 inputs, a bool mask, softcap, ALiBi and a block mask: one more pipeline; Dv 72 runs over
+  // three workgroups
+  const rules = async (
+    Lq: number,
+    Lk: number,
+    softcap: number,
+    slopes: number[],
+    window: [number, number],
+  ) => {
+    const blockMask = await createBlockMask(ctx, { Lq, Lk, window, blockSize: 16 });
+    const gpu = { softcap, alibiSlopes: slopes, window, blockMask };
+    const cpu = {
+      softcap,
+      alibiSlopes: slopes,
+      window,
+      blockMask: createBlockMaskCpu({ Lq, Lk, window, blockSize: 16 }),
+    };
+    return { gpu, cpu, blockMask };
+  };
+  it('rows and keys past a block and a tile, D not a multiple of the tile, rules, a mask emptying rows', async () => {
+    const r = await rules(45, 70, 3, [0.3, 0.1], [20, 10]);
+    const mask = { kind: 'bool' as const, shape: [45, 70], pTrue: 0.1 };
     const c = { ...base, Hkv: 1, Lq: 45, Lk: 70, D: 20, Dv: 72, dtype: 'f16' as const, mask };
-    expect(empty(await check(c)).length).toBeGreaterThan(0);
+    expect(empty(await check(c, r.gpu, r.cpu)).length).toBeGreaterThan(0);
+    r.blockMask.states.destroy();
   });
-  it('large logits (about 1e4)', () =>
-    check({
-      ...base,
-      D: 4,
-      Dv: 40,
-      magnitude: 100,
-      scale: 1,
-      dtype: 'f16',
-      mask: { kind: 'bool', shape: [16, 16], pTrue: 1 },
-    }));
+  it('large logits (about 1e4; the rules present, but neutral)', async () => {
+    const r = await rules(16, 16, 1e6, [0, 0], [Infinity, Infinity]);
+    const mask = { kind: 'bool' as const, shape: [16, 16], pTrue: 1 };
+    await check({ ...base, D: 4, Dv: 40, magnitude: 100, scale: 1, dtype: 'f16', mask }, r.gpu, r.cpu);
+    r.blockMask.states.destroy();
+  });
 
   it('calls it cannot run go to the workgroup form; decode too', () => {
     const q = ctx.zeros([1, 2, 5, 8]);
