@@ -92,6 +92,11 @@ describe('matrix kernel form', () => {
     expect(empty(await check({ ...base, Lq: 40, Lk: 9, causal: true })).length).toBeGreaterThan(0);
   });
   it('window and sinks', () => check({ ...base, Lq: 33, Lk: 40 }, { window: [5, 3], sinks: [0.5, -1] }));
+  it('packed documents, causal', () =>
+    check(
+      { ...base, Lq: 37, Lk: 45, causal: true },
+      { cuSeqlensQ: [0, 10, 10, 37], cuSeqlensK: [0, 20, 21, 45] },
+    ));
   // f16 inputs, a bool mask, softcap, ALiBi and a block mask: one more pipeline; Dv 72 runs over
   // three workgroups
   const rules = async (
@@ -137,5 +142,17 @@ describe('matrix kernel form', () => {
       ctx.features.has('chromium-experimental-subgroup-matrix'),
     );
     for (const t of [q, long]) t.destroy();
+  });
+
+  it('a device with too little workgroup memory for its tiles runs the workgroup form', async () => {
+    const small = await testContext({
+      attentionKernel: 'matrix',
+      limits: { maxComputeWorkgroupStorageSize: 16384 },
+    });
+    const q = small.zeros([1, 1, 40, 8]);
+    expect(kernelOf(planAttention(q, q, q))).toBe(
+      small.features.has('chromium-experimental-subgroup-matrix') ? 'matrix' : 'workgroup',
+    );
+    small.destroy();
   });
 });
