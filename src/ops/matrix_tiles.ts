@@ -12,7 +12,7 @@ const ROW_STATE_BYTES = 6 * BLOCK * 4;
  * The tile shape of the emulation: M != N, so that the specs catch a swapped axis; K = 8, since
  * SwiftShader unrolls the products (K = 16 took three times as long to compile there).
  */
-export const EMULATED_TILES = { M: 8, N: 16, K: 8 } as const;
+const EMULATED_TILES = { M: 8, N: 16, K: 8 } as const;
 
 /** How the 'matrix' kernel multiplies: tile shape, builtins or emulation, value dims per workgroup. */
 export interface MatrixTiles {
