@@ -21,8 +21,16 @@ const CONTEXT_OPTION_KEYS = [
 /** Most bytes of scratch buffers a context keeps for reuse between calls. */
 const SCRATCH_POOL_BYTES = 16 * 1024 * 1024;
 
+/** The experimental feature of the `'matrix'` form's builtins (adapters list it only behind unsafe-API flags). */
+export const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix' as GPUFeatureName;
+
 /** Optional adapter features the library uses when they exist. */
-const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+const OPTIONAL_FEATURES: GPUFeatureName[] = [
+  'shader-f16',
+  'subgroups',
+  'timestamp-query',
+  SUBGROUP_MATRIX_FEATURE,
+];
 
 /** Limits raised to the adapter's maximum by default: the ones attention sizes depend on. */
 const RAISED_LIMITS = [
@@ -62,13 +70,18 @@ export interface ContextOptions {
    * measures fastest, or on request) runs prefill with FlashAttention-2's register tiles: each
    * invocation owns a 4 x 4 tile of scores and four rows of the output, q, k and v staged in
    * workgroup memory in chunks (14 KiB whatever the head dims); without `returnWeights`; its decode
-   * pass and backward are the `'workgroup'` ones.
+   * pass and backward are the `'workgroup'` ones. `'matrix'` (opt-in only; prefill) computes S =
+   * Q K^T and O += P V as f16 x f16 -> f32 matrix tiles: with subgroup matrices where the device
+   * has `chromium-experimental-subgroup-matrix`, shader-f16 and subgroups and the adapter reports
+   * an f16 config, else through an emulation of them (a correctness reference, slow); f16
+   * tolerance, also for f32 inputs (rounded to f16, so they must lie within f16's range); without
+   * `returnWeights` or `dropout` (those calls, decode and backward run the `'workgroup'` form).
    */
   attentionKernel?: AttentionKernel;
 }
 
 /** The forms of `attention`'s kernels. See {@link ContextOptions.attentionKernel}. */
-export const ATTENTION_KERNELS = ['workgroup', 'registers', 'tiled'] as const;
+export const ATTENTION_KERNELS = ['workgroup', 'registers', 'tiled', 'matrix'] as const;
 /** See {@link ContextOptions.attentionKernel}. */
 export type AttentionKernel = (typeof ATTENTION_KERNELS)[number];
 
@@ -79,6 +92,23 @@ export interface AdapterDescription {
   description: string;
   /** A fallback adapter: one with major performance caveats, typically a CPU implementation. */
   isFallbackAdapter: boolean;
+  /**
+   * The subgroup-matrix shapes the adapter reports (`adapter.info.subgroupMatrixConfigs`; empty
+   * where it has none or hides them, without `chromium-experimental-subgroup-matrix`).
+   */
+  subgroupMatrixConfigs: readonly SubgroupMatrixConfig[];
+}
+
+/**
+ * A subgroup-matrix shape of the adapter: left M x K and right K x N matrices of `componentType`
+ * multiplied into M x N of `resultComponentType` (WebGPU's experimental GPUSubgroupMatrixConfig).
+ */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
 }
 
 /** Why a context stopped working. */
@@ -418,7 +448,8 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
     );
   }
   if (options.device) {
-    const info = options.device.adapterInfo;
+    // the adapter the device came from, where given, describes it (with its matrix configs)
+    const info = options.adapter?.info ?? options.device.adapterInfo;
     if (options.adapter) warnMissing(options.device, options.adapter);
     return new Context(options.device, describe(info), false, options);
   }
@@ -495,7 +526,17 @@ function warnMissing(device: GPUDevice, adapter: GPUAdapter): void {
 
 function describe(info: GPUAdapterInfo | undefined): AdapterDescription {
   const architecture = info?.architecture ?? '';
+  // not in @webgpu/types yet: Dawn and Chromium list it on GPUAdapterInfo
+  const configs = (info as { subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[] } | undefined)
+    ?.subgroupMatrixConfigs;
   return {
+    subgroupMatrixConfigs: Array.from(configs ?? [], (c) => ({
+      componentType: c.componentType,
+      resultComponentType: c.resultComponentType,
+      M: Number(c.M),
+      N: Number(c.N),
+      K: Number(c.K),
+    })),
     vendor: info?.vendor ?? '',
     architecture,
     description: info?.description ?? '',

@@ -10,6 +10,7 @@ export {
   DeviceLostError,
   deviceRequirements,
   type Limits,
+  type SubgroupMatrixConfig,
 } from './context';
 export type { DropoutOptions } from './dropout';
 export { type ElementStorage, f16ToFloat32, float32ToF16, fromF16Bits, toF16Bits } from './f16';
@@ -74,6 +75,7 @@ export {
 export { type LinearOptions, linear } from './ops/linear';
 export { type LinearBackwardOptions, type LinearGradients, linearBackward } from './ops/linear_backward';
 export { type MatmulOptions, matmul } from './ops/matmul';
+export type { MatrixTiles } from './ops/matrix_tiles';
 export type { OutputOptions } from './ops/output';
 export { type AttentionCallShape, prepareAttention } from './ops/prepare';
 export { type RopeCallOptions, type RopeOptions, type RopeTables, rope, ropeBackward } from './ops/rope';

@@ -24,18 +24,23 @@ const VULKAN_DRIVER_VARIABLES = [
  * `/dev/nvidia*`, `/dev/dxg`, `/dev/kfd`) it goes straight to SwiftShader rather than letting
  * Dawn print why it rejected the drivers it found. Set `VK_ICD_FILENAMES` (or another Vulkan
  * loader driver variable) to choose the driver yourself; then nothing is probed or replaced.
+ *
+ * `flags` go to Dawn's `create` (the `webgpu` package), e.g.
+ * `['enable-dawn-features=allow_unsafe_apis']`, without which Dawn's adapters do not list
+ * experimental features such as `chromium-experimental-subgroup-matrix` (the `'matrix'` kernel
+ * form's builtins).
  */
-export async function nodeGpu(): Promise<GPU> {
+export async function nodeGpu(flags: readonly string[] = []): Promise<GPU> {
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
   const fs = await import('node:fs');
   const userChoseDriver = VULKAN_DRIVER_VARIABLES.some((name) => process.env[name]);
   const fallback = process.platform === 'linux' && !userChoseDriver && fs.existsSync(SWIFTSHADER_ICD);
   return quietly(async () => {
-    if (fallback && !hasGpuDeviceNode(fs)) return swiftShader(create);
-    const gpu = create([]);
+    if (fallback && !hasGpuDeviceNode(fs)) return swiftShader(create, flags);
+    const gpu = create([...flags]);
     if ((await gpu.requestAdapter()) || !fallback) return gpu;
-    return swiftShader(create);
+    return swiftShader(create, flags);
   });
 }
 
@@ -46,9 +51,9 @@ export async function createNodeContext(options: Omit<ContextOptions, 'gpu'> = {
 
 type Fs = typeof import('node:fs');
 
-async function swiftShader(create: (flags: string[]) => GPU): Promise<GPU> {
+async function swiftShader(create: (flags: string[]) => GPU, flags: readonly string[]): Promise<GPU> {
   process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-  const gpu = create([]);
+  const gpu = create([...flags]);
   await gpu.requestAdapter(); // Dawn looks for adapters once per instance: do it while quiet.
   return gpu;
 }

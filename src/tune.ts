@@ -4,6 +4,7 @@
 // queries where the device has `timestamp-query`, else by the wall clock around onSubmittedWorkDone.
 import { ATTENTION_KERNELS, type AttentionKernel, type Context, createContext } from './context';
 import { attention } from './ops/attention';
+import { matrixConfig } from './ops/matrix_tiles';
 import type { Tensor } from './tensor';
 import {
   exportTuning,
@@ -15,7 +16,10 @@ import {
 } from './tune_table';
 
 export interface TuneOptions {
-  /** Candidate kernel forms (default both). A form a shape cannot run is left out for it. */
+  /**
+   * Candidate kernel forms (default: every form, `'matrix'` only where the device runs it with
+   * subgroup-matrix builtins, not their emulation). A form a shape cannot run is left out for it.
+   */
   candidates?: readonly AttentionKernel[];
   /** Storage dtype of the calls to tune for (default 'f32'). */
   dtype?: 'f32' | 'f16';
@@ -151,7 +155,8 @@ export async function tuneAttention(
   shapes: readonly TuningShape[],
   options: TuneOptions = {},
 ): Promise<TuneResult> {
-  const candidates = options.candidates ?? ATTENTION_KERNELS;
+  const candidates =
+    options.candidates ?? ATTENTION_KERNELS.filter((f) => f !== 'matrix' || matrixConfig(ctx) !== undefined);
   const dtype = options.dtype ?? 'f32';
   const causal = options.causal ?? false;
   const budgetMs = options.budgetMs ?? 2000;

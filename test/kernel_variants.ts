@@ -1,9 +1,11 @@
 // The variant space of every op, run on tiny inputs, and the compilation messages of the shader
 // modules that creates (used by kernels.test.ts and kernels_null.node.test.ts).
 import {
+  type AttentionOptions,
   attention,
   attentionBackward,
   type Context,
+  createBlockMask,
   createContext,
   KVCache,
   linear,
@@ -106,6 +108,37 @@ export async function attentionVariants(ctx: Context, flashOnly = false): Promis
     keep(f);
     const g = await attentionBackward(x, x, x, f.output, f.output, { sinks: [0, 1], lse: f.lse });
     made.push(g.dq, g.dk, g.dv, g.dsinks!);
+  }
+  for (const x of made) x.destroy();
+}
+
+/**
+ * The 'matrix' form's flash kernel (on a context forced to it): with `all`, f32 and f16 storage x
+ * mask kinds x lse, and the rule constants (softcap, ALiBi, a block mask); else one variant (the
+ * code is the same: compiling each is seconds on SwiftShader).
+ */
+export async function matrixVariants(ctx: Context, all: boolean): Promise<void> {
+  const made: Tensor[] = [];
+  const t = (shape: number[], dtype: 'f32' | 'f16' | 'bool' = 'f32') => {
+    const x = ctx.zeros(shape, dtype);
+    made.push(x);
+    return x;
+  };
+  const run = async (q: Tensor, options: AttentionOptions) => {
+    const r = await attention(q, q, q, options);
+    made.push(r.output, ...(r.lse ? [r.lse] : []));
+  };
+  for (const dtype of all ? (['f32', 'f16'] as const) : (['f32'] as const)) {
+    const q = t([1, 2, 40, 8], dtype);
+    for (const mask of all ? [undefined, t([40, 40], 'bool'), t([40, 40])] : [undefined]) {
+      for (const returnLse of all ? [false, true] : [true]) await run(q, { mask, returnLse, causal: true });
+    }
+  }
+  if (all) {
+    const q = t([1, 2, 40, 8]);
+    const blockMask = await createBlockMask(ctx, { Lq: 40, Lk: 40, causal: true, blockSize: 16 });
+    await run(q, { softcap: 5, alibiSlopes: [0.5, 0.25], blockMask, sinks: [0, 1] });
+    blockMask.states.destroy();
   }
   for (const x of made) x.destroy();
 }

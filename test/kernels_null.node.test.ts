@@ -1,11 +1,18 @@
-// Dawn's Null backend builds pipelines without running them and lists shader-f16: the native f16
+// Dawn's Null backend builds pipelines without running them and lists shader-f16 (and, with
+// allow_unsafe_apis, chromium-experimental-subgroup-matrix): the native f16 and subgroup-matrix
 // variants that SwiftShader cannot run (also those of the backward's split calls) still compile
 // without messages (checked without a GPU).
 
 import { describe, expect, it } from 'vitest';
 import { create } from 'webgpu';
-import { createContext } from '../src';
-import { attentionVariants, backwardSplitVariants, messagesOf, opVariants } from './kernel_variants';
+import { createContext, deviceRequirements, planAttention } from '../src';
+import {
+  attentionVariants,
+  backwardSplitVariants,
+  matrixVariants,
+  messagesOf,
+  opVariants,
+} from './kernel_variants';
 
 describe("every kernel variant compiles on Dawn's Null backend (shader-f16)", () => {
   for (const kernel of ['workgroup', 'registers', 'tiled'] as const) {
@@ -24,4 +31,41 @@ describe("every kernel variant compiles on Dawn's Null backend (shader-f16)", ()
       expect(count).toBeGreaterThan(kernel === 'tiled' ? 5 : 20);
     });
   }
+
+  // The Null adapter reports no subgroup-matrix shapes: an adapter object that reports the vendors'
+  // shapes (NVIDIA 16x16x16, Intel 8x16x16, Apple 8x8x8) describes the device instead.
+  it('matrix form: subgroup-matrix builtins in every reported shape, and the emulation', async () => {
+    const gpu = create(['backend=null', 'enable-dawn-features=allow_unsafe_apis']);
+    const adapter = (await gpu.requestAdapter())!;
+    const device = await adapter.requestDevice(deviceRequirements(adapter));
+    expect(device.features.has('chromium-experimental-subgroup-matrix')).toBe(true);
+    let count = 0;
+    const messages: string[] = [];
+    for (const [M, N, K] of [
+      [16, 16, 16],
+      [8, 16, 16],
+      [8, 8, 8],
+    ]) {
+      const config = { componentType: 'f16', resultComponentType: 'f32', M, N, K };
+      const info = { vendor: '', architecture: '', description: '', subgroupMatrixConfigs: [config] };
+      const reporting = { features: adapter.features, limits: adapter.limits, info } as unknown as GPUAdapter;
+      const ctx = await createContext({ device, adapter: reporting, attentionKernel: 'matrix' });
+      const q = ctx.zeros([1, 1, 40, 8]);
+      const plan = planAttention(q, q, q);
+      expect(plan.path === 'flash' && plan.matrix).toMatchObject({ builtin: true, M, N, K });
+      q.destroy();
+      const r = await messagesOf(ctx, () => matrixVariants(ctx, true));
+      count += r.count;
+      messages.push(...r.messages);
+      ctx.destroy();
+    }
+    // the emulation, where the device has no subgroup matrices
+    const plain = await createContext({ gpu: create(['backend=null']), attentionKernel: 'matrix' });
+    const r = await messagesOf(plain, () => matrixVariants(plain, true));
+    plain.destroy();
+    device.destroy();
+    expect([...messages, ...r.messages]).toEqual([]);
+    expect(count).toBeGreaterThan(30);
+    expect(r.count).toBeGreaterThan(10);
+  });
 });

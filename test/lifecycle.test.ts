@@ -19,7 +19,7 @@ describe('createContext options', () => {
   it('attentionKernel: a bad name throws; the default follows the adapter', async () => {
     const bad = { attentionKernel: 'fast' } as unknown as Parameters<typeof createContext>[0];
     await expect(createContext(bad)).rejects.toThrow(
-      `createContext: options.attentionKernel must be one of 'workgroup', 'registers', 'tiled', received "fast"`,
+      `createContext: options.attentionKernel must be one of 'workgroup', 'registers', 'tiled', 'matrix', received "fast"`,
     );
     const ctx = await createContext();
     const fallback = ctx.adapterInfo.isFallbackAdapter;

@@ -166,8 +166,8 @@ export function backwardPlan(inputs: BackwardPlanInputs, options: AttentionOptio
 /** Tiles and workgroups of the passes of `core` (the whole call or one unit). */
 export function backwardPasses(ctx: Context, core: CorePlan): BackwardPasses {
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = core.shape;
-  // the tiled form is a forward kernel: its contexts run the workgroup form's backward
-  const kernel = core.kernel === 'tiled' ? 'workgroup' : core.kernel;
+  // the tiled and matrix forms are forward kernels: their contexts run the workgroup form's backward
+  const kernel = core.kernel === 'tiled' || core.kernel === 'matrix' ? 'workgroup' : core.kernel;
   const budget = ctx.limits.maxComputeWorkgroupStorageSize - 64;
   const rowBytes = (Math.ceil(D / 4) + Math.ceil(Dv / 4)) * 16;
   let rowsPerTile = MAX_TILE;

@@ -10,6 +10,7 @@ import type { Bindable } from '../program';
 import { broadcastStrides, expectRank, fmt } from '../shape';
 import { bytesPerElement, type DType, rowMajorStrides, type Tensor } from '../tensor';
 import { tunedKernel } from '../tune_table';
+import { type MatrixTiles, matrixTiles } from './matrix_tiles';
 
 /**
  * How q, k, v and the output are laid out: `'bhld'` [B, H, L, D] (PyTorch's), or `'blhd'`
@@ -206,6 +207,8 @@ export interface FlashPlan extends CorePlan {
   rowsPerWorkgroup: number;
   /** Keys staged per tile in workgroup memory ('workgroup' form). */
   keysPerTile: number;
+  /** The 'matrix' form's tiles (builtins or emulation, value dims per workgroup). */
+  matrix?: MatrixTiles;
   workgroups: number;
 }
 
@@ -310,6 +313,8 @@ export interface AttentionBuffers {
 
 /** Rows of queries per workgroup of both flash kernels (one or four per invocation). */
 export const ROWS_PER_WORKGROUP = 64;
+/** Rows of queries per workgroup of the `matrix` flash kernel (BR of flash_attention_matrix.wgsl). */
+const MATRIX_ROWS = 32;
 /** Invocations per workgroup of the `workgroup` decode pass; also keys per tile (a power of two). */
 export const DECODE_WG = 64;
 /** Most (query head, query) rows that one `workgroup` decode block scores against each key. */
@@ -422,12 +427,20 @@ export function corePlan(
   const fits = s.D % 4 === 0 && s.Dv % 4 === 0 && !options.returnWeights && inputs.chunked !== false;
   // the form tuneAttention measured fastest for this shape class, else the context's rule
   const preferred = tunedKernel(ctx, s, inputs.dtype) ?? ctx.attentionKernel;
+  // the matrix form has no weights output and no dropout, and needs its workgroup memory: other
+  // calls run the workgroup form
+  const matrix =
+    preferred === 'matrix' && !options.returnWeights && !(options.dropout && options.dropout.p > 0)
+      ? matrixTiles(ctx, s.Dv)
+      : undefined;
   const kernel: AttentionKernel =
     preferred === 'registers' && fits
       ? 'registers'
       : preferred === 'tiled' && !options.returnWeights
         ? 'tiled'
-        : 'workgroup';
+        : matrix
+          ? 'matrix'
+          : 'workgroup';
   const core: CorePlan = {
     shape: s,
     kernel,
@@ -445,8 +458,21 @@ export function corePlan(
     dropout: options.dropout && options.dropout.p > 0 ? options.dropout : undefined,
   };
   if (force === 'decode' || (!force && prefersDecode(s, options, kernel))) {
-    // the tiled form is a prefill kernel: its calls decode with the workgroup form's pass
-    return decodePlan(ctx, kernel === 'tiled' ? { ...core, kernel: 'workgroup' } : core);
+    // the tiled and matrix forms are prefill kernels: their calls decode with the workgroup form's pass
+    return decodePlan(
+      ctx,
+      kernel === 'tiled' || kernel === 'matrix' ? { ...core, kernel: 'workgroup' } : core,
+    );
+  }
+  if (matrix) {
+    return {
+      path: 'flash',
+      rowsPerWorkgroup: MATRIX_ROWS,
+      keysPerTile: 0,
+      matrix,
+      workgroups: Math.ceil(s.Lq / MATRIX_ROWS) * s.Hq * s.B * Math.ceil(s.Dv / matrix.valueDims),
+      ...core,
+    };
   }
   const rows = ROWS_PER_WORKGROUP;
   // `core` spread last: properties after a spread make V8 build the object slowly (tens of us)

@@ -1,11 +1,14 @@
 // The flash kernel of a planned call: one dispatch, in the plan's kernel form.
 import dropoutSource from '../../shaders/dropout.wgsl?raw';
 import flashSource from '../../shaders/flash_attention.wgsl?raw';
+import matrixSource from '../../shaders/flash_attention_matrix.wgsl?raw';
 import registersSource from '../../shaders/flash_attention_registers.wgsl?raw';
 import tiledSource from '../../shaders/flash_attention_tiled.wgsl?raw';
 import flashCommonSource from '../../shaders/flash_common.wgsl?raw';
 import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
+import tilesBuiltinSource from '../../shaders/matrix_tiles_builtin.wgsl?raw';
+import tilesEmulatedSource from '../../shaders/matrix_tiles_emulated.wgsl?raw';
 import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { dropoutThreshold } from '../dropout';
 import { chunkPrelude, elementPrelude } from '../f16';
@@ -163,6 +166,31 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
       ],
       constants: { WG: plan.rowsPerWorkgroup / 4, ...common, ...rowConstants(io), RULES_BINDING },
       uniforms: scoringUniforms(plan, io),
+      bindings,
+      workgroups: plan.workgroups,
+    });
+  } else if (plan.matrix) {
+    const { builtin, M, N, K, valueDims } = plan.matrix;
+    const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, io.output, io.lse], io);
+    rec.dispatch({
+      name: builtin ? 'flash_attention_matrix' : 'flash_attention_matrix_emulated',
+      sources: [
+        elementPrelude(plan.storage, true),
+        matrixSource,
+        builtin ? tilesBuiltinSource : tilesEmulatedSource,
+        ...shared,
+      ],
+      constants: {
+        TILE_M: M,
+        TILE_N: N,
+        TILE_K: K,
+        VG: valueDims,
+        MASK: plan.maskKind,
+        LSE: plan.lse,
+        ...ruleConstants(plan),
+        RULES_BINDING,
+      },
+      uniforms: { ...scoringUniforms(plan, io), ...rowUniforms(io) },
       bindings,
       workgroups: plan.workgroups,
     });
