@@ -244,7 +244,9 @@ export async function runNodeBench(
   const started = performance.now();
   const loadAtStart = loadavg()[0];
   const shapes = selectShapes(o);
-  const gpu = await nodeGpu();
+  // as in the Node specs: e.g. enable-dawn-features=allow_unsafe_apis (subgroup matrices) or
+  // disable-dawn-features=timestamp_quantization (Dawn rounds timestamps to 65.5 us by default)
+  const gpu = await nodeGpu(process.env.WEBGPU_ATTENTION_DAWN_FLAGS?.split(',').filter(Boolean) ?? []);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new Error('bench:node: requestAdapter() returned null (no WebGPU adapter)');
   const features = [...adapter.features].sort();
