@@ -1,0 +1,7 @@
+// The forms of attention's kernels, in a leaf module: the tuner, which the context calls, names
+// them without importing the context.
+
+/** The forms of `attention`'s kernels. See `ContextOptions.attentionKernel`. */
+export const ATTENTION_KERNELS = ['workgroup', 'registers', 'tiled'] as const;
+/** See `ContextOptions.attentionKernel`. */
+export type AttentionKernel = (typeof ATTENTION_KERNELS)[number];
