@@ -311,10 +311,17 @@ async function timeShapes(
   };
   const clock = clockAdvances();
   const timer = new CallTimer(ctx.device);
-  // One context per form on the same device: the calls differ only in the form.
+  // One context per form on the same device (made when first timed): the calls differ only in the form.
   const forms = new Map<AttentionKernel, Context>();
+  const formContext = (form: AttentionKernel) => {
+    let fc = forms.get(form);
+    if (!fc) {
+      fc = ctx.withAttentionKernel(form);
+      forms.set(form, fc);
+    }
+    return fc;
+  };
   try {
-    for (const form of candidates) forms.set(form, ctx.withAttentionKernel(form));
     for (const [index, shape] of shapes.entries()) {
       const dtype = shape.dtype ?? options.dtype ?? 'f32';
       const causal = shape.causal ?? options.causal ?? false;
@@ -348,7 +355,7 @@ async function timeShapes(
             outOfTime = true;
             break;
           }
-          const fc = forms.get(form)!;
+          const fc = formContext(form);
           const [fq, fk, fv] = [q, k, v].map((t) =>
             fc.wrap(t.buffer, t.shape, { dtype, offset: t.byteOffset }),
           );
@@ -430,8 +437,8 @@ export function tuneAtFirstUse(
     const one = { B, Hq, Hkv, Lq, Lk, D, Dv };
     const done = calls;
     pending = tuneAttention(ctx, [{ ...one, dtype: storage, causal }], {
-      budgetMs: FIRST_USE_BUDGET_MS,
       ...options,
+      budgetMs: options.budgetMs ?? FIRST_USE_BUDGET_MS,
     }).then(
       (result) => {
         const reason = result.skipped[0]?.reason;
