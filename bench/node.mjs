@@ -109,6 +109,9 @@ try {
   }
   const chosen = Object.entries(report.tuning.choices).map(([c, x]) => `${c} -> ${x.kernel}`);
   console.log(`tuning: ${chosen.join('; ') || 'nothing tuned'}`);
+  for (const { shape: s, reason } of report.tuning.skipped) {
+    console.log(`not tuned: Lq ${s.Lq} Lk ${s.Lk} D ${s.D}${s.causal ? ' causal' : ''}: ${reason}`);
+  }
   console.log(`${report.seconds.toFixed(0)} s`);
   if (report.checks.some((c) => !c.ok)) exitCode = 1;
   if (args.out) {

@@ -310,7 +310,7 @@ async function timeShapes(
     say(`tune ${cls}: the rule stays (${reason})`);
   };
   const clock = clockAdvances();
-  const timer = new CallTimer(ctx.device);
+  let timer: CallTimer | undefined; // made when a first call is timed
   // One context per form on the same device (made when first timed): the calls differ only in the form.
   const forms = new Map<AttentionKernel, Context>();
   const formContext = (form: AttentionKernel) => {
@@ -371,6 +371,7 @@ async function timeShapes(
             const share = left() / (shapes.length - index) / (runnable.length - i);
             const until = performance.now() + share;
             while (times.length < repeats && (times.length === 0 || performance.now() < until)) {
+              timer ??= new CallTimer(ctx.device);
               times.push(await timer.time(call));
             }
             ms[form] = median(times);
@@ -395,13 +396,13 @@ async function timeShapes(
       }
       const { B: b, Hq: hq, Hkv: hkv, Lq: lq, Lk: lk, D: d, Dv: dv } = shape;
       const timedShape = { B: b, Hq: hq, Hkv: hkv, Lq: lq, Lk: lk, D: d, Dv: dv };
-      recordChoice(ctx, { kernel, ms, timing: timer.timing, shape: timedShape, dtype, causal });
+      recordChoice(ctx, { kernel, ms, timing: timer!.timing, shape: timedShape, dtype, causal });
       tuned.push(cls);
       say(`tune ${cls}: ${kernel} (${timings})`);
     }
   } finally {
     for (const c of forms.values()) c.destroy();
-    timer.destroy();
+    timer?.destroy();
   }
   return { ...exportTuning(ctx), tuned, skipped };
 }
