@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark in Node through Dawn, no browser (issue 12, item 7): checks every kernel form
 // against the float64 reference on small shapes, measures the adapter's roofs, tunes the kernel
-// form per shape, times the attention shapes in both forms (fraction of the roof next to
+// form per shape, times the attention shapes in every form (fraction of the roof next to
 // GFLOP/s) and the decode layer, prints a table and writes <date>-<adapter>-node.{json,md}.
 // Picks a real GPU when Dawn finds one (src/node.ts); SwiftShader otherwise.
 //
@@ -12,132 +12,24 @@
 // groups of bench/shapes.ts plus prefill-4096, d128-2048, decode-gqa-32768; backward or
 // backward:NAME: the backward section of bench/backward.ts, ours fused and composed, also part of a
 // full run), --repeats N,
-// --row-budget-s N, --tune-budget-s N, --no-layer, --suite FILE (node_suite.ts bundled ahead, e.g.
-// by `vite build --ssr bench/node_suite.ts` with `webgpu` external: for a machine with Node and
-// the `webgpu` package but no dev dependencies, such as a lent GPU machine without network).
-import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+// --row-budget-s N, --tune-budget-s N, --no-layer.
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { createServer } from 'vite';
+import { main } from './node_cli.mjs';
 
-const here = fileURLToPath(new URL('.', import.meta.url));
-const { values: args } = parseArgs({
-  options: {
-    out: { type: 'string' },
-    quick: { type: 'boolean', default: false },
-    shapes: { type: 'string', default: '' },
-    repeats: { type: 'string' },
-    'row-budget-s': { type: 'string' },
-    'tune-budget-s': { type: 'string' },
-    'no-layer': { type: 'boolean', default: false },
-    suite: { type: 'string' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+// Vite loads the TypeScript sources and their WGSL (?raw) in Node.
+const server = await createServer({
+  configFile: join(fileURLToPath(new URL('.', import.meta.url)), 'vite.config.mjs'),
+  logLevel: 'warn',
+  server: { middlewareMode: true, hmr: false, watch: null },
 });
-if (args.help) {
-  const lines = (await readFile(fileURLToPath(import.meta.url), 'utf8')).split('\n');
-  console.log(
-    lines
-      .slice(
-        1,
-        lines.findIndex((l) => l.startsWith('import')),
-      )
-      .map((l) => l.slice(3))
-      .join('\n'),
-  );
-  process.exit(0);
-}
-const number = (name, fallback) => {
-  if (args[name] === undefined) return fallback;
-  const n = Number(args[name]);
-  if (!(n > 0)) {
-    console.error(`--${name} must be a positive number, received ${args[name]}`);
-    process.exit(2);
-  }
-  return n;
-};
-const options = {
-  quick: args.quick,
-  shapes: args.shapes,
-  repeats: Math.round(number('repeats', args.quick ? 3 : 10)),
-  rowBudgetS: number('row-budget-s', args.quick ? 5 : 10),
-  tuneBudgetMs: 1000 * number('tune-budget-s', args.quick ? 20 : 20),
-  noLayer: args['no-layer'],
-};
-
-const progress = (message) => {
-  const t = new Date().toISOString().slice(11, 19);
-  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K\x1b[2m${t} ${message}\x1b[0m`);
-  else process.stderr.write(`${t} ${message}\n`);
-};
-const clear = () => process.stderr.isTTY && process.stderr.write('\r\x1b[2K');
-
-/** The commit the sources were at (with '+changes' when src/, shaders/ or bench/ differ from it). */
-function sourceVersion() {
-  try {
-    const git = (...a) => execFileSync('git', a, { cwd: join(here, '..'), encoding: 'utf8' }).trim();
-    const dirty = git('status', '--porcelain', '--', 'src', 'shaders', 'bench/*.ts') !== '';
-    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? '+changes' : ''}`;
-  } catch {
-    return 'unknown';
-  }
-}
-
-// Vite loads the TypeScript sources and their WGSL (?raw) in Node, unless --suite names a bundle.
-const server = args.suite
-  ? undefined
-  : await (await import('vite')).createServer({
-      configFile: join(here, 'vite.config.mjs'),
-      logLevel: 'warn',
-      server: { middlewareMode: true, hmr: false, watch: null },
-    });
-let exitCode = 0;
+let exitCode = 1;
 try {
-  const suite = server
-    ? await server.ssrLoadModule('/bench/node_suite.ts')
-    : await import(pathToFileURL(args.suite).href);
-  let header = true;
-  const report = await suite.runNodeBench(options, progress, (line) => {
-    clear();
-    if (header && line.startsWith('roofs')) {
-      console.log(line);
-      console.log(`\n${suite.nodeHeaderLine()}`);
-      header = false;
-      return;
-    }
-    console.log(line);
-  });
-  clear();
-  for (const t of suite.nodeTargets(report)) {
-    const v = t.value === undefined ? 'not measured' : `${(100 * t.value).toFixed(1)}%`;
-    console.log(`target: ${t.target}: ${v} (goal ${100 * t.goal}%)`);
-  }
-  const chosen = Object.entries(report.tuning.choices).map(([c, x]) => `${c} -> ${x.kernel}`);
-  console.log(`tuning: ${chosen.join('; ') || 'nothing tuned'}`);
-  console.log(`${report.seconds.toFixed(0)} s`);
-  if (report.checks.some((c) => !c.ok)) exitCode = 1;
-  if (args.out) {
-    const a = report.adapter;
-    const slug =
-      [a.vendor, a.architecture]
-        .filter(Boolean)
-        .join('-')
-        .toLowerCase()
-        .replace(/[^a-z0-9]+/g, '-')
-        .replace(/^-|-$/g, '') || 'unknown';
-    const stem = join(args.out, `${report.date.slice(0, 10)}-${slug}-node${args.quick ? '-quick' : ''}`);
-    const sources = sourceVersion();
-    await mkdir(args.out, { recursive: true });
-    await writeFile(`${stem}.json`, `${JSON.stringify({ ...report, sources }, null, 2)}\n`);
-    await writeFile(`${stem}.md`, suite.nodeMarkdown(report, sources));
-    console.log(`saved ${stem}.json, .md`);
-  }
+  exitCode = await main(await server.ssrLoadModule('/bench/node_suite.ts'));
 } catch (e) {
-  clear();
-  console.error(`bench:node: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-  exitCode = 1;
+  console.error(`bench:node: ${e instanceof Error ? e.message : String(e)}`);
 } finally {
-  await server?.close();
+  await server.close();
 }
 process.exit(exitCode);

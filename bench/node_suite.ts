@@ -1,7 +1,8 @@
 // The benchmark in Node through Dawn (`npm run bench:node`, run by bench/node.mjs): no browser and
 // no peers, our own kernels on the adapter Dawn picks (a real GPU when there is one, see
-// src/node.ts). Steps: 1. every kernel form (workgroup, registers, tiled) in each storage dtype checked
-// against the float64 reference on small shapes; 2. the adapter's roofs (bench/roofs.ts);
+// src/node.ts). Steps: 1. every kernel form (ATTENTION_KERNELS) in each storage dtype checked
+// against the float64 reference on small shapes, and again on a device without shader-f16 and
+// subgroups where the adapter has them (the variants other adapters run); 2. the adapter's roofs (bench/roofs.ts);
 // 3. tuning (src/tune.ts) of the kernel form for each shape; 4. each attention shape timed in each
 // form, as GFLOP/s and as a fraction of the roof that bounds it; 5. the decode layer (a small
 // transformer generating tokens), f32 and f16.
@@ -24,6 +25,7 @@ import {
 } from '../src';
 import { nodeGpu } from '../src/node';
 import { attention } from '../src/ops/attention';
+import { matrixConfig } from '../src/ops/matrix_tiles';
 import { attentionCpu } from '../src/reference';
 import {
   type BackwardRow,
@@ -94,6 +96,8 @@ const TOL = { f32: 1e-4, f16: 2e-3 };
 export interface CheckRow {
   form: AttentionKernel;
   dtype: 'f32' | 'f16';
+  /** Optional shader features the device was created without ('' for none: the device's all). */
+  without: string;
   shape: string;
   /** What the plan ran: path and form. */
   kernel: string;
@@ -196,8 +200,22 @@ function kernelOf(q: Tensor, k: Tensor, v: Tensor, causal: boolean): string {
   return plan.path === 'flash' || plan.path === 'decode' ? `${plan.path} (${plan.kernel})` : plan.path;
 }
 
+/**
+ * Shader features whose absence selects other kernel variants (f16 storage unpacked or packed,
+ * reductions with or without subgroups): the checks run again on a device without them.
+ */
+const VARIANT_FEATURES: readonly GPUFeatureName[] = ['shader-f16', 'subgroups'];
+/** The shapes of that second round (its variants matter, not more shapes): flash and decode paths. */
+const REDUCED_CHECK_SHAPES = CHECK_SHAPES.filter((s) => s.name === 'causal' || s.name === 'decode');
+
 /** One form and dtype on one small shape against the float64 reference. */
-async function check(ctx: Context, form: AttentionKernel, dtype: 'f32' | 'f16', s: BenchShape) {
+async function check(
+  ctx: Context,
+  form: AttentionKernel,
+  dtype: 'f32' | 'f16',
+  s: BenchShape,
+  without: string,
+) {
   const random = seededRandom(7);
   const round = (x: Float32Array) => (dtype === 'f16' ? x.map((e) => fromF16Bits(toF16Bits(e))) : x);
   const qd = round(randomUniform(random, s.B * s.Hq * s.Lq * s.D));
@@ -206,7 +224,7 @@ async function check(ctx: Context, form: AttentionKernel, dtype: 'f32' | 'f16', 
   const q = ctx.tensor(qd, [s.B, s.Hq, s.Lq, s.D], { dtype });
   const k = ctx.tensor(kd, [s.B, s.Hkv, s.Lk, s.D], { dtype });
   const v = ctx.tensor(vd, [s.B, s.Hkv, s.Lk, s.D], { dtype });
-  const row: CheckRow = { form, dtype, shape: s.name, kernel: '', err: Number.NaN, ok: false };
+  const row: CheckRow = { form, dtype, without, shape: s.name, kernel: '', err: Number.NaN, ok: false };
   try {
     row.kernel = kernelOf(q, k, v, s.causal);
     const { output } = await attention(q, k, v, { causal: s.causal });
@@ -262,6 +280,16 @@ export async function runNodeBench(
       await createContext({ device: ctx.device, attentionKernel: form, label: `bench:${form}` }),
     );
   }
+  // a second device without the variant features the adapter has, for the checks' second round
+  const missing = VARIANT_FEATURES.filter((f) => ctx.features.has(f));
+  const reduced = missing.length
+    ? await createContext({
+        gpu,
+        adapter: (await gpu.requestAdapter({ powerPreference: 'high-performance' })) ?? undefined,
+        disableFeatures: [...missing],
+        label: 'bench:reduced',
+      })
+    : undefined;
   const probe = new PassProbe(ctx.device);
   try {
     const a = ctx.adapterInfo;
@@ -270,17 +298,39 @@ export async function runNodeBench(
     // 1. checks
     const checks: CheckRow[] = [];
     const dtypes = ['f32', 'f16'] as const;
-    for (const form of FORMS) {
-      for (const dtype of dtypes) {
-        for (const s of CHECK_SHAPES) {
-          progress(`check ${form} ${dtype} ${s.name}`);
-          const row = await check(forms.get(form)!, form, dtype, s);
-          checks.push(row);
-          if (!row.ok) onRow(`CHECK FAILED: ${form} ${dtype} ${s.name}: ${row.error ?? `err ${row.err}`}`);
+    const rounds: [
+      without: string,
+      shapes: BenchShape[],
+      formContext: (f: AttentionKernel) => Promise<Context>,
+    ][] = [['', CHECK_SHAPES, async (f) => forms.get(f)!]];
+    if (reduced) {
+      const device = reduced.device;
+      rounds.push([
+        missing.join(', '),
+        REDUCED_CHECK_SHAPES,
+        (f) => createContext({ device, attentionKernel: f }),
+      ]);
+    }
+    for (const [without, checkShapes, formContext] of rounds) {
+      for (const form of FORMS) {
+        const fc = await formContext(form);
+        for (const dtype of dtypes) {
+          for (const s of checkShapes) {
+            const what = `${form} ${dtype} ${s.name}${without ? ` without ${without}` : ''}`;
+            progress(`check ${what}`);
+            const row = await check(fc, form, dtype, s, without);
+            checks.push(row);
+            if (!row.ok) onRow(`CHECK FAILED: ${what}: ${row.error ?? `err ${row.err}`}`);
+          }
         }
+        if (without) fc.destroy();
       }
     }
     await ctx.sync();
+    if (reduced) {
+      await reduced.sync();
+      reduced.destroy();
+    }
     if (errors.length) throw new Error(`WebGPU error during the checks: ${errors[0]}`);
     const passed = new Set(FORMS.filter((f) => checks.every((c) => c.form !== f || c.ok)));
     onRow(`checks: ${checks.filter((c) => c.ok).length} of ${checks.length} passed`);
@@ -307,9 +357,11 @@ export async function runNodeBench(
       Lk: s.Lk,
       D: s.D,
       Dv: s.D,
+      causal: s.causal,
     }));
     const tuning = await tuneAttention(ctx, tuneShapes, {
-      candidates: FORMS.filter((f) => passed.has(f)),
+      // the tuner's own candidates (the matrix form only where its builtins run) that passed
+      candidates: FORMS.filter((f) => passed.has(f) && (f !== 'matrix' || matrixConfig(ctx) !== undefined)),
       budgetMs: o.tuneBudgetMs,
       repeats: o.quick ? 2 : 5,
       progress,
@@ -324,7 +376,7 @@ export async function runNodeBench(
       const kd = data(s.B * s.Hkv * s.Lk * s.D);
       const vd = data(s.B * s.Hkv * s.Lk * s.D);
       const ts = { ...s, Dv: s.D };
-      const choice = tunedKernel(ctx, ts);
+      const choice = tunedKernel(ctx, ts, 'f32', s.causal);
       for (const form of FORMS) {
         const fc = forms.get(form)!;
         const base = { shape: s.name, form, rule: form === ctx.attentionKernel, tuned: form === choice };
@@ -458,6 +510,7 @@ export async function runNodeBench(
   } finally {
     probe.destroy();
     for (const c of forms.values()) c.destroy();
+    reduced?.destroy();
     ctx.destroy();
   }
 }
@@ -542,6 +595,9 @@ function bestOf(report: NodeBenchReport, name: string): number {
   return xs.length ? Math.max(...xs) : Number.NEGATIVE_INFINITY;
 }
 
+/** The features the checks' second round ran without ('' where it did not run). */
+const reducedChecks = (report: NodeBenchReport) => report.checks.find((c) => c.without)?.without ?? '';
+
 /** The Markdown report written next to the JSON. */
 export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
   const a = report.adapter;
@@ -564,9 +620,11 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
     '',
     '## Checks against the float64 reference',
     '',
-    `${report.checks.length - failed.length} of ${report.checks.length} passed (both forms, f32 and f16 storage, shapes ${CHECK_SHAPES.map((s) => s.name).join(', ')}; error in units of the tolerance, f32 1e-4 + 1e-4·|ref|, f16 2e-3 + 2e-3·|ref|).` +
+    `${report.checks.length - failed.length} of ${report.checks.length} passed (every form: ${FORMS.join(', ')}; f32 and f16 storage; shapes ${CHECK_SHAPES.map((s) => s.name).join(', ')}` +
+      `${reducedChecks(report) ? `; and ${REDUCED_CHECK_SHAPES.map((s) => s.name).join(', ')} again on a device without ${reducedChecks(report)}, for the variants adapters without them run` : ''}` +
+      '; error in units of the tolerance, f32 1e-4 + 1e-4·|ref|, f16 2e-3 + 2e-3·|ref|).' +
       (failed.length
-        ? ` Failed: ${failed.map((c) => `${c.form} ${c.dtype} ${c.shape} (${c.error ?? c.err.toPrecision(3)})`).join('; ')}.`
+        ? ` Failed: ${failed.map((c) => `${c.form} ${c.dtype} ${c.shape}${c.without ? ` without ${c.without}` : ''} (${c.error ?? c.err.toPrecision(3)})`).join('; ')}.`
         : ''),
     '',
     `## Roofs (measured in this run, ${report.roofs.timing})`,
@@ -583,7 +641,7 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
     '',
     '## Attention',
     '',
-    'Each shape in both kernel forms. GFLOP/s counts 4·B·H·Lq·Lk·D (halved when causal); GB/s counts q, k, v read ' +
+    'Each shape in every kernel form. GFLOP/s counts 4·B·H·Lq·Lk·D (halved when causal); GB/s counts q, k, v read ' +
       'and the output written once. "bound": compute when the call does more flops per byte than the adapter\'s ' +
       'ridge point (f32 roof / read roof), else bandwidth; "% of roof" is GFLOP/s of the f32 FMA roof or GB/s of the ' +
       'read roof, from GPU time where timestamps exist, else wall time. "chosen by": the form the context\'s rule ' +
@@ -608,7 +666,7 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
     ...(report.tuning.skipped.length
       ? [
           '',
-          `Not tuned: ${report.tuning.skipped.map((s) => `Lq ${s.shape.Lq} Lk ${s.shape.Lk} (${s.reason})`).join('; ')}.`,
+          `Not tuned: ${report.tuning.skipped.map((s) => `Lq ${s.shape.Lq} Lk ${s.shape.Lk}${s.shape.causal ? ' causal' : ''} (${s.reason})`).join('; ')}.`,
         ]
       : []),
     '',

@@ -1,7 +1,20 @@
 import { checkOptions } from './checks';
 import { keepAliveUntil } from './keep_alive';
+import { ATTENTION_KERNELS, type AttentionKernel, SUBGROUP_MATRIX_FEATURE } from './kernel_forms';
 import { type DType, Tensor, type TensorData } from './tensor';
+import {
+  AUTOTUNE_OPTION_KEYS,
+  type AutotuneOptions,
+  checkTuneOptions,
+  type TuneOptions,
+  type TuneResult,
+  tuneAtFirstUse,
+  tuneAttention,
+} from './tune';
+import { knownShapes, type TuneShape, type TuningShape } from './tune_table';
 import { Usage } from './usage';
+
+export { ATTENTION_KERNELS, type AttentionKernel, SUBGROUP_MATRIX_FEATURE };
 
 export type LimitName = (typeof RAISED_LIMITS)[number] | 'maxComputeWorkgroupsPerDimension';
 /** The limits the library sizes and splits its work by. */
@@ -16,13 +29,11 @@ const CONTEXT_OPTION_KEYS = [
   'limits',
   'label',
   'attentionKernel',
+  'autotune',
 ];
 
 /** Most bytes of scratch buffers a context keeps for reuse between calls. */
 const SCRATCH_POOL_BYTES = 16 * 1024 * 1024;
-
-/** The experimental feature of the `'matrix'` form's builtins (adapters list it only behind unsafe-API flags). */
-export const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix' as GPUFeatureName;
 
 /** Optional adapter features the library uses when they exist. */
 const OPTIONAL_FEATURES: GPUFeatureName[] = [
@@ -57,6 +68,20 @@ export interface ContextOptions {
    * clamped; lower values make the library split work as it would on a smaller device.
    */
   limits?: Partial<Limits>;
+  /**
+   * Tune attention's kernel form at first use (off by default): the first `attention` call of
+   * each shape class not tuned yet (see `shapeClass`: dtype, causal, head dims, GQA group, B·Hq,
+   * Lq, Lk) times the candidate forms on zero inputs of its shape, as {@link tuneAttention} does,
+   * within `budgetMs` per class (default 500; compiles included), records the fastest, and then
+   * runs with it; later calls of the class find the choice by a Map lookup and time nothing.
+   * Concurrent first calls of a class wait for one tuning; tunings of one device run one at a
+   * time. Where tuning cannot choose (no working clock, one candidate only, the budget spent
+   * first, candidates failed, equal timings), the rule stays for the class, recorded so that it
+   * is not timed again; `ctx.tune()` times such classes on request. Only the first call of a class
+   * waits (its promise resolves later); `attention`'s signature is the same either way.
+   * Choices restored with `importTuning` are not timed again.
+   */
+  autotune?: boolean | AutotuneOptions;
   label?: string;
   /**
    * The form of `attention`'s kernels (the flash kernel and the split-K decode pass):
@@ -79,11 +104,6 @@ export interface ContextOptions {
    */
   attentionKernel?: AttentionKernel;
 }
-
-/** The forms of `attention`'s kernels. See {@link ContextOptions.attentionKernel}. */
-export const ATTENTION_KERNELS = ['workgroup', 'registers', 'tiled', 'matrix'] as const;
-/** See {@link ContextOptions.attentionKernel}. */
-export type AttentionKernel = (typeof ATTENTION_KERNELS)[number];
 
 /** Facts about the adapter a context's device came from. */
 export interface AdapterDescription {
@@ -153,6 +173,8 @@ export class Context {
   readonly limits: Readonly<Limits>;
   /** The kernel form `attention` uses here (see {@link ContextOptions.attentionKernel}). */
   readonly attentionKernel: AttentionKernel;
+  /** How first calls are tuned, or undefined where they are not (see {@link ContextOptions.autotune}). */
+  readonly autotune: AutotuneOptions | undefined;
   private lostInfo: ContextLostInfo | undefined;
   private destroyed = false;
   private bytes = 0;
@@ -170,7 +192,7 @@ export class Context {
     readonly device: GPUDevice,
     readonly adapterInfo: AdapterDescription,
     private readonly ownsDevice: boolean,
-    options: Pick<ContextOptions, 'limits' | 'attentionKernel'> = {},
+    options: Pick<ContextOptions, 'limits' | 'attentionKernel' | 'autotune'> = {},
     /**
      * The GPU object and adapter the device came from, held as long as the context: Dawn in Node
      * crashes when they are garbage-collected while their device is alive.
@@ -183,6 +205,7 @@ export class Context {
     ) as Limits;
     this.attentionKernel =
       options.attentionKernel ?? (adapterInfo.isFallbackAdapter ? 'registers' : 'workgroup');
+    this.autotune = options.autotune === true ? {} : options.autotune || undefined;
     this.lost = device.lost.then((info) => {
       this.lostInfo ??= {
         reason: info.reason === 'destroyed' ? 'destroyed' : 'unknown',
@@ -401,6 +424,38 @@ export class Context {
     return this.uniforms;
   }
 
+  /**
+   * Times attention's kernel forms for these shapes' classes and keeps the fastest for this
+   * context: {@link tuneAttention}`(ctx, shapes, options)`. Without shapes, the classes this
+   * context has met: those tuned, and those first-use tuning ({@link ContextOptions.autotune})
+   * left to the rule (for example when its budget was spent), each timed again.
+   *
+   * @example
+   * const ctx = await createContext({ autotune: { budgetMs: 0 } }); // records each class, times none
+   * // ... run the app's calls once, then, when there is time:
+   * const { choices } = await ctx.tune(undefined, { budgetMs: 10_000 });
+   */
+  tune(shapes?: readonly TuneShape[], options?: TuneOptions): Promise<TuneResult> {
+    return tuneAttention(this, shapes ?? knownShapes(this), options);
+  }
+
+  /**
+   * @internal attention's first-use tuning: undefined when `autotune` is off or the call's class
+   * is settled (no wait), else the promise of its class's tuning.
+   */
+  tuneFirstUse(shape: TuningShape, dtype: string, causal: boolean): Promise<void> | undefined {
+    return this.autotune && tuneAtFirstUse(this, shape, dtype, causal, this.autotune);
+  }
+
+  /**
+   * @internal a context on the same device (which it does not own) whose `attention` runs in
+   * `form`: the tuner times each form through one.
+   */
+  withAttentionKernel(form: AttentionKernel): Context {
+    const { device, adapterInfo, limits, origin } = this;
+    return new Context(device, adapterInfo, false, { limits, attentionKernel: form }, origin);
+  }
+
   /** Resolves when all work submitted so far has finished on the GPU. */
   async sync(): Promise<void> {
     this.assertAlive('sync');
@@ -446,6 +501,15 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
     throw new Error(
       `createContext: options.attentionKernel must be one of ${ATTENTION_KERNELS.map((k) => `'${k}'`).join(', ')}, received ${JSON.stringify(options.attentionKernel)}`,
     );
+  }
+  const { autotune } = options;
+  if (autotune !== undefined && typeof autotune !== 'boolean') {
+    if (autotune === null || typeof autotune !== 'object') {
+      throw new Error(
+        `createContext: options.autotune must be a boolean or { budgetMs?, candidates?, repeats?, progress? }, received ${autotune === null ? 'null' : typeof autotune}`,
+      );
+    }
+    checkTuneOptions('createContext', 'options.autotune', autotune, AUTOTUNE_OPTION_KEYS);
   }
   if (options.device) {
     // the adapter the device came from, where given, describes it (with its matrix configs)

@@ -109,12 +109,13 @@ export {
   type TransformerConfig,
   transformerParamShapes,
 } from './train/transformer_config';
-export { type TuneOptions, type TuneResult, tuneAttention } from './tune';
+export { type AutotuneOptions, type TuneOptions, type TuneResult, tuneAttention } from './tune';
 export {
   clearTuning,
   exportTuning,
   importTuning,
   shapeClass,
+  type TuneShape,
   type TuningChoice,
   type TuningRecord,
   type TuningShape,

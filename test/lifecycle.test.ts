@@ -8,7 +8,7 @@ describe('createContext options', () => {
   it('unknown options and limits throw, naming them', async () => {
     const typo = { gpu: navigator.gpu, limit: {} } as unknown as Parameters<typeof createContext>[0];
     await expect(createContext(typo)).rejects.toThrow(
-      "createContext: unknown option 'limit', expected one of gpu, device, adapter, powerPreference, disableFeatures, limits, label, attentionKernel",
+      "createContext: unknown option 'limit', expected one of gpu, device, adapter, powerPreference, disableFeatures, limits, label, attentionKernel, autotune",
     );
     const badLimit = { limits: { maxBindingSize: 4 } } as unknown as Parameters<typeof createContext>[0];
     await expect(createContext(badLimit)).rejects.toThrow("createContext: unknown limit 'maxBindingSize'");

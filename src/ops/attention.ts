@@ -123,6 +123,9 @@ async function runAttention(
   const { ctx } = q;
   const { mask } = options;
   if (options.scoreMod !== undefined || options.maskMod !== undefined) await checkSnippets(ctx, options);
+  // createContext({ autotune }): the first call of a class not tuned yet waits for its tuning
+  const tuning = force ? undefined : ctx.tuneFirstUse(shape, q.dtype, options.causal ?? false);
+  if (tuning) await tuning;
   const p = plan({ ctx, shape, dtype: q.dtype, mask, chunked: chunked(q, k, v) }, options, force);
   const { B, Hq, Lq, Lk, Dv } = shape;
   const rec = new Recording(ctx, 'attention');

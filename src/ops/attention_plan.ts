@@ -426,7 +426,7 @@ export function corePlan(
   const { ctx, shape: s, mask } = inputs;
   const fits = s.D % 4 === 0 && s.Dv % 4 === 0 && !options.returnWeights && inputs.chunked !== false;
   // the form tuneAttention measured fastest for this shape class, else the context's rule
-  const preferred = tunedKernel(ctx, s, inputs.dtype) ?? ctx.attentionKernel;
+  const preferred = tunedKernel(ctx, s, inputs.dtype, options.causal) ?? ctx.attentionKernel;
   // the matrix form has no weights output and no dropout, and needs its workgroup memory: other
   // calls run the workgroup form
   const matrix =

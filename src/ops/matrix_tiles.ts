@@ -1,7 +1,8 @@
 // The tiles of the 'matrix' flash kernel (shaders/flash_attention_matrix.wgsl) on a context: the
 // subgroup-matrix builtins in a shape the adapter reports, or their emulation, and how many value
 // dims one workgroup keeps in workgroup memory.
-import { type Context, SUBGROUP_MATRIX_FEATURE, type SubgroupMatrixConfig } from '../context';
+import type { Context, SubgroupMatrixConfig } from '../context';
+import { SUBGROUP_MATRIX_FEATURE } from '../kernel_forms';
 
 /** The kernel's rows per block, keys per tile and q / k dims per chunk (BR, BC, KC there). */
 const BLOCK = 32;

@@ -1,0 +1,136 @@
+// The command line of the Node benchmark (`npm run bench:node`, bench/node.mjs, or the bundle
+// that scripts/gpu-pack.mjs makes for a machine without node_modules): options, progress on
+// stderr, the table on stdout, the results files. `main(suite)` takes bench/node_suite.ts's module.
+import { execFileSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+export const USAGE = `The benchmark in Node through Dawn, no browser (issue 12, item 7): checks every kernel form
+against the float64 reference on small shapes, measures the adapter's roofs, tunes the kernel
+form per shape, times the attention shapes in every form (fraction of the roof next to
+GFLOP/s) and the decode layer, prints a table and writes <date>-<adapter>-node.{json,md}.
+Picks a real GPU when Dawn finds one (src/node.ts); SwiftShader otherwise.
+
+  npm run bench:node -- --out DIR              every shape (GPU-sized; minutes on a GPU)
+  npm run bench:node -- --quick --out DIR      four small shapes, short roofs and layer run
+
+Options: --out DIR (where the results go; default: print only), --quick, --shapes a,b (names or
+groups of bench/shapes.ts plus prefill-4096, d128-2048, decode-gqa-32768; backward or
+backward:NAME: the backward section of bench/backward.ts, ours fused and composed, also part of a
+full run), --repeats N,
+--row-budget-s N, --tune-budget-s N, --no-layer.`;
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+/** Runs the benchmark with the process's arguments; resolves to the exit code. */
+export async function main(suite) {
+  const { values: args } = parseArgs({
+    options: {
+      out: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      shapes: { type: 'string', default: '' },
+      repeats: { type: 'string' },
+      'row-budget-s': { type: 'string' },
+      'tune-budget-s': { type: 'string' },
+      'no-layer': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const number = (name, fallback) => {
+    if (args[name] === undefined) return fallback;
+    const n = Number(args[name]);
+    if (!(n > 0)) {
+      throw new Error(`--${name} must be a positive number, received ${args[name]}`);
+    }
+    return n;
+  };
+  const options = {
+    quick: args.quick,
+    shapes: args.shapes,
+    repeats: Math.round(number('repeats', args.quick ? 3 : 10)),
+    rowBudgetS: number('row-budget-s', args.quick ? 5 : 10),
+    tuneBudgetMs: 1000 * number('tune-budget-s', args.quick ? 20 : 20),
+    noLayer: args['no-layer'],
+  };
+
+  const progress = (message) => {
+    const t = new Date().toISOString().slice(11, 19);
+    if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K\x1b[2m${t} ${message}\x1b[0m`);
+    else process.stderr.write(`${t} ${message}\n`);
+  };
+  const clear = () => process.stderr.isTTY && process.stderr.write('\r\x1b[2K');
+
+  /**
+   * The commit the sources were at (with '+changes' when src/, shaders/ or bench/ differ from it);
+   * BENCH_SOURCES where set (a bundle, away from the repository).
+   */
+  function sourceVersion() {
+    if (process.env.BENCH_SOURCES) return process.env.BENCH_SOURCES;
+    try {
+      const git = (...a) =>
+        execFileSync('git', a, {
+          cwd: join(here, '..'),
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'ignore'],
+        }).trim();
+      const dirty = git('status', '--porcelain', '--', 'src', 'shaders', 'bench/*.ts') !== '';
+      return `${git('rev-parse', '--short', 'HEAD')}${dirty ? '+changes' : ''}`;
+    } catch {
+      return 'unknown';
+    }
+  }
+
+  let exitCode = 0;
+  try {
+    let header = true;
+    const report = await suite.runNodeBench(options, progress, (line) => {
+      clear();
+      if (header && line.startsWith('roofs')) {
+        console.log(line);
+        console.log(`\n${suite.nodeHeaderLine()}`);
+        header = false;
+        return;
+      }
+      console.log(line);
+    });
+    clear();
+    for (const t of suite.nodeTargets(report)) {
+      const v = t.value === undefined ? 'not measured' : `${(100 * t.value).toFixed(1)}%`;
+      console.log(`target: ${t.target}: ${v} (goal ${100 * t.goal}%)`);
+    }
+    const chosen = Object.entries(report.tuning.choices).map(([c, x]) => `${c} -> ${x.kernel}`);
+    console.log(`tuning: ${chosen.join('; ') || 'nothing tuned'}`);
+    for (const { shape: s, reason } of report.tuning.skipped) {
+      console.log(`not tuned: Lq ${s.Lq} Lk ${s.Lk} D ${s.D}${s.causal ? ' causal' : ''}: ${reason}`);
+    }
+    console.log(`${report.seconds.toFixed(0)} s`);
+    if (report.checks.some((c) => !c.ok)) exitCode = 1;
+    if (args.out) {
+      const a = report.adapter;
+      const slug =
+        [a.vendor, a.architecture]
+          .filter(Boolean)
+          .join('-')
+          .toLowerCase()
+          .replace(/[^a-z0-9]+/g, '-')
+          .replace(/^-|-$/g, '') || 'unknown';
+      const stem = join(args.out, `${report.date.slice(0, 10)}-${slug}-node${args.quick ? '-quick' : ''}`);
+      const sources = sourceVersion();
+      await mkdir(args.out, { recursive: true });
+      await writeFile(`${stem}.json`, `${JSON.stringify({ ...report, sources }, null, 2)}\n`);
+      await writeFile(`${stem}.md`, suite.nodeMarkdown(report, sources));
+      console.log(`saved ${stem}.json, .md`);
+    }
+  } catch (e) {
+    clear();
+    console.error(`bench:node: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    exitCode = 1;
+  }
+  return exitCode;
+}
