@@ -125,7 +125,7 @@ function scorePairs(p: FlashPlan | DecodePlan, score: (b: number, h: number, i: 
   } else {
     const group = Hq / Hkv;
     const RQ = p.rowsPerBlock;
-    const G = Math.floor(DECODE_WG / Math.ceil(p.shape.Dv / 4));
+    const G = DECODE_WG / p.keyLanes;
     for (let w = 0; w < p.workgroups; w++) {
       const chunk = w % p.chunks;
       const ri0 = (Math.floor(w / p.chunks) % p.rowBlocks) * RQ;

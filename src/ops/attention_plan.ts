@@ -221,6 +221,14 @@ export interface DecodePlan extends CorePlan {
   /** 'workgroup' form: (query head, query) rows per block and blocks per kv head. */
   rowsPerBlock: number;
   rowBlocks: number;
+  /**
+   * 'workgroup' form: lanes along the head dims per key row (`decodeKeyLanes`), keys each group of
+   * them scores per step, and whether their dot products are summed by subgroup shuffles (the
+   * device has `subgroups`; else in workgroup memory). 1, 1, false in the 'registers' form.
+   */
+  keyLanes: number;
+  keysPerLane: number;
+  subgroups: boolean;
   workgroups: number;
 }
 
@@ -314,8 +322,13 @@ export const ROWS_PER_WORKGROUP = 64;
 export const DECODE_WG = 64;
 /** Most (query head, query) rows that one `workgroup` decode block scores against each key. */
 const DECODE_MAX_ROWS = 8;
-/** Decode workgroups to aim for: enough to occupy every core of a large GPU several times over. */
+/**
+ * Decode workgroups to aim for: enough to keep several per core of a large GPU (an H100 has 132),
+ * so that enough loads are in flight to reach its memory bandwidth.
+ */
 const DECODE_TARGET_WORKGROUPS = 256;
+/** Most partial dot products (rows x keys) each lane of the `workgroup` decode pass sums per step. */
+const DECODE_LANE_VALUES = 16;
 /** Fewest key tiles per chunk, so that each workgroup's q load and each partial pay off. */
 const DECODE_MIN_TILES = 2;
 /** Invocations per workgroup of the `registers` decode pass (one key chunk each). */
@@ -502,6 +515,9 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
       partials: chunks,
       rowsPerBlock: 1,
       rowBlocks: rows,
+      keyLanes: 1,
+      keysPerLane: 1,
+      subgroups: false,
       workgroups: rows * Math.ceil(chunks / DECODE_REGISTERS_WG),
       ...core,
     };
@@ -511,7 +527,15 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
   // Rows of a block are the group * Lq (query head, query) pairs of one kv head.
   const rowsPerBlock = 2 ** Math.ceil(Math.log2(Math.min(group * Lq, DECODE_MAX_ROWS)));
   const rowBlocks = Math.ceil((group * Lq) / rowsPerBlock);
-  const G = Math.floor(DECODE_WG / DV4);
+  const keyLanes = decodeKeyLanes(core.shape.D, Dv);
+  // each key group writes its own partials
+  const G = DECODE_WG / keyLanes;
+  // Keys per lane and step: as many as DECODE_LANE_VALUES allows (loads in flight, fewer barriers)
+  // while the step's sums fit the workgroup storage (decode_split.wgsl: red and sums).
+  let keysPerLane = Math.max(1, Math.min(keyLanes, DECODE_LANE_VALUES / rowsPerBlock));
+  const storage = (ku: number) => rowsPerBlock * ku * (DECODE_WG + G) * 4 + 8;
+  while (keysPerLane > 1 && storage(keysPerLane) > ctx.limits.maxComputeWorkgroupStorageSize)
+    keysPerLane /= 2;
   const { chunks, tilesPerChunk } = chunking(
     ctx,
     rows,
@@ -527,9 +551,21 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
     partials: chunks * G,
     rowsPerBlock,
     rowBlocks,
+    keyLanes,
+    keysPerLane,
+    subgroups: ctx.hasSubgroups === true,
     workgroups: chunks * rowBlocks * B * Hkv,
     ...core,
   };
+}
+
+/**
+ * Lanes along the head dims per key row of the `workgroup` decode pass: each holds four elements
+ * of q, k, v and the output, so the power of two >= ceil(max(D, Dv) / 4) (at most DECODE_WG, as
+ * head dims are at most 256).
+ */
+export function decodeKeyLanes(D: number, Dv: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.ceil(Math.max(D, Dv, 1) / 4)));
 }
 
 /**
