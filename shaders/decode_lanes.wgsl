@@ -10,6 +10,6 @@ fn laneWidth(lanes: Lanes, t: u32, n: u32) -> u32 {
   return 1u;
 }
 
-fn laneSum(x: f32, width: u32) -> f32 {
+fn laneSum(x: vec4<f32>, width: u32) -> vec4<f32> {
   return x;
 }

@@ -18,9 +18,9 @@ fn laneWidth(lanes: Lanes, t: u32, n: u32) -> u32 {
   return select(1u, min(size, n), linear);
 }
 
-// The sum of x over the `width` consecutive lanes (from a multiple of width) holding this
+// The sums of x over the `width` consecutive lanes (from a multiple of width) holding this
 // invocation, the same bits in each (a xor butterfly). Call from uniform control flow.
-fn laneSum(x: f32, width: u32) -> f32 {
+fn laneSum(x: vec4<f32>, width: u32) -> vec4<f32> {
   var s = x;
   for (var o = 1u; o < width; o *= 2u) {
     s += subgroupShuffleXor(s, o);

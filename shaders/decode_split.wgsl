@@ -5,17 +5,19 @@
 // One workgroup per (key chunk, block of RQ rows, b * Hkv + kv head), in that order from the
 // fastest. The rows of a block are (query head, query) pairs of the same kv head, so GQA heads
 // share each K/V load. Lanes lie along the head dims: invocation t is lane c = t % LK of key group
-// g = t / LK; lane c holds elements 4c .. 4c + 3 of each row's scaled q, reads those of k and v
-// rows (the LK lanes of a group read a row: coalesced, whole vec4 / packed-f16 chunks when VEC)
-// and accumulates those output columns. A step scores KU keys per group, the KU * G consecutive
-// keys j0 + jj + u * G + g (u < KU) per workgroup. The lanes' partial dot products are summed over
-// their group by subgroup shuffles where whole groups lie in subgroups of consecutive lanes
-// (checked at run time: any subgroup size, any layout), otherwise, or for the lanes past the
-// subgroup, through workgroup memory (two barriers per step). Each key group keeps its own online
-// softmax state (m, l, o) per row over keys g, g + G, ... of the chunk, in f32, and writes it as
-// a partial: no reduction across groups, no barrier in the key loop when shuffles suffice.
-// Constants: WG, RQ (rows per block), LK (lanes per key, a power of two >= D4 and DV4), G = WG / LK
-// (key groups), KU (keys per group and step, <= LK), D4 = ceil(D / 4), DV4 = ceil(Dv / 4), VEC (D,
+// g = t / LK; lane c owns the slices c, c + LK, ... (SK of k, SV of v) of four elements of a row:
+// it holds those of each row's scaled q, reads those of k and v rows (the LK lanes of a group read
+// LK consecutive slices of a row at a time: coalesced, whole vec4 / packed-f16 chunks when VEC)
+// and accumulates those output columns. A step scores four keys per group, jg + u * G for u < 4
+// (jg = j0 + jj + g: the 4 * G consecutive keys from j0 + jj per workgroup), as the components of
+// a vec4 per row. The lanes' partial dot products are summed over their group by subgroup shuffles
+// where whole groups lie in subgroups of consecutive lanes (checked at run time: any subgroup
+// size, any layout), otherwise, or for the lanes past the subgroup, through workgroup memory (two
+// barriers per step). Each key group keeps its own online softmax state (m, l, o) per row over
+// keys g, g + G, ... of the chunk, in f32, and writes it as a partial: no reduction across groups,
+// no barrier in the key loop where shuffles suffice.
+// Constants: WG, RQ (rows per block), LK (lanes per key, a power of two >= 4), G = WG / LK (key
+// groups), D4 = ceil(D / 4), DV4 = ceil(Dv / 4), SK = ceil(D4 / LK), SV = ceil(DV4 / LK), VEC (D,
 // Dv and the strides of k and v multiples of 4: k and v read as Chunks), MASK, DROPOUT
 // (dropout.wgsl's factors weigh what o sums), MODS, BLOCKS, KEY_RULES (ruleConstants in
 // src/ops/flash_attention.ts); the element storage helpers of src/f16.ts (elementPrelude,
@@ -26,15 +28,15 @@
 @group(0) @binding(2) var<storage, read> k: array<Input>;
 @group(0) @binding(3) var<storage, read> v: array<Input>;
 
-// [RQ * KU, WG]: each lane's partial dot products, when lanes are summed in workgroup memory
-var<workgroup> red: array<f32, RQ * KU * WG>;
-// [RQ * KU, G]: their sums per key group
-var<workgroup> sums: array<f32, RQ * KU * G>;
+// [RQ, WG]: each lane's partial dot products of its four keys, when summed in workgroup memory
+var<workgroup> red: array<vec4<f32>, RQ * WG>;
+// [RQ, G]: their sums per key group
+var<workgroup> sums: array<vec4<f32>, RQ * G>;
 // LK minus the fewest lanes some invocation may sum by shuffles (laneWidth)
 var<workgroup> narrowest: atomic<u32>;
 var<workgroup> shortfall: u32;
 
-// Elements 4c .. 4c + 3 (c < D4) of the k row starting at element `base`, zero past D.
+// Elements 4c .. 4c + 3 (slice c < D4) of the k row starting at element `base`, zero past D.
 fn kSlice(base: u32, c: u32) -> vec4<f32> {
   if (VEC) {
     return inputAt(k[base / 4u + c], 0u);
@@ -49,7 +51,7 @@ fn kSlice(base: u32, c: u32) -> vec4<f32> {
   return x;
 }
 
-// The same of the v row starting at element `base` (c < DV4), zero past Dv.
+// The same of the v row starting at element `base` (slice c < DV4), zero past Dv.
 fn vSlice(base: u32, c: u32) -> vec4<f32> {
   if (VEC) {
     return inputAt(v[base / 4u + c], 0u);
@@ -94,11 +96,12 @@ fn main(
 
   var rows: array<Row, RQ>;
   var ranges: array<KeyRange, RQ>;
-  // this lane's elements of each row's scaled q (zero past D and for rows past the block's end)
-  var qc: array<vec4<f32>, RQ>;
+  // [RQ, SK]: this lane's slices of each row's scaled q (zero past D and for rows past the block)
+  var qc: array<vec4<f32>, RQ * SK>;
   var m: array<f32, RQ>;
   var l: array<f32, RQ>;
-  var acc: array<vec4<f32>, RQ>;
+  // [RQ, SV]
+  var acc: array<vec4<f32>, RQ * SV>;
   // Keys some row of the block may attend: the chunk's loop runs over those only (uniform: every
   // invocation computes it from the same rows).
   var kLo = p.Lk;
@@ -113,10 +116,12 @@ fn main(
         kHi = max(kHi, ranges[r].hi);
       }
       let qAt = b * p.q_b + rows[r].h * p.q_h + rows[r].i * p.q_l;
-      for (var e = 0u; e < 4u; e++) {
-        let d = c * 4u + e;
-        if (d < p.D) {
-          qc[r][e] = unpackAt(q[wordOf(qAt + d)], qAt + d) * p.scale;
+      for (var i = 0u; i < SK; i++) {
+        for (var e = 0u; e < 4u; e++) {
+          let d = (c + i * LK) * 4u + e;
+          if (d < p.D) {
+            qc[r * SK + i][e] = unpackAt(q[wordOf(qAt + d)], qAt + d) * p.scale;
+          }
         }
       }
     }
@@ -131,7 +136,8 @@ fn main(
   }
 
   var nanBits = 0x7fc00000u; // a var, so that the NaN is made at run time, not in a constant
-  let nan = bitcast<f32>(nanBits);
+  let nan = vec4<f32>(bitcast<f32>(nanBits));
+  let z = vec4<f32>(0.0);
   let jStart = max(chunk * p.tilesPerChunk * WG, kLo);
   let jStop = min(chunk * p.tilesPerChunk * WG + p.tilesPerChunk * WG, kHi);
   for (var j0 = jStart; j0 < jStop; j0 += WG) {
@@ -147,93 +153,109 @@ fn main(
       }
     }
     let keys = min(WG, jStop - j0);
-    for (var jj = 0u; jj < keys; jj += G * KU) {
-      // s[r * KU + u]: the bias of row r for key j0 + jj + u * G + g (MASKED: not allowed), then its
-      // score; x: the lane's part of q·k, then the sum over the group
-      var s = array<f32, RQ * KU>();
-      var x = array<f32, RQ * KU>();
-      var ks = array<vec4<f32>, KU>();
-      var allowed = array<bool, KU>();
-      for (var u = 0u; u < KU; u++) {
-        let j = j0 + jj + u * G + g;
-        for (var r = 0u; r < RQ; r++) {
-          s[r * KU + u] = keyBias(b, rows[r], ranges[r], j, jStop);
-          allowed[u] = allowed[u] || s[r * KU + u] > MASKED;
-        }
-        // (loads first, all of them: several in flight per lane)
-        if (allowed[u] && c < D4) {
-          ks[u] = kSlice(kBase + j * p.k_l, c);
+    for (var jj = 0u; jj < keys; jj += 4u * G) {
+      // the group's four keys, and the rows they are read from: keys past jStop (masked) read row
+      // jStop - 1, so that every load stays in the tensor
+      let js = vec4<u32>(j0 + jj + g) + vec4<u32>(0u, G, 2u * G, 3u * G);
+      let jr = min(js, vec4<u32>(jStop - 1u));
+      // s[r]: row r's bias of each key (MASKED: not allowed), then its score. (Explicit zero
+      // initialisers: Dawn on SwiftShader was seen not to re-zero an uninitialised `var` declared
+      // inside a loop.)
+      var s = array<vec4<f32>, RQ>();
+      var anyAllowed = false;
+      for (var r = 0u; r < RQ; r++) {
+        s[r] = keyBiases(b, rows[r], ranges[r], js, jStop);
+        anyAllowed = anyAllowed || any(s[r] > vec4<f32>(MASKED));
+      }
+      // x[r]: the lane's part of q·k of the four keys, then the sum over the group
+      var x = array<vec4<f32>, RQ>();
+      if (anyAllowed) {
+        let at = kBase + jr * p.k_l;
+        for (var i = 0u; i < SK && c + i * LK < D4; i++) {
+          let e = c + i * LK;
+          var ks: mat4x4<f32>;
+          for (var u = 0u; u < 4u; u++) {
+            ks[u] = kSlice(at[u], e);
+          }
+          for (var r = 0u; r < RQ; r++) {
+            x[r] += qc[r * SK + i] * ks;
+          }
         }
       }
-      for (var u = 0u; u < KU; u++) {
-        for (var r = 0u; r < RQ; r++) {
-          x[r * KU + u] = laneSum(dot(qc[r], ks[u]), width);
-        }
+      for (var r = 0u; r < RQ; r++) {
+        x[r] = laneSum(x[r], width);
       }
       if (width < LK) {
-        // the rest of the sum: lane c adds up values c, c + LK, ... over the group's segments
-        for (var n = 0u; n < RQ * KU; n++) {
-          red[n * WG + t] = x[n];
+        // the rest of the sum: lane c adds up rows c, c + LK, ... over the group's segments
+        for (var r = 0u; r < RQ; r++) {
+          red[r * WG + t] = x[r];
         }
         workgroupBarrier();
-        for (var n = c; n < RQ * KU; n += LK) {
-          var sum = 0.0;
+        for (var r = c; r < RQ; r += LK) {
+          var sum = vec4<f32>(0.0);
           for (var e = 0u; e < LK; e += width) {
-            sum += red[n * WG + g * LK + e];
+            sum += red[r * WG + g * LK + e];
           }
-          sums[n * G + g] = sum;
+          sums[r * G + g] = sum;
         }
         workgroupBarrier();
-        for (var n = 0u; n < RQ * KU; n++) {
-          x[n] = sums[n * G + g];
+        for (var r = 0u; r < RQ; r++) {
+          x[r] = sums[r * G + g];
         }
       }
 
-      // Scores; new running max of each row; rescale what was accumulated; probabilities (in x).
-      var vs = array<vec4<f32>, KU>();
+      // Scores; new running max of each row; rescale what was accumulated; the keys' weights
+      // (in x).
+      var used = false;
       for (var r = 0u; r < RQ; r++) {
-        var mNew = m[r];
-        for (var u = 0u; u < KU; u++) {
-          let n = r * KU + u;
-          var score = x[n];
-          if (mods) {
-            score = modScore(score, b, rows[r].h, rows[r].i, j0 + jj + u * G + g);
-          }
-          s[n] = select(MASKED, s[n] + score, s[n] > MASKED);
-          mNew = max(mNew, s[n]);
+        var score = x[r];
+        if (mods) {
+          let row = rows[r];
+          score = vec4<f32>(
+            modScore(score.x, b, row.h, row.i, js.x),
+            modScore(score.y, b, row.h, row.i, js.y),
+            modScore(score.z, b, row.h, row.i, js.z),
+            modScore(score.w, b, row.h, row.i, js.w),
+          );
         }
+        let ok = s[r] > vec4<f32>(MASKED);
+        score = select(vec4<f32>(MASKED), s[r] + score, ok);
+        let mNew = max(m[r], max(max(score.x, score.y), max(score.z, score.w)));
         let alpha = exp(m[r] - mNew);
-        l[r] *= alpha;
-        acc[r] *= alpha;
         m[r] = mNew;
-        for (var u = 0u; u < KU; u++) {
-          let n = r * KU + u;
-          // A NaN or +Infinity score (from q or k) must turn its row NaN; tested by bits and
-          // written as a NaN, because WGSL lets max and exp assume finite values.
-          let bits = bitcast<u32>(s[n]);
-          let poisoned = (bits & 0x7fffffffu) > 0x7f800000u || bits == 0x7f800000u;
-          let pj = select(select(0.0, exp(s[n] - mNew), s[n] > MASKED), nan, poisoned);
-          l[r] += pj;
-          // what o sums: with DROPOUT, weighed by the keep factor (l sums the undropped)
-          x[n] = pj;
-          if (DROPOUT) {
-            x[n] = pj * dropFactor(dropKeys[r], j0 + jj + u * G + g);
+        for (var i = 0u; i < SV; i++) {
+          acc[r * SV + i] *= alpha;
+        }
+        // A NaN or +Infinity score (from q or k) must turn its row NaN; tested by bits and
+        // written as a NaN, because WGSL lets max and exp assume finite values.
+        let bits = bitcast<vec4<u32>>(score);
+        let poisoned = ((bits & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u)) |
+          (bits == vec4<u32>(0x7f800000u));
+        var pr = select(select(z, exp(score - mNew), ok), nan, poisoned);
+        l[r] = l[r] * alpha + pr.x + pr.y + pr.z + pr.w;
+        if (DROPOUT) {
+          // dropout changes what o sums, not l
+          pr *= dropFactors(vec4<u32>(dropKeys[r]), dropColumnKeysOf(js));
+        }
+        x[r] = pr;
+        used = used || any(pr != z);
+      }
+      // Values: lane c's slices of the keys' rows, weighed (by select: a key no row weighs adds
+      // nothing, even where its v holds an Infinity or NaN).
+      if (used) {
+        let at = vBase + jr * p.v_l;
+        for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
+          let e = c + i * LK;
+          var vs: mat4x4<f32>;
+          for (var u = 0u; u < 4u; u++) {
+            vs[u] = vSlice(at[u], e);
           }
-        }
-      }
-      // Values: lane c's elements of the rows of keys some row weighs (loads first, as above).
-      for (var u = 0u; u < KU; u++) {
-        var used = false;
-        for (var r = 0u; r < RQ; r++) {
-          used = used || x[r * KU + u] != 0.0;
-        }
-        if (used && c < DV4) {
-          vs[u] = vSlice(vBase + (j0 + jj + u * G + g) * p.v_l, c);
-        }
-      }
-      for (var u = 0u; u < KU; u++) {
-        for (var r = 0u; r < RQ; r++) {
-          acc[r] += x[r * KU + u] * vs[u];
+          for (var r = 0u; r < RQ; r++) {
+            let pr = x[r];
+            for (var u = 0u; u < 4u; u++) {
+              acc[r * SV + i] += select(z, pr[u] * vs[u], pr[u] != 0.0);
+            }
+          }
         }
       }
     }
@@ -242,8 +264,8 @@ fn main(
   for (var r = 0u; r < RQ; r++) {
     if (rows[r].valid) {
       let part = rows[r].index * p.P + chunk * G + g;
-      if (c < DV4) {
-        partO[part * DV4 + c] = acc[r];
+      for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
+        partO[part * DV4 + c + i * LK] = acc[r * SV + i];
       }
       if (c == 0u) {
         partML[part] = vec2<f32>(m[r], l[r]);

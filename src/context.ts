@@ -79,6 +79,8 @@ export interface AdapterDescription {
   description: string;
   /** A fallback adapter: one with major performance caveats, typically a CPU implementation. */
   isFallbackAdapter: boolean;
+  /** The smallest subgroup size the adapter may use (undefined where the browser does not say). */
+  subgroupMinSize?: number;
 }
 
 /** Why a context stopped working. */
@@ -501,6 +503,7 @@ function describe(info: GPUAdapterInfo | undefined): AdapterDescription {
     description: info?.description ?? '',
     // older browsers lack the flag; SwiftShader is the CPU adapter they ship
     isFallbackAdapter: info?.isFallbackAdapter === true || architecture === 'swiftshader',
+    subgroupMinSize: info?.subgroupMinSize,
   };
 }
 

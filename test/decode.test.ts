@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AttentionKernel, attention, type Context, planAttention } from '../src';
+import { type AttentionKernel, attention, Context, planAttention } from '../src';
 import { decodeAttention } from '../src/ops/attention';
 import { type Case, checkCase, kernelOf } from './attention_cases';
 import { testContext } from './helpers';
@@ -12,10 +12,16 @@ const up4 = (n: number) => Math.ceil(n / 4) * 4;
 
 // Both forms of the split pass, on any adapter: 'registers' reads whole vec4s, so its cases have
 // head dims rounded up to multiples of 4 (with other sizes the context runs 'workgroup').
+// 'workgroup' runs here without subgroups: its lanes' sums then all go through workgroup memory
+// (the other specs run it with them where the adapter has them, SwiftShader included).
 describe.each<AttentionKernel>(['workgroup', 'registers'])('%s split pass', (kernel) => {
   let ctx: Context;
   beforeAll(async () => {
-    ctx = await testContext({ disableFeatures: ['shader-f16'], attentionKernel: kernel });
+    const disableFeatures: GPUFeatureName[] = [
+      'shader-f16',
+      ...(kernel === 'workgroup' ? ['subgroups' as const] : []),
+    ];
+    ctx = await testContext({ disableFeatures, attentionKernel: kernel });
   });
   afterAll(() => ctx?.destroy());
 
@@ -192,5 +198,40 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s split pass', (ker
         { numRuns: 30, seed: 20261125 },
       );
     });
+  });
+});
+
+// The 'workgroup' pass as a GPU plans it (16 lanes per key row at D 64, where a fallback adapter
+// gets 4): on SwiftShader, whose subgroups have 4 lanes, shuffles sum each row's quarters and
+// workgroup memory the rest.
+describe('workgroup split pass with lanes wider than a subgroup', () => {
+  it('matches the reference (D 64, GQA, causal, bool mask)', async () => {
+    const device = await testContext({ disableFeatures: ['shader-f16'] });
+    const gpuLike = new Context(
+      device.device,
+      { ...device.adapterInfo, isFallbackAdapter: false, subgroupMinSize: 32 },
+      false,
+      { attentionKernel: 'workgroup' },
+    );
+    const c: Case = {
+      ...base,
+      Hq: 4,
+      Hkv: 2,
+      Lq: 1,
+      Lk: 300,
+      D: 64,
+      Dv: 64,
+      causal: true,
+      mask: { kind: 'bool', shape: [300] },
+    };
+    const plan = await checkCase(gpuLike, decodeAttention, c);
+    expect(plan).toMatchObject({
+      path: 'decode',
+      kernel: 'workgroup',
+      keyLanes: 16,
+      subgroups: device.hasSubgroups,
+    });
+    gpuLike.destroy();
+    device.destroy();
   });
 });

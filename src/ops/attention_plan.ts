@@ -222,12 +222,12 @@ export interface DecodePlan extends CorePlan {
   rowsPerBlock: number;
   rowBlocks: number;
   /**
-   * 'workgroup' form: lanes along the head dims per key row (`decodeKeyLanes`), keys each group of
-   * them scores per step, and whether their dot products are summed by subgroup shuffles (the
-   * device has `subgroups`; else in workgroup memory). 1, 1, false in the 'registers' form.
+   * 'workgroup' form: lanes along the head dims per key row (decodeKeyLanes; each group of them
+   * scores four keys per step and writes its own partials), and whether their dot products are
+   * summed by subgroup shuffles (the device has `subgroups`; else in workgroup memory). 1 and
+   * false in the 'registers' form.
    */
   keyLanes: number;
-  keysPerLane: number;
   subgroups: boolean;
   workgroups: number;
 }
@@ -327,8 +327,6 @@ const DECODE_MAX_ROWS = 8;
  * so that enough loads are in flight to reach its memory bandwidth.
  */
 const DECODE_TARGET_WORKGROUPS = 256;
-/** Most partial dot products (rows x keys) each lane of the `workgroup` decode pass sums per step. */
-const DECODE_LANE_VALUES = 16;
 /** Fewest key tiles per chunk, so that each workgroup's q load and each partial pay off. */
 const DECODE_MIN_TILES = 2;
 /** Invocations per workgroup of the `registers` decode pass (one key chunk each). */
@@ -336,8 +334,6 @@ export const DECODE_REGISTERS_WG = 16;
 /** `registers` decode pass: invocations to aim for, and fewest keys per chunk (a multiple of 4). */
 const DECODE_REGISTERS_TARGET_CHUNKS = 1024;
 const DECODE_REGISTERS_MIN_KEYS = 32;
-/** Most bytes of partials per query row the `workgroup` decode pass may bind. */
-const DECODE_PARTIAL_BYTES = 1024;
 
 /** Inputs of a plan: sizes and dtypes, no buffers. */
 interface PlanInputs {
@@ -404,7 +400,14 @@ export function plan(inputs: PlanInputs, options: AttentionOptions, force?: 'dec
       `attention: returnWeights is not supported when one head needs more than maxStorageBufferBindingSize (${limit} bytes), received true for ${where}`,
     );
   }
-  const sizes = blockSizes(s, bpe, inputs.mask ? bytesPerElement(inputs.mask.dtype) : 0, maskDims, limit);
+  const sizes = blockSizes(
+    s,
+    bpe,
+    inputs.mask ? bytesPerElement(inputs.mask.dtype) : 0,
+    maskDims,
+    limit,
+    decodeChunkBytes(ctx, s.D, s.Dv),
+  );
   if (!sizes) {
     throw new Error(
       `attention: one query row against one key needs more than maxStorageBufferBindingSize (${limit} bytes) for ${where}`,
@@ -516,30 +519,20 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
       rowsPerBlock: 1,
       rowBlocks: rows,
       keyLanes: 1,
-      keysPerLane: 1,
       subgroups: false,
       workgroups: rows * Math.ceil(chunks / DECODE_REGISTERS_WG),
       ...core,
     };
   }
   const group = Hq / Hkv;
-  const DV4 = Math.ceil(Dv / 4);
   // Rows of a block are the group * Lq (query head, query) pairs of one kv head.
   const rowsPerBlock = 2 ** Math.ceil(Math.log2(Math.min(group * Lq, DECODE_MAX_ROWS)));
   const rowBlocks = Math.ceil((group * Lq) / rowsPerBlock);
-  const keyLanes = decodeKeyLanes(core.shape.D, Dv);
-  // each key group writes its own partials
-  const G = DECODE_WG / keyLanes;
-  // Keys per lane and step: as many as DECODE_LANE_VALUES allows (loads in flight, fewer barriers)
-  // while the step's sums fit the workgroup storage (decode_split.wgsl: red and sums).
-  let keysPerLane = Math.max(1, Math.min(keyLanes, DECODE_LANE_VALUES / rowsPerBlock));
-  const storage = (ku: number) => rowsPerBlock * ku * (DECODE_WG + G) * 4 + 8;
-  while (keysPerLane > 1 && storage(keysPerLane) > ctx.limits.maxComputeWorkgroupStorageSize)
-    keysPerLane /= 2;
+  const keyLanes = decodeKeyLanes(ctx, core.shape.D, Dv);
   const { chunks, tilesPerChunk } = chunking(
     ctx,
     rows,
-    rows * G * DV4 * 16,
+    rows * decodeChunkBytes(ctx, core.shape.D, Dv),
     Math.ceil(Lk / DECODE_WG),
     Math.ceil(DECODE_TARGET_WORKGROUPS / (B * Hkv * rowBlocks)),
     DECODE_MIN_TILES,
@@ -548,11 +541,11 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
     path: 'decode',
     chunks,
     tilesPerChunk,
-    partials: chunks * G,
+    // each of the DECODE_WG / keyLanes key groups writes its own partials
+    partials: chunks * (DECODE_WG / keyLanes),
     rowsPerBlock,
     rowBlocks,
     keyLanes,
-    keysPerLane,
     subgroups: ctx.hasSubgroups === true,
     workgroups: chunks * rowBlocks * B * Hkv,
     ...core,
@@ -560,12 +553,21 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
 }
 
 /**
- * Lanes along the head dims per key row of the `workgroup` decode pass: each holds four elements
- * of q, k, v and the output, so the power of two >= ceil(max(D, Dv) / 4) (at most DECODE_WG, as
- * head dims are at most 256).
+ * Lanes along the head dims per key row of the `workgroup` decode pass, each holding slices of
+ * four elements of q, k, v and the output: one slice each (the power of two >= ceil(max(D, Dv) /
+ * 4), at least 4, so that a step's 4 x G keys fit a tile), but no more lanes than the adapter's
+ * smallest subgroup (so that shuffles sum a whole row, with no barrier; 32 where it does not say)
+ * and 4 on a fallback adapter (a CPU: every lane repeats the softmax work of its keys).
  */
-export function decodeKeyLanes(D: number, Dv: number): number {
-  return 2 ** Math.ceil(Math.log2(Math.ceil(Math.max(D, Dv, 1) / 4)));
+function decodeKeyLanes(ctx: Context, D: number, Dv: number): number {
+  const info = ctx.adapterInfo;
+  const most = info?.isFallbackAdapter ? 4 : Math.max(4, Math.min(32, info?.subgroupMinSize ?? 32));
+  return Math.min(most, 2 ** Math.max(2, Math.ceil(Math.log2(Math.ceil(Math.max(D, Dv) / 4)))));
+}
+
+/** Bytes of the `workgroup` decode pass's partials per query row and key chunk (one per key group). */
+function decodeChunkBytes(ctx: Context, D: number, Dv: number): number {
+  return (DECODE_WG / decodeKeyLanes(ctx, D, Dv)) * Math.ceil(Dv / 4) * 16;
 }
 
 /**
@@ -620,6 +622,7 @@ function blockSizes(
   maskBpe: number,
   [, , mi, mj]: number[],
   limit: number,
+  partialBytes: number,
 ): [number, number] | undefined {
   for (let keys = s.Lk; keys >= 1; keys = keys === s.Lk ? 2 ** Math.floor(Math.log2(keys - 1)) : keys / 2) {
     const maskCols = mj === 1 ? 1 : keys;
@@ -631,7 +634,7 @@ function blockSizes(
     // (in the workgroup form: the registers form sizes its partials to the binding by itself)
     const oneHead = { ...s, B: 1, Hq: 1, Hkv: 1, Lk: keys };
     for (let n = 1; n <= rows && prefersDecode({ ...oneHead, Lq: n }, {}, 'workgroup'); n++) {
-      if (n * DECODE_PARTIAL_BYTES > limit) rows = n - 1;
+      if (n * partialBytes > limit) rows = n - 1;
     }
     if (rows >= 1) return [rows, keys];
   }
