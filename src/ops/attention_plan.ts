@@ -324,9 +324,11 @@ export const DECODE_WG = 64;
 const DECODE_MAX_ROWS = 8;
 /**
  * Decode workgroups to aim for: enough to keep several per core of a large GPU (an H100 has 132),
- * so that enough loads are in flight to reach its memory bandwidth.
+ * so that enough loads are in flight to reach its memory bandwidth; on a fallback adapter (a CPU,
+ * a few cores) fewer, as each chunk's partials cost it more than they gain.
  */
-const DECODE_TARGET_WORKGROUPS = 256;
+const DECODE_TARGET_WORKGROUPS = 1024;
+const DECODE_FALLBACK_TARGET_WORKGROUPS = 256;
 /** Fewest key tiles per chunk, so that each workgroup's q load and each partial pay off. */
 const DECODE_MIN_TILES = 2;
 /** Invocations per workgroup of the `registers` decode pass (one key chunk each). */
@@ -534,7 +536,10 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
     rows,
     rows * decodeChunkBytes(ctx, core.shape.D, Dv),
     Math.ceil(Lk / DECODE_WG),
-    Math.ceil(DECODE_TARGET_WORKGROUPS / (B * Hkv * rowBlocks)),
+    Math.ceil(
+      (ctx.adapterInfo?.isFallbackAdapter ? DECODE_FALLBACK_TARGET_WORKGROUPS : DECODE_TARGET_WORKGROUPS) /
+        (B * Hkv * rowBlocks),
+    ),
     DECODE_MIN_TILES,
   );
   return {
