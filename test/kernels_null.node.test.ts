@@ -1,11 +1,17 @@
-// Dawn's Null backend builds pipelines without running them and lists shader-f16: the native f16
-// variants that SwiftShader cannot run (also those of the backward's split calls) still compile
-// without messages (checked without a GPU).
+// Dawn's Null backend builds pipelines without running them and lists shader-f16 and subgroups: the
+// native f16 variants that SwiftShader cannot run (also those of the backward's split calls) still
+// compile without messages, and so does the decode pass without subgroups (checked without a GPU).
 
 import { describe, expect, it } from 'vitest';
 import { create } from 'webgpu';
 import { createContext } from '../src';
-import { attentionVariants, backwardSplitVariants, messagesOf, opVariants } from './kernel_variants';
+import {
+  attentionVariants,
+  backwardSplitVariants,
+  decodeVariants,
+  messagesOf,
+  opVariants,
+} from './kernel_variants';
 
 describe("every kernel variant compiles on Dawn's Null backend (shader-f16)", () => {
   for (const kernel of ['workgroup', 'registers', 'tiled'] as const) {
@@ -24,4 +30,17 @@ describe("every kernel variant compiles on Dawn's Null backend (shader-f16)", ()
       expect(count).toBeGreaterThan(kernel === 'tiled' ? 5 : 20);
     });
   }
+
+  it('workgroup decode pass without subgroups', async () => {
+    const ctx = await createContext({
+      gpu: create(['backend=null']),
+      attentionKernel: 'workgroup',
+      disableFeatures: ['subgroups'],
+    });
+    expect(ctx.hasSubgroups).toBe(false);
+    const { count, messages } = await messagesOf(ctx, () => decodeVariants(ctx));
+    ctx.destroy();
+    expect(messages).toEqual([]);
+    expect(count).toBeGreaterThan(4);
+  });
 });
