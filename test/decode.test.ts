@@ -12,16 +12,10 @@ const up4 = (n: number) => Math.ceil(n / 4) * 4;
 
 // Both forms of the split pass, on any adapter: 'registers' reads whole vec4s, so its cases have
 // head dims rounded up to multiples of 4 (with other sizes the context runs 'workgroup').
-// 'workgroup' runs here without subgroups: its lanes' sums then all go through workgroup memory
-// (the other specs run it with them where the adapter has them, SwiftShader included).
 describe.each<AttentionKernel>(['workgroup', 'registers'])('%s split pass', (kernel) => {
   let ctx: Context;
   beforeAll(async () => {
-    const disableFeatures: GPUFeatureName[] = [
-      'shader-f16',
-      ...(kernel === 'workgroup' ? ['subgroups' as const] : []),
-    ];
-    ctx = await testContext({ disableFeatures, attentionKernel: kernel });
+    ctx = await testContext({ disableFeatures: ['shader-f16'], attentionKernel: kernel });
   });
   afterAll(() => ctx?.destroy());
 
@@ -201,11 +195,34 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s split pass', (ker
   });
 });
 
-// The 'workgroup' pass as a GPU plans it (16 lanes per key row at D 64, where a fallback adapter
-// gets 4): on SwiftShader, whose subgroups have 4 lanes, shuffles sum each row's quarters and
-// workgroup memory the rest.
-describe('workgroup split pass with lanes wider than a subgroup', () => {
-  it('matches the reference (D 64, GQA, causal, bool mask)', async () => {
+// The 'workgroup' pass sums each key row's lanes by subgroup shuffles where the device has
+// subgroups (SwiftShader's hold 4 lanes, as many as it gives a row), else in workgroup memory; and
+// as a GPU plans it (16 lanes per row at D 64), shuffles sum quarters of a row and workgroup memory
+// the rest.
+describe('workgroup split pass: lanes summed in workgroup memory', () => {
+  const c: Case = {
+    ...base,
+    Hq: 4,
+    Hkv: 2,
+    Lq: 1,
+    Lk: 300,
+    D: 64,
+    Dv: 64,
+    causal: true,
+    mask: { kind: 'bool', shape: [300] },
+  };
+
+  it('without subgroups (D 64, GQA, causal, bool mask)', async () => {
+    const ctx = await testContext({
+      disableFeatures: ['shader-f16', 'subgroups'],
+      attentionKernel: 'workgroup',
+    });
+    const plan = await checkCase(ctx, decodeAttention, c);
+    expect(plan).toMatchObject({ path: 'decode', kernel: 'workgroup', subgroups: false });
+    ctx.destroy();
+  });
+
+  it('lanes wider than a subgroup (the same case)', async () => {
     const device = await testContext({ disableFeatures: ['shader-f16'] });
     const gpuLike = new Context(
       device.device,
@@ -213,17 +230,6 @@ describe('workgroup split pass with lanes wider than a subgroup', () => {
       false,
       { attentionKernel: 'workgroup' },
     );
-    const c: Case = {
-      ...base,
-      Hq: 4,
-      Hkv: 2,
-      Lq: 1,
-      Lk: 300,
-      D: 64,
-      Dv: 64,
-      causal: true,
-      mask: { kind: 'bool', shape: [300] },
-    };
     const plan = await checkCase(gpuLike, decodeAttention, c);
     expect(plan).toMatchObject({
       path: 'decode',
