@@ -1,5 +1,5 @@
 // Part of both forms of pass 1 of split-K decode (decode_split.wgsl, decode_split_registers.wgsl):
-// the mask and partials bindings, the rows of a block and the bias of a key for a row. Uniforms
+// the mask and partials bindings, the rows of a block and the bias of a key (or four) for a row. Uniforms
 // (src/ops/decode_attention.ts): B, Hq, Hkv, Lq, Lk, D, Dv, causal, mask_b .. mask_j (element
 // strides of the mask broadcast to [B, Hq, Lq, Lk]), scale, the batch and head strides q_b .. o_h
 // (see flash_common.wgsl), group (Hq / Hkv), tilesPerChunk (key tiles per chunk: WG keys in `split`, 4
@@ -40,4 +40,21 @@ fn keyBias(b: u32, row: Row, r: KeyRange, j: u32, jStop: u32) -> f32 {
     return ruleBias(b, row.h, row.i, j, r.shift);
   }
   return maskBias(b * p.mask_b + row.h * p.mask_h + row.i * p.mask_i + j * p.mask_j);
+}
+
+// keyBias of the four keys js, with the range checks as vector operations (only a mask or key
+// rules need the keys one by one).
+fn keyBiases(b: u32, row: Row, r: KeyRange, js: vec4<u32>, jStop: u32) -> vec4<f32> {
+  let inRange = (js < vec4<u32>(min(jStop, r.hi))) & (js >= vec4<u32>(r.lo));
+  if (!row.valid || !any(inRange)) {
+    return vec4<f32>(MASKED);
+  }
+  if (!KEY_RULES && MASK == 0u) {
+    return select(vec4<f32>(MASKED), vec4<f32>(0.0), inRange);
+  }
+  var bias = vec4<f32>(MASKED);
+  for (var u = 0u; u < 4u; u++) {
+    bias[u] = keyBias(b, row, r, js[u], jStop);
+  }
+  return bias;
 }

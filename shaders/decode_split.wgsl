@@ -1,47 +1,89 @@
-// Split-K attention for few queries against many keys (flash-decoding), pass 1 for GPUs: workgroup
-// memory. q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> partials, merged by
-// decode_merge.wgsl into out [B, Hq, Lq, Dv] and lse [B, Hq, Lq]. q, k and v are read through
-// their strides (uniforms q_b .. v_l), so [B, L, H, D] tensors and a KV cache are read in place.
+// Split-K attention for few queries against many keys (flash-decoding), pass 1 for GPUs. q [B, Hq,
+// Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> partials, merged by decode_merge.wgsl into out
+// [B, Hq, Lq, Dv] and lse [B, Hq, Lq]. q, k and v are read through their strides (uniforms q_b ..
+// v_l), so [B, L, H, D] tensors and a KV cache are read in place.
 // One workgroup per (key chunk, block of RQ rows, b * Hkv + kv head), in that order from the
 // fastest. The rows of a block are (query head, query) pairs of the same kv head, so GQA heads
-// share each K/V load. For each tile of WG keys, invocation t scores key t for every row; a tree
-// reduction gives the tile max; then invocation (c, g) accumulates output columns 4c..4c+3 over the
-// keys g, g + G, ... of the tile. Each key group g writes its own partial (m, l, o): l and o sum
-// exp(s - m) and exp(s - m) v over that group's keys of the chunk, m is the running max.
-// Constants: WG, RQ (rows per block), D4 = ceil(D / 4), DV4 = ceil(Dv / 4), G = WG / DV4 (key
-// groups), MASK, DROPOUT (dropout.wgsl's factors weigh what o sums), and the element storage
-// helpers of src/f16.ts; uniforms and the other bindings in decode_partials.wgsl, plus chunks (key
+// share each K/V load. Lanes lie along the head dims: invocation t is lane c = t % LK of key group
+// g = t / LK; lane c owns the slices c, c + LK, ... (SK of k, SV of v) of four elements of a row:
+// it holds those of each row's scaled q, reads those of k and v rows (the LK lanes of a group read
+// LK consecutive slices of a row at a time: coalesced, whole vec4 / packed-f16 chunks when VEC)
+// and accumulates those output columns. A step scores four keys per group, jg + u * G for u < 4
+// (jg = j0 + jj + g: the 4 * G consecutive keys from j0 + jj per workgroup), as the components of
+// a vec4 per row. The lanes' partial dot products are summed over their group by subgroup shuffles
+// where whole groups lie in subgroups of consecutive lanes (checked at run time: any subgroup
+// size, any layout), otherwise, or for the lanes past the subgroup, through workgroup memory (two
+// barriers per step). Each key group keeps its own online softmax state (m, l, o) per row over
+// keys g, g + G, ... of the chunk, in f32, and writes it as a partial: no reduction across groups,
+// no barrier in the key loop where shuffles suffice.
+// Constants: WG, RQ (rows per block), LK (lanes per key, a power of two >= 4), G = WG / LK (key
+// groups), D4 = ceil(D / 4), DV4 = ceil(Dv / 4), SK = ceil(D4 / LK), SV = ceil(DV4 / LK), VEC (D,
+// Dv and the strides of k and v multiples of 4: k and v read as Chunks), MASK, DROPOUT
+// (dropout.wgsl's factors weigh what o sums), MODS, BLOCKS, KEY_RULES (ruleConstants in
+// src/ops/flash_attention.ts); the element storage helpers of src/f16.ts (elementPrelude,
+// chunkPrelude, inputPrelude(VEC)); Lanes, laneWidth and laneSum of decode_lanes_subgroups.wgsl or
+// decode_lanes.wgsl; uniforms and the other bindings in decode_partials.wgsl, plus chunks (key
 // chunks) and rowBlocks. Appended: decode_partials.wgsl, key_rules.wgsl, dropout.wgsl, masked.wgsl.
-// Scores, softmax state and accumulators are f32.
 @group(0) @binding(1) var<storage, read> q: array<Stored>;
-@group(0) @binding(2) var<storage, read> k: array<Stored>;
-@group(0) @binding(3) var<storage, read> v: array<Stored>;
+@group(0) @binding(2) var<storage, read> k: array<Input>;
+@group(0) @binding(3) var<storage, read> v: array<Input>;
 
-var<workgroup> qs: array<vec4<f32>, RQ * D4>;
-// [RQ, WG]: scores of the tile, then their exp(s - m) (with DROPOUT: negated where dropped, so
-// that the denominator still sums them and the output does not)
-var<workgroup> sc: array<f32, RQ * WG>;
-// [RQ, WG]: scratch of the max reduction
-var<workgroup> red: array<f32, RQ * WG>;
+// [RQ, WG]: each lane's partial dot products of its four keys, when summed in workgroup memory
+var<workgroup> red: array<vec4<f32>, RQ * WG>;
+// [RQ, G]: their sums per key group
+var<workgroup> sums: array<vec4<f32>, RQ * G>;
+// LK minus the fewest lanes some invocation may sum by shuffles (laneWidth)
+var<workgroup> narrowest: atomic<u32>;
+var<workgroup> shortfall: u32;
 
-// Elements 4c .. 4c + 3 of the v row starting at element `base`, zero past Dv.
-fn loadV4(base: u32, c: u32) -> vec4<f32> {
+// Elements 4c .. 4c + 3 (slice c < D4) of the k row starting at element `base`, zero past D.
+fn kSlice(base: u32, c: u32) -> vec4<f32> {
+  if (VEC) {
+    return inputAt(k[base / 4u + c], 0u);
+  }
   var x = vec4<f32>(0.0);
   for (var e = 0u; e < 4u; e++) {
-    let d = c * 4u + e;
-    if (d < p.Dv) {
-      x[e] = unpackAt(v[wordOf(base + d)], base + d);
+    let d = base + c * 4u + e;
+    if (c * 4u + e < p.D) {
+      x[e] = inputAt(k[inputIndex(d)], d).x;
+    }
+  }
+  return x;
+}
+
+// The same of the v row starting at element `base` (slice c < DV4), zero past Dv.
+fn vSlice(base: u32, c: u32) -> vec4<f32> {
+  if (VEC) {
+    return inputAt(v[base / 4u + c], 0u);
+  }
+  var x = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    let d = base + c * 4u + e;
+    if (c * 4u + e < p.Dv) {
+      x[e] = inputAt(v[inputIndex(d)], d).x;
     }
   }
   return x;
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_index) t: u32,
+  lanes: Lanes,
+) {
   let w = workgroupIndex(wid);
   if (w >= p.workgroups) {
     return;
   }
+  // Lanes of a group summed by shuffles: the same for the whole workgroup (uniform).
+  atomicMax(&narrowest, LK - laneWidth(lanes, t, LK));
+  workgroupBarrier();
+  if (t == 0u) {
+    shortfall = atomicLoad(&narrowest);
+  }
+  let width = LK - workgroupUniformLoad(&shortfall);
+
   let chunk = w % p.chunks;
   let ri0 = (w / p.chunks) % p.rowBlocks * RQ;
   let bh = w / (p.chunks * p.rowBlocks);
@@ -49,28 +91,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let hk = bh % p.Hkv;
   let kBase = b * p.k_b + hk * p.k_h;
   let vBase = b * p.v_b + hk * p.v_h;
+  let c = t % LK;
+  let g = t / LK;
 
-  // Scaled q rows of the block, zero-padded to D4 * 4 (and for rows past the block's end).
-  for (var e = t; e < RQ * D4 * 4u; e += WG) {
-    let r = e / (D4 * 4u);
-    let d = e % (D4 * 4u);
-    let row = rowOf(b, hk, ri0, r);
-    var x = 0.0;
-    if (row.valid && d < p.D) {
-      let qe = b * p.q_b + row.h * p.q_h + row.i * p.q_l + d;
-      x = unpackAt(q[wordOf(qe)], qe) * p.scale;
-    }
-    qs[r * D4 + d / 4u][d % 4u] = x;
-  }
-  workgroupBarrier();
-
-  let c = t % DV4;
-  let g = t / DV4;
   var rows: array<Row, RQ>;
   var ranges: array<KeyRange, RQ>;
+  // [RQ, SK]: this lane's slices of each row's scaled q (zero past D and for rows past the block)
+  var qc: array<vec4<f32>, RQ * SK>;
   var m: array<f32, RQ>;
   var l: array<f32, RQ>;
-  var acc: array<vec4<f32>, RQ>;
+  // [RQ, SV]
+  var acc: array<vec4<f32>, RQ * SV>;
   // Keys some row of the block may attend: the chunk's loop runs over those only (uniform: every
   // invocation computes it from the same rows).
   var kLo = p.Lk;
@@ -84,6 +115,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         kLo = min(kLo, ranges[r].lo);
         kHi = max(kHi, ranges[r].hi);
       }
+      let qAt = b * p.q_b + rows[r].h * p.q_h + rows[r].i * p.q_l;
+      for (var i = 0u; i < SK; i++) {
+        for (var e = 0u; e < 4u; e++) {
+          let d = (c + i * LK) * 4u + e;
+          if (d < p.D) {
+            qc[r * SK + i][e] = unpackAt(q[wordOf(qAt + d)], qAt + d) * p.scale;
+          }
+        }
+      }
     }
   }
   let mods = MODS;
@@ -96,11 +136,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 
   var nanBits = 0x7fc00000u; // a var, so that the NaN is made at run time, not in a constant
-  let nan = bitcast<f32>(nanBits);
+  let nan = vec4<f32>(bitcast<f32>(nanBits));
+  let z = vec4<f32>(0.0);
   let jStart = max(chunk * p.tilesPerChunk * WG, kLo);
   let jStop = min(chunk * p.tilesPerChunk * WG + p.tilesPerChunk * WG, kHi);
   for (var j0 = jStart; j0 < jStop; j0 += WG) {
-    // A tile whose keys lie in empty tiles of the block mask for every row is skipped whole
+    // A tile of WG keys that lie in empty tiles of the block mask for every row is skipped whole
     // (uniform: every invocation tests the same rows).
     if (BLOCKS != 0u) {
       var live = false;
@@ -111,96 +152,124 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         continue;
       }
     }
-    // Scores of key j0 + t for every row. (Explicit zero initialisers: Dawn on SwiftShader was
-    // seen not to re-zero an uninitialised `var` declared inside a loop.)
-    let j = j0 + t;
-    var s = array<f32, RQ>();
-    var anyAllowed = false;
-    for (var r = 0u; r < RQ; r++) {
-      s[r] = keyBias(b, rows[r], ranges[r], j, jStop);
-      anyAllowed = anyAllowed || s[r] > MASKED;
-    }
-    if (anyAllowed) {
-      var dot = array<f32, RQ>();
-      for (var d = 0u; d < p.D; d++) {
-        let ke = kBase + j * p.k_l + d;
-        let kd = unpackAt(k[wordOf(ke)], ke);
-        for (var r = 0u; r < RQ; r++) {
-          dot[r] += qs[r * D4 + d / 4u][d % 4u] * kd;
+    let keys = min(WG, jStop - j0);
+    for (var jj = 0u; jj < keys; jj += 4u * G) {
+      // the group's four keys, and the rows they are read from: keys past jStop (masked) read row
+      // jStop - 1, so that every load stays in the tensor
+      let js = vec4<u32>(j0 + jj + g) + vec4<u32>(0u, G, 2u * G, 3u * G);
+      let jr = min(js, vec4<u32>(jStop - 1u));
+      // s[r]: row r's bias of each key (MASKED: not allowed), then its score. (Explicit zero
+      // initialisers: Dawn on SwiftShader was seen not to re-zero an uninitialised `var` declared
+      // inside a loop.)
+      var s = array<vec4<f32>, RQ>();
+      var anyAllowed = false;
+      for (var r = 0u; r < RQ; r++) {
+        s[r] = keyBiases(b, rows[r], ranges[r], js, jStop);
+        anyAllowed = anyAllowed || any(s[r] > vec4<f32>(MASKED));
+      }
+      // x[r]: the lane's part of q·k of the four keys, then the sum over the group
+      var x = array<vec4<f32>, RQ>();
+      if (anyAllowed) {
+        let at = kBase + jr * p.k_l;
+        for (var i = 0u; i < SK && c + i * LK < D4; i++) {
+          let e = c + i * LK;
+          var ks: mat4x4<f32>;
+          for (var u = 0u; u < 4u; u++) {
+            ks[u] = kSlice(at[u], e);
+          }
+          for (var r = 0u; r < RQ; r++) {
+            x[r] += qc[r * SK + i] * ks;
+          }
         }
       }
       for (var r = 0u; r < RQ; r++) {
-        var score = dot[r];
+        x[r] = laneSum(x[r], width);
+      }
+      if (width < LK) {
+        // the rest of the sum: lane c adds up rows c, c + LK, ... over the group's segments
+        for (var r = 0u; r < RQ; r++) {
+          red[r * WG + t] = x[r];
+        }
+        workgroupBarrier();
+        for (var r = c; r < RQ; r += LK) {
+          var sum = vec4<f32>(0.0);
+          for (var e = 0u; e < LK; e += width) {
+            sum += red[r * WG + g * LK + e];
+          }
+          sums[r * G + g] = sum;
+        }
+        workgroupBarrier();
+        for (var r = 0u; r < RQ; r++) {
+          x[r] = sums[r * G + g];
+        }
+      }
+
+      // Scores; new running max of each row; rescale what was accumulated; the keys' weights
+      // (in x).
+      var used = false;
+      for (var r = 0u; r < RQ; r++) {
+        var score = x[r];
         if (mods) {
-          score = modScore(score, b, rows[r].h, rows[r].i, j);
+          let row = rows[r];
+          score = vec4<f32>(
+            modScore(score.x, b, row.h, row.i, js.x),
+            modScore(score.y, b, row.h, row.i, js.y),
+            modScore(score.z, b, row.h, row.i, js.z),
+            modScore(score.w, b, row.h, row.i, js.w),
+          );
         }
-        s[r] = select(MASKED, s[r] + score, s[r] > MASKED);
-      }
-    }
-    for (var r = 0u; r < RQ; r++) {
-      sc[r * WG + t] = s[r];
-      red[r * WG + t] = s[r];
-    }
-    workgroupBarrier();
-
-    // Tile max of each row (WG is a power of two).
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-      if (t < stride) {
-        for (var r = 0u; r < RQ; r++) {
-          red[r * WG + t] = max(red[r * WG + t], red[r * WG + t + stride]);
+        let ok = s[r] > vec4<f32>(MASKED);
+        score = select(vec4<f32>(MASKED), s[r] + score, ok);
+        let mNew = max(m[r], max(max(score.x, score.y), max(score.z, score.w)));
+        let alpha = exp(m[r] - mNew);
+        m[r] = mNew;
+        for (var i = 0u; i < SV; i++) {
+          acc[r * SV + i] *= alpha;
         }
+        // A NaN or +Infinity score (from q or k) must turn its row NaN; tested by bits and
+        // written as a NaN, because WGSL lets max and exp assume finite values.
+        let bits = bitcast<vec4<u32>>(score);
+        let poisoned = ((bits & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u)) |
+          (bits == vec4<u32>(0x7f800000u));
+        var pr = select(select(z, exp(score - mNew), ok), nan, poisoned);
+        l[r] = l[r] * alpha + pr.x + pr.y + pr.z + pr.w;
+        if (DROPOUT) {
+          // dropout changes what o sums, not l
+          pr *= dropFactors(vec4<u32>(dropKeys[r]), dropColumnKeysOf(js));
+        }
+        x[r] = pr;
+        used = used || any(pr != z);
       }
-      workgroupBarrier();
-    }
-
-    // New running max; rescale what was accumulated; probabilities of this invocation's key.
-    for (var r = 0u; r < RQ; r++) {
-      let mNew = max(m[r], red[r * WG]);
-      let alpha = exp(m[r] - mNew);
-      l[r] *= alpha;
-      acc[r] *= alpha;
-      m[r] = mNew;
-      // A NaN or +Infinity score (from q or k) must turn its row NaN; tested by bits and written
-      // as a NaN, because WGSL lets max and exp assume finite values.
-      let bits = bitcast<u32>(s[r]);
-      let poisoned = (bits & 0x7fffffffu) > 0x7f800000u || bits == 0x7f800000u;
-      var pj = select(select(0.0, exp(s[r] - mNew), s[r] > MASKED), nan, poisoned);
-      if (DROPOUT && dropFactor(dropKeys[r], j) == 0.0) {
-        pj = -pj;
-      }
-      sc[r * WG + t] = pj;
-    }
-    workgroupBarrier();
-
-    if (g < G) {
-      for (var jj = g; jj < WG && j0 + jj < jStop; jj += G) {
-        let vj = loadV4(vBase + (j0 + jj) * p.v_l, c);
-        for (var r = 0u; r < RQ; r++) {
-          let pj = sc[r * WG + jj];
-          if (DROPOUT) {
-            // negated: dropped (the denominator sums it, the output does not)
-            l[r] += abs(pj);
-            acc[r] += select(0.0, pj * p.drop_scale, pj > 0.0) * vj;
-          } else {
-            l[r] += pj;
-            acc[r] += pj * vj;
+      // Values: lane c's slices of the keys' rows, weighed (by select: a key no row weighs adds
+      // nothing, even where its v holds an Infinity or NaN).
+      if (used) {
+        let at = vBase + jr * p.v_l;
+        for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
+          let e = c + i * LK;
+          var vs: mat4x4<f32>;
+          for (var u = 0u; u < 4u; u++) {
+            vs[u] = vSlice(at[u], e);
+          }
+          for (var r = 0u; r < RQ; r++) {
+            let pr = x[r];
+            for (var u = 0u; u < 4u; u++) {
+              acc[r * SV + i] += select(z, pr[u] * vs[u], pr[u] != 0.0);
+            }
           }
         }
       }
     }
-    workgroupBarrier();
   }
 
-  if (g < G) {
-    for (var r = 0u; r < RQ; r++) {
-      if (rows[r].valid) {
-        let part = rows[r].index * p.P + chunk * G + g;
-        partO[part * DV4 + c] = acc[r];
-        if (c == 0u) {
-          partML[part] = vec2<f32>(m[r], l[r]);
-        }
+  for (var r = 0u; r < RQ; r++) {
+    if (rows[r].valid) {
+      let part = rows[r].index * p.P + chunk * G + g;
+      for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
+        partO[part * DV4 + c + i * LK] = acc[r * SV + i];
+      }
+      if (c == 0u) {
+        partML[part] = vec2<f32>(m[r], l[r]);
       }
     }
   }
 }
-

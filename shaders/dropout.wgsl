@@ -28,7 +28,12 @@ fn dropRowKeys(b: u32, h: u32, i0: u32) -> vec4<u32> {
 
 // Column keys of keys j0 .. j0 + 3.
 fn dropColumnKeys(j0: u32) -> vec4<u32> {
-  return dropMix((vec4<u32>(j0 + p.j0) + vec4<u32>(0u, 1u, 2u, 3u)) ^ vec4<u32>(0x85ebca6bu));
+  return dropColumnKeysOf(vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u));
+}
+
+// Column keys of the four keys js.
+fn dropColumnKeysOf(js: vec4<u32>) -> vec4<u32> {
+  return dropMix((js + vec4<u32>(p.j0)) ^ vec4<u32>(0x85ebca6bu));
 }
 
 // Dropout factors, 0 or drop_scale, of the (row, key) pairs of rowKeys and columnKeys, per component.

@@ -112,6 +112,8 @@ export interface AdapterDescription {
   description: string;
   /** A fallback adapter: one with major performance caveats, typically a CPU implementation. */
   isFallbackAdapter: boolean;
+  /** The smallest subgroup size the adapter may use (undefined where the browser does not say). */
+  subgroupMinSize?: number;
   /**
    * The subgroup-matrix shapes the adapter reports (`adapter.info.subgroupMatrixConfigs`; empty
    * where it has none or hides them, without `chromium-experimental-subgroup-matrix`).
@@ -606,6 +608,7 @@ function describe(info: GPUAdapterInfo | undefined): AdapterDescription {
     description: info?.description ?? '',
     // older browsers lack the flag; SwiftShader is the CPU adapter they ship
     isFallbackAdapter: info?.isFallbackAdapter === true || architecture === 'swiftshader',
+    subgroupMinSize: info?.subgroupMinSize,
   };
 }
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AttentionKernel, attention, type Context, planAttention } from '../src';
+import { type AttentionKernel, attention, Context, planAttention } from '../src';
 import { decodeAttention } from '../src/ops/attention';
 import { type Case, checkCase, kernelOf } from './attention_cases';
 import { testContext } from './helpers';
@@ -192,5 +192,52 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])('%s split pass', (ker
         { numRuns: 30, seed: 20261125 },
       );
     });
+  });
+});
+
+// The 'workgroup' pass sums each key row's lanes by subgroup shuffles where the device has
+// subgroups (SwiftShader's hold 4 lanes, as many as it gives a row), else in workgroup memory; and
+// as a GPU plans it (16 lanes per row at D 64), shuffles sum quarters of a row and workgroup memory
+// the rest.
+describe('workgroup split pass: lanes summed in workgroup memory', () => {
+  const c: Case = {
+    ...base,
+    Hq: 4,
+    Hkv: 2,
+    Lq: 1,
+    Lk: 300,
+    D: 64,
+    Dv: 64,
+    causal: true,
+    mask: { kind: 'bool', shape: [300] },
+  };
+
+  it('without subgroups (D 64, GQA, causal, bool mask)', async () => {
+    const ctx = await testContext({
+      disableFeatures: ['shader-f16', 'subgroups'],
+      attentionKernel: 'workgroup',
+    });
+    const plan = await checkCase(ctx, decodeAttention, c);
+    expect(plan).toMatchObject({ path: 'decode', kernel: 'workgroup', subgroups: false });
+    ctx.destroy();
+  });
+
+  it('lanes wider than a subgroup (the same case)', async () => {
+    const device = await testContext({ disableFeatures: ['shader-f16'] });
+    const gpuLike = new Context(
+      device.device,
+      { ...device.adapterInfo, isFallbackAdapter: false, subgroupMinSize: 32 },
+      false,
+      { attentionKernel: 'workgroup' },
+    );
+    const plan = await checkCase(gpuLike, decodeAttention, c);
+    expect(plan).toMatchObject({
+      path: 'decode',
+      kernel: 'workgroup',
+      keyLanes: 16,
+      subgroups: device.hasSubgroups,
+    });
+    gpuLike.destroy();
+    device.destroy();
   });
 });

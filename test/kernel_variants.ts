@@ -144,6 +144,28 @@ export async function matrixVariants(ctx: Context, all: boolean): Promise<void> 
 }
 
 /**
+ * The split-K decode pass on `ctx` alone (f32 and f16, head dims read as chunks or as elements,
+ * with and without a mask and lse): for a context without subgroups, whose 'workgroup' pass sums
+ * its lanes in workgroup memory only.
+ */
+export async function decodeVariants(ctx: Context): Promise<void> {
+  const made: Tensor[] = [];
+  for (const dtype of ['f32', 'f16'] as const) {
+    for (const D of [8, 6]) {
+      const q = ctx.zeros([1, 2, 1, D], dtype);
+      const kv = ctx.zeros([1, 1, 300, D], dtype);
+      const mask = ctx.zeros([300], 'bool');
+      made.push(q, kv, mask);
+      for (const options of [{}, { mask, returnLse: true }]) {
+        const r = await decodeAttention(q, kv, kv, options);
+        made.push(r.output, ...(r.lse ? [r.lse] : []));
+      }
+    }
+  }
+  for (const x of made) x.destroy();
+}
+
+/**
  * The backward of calls split to fit 1 KiB bindings (passes adding to f32 sums, the store pass),
  * f32 and f16, with a mask and sinks, in the context's form.
  */

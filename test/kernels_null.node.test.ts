@@ -1,7 +1,8 @@
-// Dawn's Null backend builds pipelines without running them and lists shader-f16 (and, with
-// allow_unsafe_apis, chromium-experimental-subgroup-matrix): the native f16 and subgroup-matrix
-// variants that SwiftShader cannot run (also those of the backward's split calls) still compile
-// without messages (checked without a GPU).
+// Dawn's Null backend builds pipelines without running them and lists shader-f16, subgroups (and,
+// with allow_unsafe_apis, chromium-experimental-subgroup-matrix): the native f16 and
+// subgroup-matrix variants that SwiftShader cannot run (also those of the backward's split calls)
+// still compile without messages, and so does the decode pass without subgroups (checked without
+// a GPU).
 
 import { describe, expect, it } from 'vitest';
 import { create } from 'webgpu';
@@ -9,6 +10,7 @@ import { createContext, deviceRequirements, planAttention } from '../src';
 import {
   attentionVariants,
   backwardSplitVariants,
+  decodeVariants,
   matrixVariants,
   messagesOf,
   opVariants,
@@ -67,5 +69,18 @@ describe("every kernel variant compiles on Dawn's Null backend (shader-f16)", ()
     expect([...messages, ...r.messages]).toEqual([]);
     expect(count).toBeGreaterThan(30);
     expect(r.count).toBeGreaterThan(10);
+  });
+
+  it('workgroup decode pass without subgroups', async () => {
+    const ctx = await createContext({
+      gpu: create(['backend=null']),
+      attentionKernel: 'workgroup',
+      disableFeatures: ['subgroups'],
+    });
+    expect(ctx.hasSubgroups).toBe(false);
+    const { count, messages } = await messagesOf(ctx, () => decodeVariants(ctx));
+    ctx.destroy();
+    expect(messages).toEqual([]);
+    expect(count).toBeGreaterThan(4);
   });
 });

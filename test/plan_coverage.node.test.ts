@@ -125,7 +125,7 @@ function scorePairs(p: FlashPlan | DecodePlan, score: (b: number, h: number, i: 
   } else {
     const group = Hq / Hkv;
     const RQ = p.rowsPerBlock;
-    const G = Math.floor(DECODE_WG / Math.ceil(p.shape.Dv / 4));
+    const G = DECODE_WG / p.keyLanes;
     for (let w = 0; w < p.workgroups; w++) {
       const chunk = w % p.chunks;
       const ri0 = (Math.floor(w / p.chunks) % p.rowBlocks) * RQ;
@@ -419,6 +419,7 @@ const TYPE_BYTES: Record<string, number> = {
   f32: 4,
   u32: 4,
   i32: 4,
+  'atomic<u32>': 4,
   f16: 2,
   'vec2<f32>': 8,
   'vec4<f32>': 16,
@@ -479,8 +480,8 @@ function programsOf(p: FlashPlan | DecodePlan): Program[] {
 }
 
 describe('every attention program fits the adapter limits', () => {
-  // The decode pass's workgroup memory is fixed (at most 12 KiB, at D 256), within WebGPU's
-  // minimum of 16 KiB; the flash kernel sizes its key tile by the limit, also when a context lowers it.
+  // The decode pass's workgroup memory is fixed (at most 10 KiB, with 8 rows per block), within
+  // WebGPU's minimum of 16 KiB; the flash kernel sizes its key tile by the limit, also when a context lowers it.
   for (const [name, limits, only] of [
     ['WebGPU defaults', {}, undefined],
     [

@@ -224,6 +224,14 @@ export interface DecodePlan extends CorePlan {
   /** 'workgroup' form: (query head, query) rows per block and blocks per kv head. */
   rowsPerBlock: number;
   rowBlocks: number;
+  /**
+   * 'workgroup' form: lanes along the head dims per key row (decodeKeyLanes; each group of them
+   * scores four keys per step and writes its own partials), and whether their dot products are
+   * summed by subgroup shuffles (the device has `subgroups`; else in workgroup memory). 1 and
+   * false in the 'registers' form.
+   */
+  keyLanes: number;
+  subgroups: boolean;
   workgroups: number;
 }
 
@@ -319,8 +327,13 @@ const MATRIX_ROWS = 32;
 export const DECODE_WG = 64;
 /** Most (query head, query) rows that one `workgroup` decode block scores against each key. */
 const DECODE_MAX_ROWS = 8;
-/** Decode workgroups to aim for: enough to occupy every core of a large GPU several times over. */
-const DECODE_TARGET_WORKGROUPS = 256;
+/**
+ * Decode workgroups to aim for: enough to keep several per core of a large GPU (an H100 has 132),
+ * so that enough loads are in flight to reach its memory bandwidth; on a fallback adapter (a CPU,
+ * a few cores) fewer, as each chunk's partials cost it more than they gain.
+ */
+const DECODE_TARGET_WORKGROUPS = 1024;
+const DECODE_FALLBACK_TARGET_WORKGROUPS = 256;
 /** Fewest key tiles per chunk, so that each workgroup's q load and each partial pay off. */
 const DECODE_MIN_TILES = 2;
 /** Invocations per workgroup of the `registers` decode pass (one key chunk each). */
@@ -328,8 +341,6 @@ export const DECODE_REGISTERS_WG = 16;
 /** `registers` decode pass: invocations to aim for, and fewest keys per chunk (a multiple of 4). */
 const DECODE_REGISTERS_TARGET_CHUNKS = 1024;
 const DECODE_REGISTERS_MIN_KEYS = 32;
-/** Most bytes of partials per query row the `workgroup` decode pass may bind. */
-const DECODE_PARTIAL_BYTES = 1024;
 
 /** Inputs of a plan: sizes and dtypes, no buffers. */
 interface PlanInputs {
@@ -396,7 +407,14 @@ export function plan(inputs: PlanInputs, options: AttentionOptions, force?: 'dec
       `attention: returnWeights is not supported when one head needs more than maxStorageBufferBindingSize (${limit} bytes), received true for ${where}`,
     );
   }
-  const sizes = blockSizes(s, bpe, inputs.mask ? bytesPerElement(inputs.mask.dtype) : 0, maskDims, limit);
+  const sizes = blockSizes(
+    s,
+    bpe,
+    inputs.mask ? bytesPerElement(inputs.mask.dtype) : 0,
+    maskDims,
+    limit,
+    decodeChunkBytes(ctx, s.D, s.Dv),
+  );
   if (!sizes) {
     throw new Error(
       `attention: one query row against one key needs more than maxStorageBufferBindingSize (${limit} bytes) for ${where}`,
@@ -528,34 +546,59 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
       partials: chunks,
       rowsPerBlock: 1,
       rowBlocks: rows,
+      keyLanes: 1,
+      subgroups: false,
       workgroups: rows * Math.ceil(chunks / DECODE_REGISTERS_WG),
       ...core,
     };
   }
   const group = Hq / Hkv;
-  const DV4 = Math.ceil(Dv / 4);
   // Rows of a block are the group * Lq (query head, query) pairs of one kv head.
   const rowsPerBlock = 2 ** Math.ceil(Math.log2(Math.min(group * Lq, DECODE_MAX_ROWS)));
   const rowBlocks = Math.ceil((group * Lq) / rowsPerBlock);
-  const G = Math.floor(DECODE_WG / DV4);
+  const keyLanes = decodeKeyLanes(ctx, core.shape.D, Dv);
   const { chunks, tilesPerChunk } = chunking(
     ctx,
     rows,
-    rows * G * DV4 * 16,
+    rows * decodeChunkBytes(ctx, core.shape.D, Dv),
     Math.ceil(Lk / DECODE_WG),
-    Math.ceil(DECODE_TARGET_WORKGROUPS / (B * Hkv * rowBlocks)),
+    Math.ceil(
+      (ctx.adapterInfo?.isFallbackAdapter ? DECODE_FALLBACK_TARGET_WORKGROUPS : DECODE_TARGET_WORKGROUPS) /
+        (B * Hkv * rowBlocks),
+    ),
     DECODE_MIN_TILES,
   );
   return {
     path: 'decode',
     chunks,
     tilesPerChunk,
-    partials: chunks * G,
+    // each of the DECODE_WG / keyLanes key groups writes its own partials
+    partials: chunks * (DECODE_WG / keyLanes),
     rowsPerBlock,
     rowBlocks,
+    keyLanes,
+    subgroups: ctx.hasSubgroups === true,
     workgroups: chunks * rowBlocks * B * Hkv,
     ...core,
   };
+}
+
+/**
+ * Lanes along the head dims per key row of the `workgroup` decode pass, each holding slices of
+ * four elements of q, k, v and the output: one slice each (the power of two >= ceil(max(D, Dv) /
+ * 4), at least 4, so that a step's 4 x G keys fit a tile), but no more lanes than the adapter's
+ * smallest subgroup (so that shuffles sum a whole row, with no barrier; 32 where it does not say)
+ * and 4 on a fallback adapter (a CPU: every lane repeats the softmax work of its keys).
+ */
+function decodeKeyLanes(ctx: Context, D: number, Dv: number): number {
+  const info = ctx.adapterInfo;
+  const most = info?.isFallbackAdapter ? 4 : Math.max(4, Math.min(32, info?.subgroupMinSize ?? 32));
+  return Math.min(most, 2 ** Math.max(2, Math.ceil(Math.log2(Math.ceil(Math.max(D, Dv) / 4)))));
+}
+
+/** Bytes of the `workgroup` decode pass's partials per query row and key chunk (one per key group). */
+function decodeChunkBytes(ctx: Context, D: number, Dv: number): number {
+  return (DECODE_WG / decodeKeyLanes(ctx, D, Dv)) * Math.ceil(Dv / 4) * 16;
 }
 
 /**
@@ -610,6 +653,7 @@ function blockSizes(
   maskBpe: number,
   [, , mi, mj]: number[],
   limit: number,
+  partialBytes: number,
 ): [number, number] | undefined {
   for (let keys = s.Lk; keys >= 1; keys = keys === s.Lk ? 2 ** Math.floor(Math.log2(keys - 1)) : keys / 2) {
     const maskCols = mj === 1 ? 1 : keys;
@@ -621,7 +665,7 @@ function blockSizes(
     // (in the workgroup form: the registers form sizes its partials to the binding by itself)
     const oneHead = { ...s, B: 1, Hq: 1, Hkv: 1, Lk: keys };
     for (let n = 1; n <= rows && prefersDecode({ ...oneHead, Lq: n }, {}, 'workgroup'); n++) {
-      if (n * DECODE_PARTIAL_BYTES > limit) rows = n - 1;
+      if (n * partialBytes > limit) rows = n - 1;
     }
     if (rows >= 1) return [rows, keys];
   }

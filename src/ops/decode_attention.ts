@@ -1,12 +1,14 @@
 // The split-K decode kernel of a planned call: pass 1 scores chunks of keys in parallel into
 // partial results, pass 2 merges each row's partials by their log-sum-exp.
+import lanesSource from '../../shaders/decode_lanes.wgsl?raw';
+import lanesSubgroupsSource from '../../shaders/decode_lanes_subgroups.wgsl?raw';
 import mergeSource from '../../shaders/decode_merge.wgsl?raw';
 import partialsSource from '../../shaders/decode_partials.wgsl?raw';
 import splitSource from '../../shaders/decode_split.wgsl?raw';
 import splitRegistersSource from '../../shaders/decode_split_registers.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
-import { chunkPrelude, elementPrelude } from '../f16';
+import { chunkPrelude, elementPrelude, inputPrelude } from '../f16';
 import type { Recording } from '../program';
 import { type AttentionBuffers, DECODE_REGISTERS_WG, DECODE_WG, type DecodePlan } from './attention_plan';
 import {
@@ -59,15 +61,29 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
       workgroups: plan.workgroups,
     });
   } else {
+    // k and v read as four-element chunks where their rows and strides allow
+    const { k, v } = io.strides;
+    const vec = D % 4 === 0 && Dv % 4 === 0 && [...k, ...v].every((x) => x % 4 === 0);
     rec.dispatch({
       name: 'decode_split',
-      sources: [elementPrelude(plan.storage, false), splitSource, ...shared],
+      sources: [
+        elementPrelude(plan.storage, false),
+        chunkPrelude(plan.storage),
+        inputPrelude(vec),
+        plan.subgroups ? lanesSubgroupsSource : lanesSource,
+        splitSource,
+        ...shared,
+      ],
       constants: {
         WG: DECODE_WG,
         RQ: plan.rowsPerBlock,
+        LK: plan.keyLanes,
+        G: DECODE_WG / plan.keyLanes,
         D4: Math.ceil(D / 4),
         DV4,
-        G: Math.floor(DECODE_WG / DV4),
+        SK: Math.ceil(Math.ceil(D / 4) / plan.keyLanes),
+        SV: Math.ceil(DV4 / plan.keyLanes),
+        VEC: vec,
         MASK: plan.maskKind,
         RULES_BINDING,
         ...ruleConstants(plan),
