@@ -8,11 +8,14 @@
 // columns 4tx .. 4tx + 3 of every 32 (acc). Per key tile:
 // 1. S = Q K^T over chunks of 16 dims staged in workgroup memory (q and k, vec4s, zero-padded):
 //    each pair of vec4 reads feeds four dot products (16 FMA per 8 reads, twice the one-row form);
-// 2. the rules (keyRange, ruleBias, modScore) turn S into scores, MASKED where not allowed; S goes
-//    to `ps` (per row group and key, a vec4 over its four rows), and every invocation reads its rows'
-//    32 scores back to take the tile maximum itself: no cross-invocation reduction, no subgroups;
-// 3. P = exp(S - m) replaces S in `ps`, and O = alpha O + P V over chunks of 32 value dims staged in
-//    the same memory as q and k; the row sums l come from the same reads of `ps`.
+// 2. the rules (keyRange, ruleBias, modScore) turn S into scores, MASKED where not allowed; each
+//    invocation takes the maximum of its four keys, and the eight invocations of a row group
+//    exchange theirs: by subgroup shuffles (row_group_subgroups.wgsl) for the butterfly steps their
+//    subgroup allows (all three where subgroups hold 8 or more invocations in order), through `ps`
+//    for the rest (row_group_plain.wgsl: all, without the feature);
+// 3. P = exp(S - m) goes to `ps` (per row group and key, a vec4 over its four rows), and
+//    O = alpha O + P V over chunks of 32 value dims staged in the same memory as q and k. Each
+//    invocation sums its own keys' P (l); the row group adds its eight sums once, at the end.
 // Workgroup memory: 6 KiB of staging + 8 KiB of P, whatever D and Dv (up to 256): within WebGPU's
 // default 16 KiB. The softmax is online, in f32; scores, P and accumulators are f32.
 // With DROPOUT, the probabilities summed into O are dropout.wgsl's (l sums them before dropout).
@@ -34,6 +37,9 @@ const VC = 8u;
 var<workgroup> stage: array<vec4<f32>, BR * QC + BC * QC>;
 // scores, then probabilities: [row group][key], a vec4 over the group's four rows
 var<workgroup> ps: array<vec4<f32>, (BR / 4u) * BC>;
+// butterfly steps some invocation cannot take by subgroup (3 - rowGroupSteps, maximum over all)
+var<workgroup> stepsMissing: atomic<u32>;
+var<workgroup> stepsAll: u32;
 
 fn loadQ(e: u32) -> f32 {
   return unpackAt(q[wordOf(e)], e);
@@ -76,6 +82,45 @@ fn stageV(vBase: u32, j0: u32, c0: u32, t: u32) {
   }
 }
 
+// The maximum of x over the eight invocations of row group ty (tx 0..7), for every one of them:
+// `steps` butterfly steps by subgroup, then through `ps`, whose slots [ty][0..8) nobody reads.
+// Uniform control flow (barriers).
+fn rowGroupMax(x: vec4<f32>, ty: u32, tx: u32, steps: u32) -> vec4<f32> {
+  var y = x;
+  for (var s = 0u; s < steps; s++) {
+    y = max(y, xorLanes(y, 1u << s));
+  }
+  if (steps < 3u) {
+    ps[ty * BC + tx] = y;
+    workgroupBarrier();
+    // slot u holds the maximum over lanes u .. u + 2^steps - 1
+    for (var u = 0u; u < 8u; u += 1u << steps) {
+      y = max(y, ps[ty * BC + u]);
+    }
+    workgroupBarrier();
+  }
+  return y;
+}
+
+// The sum of x over the eight invocations of row group ty, as rowGroupMax; every read of `ps`
+// must be done before the call.
+fn rowGroupSum(x: vec4<f32>, ty: u32, tx: u32, steps: u32) -> vec4<f32> {
+  var y = x;
+  for (var s = 0u; s < steps; s++) {
+    y += xorLanes(y, 1u << s);
+  }
+  if (steps < 3u) {
+    workgroupBarrier();
+    ps[ty * BC + tx] = y;
+    workgroupBarrier();
+    y = vec4<f32>(0.0);
+    for (var u = 0u; u < 8u; u += 1u << steps) {
+      y += ps[ty * BC + u];
+    }
+  }
+  return y;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let flat = workgroupIndex(wid);
@@ -83,6 +128,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (flat >= p.workgroups) {
     return;
   }
+  atomicMax(&stepsMissing, 3u - rowGroupSteps(t));
+  workgroupBarrier();
+  if (t == 0u) {
+    stepsAll = 3u - atomicLoad(&stepsMissing);
+  }
+  // uniform: exchanges steps < `steps` by subgroup, the others through `ps`
+  let steps = workgroupUniformLoad(&stepsAll);
   let ty = t / 8u;
   let tx = t % 8u;
   let blocks = (p.Lq + BR - 1u) / BR;
@@ -164,13 +216,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         allowed |= select(0u, 1u << (4u * kk + r), bias > MASKED);
       }
       s[kk] = sc;
-      ps[ty * BC + 8u * kk + tx] = sc;
     }
-    workgroupBarrier();
-    var tileMax = vec4<f32>(MASKED);
-    for (var j = 0u; j < BC; j++) {
-      tileMax = max(tileMax, ps[ty * BC + j]);
-    }
+    let tileMax = rowGroupMax(max(max(s[0], s[1]), max(s[2], s[3])), ty, tx, steps);
     let mNew = max(m, tileMax);
     let alpha = exp(m - mNew);
     m = mNew;
@@ -178,22 +225,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var n = 0u; n < VCHUNKS * 4u; n++) {
       acc[n] *= alpha[n % 4u];
     }
-    // every invocation has read the scores of its rows before any writes probabilities
-    workgroupBarrier();
     for (var kk = 0u; kk < 4u; kk++) {
       let ok = (vec4<u32>(allowed) >> (4u * kk + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u);
-      ps[ty * BC + 8u * kk + tx] = select(vec4<f32>(0.0), exp(s[kk] - mNew), ok == vec4<u32>(1u));
+      let pk = select(vec4<f32>(0.0), exp(s[kk] - mNew), ok == vec4<u32>(1u));
+      l += pk;
+      ps[ty * BC + 8u * kk + tx] = pk;
     }
-    // 3. O += P V, 32 value dims at a time; l from the first pass over P
+    // 3. O += P V, 32 value dims at a time
     for (var n = 0u; n < VCHUNKS; n++) {
       workgroupBarrier();
       stageV(vBase, j0, n * VC, t);
       workgroupBarrier();
       for (var j = 0u; j < BC; j++) {
         var pj = ps[ty * BC + j];
-        if (n == 0u) {
-          l += pj;
-        }
         if (DROPOUT) {
           pj *= dropFactors(dropKeys, vec4<u32>(dropColumnKeys(j0 + j).x));
         }
@@ -206,6 +250,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
+  l = rowGroupSum(l, ty, tx, steps);
   // The sink joins the denominator. A row that may attend no key: zeros and lse = -Infinity (or
   // the sink). (l == 0 rather than l > 0, so that a NaN sum stays NaN.)
   let sink = vec4<f32>(sinkLogit(h));

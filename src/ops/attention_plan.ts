@@ -206,6 +206,11 @@ export interface FlashPlan extends CorePlan {
   rowsPerWorkgroup: number;
   /** Keys staged per tile in workgroup memory ('workgroup' form). */
   keysPerTile: number;
+  /**
+   * 'tiled' form: row maxima and sums exchanged by subgroup shuffles where the subgroups allow
+   * (the device has `subgroups`), else through workgroup memory.
+   */
+  subgroups: boolean;
   workgroups: number;
 }
 
@@ -454,6 +459,7 @@ export function corePlan(
     path: 'flash',
     rowsPerWorkgroup: rows,
     keysPerTile: kernel === 'workgroup' ? keysPerTile(ctx, s) : 0,
+    subgroups: kernel === 'tiled' && ctx.hasSubgroups,
     workgroups: Math.ceil(s.Lq / rows) * s.Hq * s.B,
     ...core,
   };

@@ -6,6 +6,8 @@ import tiledSource from '../../shaders/flash_attention_tiled.wgsl?raw';
 import flashCommonSource from '../../shaders/flash_common.wgsl?raw';
 import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
+import rowGroupPlainSource from '../../shaders/row_group_plain.wgsl?raw';
+import rowGroupSubgroupsSource from '../../shaders/row_group_subgroups.wgsl?raw';
 import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { dropoutThreshold } from '../dropout';
 import { chunkPrelude, elementPrelude } from '../f16';
@@ -170,7 +172,12 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
     const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, io.output, io.lse], io);
     rec.dispatch({
       name: 'flash_attention_tiled',
-      sources: [elementPrelude(plan.storage, true), tiledSource, ...shared],
+      sources: [
+        elementPrelude(plan.storage, true),
+        tiledSource,
+        plan.subgroups ? rowGroupSubgroupsSource : rowGroupPlainSource,
+        ...shared,
+      ],
       constants: {
         VCHUNKS: Math.ceil(Dv / 32),
         MASK: plan.maskKind,
