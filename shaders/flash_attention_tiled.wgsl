@@ -16,15 +16,17 @@
 // 3. P = exp(S - m) goes to `ps` (per row group and key, a vec4 over its four rows), and
 //    O = alpha O + P V over chunks of 32 value dims staged in the same memory as q and k. Each
 //    invocation sums its own keys' P (l); the row group adds its eight sums once, at the end.
+// Staging is double-buffered through registers: each invocation reads its share of the next q / k
+// or v chunk from storage (Chunks where rows and strides are multiples of 4, V = 4, else
+// elements) while the workgroup multiplies the current one, and stores it after the barrier.
 // Workgroup memory: 6 KiB of staging + 8 KiB of P, whatever D and Dv (up to 256): within WebGPU's
-// default 16 KiB. The softmax is online, in f32; scores, P and accumulators are f32.
+// default 16 KiB (a second staging buffer would not fit). The softmax is online, in f32; scores, P
+// and accumulators are f32.
 // With DROPOUT, the probabilities summed into O are dropout.wgsl's (l sums them before dropout).
 // Constants (src/ops/flash_attention.ts): VCHUNKS = ceil(Dv / 32) (the only size the pipeline is
 // specialised by: D is a uniform), MASK, LSE, MODS, BLOCKS, KEY_RULES, DROPOUT (ruleConstants), the
-// element storage helpers of src/f16.ts (Stored, wordOf, unpackAt, storeOut): q, k, v and out are
-// f32 or f16 (packed or native).
-
-alias Input = Stored;
+// element storage helpers of src/f16.ts (elementPrelude, chunkPrelude, inputPrelude: Input, V,
+// inputIndex, inputAt, storeOut): q, k, v and out are f32 or f16 (packed or native).
 
 const WG = 128u;
 // rows per workgroup, keys per tile, dims of q / k per staged chunk (in vec4s), of v (in vec4s)
@@ -32,6 +34,9 @@ const BR = 64u;
 const BC = 32u;
 const QC = 4u;
 const VC = 8u;
+// vec4s of a q / k chunk and of a v chunk each invocation loads
+const QK_SHARE = (BR + BC) * QC / WG;
+const V_SHARE = BC * VC / WG;
 
 // q chunk [BR][QC] then k chunk [BC][QC]; or v chunk [BC][VC]
 var<workgroup> stage: array<vec4<f32>, BR * QC + BC * QC>;
@@ -41,45 +46,75 @@ var<workgroup> ps: array<vec4<f32>, (BR / 4u) * BC>;
 var<workgroup> stepsMissing: atomic<u32>;
 var<workgroup> stepsAll: u32;
 
-fn loadQ(e: u32) -> f32 {
-  return unpackAt(q[wordOf(e)], e);
+// Elements at .. at + 3 of q as a vec4, zero past the `left` elements left in the row: one Chunk
+// read where rows and strides are multiples of 4 (V = 4, inputPrelude), else element reads.
+fn loadQ4(at: u32, left: u32) -> vec4<f32> {
+  if (V == 4u) {
+    return inputAt(q[inputIndex(at)], at);
+  }
+  var x = vec4<f32>(0.0);
+  for (var c = 0u; c < min(left, 4u); c++) {
+    x[c] = inputAt(q[inputIndex(at + c)], at + c).x;
+  }
+  return x;
 }
-fn loadK(e: u32) -> f32 {
-  return unpackAt(k[wordOf(e)], e);
+fn loadK4(at: u32, left: u32) -> vec4<f32> {
+  if (V == 4u) {
+    return inputAt(k[inputIndex(at)], at);
+  }
+  var x = vec4<f32>(0.0);
+  for (var c = 0u; c < min(left, 4u); c++) {
+    x[c] = inputAt(k[inputIndex(at + c)], at + c).x;
+  }
+  return x;
 }
-fn loadV(e: u32) -> f32 {
-  return unpackAt(v[wordOf(e)], e);
+fn loadV4(at: u32, left: u32) -> vec4<f32> {
+  if (V == 4u) {
+    return inputAt(v[inputIndex(at)], at);
+  }
+  var x = vec4<f32>(0.0);
+  for (var c = 0u; c < min(left, 4u); c++) {
+    x[c] = inputAt(v[inputIndex(at + c)], at + c).x;
+  }
+  return x;
 }
 
-// Stages dims [4 c0, 4 (c0 + QC)) of the q rows [row0, row0 + BR) (row0's first element at
-// `qBase`) and of keys [j0, j0 + BC) (key 0's at `kBase`), zero outside the rows, keys and D.
-fn stageQK(qBase: u32, row0: u32, kBase: u32, j0: u32, c0: u32, t: u32) {
-  for (var e = t; e < (BR + BC) * QC * 4u; e += WG) {
-    let n = e / (QC * 4u);
-    let d = c0 * 4u + e % (QC * 4u);
-    var x = 0.0;
-    if (n < BR) {
-      if (row0 + n < p.Lq && d < p.D) {
-        x = loadQ(qBase + n * p.q_l + d);
+// This invocation's share of the chunk of dims [4 c0, 4 (c0 + QC)) of the q rows [row0, row0 + BR)
+// (row0's first element at `qBase`) and keys [j0, j0 + BC) (key 0's at `kBase`): vec4s
+// i = t + WG u of the chunk, row i / QC (q rows, then keys), dims 4 (c0 + i % QC) .. + 3 (four
+// invocations read a row's 64 contiguous bytes); zero outside the rows, keys and D.
+fn fetchQK(qBase: u32, row0: u32, kBase: u32, j0: u32, c0: u32, t: u32) -> array<vec4<f32>, QK_SHARE> {
+  var x: array<vec4<f32>, QK_SHARE>;
+  for (var u = 0u; u < QK_SHARE; u++) {
+    let i = t + WG * u;
+    let n = i / QC;
+    let d = 4u * (c0 + i % QC);
+    if (d < p.D) {
+      if (n < BR) {
+        if (row0 + n < p.Lq) {
+          x[u] = loadQ4(qBase + n * p.q_l + d, p.D - d);
+        }
+      } else if (j0 + n - BR < p.Lk) {
+        x[u] = loadK4(kBase + (j0 + n - BR) * p.k_l + d, p.D - d);
       }
-    } else if (j0 + n - BR < p.Lk && d < p.D) {
-      x = loadK(kBase + (j0 + n - BR) * p.k_l + d);
     }
-    stage[e / 4u][e % 4u] = x;
   }
+  return x;
 }
 
-// Stages dims [4 c0, 4 (c0 + VC)) of values [j0, j0 + BC), zero outside the keys and Dv.
-fn stageV(vBase: u32, j0: u32, c0: u32, t: u32) {
-  for (var e = t; e < BC * VC * 4u; e += WG) {
-    let j = j0 + e / (VC * 4u);
-    let d = c0 * 4u + e % (VC * 4u);
-    var x = 0.0;
+// This invocation's share of the chunk of value dims [4 c0, 4 (c0 + VC)) of keys [j0, j0 + BC):
+// vec4s i = t + WG u, key i / VC, dims 4 (c0 + i % VC) .. + 3; zero outside the keys and Dv.
+fn fetchV(vBase: u32, j0: u32, c0: u32, t: u32) -> array<vec4<f32>, V_SHARE> {
+  var x: array<vec4<f32>, V_SHARE>;
+  for (var u = 0u; u < V_SHARE; u++) {
+    let i = t + WG * u;
+    let j = j0 + i / VC;
+    let d = 4u * (c0 + i % VC);
     if (j < p.Lk && d < p.Dv) {
-      x = loadV(vBase + j * p.v_l + d);
+      x[u] = loadV4(vBase + j * p.v_l + d, p.Dv - d);
     }
-    stage[e / 4u][e % 4u] = x;
   }
+  return x;
 }
 
 // The maximum of x over the eight invocations of row group ty (tx 0..7), for every one of them:
@@ -179,10 +214,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     // 1. s[kk]: key 8 kk + tx of the tile for the four rows (components)
     var s = array<vec4<f32>, 4>();
+    // chunk c0 + QC is read from storage while chunk c0 is multiplied
+    var nextQK = fetchQK(qBase, row0, kBase, j0, 0u, t);
     for (var c0 = 0u; c0 < D4; c0 += QC) {
       workgroupBarrier();
-      stageQK(qBase, row0, kBase, j0, c0, t);
+      for (var u = 0u; u < QK_SHARE; u++) {
+        stage[t + WG * u] = nextQK[u];
+      }
       workgroupBarrier();
+      if (c0 + QC < D4) {
+        nextQK = fetchQK(qBase, row0, kBase, j0, c0 + QC, t);
+      }
       for (var c = 0u; c < QC; c++) {
         let q0 = stage[(4u * ty) * QC + c];
         let q1 = stage[(4u * ty + 1u) * QC + c];
@@ -194,6 +236,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
       }
     }
+    // the first value chunk is read while the scores are made
+    var nextV = fetchV(vBase, j0, 0u, t);
     // 2. scores: the rules, MASKED where the row may not attend the key. Bit 4 kk + r of `allowed`:
     // row r may attend key kk, kept apart from the scores so that a NaN score is still summed (and
     // turns its row NaN) rather than taken for masked.
@@ -234,8 +278,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // 3. O += P V, 32 value dims at a time
     for (var n = 0u; n < VCHUNKS; n++) {
       workgroupBarrier();
-      stageV(vBase, j0, n * VC, t);
+      for (var u = 0u; u < V_SHARE; u++) {
+        stage[t + WG * u] = nextV[u];
+      }
       workgroupBarrier();
+      if (n + 1u < VCHUNKS) {
+        nextV = fetchV(vBase, j0, (n + 1u) * VC, t);
+      }
       for (var j = 0u; j < BC; j++) {
         var pj = ps[ty * BC + j];
         if (DROPOUT) {

@@ -10,7 +10,7 @@ import rowGroupPlainSource from '../../shaders/row_group_plain.wgsl?raw';
 import rowGroupSubgroupsSource from '../../shaders/row_group_subgroups.wgsl?raw';
 import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { dropoutThreshold } from '../dropout';
-import { chunkPrelude, elementPrelude } from '../f16';
+import { chunkPrelude, elementPrelude, inputPrelude } from '../f16';
 import { type Bindable, f32, i32, type Recording, type UniformValue } from '../program';
 import { type AttentionBuffers, type CorePlan, type FlashPlan, RULE_NONE } from './attention_plan';
 
@@ -145,6 +145,15 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
   };
 }
 
+/**
+ * Whether a kernel can read q, k and v four elements at a time (src/f16.ts's Chunk): head dims
+ * and every batch, head and row stride multiples of 4.
+ */
+function chunkReads(plan: CorePlan, io: AttentionBuffers): boolean {
+  const { q, k, v } = io.strides;
+  return plan.shape.D % 4 === 0 && plan.shape.Dv % 4 === 0 && [...q, ...k, ...v].every((x) => x % 4 === 0);
+}
+
 /** Records the flash kernel of `plan` on `io`. */
 export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffers): void {
   const { D, Dv } = plan.shape;
@@ -174,6 +183,8 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
       name: 'flash_attention_tiled',
       sources: [
         elementPrelude(plan.storage, true),
+        chunkPrelude(plan.storage),
+        inputPrelude(chunkReads(plan, io)),
         tiledSource,
         plan.subgroups ? rowGroupSubgroupsSource : rowGroupPlainSource,
         ...shared,
