@@ -2,6 +2,9 @@
 // of 128 invocations per (block of 64 query rows, head, batch).
 // q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> out [B, Hq, Lq, Dv], lse [B, Hq, Lq]
 // (q, k, v and out at any batch, head and row strides: the uniforms q_b .. o_h and q_l .. o_l).
+// Calls with too few blocks to fill a GPU are split over keys (p.splits workgroups per block, of
+// p.split_keys keys each, a multiple of BC): each writes its partial result (tiled_partials.wgsl)
+// for decode_merge.wgsl to merge by log-sum-exp; unsplit calls write the rows (tiled_rows.wgsl).
 // Invocation t = 8 * ty + tx (ty 0..15, tx 0..7) owns rows 4ty .. 4ty + 3 of the block: the 4 x 4
 // tile of scores of those rows and keys tx, tx + 8, tx + 16, tx + 24 of each 32-key tile (spread,
 // so that the eight invocations of a row group read different memory banks), and the output
@@ -26,7 +29,8 @@
 // Constants (src/ops/flash_attention.ts): VCHUNKS = ceil(Dv / 32) (the only size the pipeline is
 // specialised by: D is a uniform), MASK, LSE, MODS, BLOCKS, KEY_RULES, DROPOUT (ruleConstants), the
 // element storage helpers of src/f16.ts (elementPrelude, chunkPrelude, inputPrelude: Input, V,
-// inputIndex, inputAt, storeOut): q, k, v and out are f32 or f16 (packed or native).
+// inputIndex, inputAt, storeOut): q, k, v and out are f32 or f16 (packed or native). Uniforms:
+// scoringUniforms and rowUniforms of src/ops/flash_attention.ts, splits and split_keys.
 
 const WG = 128u;
 // rows per workgroup, keys per tile, dims of q / k per staged chunk (in vec4s), of v (in vec4s)
@@ -37,6 +41,13 @@ const VC = 8u;
 // vec4s of a q / k chunk and of a v chunk each invocation loads
 const QK_SHARE = (BR + BC) * QC / WG;
 const V_SHARE = BC * VC / WG;
+
+@group(0) @binding(1) var<storage, read> q: array<Input>;
+@group(0) @binding(2) var<storage, read> k: array<Input>;
+@group(0) @binding(3) var<storage, read> v: array<Input>;
+// bool: bytes packed four per word; additive: f32 bits
+@group(0) @binding(4) var<storage, read> mask: array<u32>;
+// (bindings 5 and 6: the outputs of finishRows)
 
 // q chunk [BR][QC] then k chunk [BC][QC]; or v chunk [BC][VC]
 var<workgroup> stage: array<vec4<f32>, BR * QC + BC * QC>;
@@ -173,9 +184,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let ty = t / 8u;
   let tx = t % 8u;
   let blocks = (p.Lq + BR - 1u) / BR;
-  let b = flat / (blocks * p.Hq);
-  let h = (flat / blocks) % p.Hq;
-  let row0 = (flat % blocks) * BR;
+  let split = flat % p.splits;
+  let block = flat / p.splits;
+  let b = block / (blocks * p.Hq);
+  let h = (block / blocks) % p.Hq;
+  let row0 = (block % blocks) * BR;
   let rowLast = min(row0 + BR, p.Lq) - 1u;
   let i0 = row0 + 4u * ty;
   let hk = h / (p.Hq / p.Hkv);
@@ -183,20 +196,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let kBase = b * p.k_b + hk * p.k_h;
   let vBase = b * p.v_b + hk * p.v_h;
 
-  // Keys each of the four rows may attend; rows past Lq attend none.
+  // The workgroup's keys: split `split` of p.splits, p.split_keys keys each.
+  let splitLo = split * p.split_keys;
+  let splitHi = min(splitLo + p.split_keys, p.Lk);
+  // Keys each of the four rows may attend (in the split); rows past Lq attend none.
   var lo = vec4<u32>(0u);
   var hi = vec4<u32>(0u);
   var shift = vec4<i32>(0);
   for (var r = 0u; r < 4u; r++) {
     if (i0 + r < p.Lq) {
       let kr = keyRange(i0 + r);
-      lo[r] = kr.lo;
-      hi[r] = kr.hi;
+      lo[r] = max(kr.lo, splitLo);
+      hi[r] = min(kr.hi, splitHi);
       shift[r] = kr.shift;
     }
   }
-  // Keys some row of the block may attend: the loop's bounds (uniform over the workgroup).
+  // Keys some row of the block may attend in the split: the loop's bounds (uniform over the
+  // workgroup).
   let keys = blockKeys(row0, rowLast);
+  let kLo = max(keys.x, splitLo);
+  let kHi = min(keys.y, splitHi);
   let mods = MODS;
   var dropKeys = vec4<u32>(0u);
   if (DROPOUT) {
@@ -208,7 +227,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let D4 = (p.D + 3u) / 4u;
   // acc[4 n + r]: row r, value dims 4 (VC n + tx) .. + 3 (VCHUNKS chunks of 32 dims)
   var acc: array<vec4<f32>, VCHUNKS * 4u>;
-  for (var j0 = keys.x; j0 < keys.y; j0 += BC) {
+  for (var j0 = kLo; j0 < kHi; j0 += BC) {
     if (BLOCKS != 0u && !blockStates(b, h, row0, rowLast, j0, BC).x) {
       continue;
     }
@@ -300,33 +319,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 
   l = rowGroupSum(l, ty, tx, steps);
-  // The sink joins the denominator. A row that may attend no key: zeros and lse = -Infinity (or
-  // the sink). (l == 0 rather than l > 0, so that a NaN sum stays NaN.)
-  let sink = vec4<f32>(sinkLogit(h));
-  let mAll = max(m, sink);
-  let alpha = exp(m - mAll);
-  l = l * alpha + select(vec4<f32>(0.0), exp(sink - mAll), p.sinks_at != RULE_NONE);
-  m = mAll;
-  let inv = select(alpha / l, vec4<f32>(0.0), l == vec4<f32>(0.0));
-  for (var r = 0u; r < 4u; r++) {
-    let i = i0 + r;
-    if (i >= p.Lq) {
-      break;
-    }
-    // row i in lse [B, Hq, Lq]; its first element in out
-    let row = (b * p.Hq + h) * p.Lq + i;
-    let oAt = b * p.o_b + h * p.o_h + i * p.o_l;
-    for (var n = 0u; n < VCHUNKS; n++) {
-      let o = acc[4u * n + r] * inv[r];
-      let d0 = (n * VC + tx) * 4u;
-      for (var e = 0u; e < 4u; e++) {
-        if (d0 + e < p.Dv) {
-          storeOut(oAt + d0 + e, o[e]);
-        }
-      }
-    }
-    if (LSE && tx == 0u) {
-      lse[row] = select(bitcast<u32>(m[r] + log(l[r])), NEG_INF_BITS, l[r] == 0.0);
-    }
-  }
+  finishRows(b, h, i0, tx, m, l, &acc, split);
 }
