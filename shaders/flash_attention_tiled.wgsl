@@ -19,12 +19,15 @@
 // 3. P = exp(S - m) goes to `ps` (per row group and key, a vec4 over its four rows), and
 //    O = alpha O + P V over chunks of 32 value dims staged in the same memory as q and k. Each
 //    invocation sums its own keys' P (l); the row group adds its eight sums once, at the end.
+// The products go through the Tile interface (tiled_products_f32.wgsl; with native f16 storage,
+// tiled_products_f16.wgsl: q, k and v staged as f16, four-term dot products and P v in f16, summed
+// in f32); q is staged pre-scaled (scale q), which keeps f16 products in range.
 // Staging is double-buffered through registers: each invocation reads its share of the next q / k
 // or v chunk from storage (Chunks where rows and strides are multiples of 4, V = 4, else
 // elements) while the workgroup multiplies the current one, and stores it after the barrier.
-// Workgroup memory: 6 KiB of staging + 8 KiB of P, whatever D and Dv (up to 256): within WebGPU's
-// default 16 KiB (a second staging buffer would not fit). The softmax is online, in f32; scores, P
-// and accumulators are f32.
+// Workgroup memory: 6 KiB of staging (3 KiB in f16) + 8 KiB of P, whatever D and Dv (up to 256):
+// within WebGPU's default 16 KiB (a second f32 staging buffer would not fit). The softmax is
+// online, in f32; scores, P and accumulators are f32.
 // With DROPOUT, the probabilities summed into O are dropout.wgsl's (l sums them before dropout).
 // Constants (src/ops/flash_attention.ts): VCHUNKS = ceil(Dv / 32) (the only size the pipeline is
 // specialised by: D is a uniform), MASK, LSE, MODS, BLOCKS, KEY_RULES, DROPOUT (ruleConstants), the
@@ -50,7 +53,7 @@ const V_SHARE = BC * VC / WG;
 // (bindings 5 and 6: the outputs of finishRows)
 
 // q chunk [BR][QC] then k chunk [BC][QC]; or v chunk [BC][VC]
-var<workgroup> stage: array<vec4<f32>, BR * QC + BC * QC>;
+var<workgroup> stage: array<Tile, BR * QC + BC * QC>;
 // scores, then probabilities: [row group][key], a vec4 over the group's four rows
 var<workgroup> ps: array<vec4<f32>, (BR / 4u) * BC>;
 // butterfly steps some invocation cannot take by subgroup (3 - rowGroupSteps, maximum over all)
@@ -103,7 +106,7 @@ fn fetchQK(qBase: u32, row0: u32, kBase: u32, j0: u32, c0: u32, t: u32) -> array
     if (d < p.D) {
       if (n < BR) {
         if (row0 + n < p.Lq) {
-          x[u] = loadQ4(qBase + n * p.q_l + d, p.D - d);
+          x[u] = loadQ4(qBase + n * p.q_l + d, p.D - d) * p.scale;
         }
       } else if (j0 + n - BR < p.Lk) {
         x[u] = loadK4(kBase + (j0 + n - BR) * p.k_l + d, p.D - d);
@@ -238,7 +241,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var c0 = 0u; c0 < D4; c0 += QC) {
       workgroupBarrier();
       for (var u = 0u; u < QK_SHARE; u++) {
-        stage[t + WG * u] = nextQK[u];
+        stage[t + WG * u] = toTile(nextQK[u]);
       }
       workgroupBarrier();
       if (c0 + QC < D4) {
@@ -251,7 +254,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let q3 = stage[(4u * ty + 3u) * QC + c];
         for (var kk = 0u; kk < 4u; kk++) {
           let kv = stage[(BR + 8u * kk + tx) * QC + c];
-          s[kk] += vec4<f32>(dot(q0, kv), dot(q1, kv), dot(q2, kv), dot(q3, kv));
+          s[kk] += vec4<f32>(dotTile(q0, kv), dotTile(q1, kv), dotTile(q2, kv), dotTile(q3, kv));
         }
       }
     }
@@ -263,7 +266,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var allowed = 0u;
     for (var kk = 0u; kk < 4u; kk++) {
       let j = j0 + 8u * kk + tx;
-      var sc = s[kk] * p.scale;
+      var sc = s[kk];
       for (var r = 0u; r < 4u; r++) {
         var bias = MASKED;
         if (j >= lo[r] && j < hi[r]) {
@@ -298,7 +301,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var n = 0u; n < VCHUNKS; n++) {
       workgroupBarrier();
       for (var u = 0u; u < V_SHARE; u++) {
-        stage[t + WG * u] = nextV[u];
+        stage[t + WG * u] = toTile(nextV[u]);
       }
       workgroupBarrier();
       if (n + 1u < VCHUNKS) {
@@ -312,7 +315,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let vj = stage[j * VC + tx];
         // a disallowed key's value (maybe NaN or Infinity) never reaches the row
         for (var r = 0u; r < 4u; r++) {
-          acc[4u * n + r] += select(vec4<f32>(0.0), pj[r] * vj, pj[r] != 0.0);
+          acc[4u * n + r] += select(vec4<f32>(0.0), scaleTile(pj[r], vj), pj[r] != 0.0);
         }
       }
     }

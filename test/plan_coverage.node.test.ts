@@ -251,6 +251,18 @@ describe('tilings cover every allowed (row, key) pair exactly once', () => {
     expect(() => expectCovered({ ...tiled, splitKeys: tiled.splitKeys - 32 }, 'short splits')).toThrow();
   });
 
+  it('tiled form: f16 products where the storage is native f16 (shader-f16), else f32', () => {
+    const shape = { B: 1, Hq: 2, Hkv: 1, Lq: 40, Lk: 40, D: 64, Dv: 64 };
+    const products = (kernel: AttentionKernel, hasF16: boolean, dtype: 'f32' | 'f16') => {
+      const ctx = { ...fakeContext(kernel), hasF16 } as unknown as Context;
+      return (corePlan({ ctx, shape, dtype }, {}, 0) as FlashPlan).products;
+    };
+    expect(products('tiled', true, 'f16')).toBe('f16');
+    expect(products('tiled', true, 'f32')).toBe('f32');
+    expect(products('tiled', false, 'f16')).toBe('f32');
+    expect(products('workgroup', true, 'f16')).toBe('f32');
+  });
+
   it('tiled form: calls with few blocks split over keys, at least 256 keys per split', () => {
     const split = (B: number, Hq: number, Lq: number, Lk: number) => {
       const shape = { B, Hq, Hkv: 1, Lq, Lk, D: 64, Dv: 64 };

@@ -218,8 +218,17 @@ export interface FlashPlan extends CorePlan {
    */
   keySplits: number;
   splitKeys: number;
+  /**
+   * 'tiled' form: the arithmetic of its q k and P v products: 'f16' (f16 tiles and products, f32
+   * sums) where the storage is native f16 (the device has shader-f16), else 'f32';
+   * 'f16-emulated' rounds like 'f16' in f32 arithmetic (for checking it without shader-f16).
+   */
+  products: TiledProducts;
   workgroups: number;
 }
+
+/** See {@link FlashPlan.products}. */
+export type TiledProducts = 'f32' | 'f16' | 'f16-emulated';
 
 /** Split-K decode: keys split into chunks scored in parallel, merged by log-sum-exp. */
 export interface DecodePlan extends CorePlan {
@@ -471,6 +480,7 @@ export function corePlan(
     subgroups: kernel === 'tiled' && ctx.hasSubgroups,
     keySplits: split.keySplits,
     splitKeys: split.splitKeys,
+    products: kernel === 'tiled' && core.storage === 'f16' ? 'f16' : 'f32',
     workgroups: blocks * split.keySplits,
     ...core,
   };

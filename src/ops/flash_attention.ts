@@ -9,12 +9,21 @@ import maskedSource from '../../shaders/masked.wgsl?raw';
 import rowGroupPlainSource from '../../shaders/row_group_plain.wgsl?raw';
 import rowGroupSubgroupsSource from '../../shaders/row_group_subgroups.wgsl?raw';
 import tiledPartialsSource from '../../shaders/tiled_partials.wgsl?raw';
+import tiledProductsF16Source from '../../shaders/tiled_products_f16.wgsl?raw';
+import tiledProductsF16EmulatedSource from '../../shaders/tiled_products_f16_emulated.wgsl?raw';
+import tiledProductsF32Source from '../../shaders/tiled_products_f32.wgsl?raw';
 import tiledRowsSource from '../../shaders/tiled_rows.wgsl?raw';
 import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { dropoutThreshold } from '../dropout';
 import { chunkPrelude, elementPrelude, inputPrelude } from '../f16';
 import { type Bindable, f32, i32, type Recording, type UniformValue } from '../program';
-import { type AttentionBuffers, type CorePlan, type FlashPlan, RULE_NONE } from './attention_plan';
+import {
+  type AttentionBuffers,
+  type CorePlan,
+  type FlashPlan,
+  RULE_NONE,
+  type TiledProducts,
+} from './attention_plan';
 import { recordPartialsMerge } from './partials_merge';
 
 /** The identities, compiled in where the call gives no scoreMod or maskMod. */
@@ -157,6 +166,13 @@ function chunkReads(plan: CorePlan, io: AttentionBuffers): boolean {
   return plan.shape.D % 4 === 0 && plan.shape.Dv % 4 === 0 && [...q, ...k, ...v].every((x) => x % 4 === 0);
 }
 
+/** The tiled kernel's products (the Tile interface) in each arithmetic. */
+const TILED_PRODUCTS: Record<TiledProducts, string> = {
+  f32: tiledProductsF32Source,
+  f16: tiledProductsF16Source,
+  'f16-emulated': tiledProductsF16EmulatedSource,
+};
+
 /**
  * Records the tiled kernel of `plan` on `io`; a call split over keys writes partial results that
  * a merge pass combines into the output.
@@ -180,6 +196,7 @@ function recordTiled(rec: Recording, plan: FlashPlan, io: AttentionBuffers): voi
       chunkPrelude(plan.storage),
       inputPrelude(chunkReads(plan, io)),
       tiledSource,
+      TILED_PRODUCTS[plan.products],
       plan.subgroups ? rowGroupSubgroupsSource : rowGroupPlainSource,
       split ? tiledPartialsSource : tiledRowsSource,
       maskedSource,
