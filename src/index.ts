@@ -54,6 +54,7 @@ export {
   type HeadsPlan,
   planAttention,
   type ScoringRules,
+  type TiledProducts,
 } from './ops/attention_plan';
 export { type BlockMask, type CreateBlockMaskOptions, createBlockMask } from './ops/block_mask';
 export {

@@ -109,19 +109,23 @@ describe('tiled form: flash equals the reference', () => {
   });
   afterAll(() => ctx?.destroy());
 
-  it('causal, GQA, bool mask, several key tiles, Dv over 32', async () => {
+  it('causal, GQA, bool mask, Dv over 32, keys split in two (merged by log-sum-exp)', async () => {
     const c: Case = {
       ...base,
       Hq: 4,
       Hkv: 2,
       Lq: 13,
-      Lk: 71,
+      Lk: 530,
       Dv: 36,
       causal: true,
-      mask: { kind: 'bool', shape: [13, 71] },
+      mask: { kind: 'bool', shape: [13, 530] },
     };
     const plan = await checkCase(ctx, attention, c);
-    expect([plan.path, kernelOf(plan)]).toEqual(['flash', 'tiled']);
+    expect([plan.path, kernelOf(plan), plan.path === 'flash' && plan.keySplits]).toEqual([
+      'flash',
+      'tiled',
+      2,
+    ]);
   });
   it('more rows than a workgroup, batch 2, p = 0.9, a large seed, f16', () =>
     checkCase(ctx, attention, {

@@ -22,16 +22,17 @@ describe('every kernel variant compiles without messages', () => {
     small?.destroy();
   });
 
-  for (const kernel of ['workgroup', 'registers', 'tiled'] as const) {
+  // The tiled form's variants (with and without subgroups) compile on Dawn's Null backend
+  // (kernels_null.node.test.ts: the same WGSL compiler, in a second instead of SwiftShader's two
+  // minutes); the other specs run them here.
+  for (const kernel of ['workgroup', 'registers'] as const) {
     it(`attention, ${kernel} form`, { timeout: COMPILE_TIMEOUT }, async () => {
       const forced = await testContext({ attentionKernel: kernel });
-      const { count, messages } = await messagesOf(forced, () =>
-        attentionVariants(forced, kernel === 'tiled'),
-      );
+      const { count, messages } = await messagesOf(forced, () => attentionVariants(forced));
       forced.destroy();
       expect(messages).toEqual([]);
       // modules are cached per device and source: a form's count depends on what ran before it
-      expect(count).toBeGreaterThan(kernel === 'tiled' ? 5 : 10);
+      expect(count).toBeGreaterThan(10);
     });
   }
 

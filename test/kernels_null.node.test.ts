@@ -1,8 +1,8 @@
 // Dawn's Null backend builds pipelines without running them and lists shader-f16, subgroups (and,
 // with allow_unsafe_apis, chromium-experimental-subgroup-matrix): the native f16 and
-// subgroup-matrix variants that SwiftShader cannot run (also those of the backward's split calls)
-// still compile without messages, and so does the decode pass without subgroups (checked without
-// a GPU).
+// subgroup-matrix variants that SwiftShader cannot run (also those of the backward's split calls),
+// the tiled form with and without subgroups and the decode pass without subgroups still compile
+// without messages (checked without a GPU).
 
 import { describe, expect, it } from 'vitest';
 import { create } from 'webgpu';
@@ -20,7 +20,7 @@ describe("every kernel variant compiles on Dawn's Null backend (shader-f16)", ()
   for (const kernel of ['workgroup', 'registers', 'tiled'] as const) {
     it(`${kernel} form`, async () => {
       const ctx = await createContext({ gpu: create(['backend=null']), attentionKernel: kernel });
-      expect(ctx.hasF16).toBe(true);
+      expect([ctx.hasF16, ctx.hasSubgroups]).toEqual([true, true]);
       const { count, messages } = await messagesOf(ctx, async () => {
         await attentionVariants(ctx, kernel === 'tiled');
         if (kernel !== 'tiled') {
@@ -82,5 +82,15 @@ describe("every kernel variant compiles on Dawn's Null backend (shader-f16)", ()
     ctx.destroy();
     expect(messages).toEqual([]);
     expect(count).toBeGreaterThan(4);
+  });
+
+  it('tiled form without subgroups (row groups through workgroup memory)', async () => {
+    const gpu = create(['backend=null']);
+    const ctx = await createContext({ gpu, attentionKernel: 'tiled', disableFeatures: ['subgroups'] });
+    expect(ctx.hasSubgroups).toBe(false);
+    const { count, messages } = await messagesOf(ctx, () => attentionVariants(ctx, true));
+    ctx.destroy();
+    expect(messages).toEqual([]);
+    expect(count).toBeGreaterThan(5);
   });
 });

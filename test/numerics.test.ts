@@ -2,9 +2,12 @@
 // in the inputs, which must make exactly the affected rows non-finite.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attention, type Context } from '../src';
+import { corePlan, denseStrides, type FlashPlan } from '../src/ops/attention_plan';
+import { recordCore } from '../src/ops/attention_split';
+import { Recording } from '../src/program';
 import { attentionCpu } from '../src/reference';
-import { checkCase } from './attention_cases';
-import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
+import { type Case, caseInputs, checkCase } from './attention_cases';
+import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
 
 let ctx: Context;
 // the GPU flash form, which keeps P and V in workgroup memory (any adapter)
@@ -19,6 +22,46 @@ afterAll(() => {
 });
 
 const base = { B: 1, Hq: 2, Hkv: 2, D: 4, Dv: 4 };
+
+// The tiled form's f16 products (shader-f16: f16 tiles, four-term dot products and P v in f16,
+// sums in f32) have their rounding emulated in f32 on any adapter: the same kernel code then runs
+// against the float64 reference at the f16 tolerance, at the largest head dim.
+describe('tiled form, f16 products (rounding emulated in f32)', () => {
+  const check = async (c: Case) => {
+    const { q, k, v } = caseInputs(c);
+    const ref = attentionCpu(q, k, v, { causal: c.causal });
+    const shape = { B: c.B, Hq: c.Hq, Hkv: c.Hkv, Lq: c.Lq, Lk: c.Lk, D: c.D, Dv: c.Dv };
+    const inputs = { ctx: tiled, shape, dtype: 'f16' as const };
+    const plan = corePlan(inputs, { causal: c.causal, returnLse: true }, c.Lk - c.Lq) as FlashPlan;
+    expect([plan.kernel, plan.products]).toEqual(['tiled', tiled.hasF16 ? 'f16' : 'f32']);
+    const [qt, kt, vt] = [q, k, v].map((x) =>
+      tiled.tensor(x.data as Float32Array, x.shape, { dtype: 'f16' }),
+    );
+    const output = tiled.zeros([c.B, c.Hq, c.Lq, c.Dv], 'f16');
+    const lse = tiled.zeros([c.B, c.Hq, c.Lq]);
+    await checked(tiled, async () => {
+      const rec = new Recording(tiled, 'attention');
+      recordCore(
+        rec,
+        { ...plan, products: 'f16-emulated' },
+        {
+          q: qt.binding,
+          k: kt.binding,
+          v: vt.binding,
+          strides: denseStrides(shape, 'bhld'),
+          output: output.binding,
+          lse: lse.binding,
+        },
+      );
+      await rec.submit();
+    });
+    expectClose(await output.read(), ref.output.data, F16_TOL, 'output');
+    expectClose(await lse.read(), ref.lse.data, F16_TOL, 'lse');
+    for (const t of [qt, kt, vt, output, lse]) t.destroy();
+  };
+  it('head dim 256, causal, GQA, Lq < Lk', () =>
+    check({ B: 1, Hq: 2, Hkv: 1, Lq: 20, Lk: 45, D: 256, Dv: 256, causal: true, dtype: 'f16' }));
+});
 
 describe('large logits', () => {
   // |q·k| reaches 4 * 50 * 50 = 1e4 with scale 1

@@ -46,6 +46,7 @@ function fakeContext(kernel: AttentionKernel, limits: Partial<Limits> = {}): Con
     limits: { ...DEFAULT_LIMITS, ...limits },
     attentionKernel: kernel,
     hasF16: false,
+    hasSubgroups: false,
   } as unknown as Context;
 }
 
@@ -97,15 +98,20 @@ function scorePairs(p: FlashPlan | DecodePlan, score: (b: number, h: number, i: 
   if (p.path === 'flash') {
     const rows = p.rowsPerWorkgroup;
     const blocks = Math.ceil(Lq / rows);
-    const step = p.kernel === 'workgroup' ? p.keysPerTile : 8;
-    for (let w = 0; w < p.workgroups; w++) {
+    const step = p.kernel === 'workgroup' ? p.keysPerTile : p.kernel === 'tiled' ? 32 : 8;
+    for (let flat = 0; flat < p.workgroups; flat++) {
+      // the tiled form's splits over keys: flat = block * keySplits + split
+      const split = flat % p.keySplits;
+      const w = Math.floor(flat / p.keySplits);
       const b = Math.floor(w / (blocks * Hq));
       const h = Math.floor(w / blocks) % Hq;
       const row0 = (w % blocks) * rows;
       const last = Math.min(row0 + rows, Lq) - 1;
-      const kEnd = causalEnd(p, last);
+      const jLo = split * p.splitKeys;
+      const jHi = Math.min(jLo + p.splitKeys, causalEnd(p, last));
       for (let i = row0; i <= last; i++) {
-        for (let j0 = 0; j0 < kEnd; j0 += step) for (let jj = 0; jj < step; jj++) key(b, h, i, j0 + jj);
+        for (let j0 = jLo; j0 < jHi; j0 += step)
+          for (let jj = 0; jj < step && j0 + jj < jHi; jj++) key(b, h, i, j0 + jj);
       }
     }
   } else if (p.kernel === 'registers') {
@@ -192,6 +198,7 @@ function cases(): Case[] {
     [65, 65],
     [130, 77],
     [40, 200],
+    [70, 600],
   ];
   for (const [B, Hq, Hkv] of heads)
     for (const [D, Dv] of dims)
@@ -201,7 +208,7 @@ function cases(): Case[] {
 }
 
 describe('tilings cover every allowed (row, key) pair exactly once', () => {
-  for (const kernel of ['workgroup', 'registers'] as const) {
+  for (const kernel of ['workgroup', 'registers', 'tiled'] as const) {
     it(`flash and decode plans, ${kernel} form (and the decode kernel forced on any shape)`, () => {
       const ctx = fakeContext(kernel);
       let decodes = 0;
@@ -235,6 +242,42 @@ describe('tilings cover every allowed (row, key) pair exactly once', () => {
     expect(() =>
       expectCovered({ ...flash, rowsPerWorkgroup: 32 } as FlashPlan, 'short row blocks'),
     ).toThrow();
+    const tiled = corePlan(
+      { ctx: fakeContext('tiled'), shape: { ...shape, Lq: 100 }, dtype: 'f32' },
+      {},
+      0,
+    ) as FlashPlan;
+    expect(tiled.keySplits).toBeGreaterThan(1);
+    expect(() => expectCovered({ ...tiled, splitKeys: tiled.splitKeys - 32 }, 'short splits')).toThrow();
+  });
+
+  it('tiled form: f16 products where the storage is native f16 (shader-f16), else f32', () => {
+    const shape = { B: 1, Hq: 2, Hkv: 1, Lq: 40, Lk: 40, D: 64, Dv: 64 };
+    const products = (kernel: AttentionKernel, hasF16: boolean, dtype: 'f32' | 'f16') => {
+      const ctx = { ...fakeContext(kernel), hasF16 } as unknown as Context;
+      return (corePlan({ ctx, shape, dtype }, {}, 0) as FlashPlan).products;
+    };
+    expect(products('tiled', true, 'f16')).toBe('f16');
+    expect(products('tiled', true, 'f32')).toBe('f32');
+    expect(products('tiled', false, 'f16')).toBe('f32');
+    expect(products('workgroup', true, 'f16')).toBe('f32');
+  });
+
+  it('tiled form: calls with few blocks split over keys, at least 256 keys per split', () => {
+    const split = (B: number, Hq: number, Lq: number, Lk: number) => {
+      const shape = { B, Hq, Hkv: 1, Lq, Lk, D: 64, Dv: 64 };
+      const p = corePlan({ ctx: fakeContext('tiled'), shape, dtype: 'f32' }, {}, 0) as FlashPlan;
+      return [p.keySplits, p.splitKeys, p.workgroups];
+    };
+    // 8 blocks of 64 rows (fewer than 128 workgroups): 16 splits wanted, 4096 / 256 allowed
+    expect(split(1, 8, 64, 4096)).toEqual([16, 256, 128]);
+    // 64 blocks: 2 splits of 256 keys
+    expect(split(1, 8, 512, 512)).toEqual([2, 256, 128]);
+    // 2 blocks, 600 keys: two splits (320 and 280 keys)
+    expect(split(1, 2, 40, 600)).toEqual([2, 320, 4]);
+    // enough blocks, or too few keys: none
+    expect(split(2, 32, 256, 4096)).toEqual([1, 4096, 256]);
+    expect(split(1, 1, 64, 511)).toEqual([1, 511, 1]);
   });
 
   it('heads groups: each query head in one group, reading its own kv head', () => {

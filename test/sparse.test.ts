@@ -189,6 +189,16 @@ function cases(Lq: number, Lk: number): [string, SparseCase][] {
   ];
 }
 
+/** How many parts the plan of case `c` splits the keys into (1 but for the tiled form). */
+function keySplits(ctx: Context, c: Case): number {
+  const q = ctx.zeros([c.B, c.Hq, c.Lq, c.D]);
+  const kv = ctx.zeros([c.B, c.Hkv, c.Lk, c.D]);
+  const plan = planAttention(q, kv, kv, { causal: c.causal });
+  q.destroy();
+  kv.destroy();
+  return plan.path === 'flash' ? plan.keySplits : 1;
+}
+
 // 'tiled' is a flash kernel only (its calls decode with the workgroup form's pass)
 const FORMS: AttentionKernel[] = ['workgroup', 'registers', 'tiled'];
 
@@ -213,6 +223,27 @@ describe.each<AttentionKernel>(FORMS)('%s kernels', (kernel) => {
   describe('flash kernel matches the reference', () => {
     for (const [name, c] of cases(70, 90)) {
       it(name, async () => expect(await checkSparse(ctx, attention, c)).toBe(kernel));
+    }
+  });
+
+  // Few row blocks against many keys: the tiled form splits the keys and merges the parts by
+  // log-sum-exp (the sinks join in the merge).
+  describe.runIf(kernel === 'tiled')('tiled calls split over keys match the reference', () => {
+    const split: [string, SparseCase][] = [
+      [
+        'causal, Lq < Lk, window and sinks',
+        { ...base, Lq: 20, Lk: 600, causal: true, gpu: { window: [400, 0], sinks: [0.5, -1] } },
+      ],
+      [
+        'bool mask, Lq > 64, f16 storage',
+        { ...base, Lq: 70, Lk: 530, dtype: 'f16', mask: { kind: 'bool', shape: [70, 530], pTrue: 0.3 } },
+      ],
+    ];
+    for (const [name, c] of split) {
+      it(name, async () => {
+        expect(keySplits(ctx, c)).toBeGreaterThan(1);
+        expect(await checkSparse(ctx, attention, c)).toBe('tiled');
+      });
     }
   });
 
@@ -308,6 +339,23 @@ describe.each<AttentionKernel>(FORMS)('block masks, %s kernels', (kernel) => {
         Lk: 90,
         gpu: { maskMod: local, blockMask: bm, softcap: 3 },
         cpu: { maskMod: localCpu, blockMask: cpuBm },
+      });
+      bm.states.destroy();
+    });
+    it.runIf(kernel === 'tiled')(`${path}: a block mask with empty tiles, split over keys`, async () => {
+      // keys [0, 8) and two of every three blocks of 64: empty 32-key tiles in both splits
+      const sparse =
+        'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {\n  return j < 8u || (j / 64u) % 3u != 1u;\n}';
+      const sparseCpu = (_b: number, _h: number, _i: number, j: number) =>
+        j < 8 || Math.floor(j / 64) % 3 !== 1;
+      const c = { ...base, Lq: 20, Lk: 600 };
+      expect(keySplits(ctx, c)).toBeGreaterThan(1);
+      const bm = await createBlockMask(ctx, { maskMod: sparse, Lq: 20, Lk: 600, blockSize: 16 });
+      const cpuBm = createBlockMaskCpu({ maskMod: sparseCpu, Lq: 20, Lk: 600, blockSize: 16 });
+      await checkSparse(ctx, fn, {
+        ...c,
+        gpu: { maskMod: sparse, blockMask: bm, sinks: [1, 0] },
+        cpu: { maskMod: sparseCpu, blockMask: cpuBm },
       });
       bm.states.destroy();
     });

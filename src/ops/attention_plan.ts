@@ -209,8 +209,29 @@ export interface FlashPlan extends CorePlan {
   keysPerTile: number;
   /** The 'matrix' form's tiles (builtins or emulation, value dims per workgroup). */
   matrix?: MatrixTiles;
+  /**
+   * 'tiled' form: row maxima and sums exchanged by subgroup shuffles where the subgroups allow
+   * (the device has `subgroups`), else through workgroup memory.
+   */
+  subgroups: boolean;
+  /**
+   * 'tiled' form: parts the keys are split into (1: not split), of `splitKeys` keys each, whose
+   * partial results are merged by log-sum-exp: calls with fewer than 128 workgroups of rows split
+   * into up to 128 / workgroups parts of at least 256 keys.
+   */
+  keySplits: number;
+  splitKeys: number;
+  /**
+   * 'tiled' form: the arithmetic of its q k and P v products: 'f16' (f16 tiles and products, f32
+   * sums) where the storage is native f16 (the device has shader-f16), else 'f32';
+   * 'f16-emulated' rounds like 'f16' in f32 arithmetic (for checking it without shader-f16).
+   */
+  products: TiledProducts;
   workgroups: number;
 }
+
+/** See {@link FlashPlan.products}. */
+export type TiledProducts = 'f32' | 'f16' | 'f16-emulated';
 
 /** Split-K decode: keys split into chunks scored in parallel, merged by log-sum-exp. */
 export interface DecodePlan extends CorePlan {
@@ -488,19 +509,48 @@ export function corePlan(
       rowsPerWorkgroup: MATRIX_ROWS,
       keysPerTile: 0,
       matrix,
+      subgroups: false,
+      keySplits: 1,
+      splitKeys: s.Lk,
+      products: 'f32',
       workgroups: Math.ceil(s.Lq / MATRIX_ROWS) * s.Hq * s.B * Math.ceil(s.Dv / matrix.valueDims),
       ...core,
     };
   }
   const rows = ROWS_PER_WORKGROUP;
+  const blocks = Math.ceil(s.Lq / rows) * s.Hq * s.B;
+  const split = kernel === 'tiled' ? tiledKeySplit(blocks, s.Lk) : { keySplits: 1, splitKeys: s.Lk };
   // `core` spread last: properties after a spread make V8 build the object slowly (tens of us)
   return {
     path: 'flash',
     rowsPerWorkgroup: rows,
     keysPerTile: kernel === 'workgroup' ? keysPerTile(ctx, s) : 0,
-    workgroups: Math.ceil(s.Lq / rows) * s.Hq * s.B,
+    subgroups: kernel === 'tiled' && ctx.hasSubgroups,
+    keySplits: split.keySplits,
+    splitKeys: split.splitKeys,
+    products: kernel === 'tiled' && core.storage === 'f16' ? 'f16' : 'f32',
+    workgroups: blocks * split.keySplits,
     ...core,
   };
+}
+
+/** Workgroups that keep a large GPU busy: about two per compute unit of a 64-unit GPU. */
+export const TILED_FILL_WORKGROUPS = 128;
+/** Fewest keys a split of a tiled call gets (8 tiles of 32): fewer would cost more merge than they gain. */
+export const TILED_MIN_SPLIT_KEYS = 256;
+
+/**
+ * How the tiled form splits the keys of a call of `blocks` workgroups (64-row blocks x heads x
+ * batch) and `Lk` keys: with fewer blocks than {@link TILED_FILL_WORKGROUPS}, into
+ * `ceil(TILED_FILL_WORKGROUPS / blocks)` parts where each keeps at least
+ * {@link TILED_MIN_SPLIT_KEYS} keys, `splitKeys` a multiple of the kernel's 32-key tile; else
+ * none. (WebGPU tells no compute-unit count, hence a fixed target.)
+ */
+export function tiledKeySplit(blocks: number, Lk: number): { keySplits: number; splitKeys: number } {
+  const parts = Math.min(Math.ceil(TILED_FILL_WORKGROUPS / blocks), Math.floor(Lk / TILED_MIN_SPLIT_KEYS));
+  if (parts < 2) return { keySplits: 1, splitKeys: Lk };
+  const splitKeys = Math.ceil(Lk / parts / 32) * 32;
+  return { keySplits: Math.ceil(Lk / splitKeys), splitKeys };
 }
 
 /**

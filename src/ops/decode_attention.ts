@@ -2,7 +2,6 @@
 // partial results, pass 2 merges each row's partials by their log-sum-exp.
 import lanesSource from '../../shaders/decode_lanes.wgsl?raw';
 import lanesSubgroupsSource from '../../shaders/decode_lanes_subgroups.wgsl?raw';
-import mergeSource from '../../shaders/decode_merge.wgsl?raw';
 import partialsSource from '../../shaders/decode_partials.wgsl?raw';
 import splitSource from '../../shaders/decode_split.wgsl?raw';
 import splitRegistersSource from '../../shaders/decode_split_registers.wgsl?raw';
@@ -19,6 +18,7 @@ import {
   scoringUniforms,
   withRules,
 } from './flash_attention';
+import { recordPartialsMerge } from './partials_merge';
 
 /** Records both passes of `plan` on `io`; the partials live until the recording is submitted. */
 export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuffers): void {
@@ -93,22 +93,5 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
       workgroups: plan.workgroups,
     });
   }
-  rec.dispatch({
-    name: 'decode_merge',
-    sources: [elementPrelude(plan.storage, true), mergeSource, maskedSource],
-    constants: { WG: DECODE_WG, DV4, LSE: plan.lse },
-    uniforms: {
-      Dv,
-      P: plan.partials,
-      Lq,
-      Hq,
-      o_b: io.strides.o[0],
-      o_h: io.strides.o[1],
-      o_l: io.strides.o[2],
-      h0: plan.rules.origin[1],
-      sinks_at: plan.rules.sinksAt,
-    },
-    bindings: [partO, partML, io.output, io.lse, io.rules],
-    workgroups: rows,
-  });
+  recordPartialsMerge(rec, plan, io, { partO, partML, P: plan.partials });
 }

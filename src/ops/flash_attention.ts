@@ -9,11 +9,25 @@ import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import tilesBuiltinSource from '../../shaders/matrix_tiles_builtin.wgsl?raw';
 import tilesEmulatedSource from '../../shaders/matrix_tiles_emulated.wgsl?raw';
+import rowGroupPlainSource from '../../shaders/row_group_plain.wgsl?raw';
+import rowGroupSubgroupsSource from '../../shaders/row_group_subgroups.wgsl?raw';
+import tiledPartialsSource from '../../shaders/tiled_partials.wgsl?raw';
+import tiledProductsF16Source from '../../shaders/tiled_products_f16.wgsl?raw';
+import tiledProductsF16EmulatedSource from '../../shaders/tiled_products_f16_emulated.wgsl?raw';
+import tiledProductsF32Source from '../../shaders/tiled_products_f32.wgsl?raw';
+import tiledRowsSource from '../../shaders/tiled_rows.wgsl?raw';
 import valueChunksSource from '../../shaders/value_chunks.wgsl?raw';
 import { dropoutThreshold } from '../dropout';
-import { chunkPrelude, elementPrelude } from '../f16';
+import { chunkPrelude, elementPrelude, inputPrelude } from '../f16';
 import { type Bindable, f32, i32, type Recording, type UniformValue } from '../program';
-import { type AttentionBuffers, type CorePlan, type FlashPlan, RULE_NONE } from './attention_plan';
+import {
+  type AttentionBuffers,
+  type CorePlan,
+  type FlashPlan,
+  RULE_NONE,
+  type TiledProducts,
+} from './attention_plan';
+import { recordPartialsMerge } from './partials_merge';
 
 /** The identities, compiled in where the call gives no scoreMod or maskMod. */
 const IDENTITY_SCORE_MOD = 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s; }';
@@ -146,6 +160,70 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
   };
 }
 
+/**
+ * Whether a kernel can read q, k and v four elements at a time (src/f16.ts's Chunk): head dims
+ * and every batch, head and row stride multiples of 4.
+ */
+function chunkReads(plan: CorePlan, io: AttentionBuffers): boolean {
+  const { q, k, v } = io.strides;
+  return plan.shape.D % 4 === 0 && plan.shape.Dv % 4 === 0 && [...q, ...k, ...v].every((x) => x % 4 === 0);
+}
+
+/** The tiled kernel's products (the Tile interface) in each arithmetic. */
+const TILED_PRODUCTS: Record<TiledProducts, string> = {
+  f32: tiledProductsF32Source,
+  f16: tiledProductsF16Source,
+  'f16-emulated': tiledProductsF16EmulatedSource,
+};
+
+/**
+ * Records the tiled kernel of `plan` on `io`; a call split over keys writes partial results that
+ * a merge pass combines into the output.
+ */
+function recordTiled(rec: Recording, plan: FlashPlan, io: AttentionBuffers): void {
+  const { B, Hq, Lq, Dv } = plan.shape;
+  const split = plan.keySplits > 1;
+  const partials = split
+    ? {
+        partO: rec.buffer(B * Hq * Lq * plan.keySplits * Math.ceil(Dv / 4) * 16, 'attention:partials'),
+        partML: rec.buffer(B * Hq * Lq * plan.keySplits * 8, 'attention:partial-lse'),
+        P: plan.keySplits,
+      }
+    : undefined;
+  const outputs = partials ? [partials.partO, partials.partML] : [io.output, io.lse];
+  const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, ...outputs], io);
+  rec.dispatch({
+    name: 'flash_attention_tiled',
+    sources: [
+      elementPrelude(plan.storage, !split),
+      chunkPrelude(plan.storage),
+      inputPrelude(chunkReads(plan, io)),
+      tiledSource,
+      TILED_PRODUCTS[plan.products],
+      plan.subgroups ? rowGroupSubgroupsSource : rowGroupPlainSource,
+      split ? tiledPartialsSource : tiledRowsSource,
+      maskedSource,
+      ...scoringSources(plan),
+    ],
+    constants: {
+      VCHUNKS: Math.ceil(Dv / 32),
+      MASK: plan.maskKind,
+      LSE: plan.lse,
+      ...ruleConstants(plan),
+      RULES_BINDING,
+    },
+    uniforms: {
+      ...scoringUniforms(plan, io),
+      ...rowUniforms(io),
+      splits: plan.keySplits,
+      split_keys: plan.splitKeys,
+    },
+    bindings,
+    workgroups: plan.workgroups,
+  });
+  if (partials) recordPartialsMerge(rec, plan, io, partials);
+}
+
 /** Records the flash kernel of `plan` on `io`. */
 export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffers): void {
   const { D, Dv } = plan.shape;
@@ -195,21 +273,7 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
       workgroups: plan.workgroups,
     });
   } else if (plan.kernel === 'tiled') {
-    const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, io.output, io.lse], io);
-    rec.dispatch({
-      name: 'flash_attention_tiled',
-      sources: [elementPrelude(plan.storage, true), tiledSource, ...shared],
-      constants: {
-        VCHUNKS: Math.ceil(Dv / 32),
-        MASK: plan.maskKind,
-        LSE: plan.lse,
-        ...ruleConstants(plan),
-        RULES_BINDING,
-      },
-      uniforms: { ...scoringUniforms(plan, io), ...rowUniforms(io) },
-      bindings,
-      workgroups: plan.workgroups,
-    });
+    recordTiled(rec, plan, io);
   } else {
     const { bindings, RULES_BINDING } = withRules(
       [io.q, io.k, io.v, io.mask, io.output, io.lse, io.weights],
