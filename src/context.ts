@@ -36,12 +36,7 @@ const CONTEXT_OPTION_KEYS = [
 const SCRATCH_POOL_BYTES = 16 * 1024 * 1024;
 
 /** Optional adapter features the library uses when they exist. */
-const OPTIONAL_FEATURES: GPUFeatureName[] = [
-  'shader-f16',
-  'subgroups',
-  'timestamp-query',
-  SUBGROUP_MATRIX_FEATURE,
-];
+const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
 
 /** Limits raised to the adapter's maximum by default: the ones attention sizes depend on. */
 const RAISED_LIMITS = [
@@ -538,14 +533,16 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
   }
   const device = await adapter.requestDevice({
     label: options.label ?? 'webgpu-attention',
-    ...deviceRequirements(adapter, options.disableFeatures),
+    ...deviceRequirements(adapter, options.disableFeatures, options.attentionKernel),
   });
   return new Context(device, describe(adapter.info), true, options, { gpu, adapter });
 }
 
 /**
  * What to request for a device the library will use at its best on `adapter`: the optional
- * features it uses that the adapter has (shader-f16, subgroups, timestamp-query) and the
+ * features it uses that the adapter has (shader-f16, subgroups, timestamp-query; and
+ * chromium-experimental-subgroup-matrix only for `attentionKernel` 'matrix', since on NVIDIA's
+ * Vulkan driver a device with it ran the other forms' prefill 2.2-2.5x slower at L 4096) and the
  * adapter's maxima of the limits attention sizes its work by. Merge it into your own
  * `requestDevice` descriptor when the app creates the device and passes it to
  * `createContext({ device })`.
@@ -561,10 +558,11 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
 export function deviceRequirements(
   adapter: GPUAdapter,
   disableFeatures: readonly GPUFeatureName[] = [],
+  attentionKernel?: AttentionKernel,
 ): { requiredFeatures: GPUFeatureName[]; requiredLimits: Record<string, number> } {
-  const requiredFeatures = OPTIONAL_FEATURES.filter(
-    (f) => adapter.features.has(f) && !disableFeatures.includes(f),
-  );
+  const wanted =
+    attentionKernel === 'matrix' ? [...OPTIONAL_FEATURES, SUBGROUP_MATRIX_FEATURE] : OPTIONAL_FEATURES;
+  const requiredFeatures = wanted.filter((f) => adapter.features.has(f) && !disableFeatures.includes(f));
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
   return { requiredFeatures, requiredLimits };

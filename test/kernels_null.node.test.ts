@@ -39,7 +39,7 @@ describe("every kernel variant compiles on Dawn's Null backend (shader-f16)", ()
   it('matrix form: subgroup-matrix builtins in every reported shape, and the emulation', async () => {
     const gpu = create(['backend=null', 'enable-dawn-features=allow_unsafe_apis']);
     const adapter = (await gpu.requestAdapter())!;
-    const device = await adapter.requestDevice(deviceRequirements(adapter));
+    const device = await adapter.requestDevice(deviceRequirements(adapter, [], 'matrix'));
     expect(device.features.has('chromium-experimental-subgroup-matrix')).toBe(true);
     let count = 0;
     const messages: string[] = [];
