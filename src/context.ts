@@ -540,9 +540,9 @@ export async function createContext(options: ContextOptions = {}): Promise<Conte
 
 /**
  * What to request for a device the library will use at its best on `adapter`: the optional
- * features it uses that the adapter has (shader-f16, subgroups, timestamp-query; and
- * chromium-experimental-subgroup-matrix only for `attentionKernel` 'matrix', since on NVIDIA's
- * Vulkan driver a device with it ran the other forms' prefill 2.2-2.5x slower at L 4096) and the
+ * features it uses that the adapter has (shader-f16, subgroups, timestamp-query; and the
+ * experimental chromium-experimental-subgroup-matrix only for `attentionKernel` 'matrix', the one
+ * form that uses it) and the
  * adapter's maxima of the limits attention sizes its work by. Merge it into your own
  * `requestDevice` descriptor when the app creates the device and passes it to
  * `createContext({ device })`.
