@@ -14,7 +14,16 @@ import {
 } from '../src';
 import { attentionBackwardCpu, type HostTensor } from '../src/reference';
 import { type Case, caseInputs, inLayout, roundToF16, swapAxes12 } from './attention_cases';
-import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
+import {
+  checked,
+  expectClose,
+  F16_TOL,
+  F32_TOL,
+  formContexts,
+  randomArray,
+  rng,
+  testContext,
+} from './helpers';
 
 interface BackwardCase extends Case {
   /** read k and v through a KV cache of this capacity (views with row stride = capacity) */
@@ -93,15 +102,7 @@ async function checkBackward(ctx: Context, c: BackwardCase, tol?: { atol: number
 const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 4, Dv: 4 };
 /** The forms with a backward of their own. */
 type Form = Extract<AttentionKernel, 'workgroup' | 'registers'>;
-const contexts = {} as Record<Form, Context>;
-beforeAll(async () => {
-  contexts.workgroup = await testContext({ attentionKernel: 'workgroup' });
-  contexts.registers = await testContext({ attentionKernel: 'registers' });
-});
-afterAll(() => {
-  contexts.workgroup?.destroy();
-  contexts.registers?.destroy();
-});
+const contexts = formContexts<Form>(['workgroup', 'registers']);
 
 describe.each<Form>(['workgroup', 'registers'])('%s kernel', (form) => {
   /** One case; checks that it ran the context's form (registers needs D, Dv multiples of 4). */

@@ -17,7 +17,7 @@ import {
 import { decodeAttention } from '../src/ops/attention';
 import { attentionCpu } from '../src/reference';
 import { type Case, caseInputs, checkCase, kernelOf } from './attention_cases';
-import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
+import { checked, expectClose, F32_TOL, formContexts, randomArray, rng, testContext } from './helpers';
 
 const dropout = { p: 0.3, seed: 77 };
 const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 8, Dv: 8, dropout };
@@ -25,15 +25,7 @@ const base = { B: 1, Hq: 2, Hkv: 2, Lq: 16, Lk: 16, D: 8, Dv: 8, dropout };
 // One context per form for the whole file: each kernel variant (a pipeline SwiftShader takes
 // seconds to compile) compiles once.
 type Form = Extract<AttentionKernel, 'workgroup' | 'registers'>;
-const contexts = {} as Record<Form, Context>;
-beforeAll(async () => {
-  contexts.workgroup = await testContext({ attentionKernel: 'workgroup' });
-  contexts.registers = await testContext({ attentionKernel: 'registers' });
-});
-afterAll(() => {
-  contexts.workgroup?.destroy();
-  contexts.registers?.destroy();
-});
+const contexts = formContexts<Form>(['workgroup', 'registers']);
 
 describe.each<Form>(['workgroup', 'registers'])('%s form: equals the reference', (form) => {
   let ctx: Context;

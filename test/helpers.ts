@@ -1,6 +1,6 @@
 // Shared by the specs: one context per file, validation scopes, seeded data, tolerance checks.
-import { expect } from 'vitest';
-import { type Context, createContext } from '../src';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { type AttentionKernel, type Context, createContext } from '../src';
 
 /** f32 tolerance of DESIGN.md: |gpu - ref| <= ATOL + RTOL * |ref|. */
 export const F32_TOL = { atol: 1e-4, rtol: 1e-4 };
@@ -13,6 +13,25 @@ export async function testContext(options: Parameters<typeof createContext>[0] =
     throw new Error(`uncaptured WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`);
   });
   return ctx;
+}
+
+/**
+ * One context per kernel form for a whole spec file, made before its specs and destroyed after
+ * them (call at the top level): each kernel variant, a pipeline SwiftShader takes seconds to
+ * compile, then compiles once per file.
+ */
+export function formContexts<F extends AttentionKernel>(
+  forms: readonly F[],
+  options: Parameters<typeof createContext>[0] = {},
+): Record<F, Context> {
+  const contexts = {} as Record<F, Context>;
+  beforeAll(async () => {
+    for (const form of forms) contexts[form] = await testContext({ ...options, attentionKernel: form });
+  });
+  afterAll(() => {
+    for (const form of forms) contexts[form]?.destroy();
+  });
+  return contexts;
 }
 
 /** Runs `fn` inside validation and internal error scopes and fails on any error they catch. */

@@ -24,7 +24,16 @@ import {
   ropeTablesCpu,
 } from '../src/reference';
 import { type AttentionFn, type Case, caseInputs, kernelOf, roundToF16 } from './attention_cases';
-import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
+import {
+  checked,
+  expectClose,
+  F16_TOL,
+  F32_TOL,
+  formContexts,
+  randomArray,
+  rng,
+  testContext,
+} from './helpers';
 
 /** GPU options besides the case's causal, mask and scale; the per-head ones may be tensors. */
 type GpuOptions = Omit<AttentionOptions, 'alibiSlopes' | 'sinks' | 'mask' | 'causal' | 'scale'> & {
@@ -204,20 +213,12 @@ const FORMS: AttentionKernel[] = ['workgroup', 'registers', 'tiled'];
 
 // One context per form for both sets of kernel specs: each kernel variant (a pipeline SwiftShader
 // takes seconds to compile) compiles once.
-const contexts = new Map<AttentionKernel, Context>();
-beforeAll(async () => {
-  for (const kernel of FORMS) {
-    contexts.set(kernel, await testContext({ disableFeatures: ['shader-f16'], attentionKernel: kernel }));
-  }
-});
-afterAll(() => {
-  for (const ctx of contexts.values()) ctx.destroy();
-});
+const contexts = formContexts(FORMS, { disableFeatures: ['shader-f16'] });
 
 describe.each<AttentionKernel>(FORMS)('%s kernels', (kernel) => {
   let ctx: Context;
   beforeAll(() => {
-    ctx = contexts.get(kernel)!;
+    ctx = contexts[kernel];
   });
 
   describe('flash kernel matches the reference', () => {
@@ -292,7 +293,7 @@ describe.each<AttentionKernel>(FORMS)('%s kernels', (kernel) => {
 describe.each<AttentionKernel>(FORMS)('block masks, %s kernels', (kernel) => {
   let ctx: Context;
   beforeAll(() => {
-    ctx = contexts.get(kernel)!;
+    ctx = contexts[kernel];
   });
   // local (16 back) + global (the first 8 keys) tokens
   const local =
