@@ -1,5 +1,5 @@
 // The variant space of every op, run on tiny inputs, and the compilation messages of the shader
-// modules that creates (used by kernels.test.ts and kernels_null.node.test.ts).
+// modules that creates (used by kernels.browser.test.ts and kernels_null.node.test.ts).
 import {
   type AttentionOptions,
   attention,

@@ -6,7 +6,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { create } from 'webgpu';
-import { createContext, deviceRequirements, planAttention } from '../src';
+import { attention, createContext, deviceRequirements, planAttention } from '../src';
 import {
   attentionVariants,
   backwardSplitVariants,
@@ -31,6 +31,34 @@ describe("every kernel variant compiles on Dawn's Null backend (shader-f16)", ()
       ctx.destroy();
       expect(messages).toEqual([]);
       expect(count).toBeGreaterThan(kernel === 'tiled' ? 5 : 20);
+    });
+  }
+
+  // What SwiftShader's device has (subgroups, no shader-f16: f16 packed in u32 words); the browser
+  // project compiles the same on SwiftShader with Chromium's own compiler (kernels.browser.test.ts)
+  for (const kernel of ['workgroup', 'registers'] as const) {
+    it(`${kernel} form without shader-f16 (packed f16), and split calls`, async () => {
+      const gpu = create(['backend=null']);
+      const ctx = await createContext({ gpu, attentionKernel: kernel, disableFeatures: ['shader-f16'] });
+      // a binding limit this low sends attention through the split paths and the merge kernel
+      const small = await createContext({
+        device: ctx.device,
+        attentionKernel: kernel,
+        limits: { maxStorageBufferBindingSize: 1024 },
+      });
+      expect(ctx.hasF16).toBe(false);
+      const { count, messages } = await messagesOf(ctx, async () => {
+        await attentionVariants(ctx);
+        await backwardSplitVariants(ctx);
+        await opVariants(ctx);
+        const q = small.zeros([1, 2, 40, 8]);
+        const r = await attention(q, q, q, { returnLse: true });
+        for (const x of [q, r.output, r.lse!]) x.destroy();
+      });
+      small.destroy();
+      ctx.destroy();
+      expect(messages).toEqual([]);
+      expect(count).toBeGreaterThan(20);
     });
   }
 

@@ -2,7 +2,7 @@
 // an adapter without subgroup matrices (SwiftShader) it runs their emulation, which rounds every
 // operand to f16 like the builtins: checked here against the float64 reference at the f16
 // tolerance of DESIGN.md, f32 inputs included, and every shader module compiles without messages
-// (kernels.test.ts's check; Dawn's Null backend compiles every variant, builtins included, in
+// (kernels.browser.test.ts's check; Dawn's Null backend compiles every variant, builtins included, in
 // kernels_null.node.test.ts). Few shapes: each new constant set is a pipeline (seconds here).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -76,7 +76,7 @@ describe('matrix kernel form', () => {
         expectClose(await r.lse!.read(), ref.lse.data, F16_TOL, `${label} lse`);
       }),
     );
-    // the compile check of kernels.test.ts, on the pipelines compiled here anyway
+    // the compile check of kernels.browser.test.ts, on the pipelines compiled here anyway
     expect(messages).toEqual([]);
     for (const t of made) t.destroy();
     return ref.lse.data;

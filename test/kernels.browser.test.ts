@@ -1,6 +1,9 @@
 // Every kernel variant the library generates compiles on the adapter without a single compilation
 // message (error, warning or info). The ops run over their variant space on tiny inputs; every
-// shader module they create is collected and its compilation info checked.
+// shader module they create is collected and its compilation info checked. In the browser project
+// only: Chromium's WGSL compiler on SwiftShader. The Node project compiles the same variants (and
+// the native-f16, subgroup-matrix and no-subgroup ones) with its Dawn on the Null backend in a few
+// seconds (kernels_null.node.test.ts), where SwiftShader takes minutes for the same messages.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attention, type Context } from '../src';
 import { testContext } from './helpers';
