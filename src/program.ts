@@ -473,16 +473,14 @@ export class Recording {
         continue;
       }
       const pipeline = s.compiled.ready!;
-      const entries: GPUBindGroupEntry[] = [
-        { binding: 0, resource: { buffer: uniformBuffer!, offset: s.offset, size: s.compiled.size } },
-      ];
       // the key: every bound buffer's id, offset and size, in binding order
       let key = uniformBuffer ? `${bufferId(uniformBuffer)}:${s.offset}` : '';
       const { bindings } = s.program;
+      const resources: GPUBufferBinding[] = [];
       for (let i = 0; i < bindings.length; i++) {
         const b = bindings[i];
         const resource = !b ? { buffer: ctx.dummy(i + 1) } : 'buffer' in b ? b : { buffer: b };
-        entries.push({ binding: i + 1, resource });
+        resources.push(resource);
         key += `|${bufferId(resource.buffer)}:${resource.offset ?? 0}:${resource.size ?? ''}`;
       }
       const { groups } = s.compiled;
@@ -490,6 +488,10 @@ export class Recording {
       if (group) {
         groups.delete(key); // most recent last
       } else {
+        const entries: GPUBindGroupEntry[] = [
+          { binding: 0, resource: { buffer: uniformBuffer!, offset: s.offset, size: s.compiled.size } },
+          ...resources.map((resource, i) => ({ binding: i + 1, resource })),
+        ];
         const layout = bindGroupLayout(pipeline);
         group = ctx.device.createBindGroup({ label: s.program.name, layout, entries });
         if (cache && groups.size >= BIND_GROUPS_PER_PIPELINE) groups.delete(groups.keys().next().value!);
