@@ -1,11 +1,10 @@
 // The command line of the Node benchmark (`npm run bench:node`, bench/node.mjs, or the bundle
 // that scripts/gpu-pack.mjs makes for a machine without node_modules): options, progress on
 // stderr, the table on stdout, the results files. `main(suite)` takes bench/node_suite.ts's module.
-import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { adapterSlug, sourceVersion } from './results_files.mjs';
 
 export const USAGE = `The benchmark in Node through Dawn, no browser (issue 12, item 7): checks every kernel form
 against the float64 reference on small shapes, measures the adapter's roofs, tunes the kernel
@@ -21,8 +20,6 @@ groups of bench/shapes.ts plus prefill-4096, d128-2048, decode-gqa-32768; backwa
 backward:NAME: the backward section of bench/backward.ts, ours fused and composed, also part of a
 full run), --repeats N,
 --row-budget-s N, --tune-budget-s N, --no-layer.`;
-
-const here = fileURLToPath(new URL('.', import.meta.url));
 
 /** Runs the benchmark with the process's arguments; resolves to the exit code. */
 export async function main(suite) {
@@ -66,26 +63,6 @@ export async function main(suite) {
   };
   const clear = () => process.stderr.isTTY && process.stderr.write('\r\x1b[2K');
 
-  /**
-   * The commit the sources were at (with '+changes' when src/, shaders/ or bench/ differ from it);
-   * BENCH_SOURCES where set (a bundle, away from the repository).
-   */
-  function sourceVersion() {
-    if (process.env.BENCH_SOURCES) return process.env.BENCH_SOURCES;
-    try {
-      const git = (...a) =>
-        execFileSync('git', a, {
-          cwd: join(here, '..'),
-          encoding: 'utf8',
-          stdio: ['ignore', 'pipe', 'ignore'],
-        }).trim();
-      const dirty = git('status', '--porcelain', '--', 'src', 'shaders', 'bench/*.ts') !== '';
-      return `${git('rev-parse', '--short', 'HEAD')}${dirty ? '+changes' : ''}`;
-    } catch {
-      return 'unknown';
-    }
-  }
-
   let exitCode = 0;
   try {
     let header = true;
@@ -112,16 +89,9 @@ export async function main(suite) {
     console.log(`${report.seconds.toFixed(0)} s`);
     if (report.checks.some((c) => !c.ok)) exitCode = 1;
     if (args.out) {
-      const a = report.adapter;
-      const slug =
-        [a.vendor, a.architecture]
-          .filter(Boolean)
-          .join('-')
-          .toLowerCase()
-          .replace(/[^a-z0-9]+/g, '-')
-          .replace(/^-|-$/g, '') || 'unknown';
+      const slug = adapterSlug(report.adapter);
       const stem = join(args.out, `${report.date.slice(0, 10)}-${slug}-node${args.quick ? '-quick' : ''}`);
-      const sources = sourceVersion();
+      const sources = sourceVersion(['src', 'shaders', 'bench/*.ts']);
       await mkdir(args.out, { recursive: true });
       await writeFile(`${stem}.json`, `${JSON.stringify({ ...report, sources }, null, 2)}\n`);
       await writeFile(`${stem}.md`, suite.nodeMarkdown(report, sources));

@@ -22,7 +22,6 @@
 // --screenshot FILE.png (of the page once done), --no-run (only load the page: with --screenshot,
 // a picture of the heatmap), --render FILE.json (recompute that result's targets, rewrite its .md
 // and .svg with the current code; no run).
-import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +29,7 @@ import { parseArgs } from 'node:util';
 import { chromium } from 'playwright';
 import { createServer } from 'vite';
 import { chromiumArgs, findChromium } from '../scripts/chromium.mjs';
+import { adapterSlug, sourceVersion } from './results_files.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
@@ -218,27 +218,9 @@ async function runOnPage(page) {
   ]);
 }
 
-/** The commit the sources were at (with '+changes' when the tree differs from it). */
-function sourceVersion() {
-  try {
-    const git = (...a) => execFileSync('git', a, { cwd: join(here, '..'), encoding: 'utf8' }).trim();
-    const dirty = git('status', '--porcelain', '--', 'src', 'shaders') !== '';
-    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? '+changes' : ''}`;
-  } catch {
-    return 'unknown';
-  }
-}
-
 /** Writes <date>-<adapter>.json, .svg and .md under --out. */
 async function saveResults(result) {
-  const a = result.report.adapter;
-  const slug =
-    [a.vendor, a.architecture]
-      .filter(Boolean)
-      .join('-')
-      .toLowerCase()
-      .replace(/[^a-z0-9]+/g, '-')
-      .replace(/^-|-$/g, '') || 'unknown';
+  const slug = adapterSlug(result.report.adapter);
   // A run of only the backward (sparse) section is saved apart from the full runs.
   const words = args.shapes.split(',').filter(Boolean);
   const backwardOnly = words.length > 0 && words.every((w) => w === 'backward' || w.startsWith('backward:'));
@@ -246,7 +228,7 @@ async function saveResults(result) {
   const suffix = backwardOnly ? '-backward' : sparseOnly ? '-sparse' : '';
   const stem = join(args.out, `${result.report.date.slice(0, 10)}-${slug}${suffix}`);
   await mkdir(args.out, { recursive: true });
-  const report = { ...result.report, sources: sourceVersion() };
+  const report = { ...result.report, sources: sourceVersion(['src', 'shaders']) };
   await writeFile(`${stem}.json`, `${JSON.stringify(report, null, 2)}\n`);
   // The chart draws the forward rows only: none, no chart.
   if (report.rows.length) await writeFile(`${stem}.svg`, `${result.svg}\n`);
