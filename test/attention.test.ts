@@ -32,6 +32,7 @@ describe.each<AttentionKernel>(['workgroup', 'registers', 'tiled'])('%s kernel',
         : kernel === 'tiled' && !outputs.weights && plan.path !== 'decode';
     expect(kernelOf(plan)).toBe(fits ? kernel : 'workgroup');
     if (plan.path === 'flash' && plan.kernel === 'tiled') expect(plan.subgroups).toBe(ctx.hasSubgroups);
+    return plan;
   };
 
   describe('attention matches the float64 reference', () => {
@@ -88,6 +89,20 @@ describe.each<AttentionKernel>(['workgroup', 'registers', 'tiled'])('%s kernel',
       }));
     it('f16', () =>
       check({ ...base, Hq: 4, Hkv: 2, Lq: 20, Lk: 33, D: 16, Dv: 16, dtype: 'f16', layout: 'blhd' }));
+    it('keys split over workgroups (tiled: partials merged into the [B, L, H, Dv] output)', async () => {
+      const plan = await check({
+        ...base,
+        Hq: 4,
+        Hkv: 2,
+        Lq: 20,
+        Lk: 600,
+        D: 8,
+        Dv: 12,
+        causal: true,
+        layout: 'blhd',
+      });
+      if (kernel === 'tiled') expect(plan.path === 'flash' ? plan.keySplits : 1).toBeGreaterThan(1);
+    });
     it('q, k and v wrapped from one packed [B, L, 3, H, D] buffer (strides, no copies)', async () => {
       // H * D * 4 = 256 bytes: k and v start at offsets the device can bind
       const c = { B: 2, Hq: 4, Hkv: 4, Lq: 11, Lk: 11, D: 16, Dv: 16, causal: true, seed: 7 };
