@@ -346,7 +346,7 @@ export function markdownReport(report: BenchReport): string {
       : []),
     ...(report.sparse?.length
       ? [
-          'Sparse: q, k, v [1, H, L, 64] f32; dense mask = the same pattern as a bool mask [L, L]; full = causal attention for causal patterns, unmasked for block masks; peer = onnxruntime-web WebGPU MultiHeadAttention (subgroups off) with the pattern as an additive attention_bias [L, L].',
+          'Sparse: q, k, v [1, H, L, 64] f32; dense mask = the same pattern as a bool mask [L, L]; full = causal attention for causal patterns, unmasked for block masks; peer = the fastest of onnxruntime-web WebGPU (subgroups off) MultiHeadAttention with the pattern as an additive attention_bias [L, L] and, for causal windows, GroupQueryAttention with local_window_size (the note names which, then the other).',
           '',
           markdownTable(SPARSE_HEADER, report.sparse.map(sparseCells)),
           '',

@@ -1,5 +1,6 @@
-// A one-node ONNX model (com.microsoft MultiHeadAttention) written as protobuf bytes, so that the
-// benchmark needs no model file and no protobuf library. Field numbers are those of onnx.proto.
+// One-node ONNX models (com.microsoft MultiHeadAttention, GroupQueryAttention) written as protobuf
+// bytes, so that the benchmark needs no model file and no protobuf library. Field numbers are those
+// of onnx.proto.
 
 /** Appends protobuf fields to a growing byte list. */
 class ProtoWriter {
@@ -55,14 +56,21 @@ class ProtoWriter {
 }
 
 const FLOAT = 1; // TensorProto.DataType.FLOAT
+const INT32 = 6; // TensorProto.DataType.INT32
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
 
-function valueInfo(w: ProtoWriter, field: number, name: string, dims: readonly number[]): void {
+function valueInfo(
+  w: ProtoWriter,
+  field: number,
+  name: string,
+  dims: readonly number[],
+  elemType = FLOAT,
+): void {
   w.message(field, (vi) =>
     vi.string(1, name).message(2, (type) =>
       type.message(1, (tensor) =>
-        tensor.int(1, FLOAT).message(2, (shape) => {
+        tensor.int(1, elemType).message(2, (shape) => {
           for (const d of dims) shape.message(1, (dim) => dim.int(1, d));
         }),
       ),
@@ -114,6 +122,61 @@ export function multiHeadAttentionModel(o: MhaModelOptions): Uint8Array {
     valueInfo(g, 11, 'value', [o.B, o.Lk, hidden]);
     if (o.attentionBias) valueInfo(g, 11, 'attention_bias', [1, 1, o.Lq, o.Lk]);
     valueInfo(g, 12, 'output', [o.B, o.Lq, hidden]);
+    valueInfo(g, 12, 'present_key', present);
+    valueInfo(g, 12, 'present_value', present);
+  });
+  w.message(8, (op) => op.string(1, '').int(2, 17));
+  w.message(8, (op) => op.string(1, 'com.microsoft').int(2, 1));
+  return w.finish();
+}
+
+export interface GqaModelOptions {
+  B: number;
+  Hq: number;
+  Hkv: number;
+  /** Query and key length (a prompt: no past). */
+  L: number;
+  D: number;
+  scale: number;
+  /** local_window_size: each row attends itself and the `window` keys before it (-1: all). */
+  window: number;
+}
+
+/**
+ * ModelProto bytes of one com.microsoft GroupQueryAttention node (always causal): inputs query
+ * [B, L, Hq*D], key and value [B, L, Hkv*D], seqlens_k [B] (int32, total length - 1) and
+ * total_sequence_length [] (int32); outputs output [B, L, Hq*D] and present_key/present_value
+ * [B, Hkv, L, D].
+ */
+export function groupQueryAttentionModel(o: GqaModelOptions): Uint8Array {
+  const present = [o.B, o.Hkv, o.L, o.D];
+  const w = new ProtoWriter();
+  w.int(1, 8); // ir_version
+  w.string(2, 'webgpu-attention-bench');
+  w.message(7, (g) => {
+    g.message(1, (node) => {
+      // empty names skip past_key and past_value
+      for (const input of ['query', 'key', 'value', '', '', 'seqlens_k', 'total_sequence_length']) {
+        node.string(1, input);
+      }
+      for (const output of ['output', 'present_key', 'present_value']) node.string(2, output);
+      node.string(3, 'gqa');
+      node.string(4, 'GroupQueryAttention');
+      node.message(5, (a) => a.string(1, 'num_heads').int(3, o.Hq).int(20, ATTR_INT));
+      node.message(5, (a) => a.string(1, 'kv_num_heads').int(3, o.Hkv).int(20, ATTR_INT));
+      node.message(5, (a) => a.string(1, 'scale').float(2, o.scale).int(20, ATTR_FLOAT));
+      if (o.window >= 0) {
+        node.message(5, (a) => a.string(1, 'local_window_size').int(3, o.window).int(20, ATTR_INT));
+      }
+      node.string(7, 'com.microsoft');
+    });
+    g.string(2, 'gqa');
+    valueInfo(g, 11, 'query', [o.B, o.L, o.Hq * o.D]);
+    valueInfo(g, 11, 'key', [o.B, o.L, o.Hkv * o.D]);
+    valueInfo(g, 11, 'value', [o.B, o.L, o.Hkv * o.D]);
+    valueInfo(g, 11, 'seqlens_k', [o.B], INT32);
+    valueInfo(g, 11, 'total_sequence_length', [], INT32);
+    valueInfo(g, 12, 'output', [o.B, o.L, o.Hq * o.D]);
     valueInfo(g, 12, 'present_key', present);
     valueInfo(g, 12, 'present_value', present);
   });

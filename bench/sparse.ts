@@ -2,9 +2,10 @@
 // each timed against the same call with a dense bool mask (ours), against full attention (causal
 // for the causal patterns, unmasked for block masks) and against the fastest peer that can express
 // the pattern: onnxruntime-web's MultiHeadAttention with the pattern as a dense additive
-// attention_bias [L, L]. Targets (issue 11): time scales with the computed tiles.
+// attention_bias [L, L], and for causal windows its GroupQueryAttention with local_window_size.
+// Targets (issue 11): time scales with the computed tiles.
 import { type AttentionOptions, attention, type Context, createBlockMask, type Tensor } from '../src';
-import type { Impl } from './impl/types';
+import type { BenchInputs, Impl } from './impl/types';
 import { median, timeCalls as timeRuns } from './timing';
 
 export interface SparseCase {
@@ -96,7 +97,7 @@ export interface SparseRow {
   denseMs?: number;
   /** Full attention at the same size: causal for causal patterns, else unmasked. */
   fullMs?: number;
-  /** The peer with the pattern as a dense additive bias: its median ms, or why it has none. */
+  /** The fastest peer that expressed the pattern (which: peerNote): its median ms. */
   peerMs?: number;
   peerStatus?: 'ok' | 'wrong' | 'error' | 'skipped';
   peerNote?: string;
@@ -142,14 +143,14 @@ function maxError(a: Float32Array, b: Float32Array): number {
 }
 
 /**
- * Times one sparse case: the sparse call, the dense bool mask call, full attention and `peer`
- * (checked against our dense call first: an error above 1e-3 is 'wrong', not timed).
+ * Times one sparse case: the sparse call, the dense bool mask call, full attention and the fastest
+ * of the `peers` that can express it (timePeers).
  */
 export async function timeSparse(
   ctx: Context,
   c: SparseCase,
-  o: { repeats: number; warmup: number },
-  peer?: Impl,
+  o: { repeats: number; warmup: number; rowBudgetS: number },
+  peers?: SparsePeers,
 ): Promise<SparseRow> {
   const base = { name: c.name, pattern: c.pattern, L: c.L, heads: c.heads };
   const { L, heads } = c;
@@ -225,12 +226,8 @@ export async function timeSparse(
     row.fullMs = (
       await timeCalls(ctx, async () => (await attention(q, k, v, { causal })).output, o.repeats, o.warmup)
     ).ms;
-    if (peer && d) {
-      Object.assign(row, await timePeer(peer, c, [q, k, v], d.last, o));
-    } else if (peer) {
-      row.peerStatus = 'skipped';
-      row.peerNote = `a dense bias [${L}, ${L}] f32 is ${(L * L * 4) / 2 ** 20} MiB`;
-    }
+    // the peers are checked against our dense call, or the sparse one where there is none
+    if (peers) Object.assign(row, await timePeers(peers, c, [q, k, v], d?.last ?? sparse.last, o));
     return row;
   } catch (e) {
     return { ...base, status: 'error', note: e instanceof Error ? e.message : String(e) };
@@ -239,18 +236,26 @@ export async function timeSparse(
   }
 }
 
-/** `peer` on the case's inputs with its pattern as an additive bias, checked against `expected`. */
-async function timePeer(
-  peer: Impl,
+/** The sparse section's peers: each expresses the patterns it can. */
+export interface SparsePeers {
+  /** Any pattern as a dense additive attention_bias [L, L] (MultiHeadAttention). */
+  bias?: Impl;
+  /** Causal sliding windows as local_window_size (GroupQueryAttention), at any L. */
+  window?: Impl;
+}
+
+/**
+ * The fastest of the `peers` that can express the case's pattern, each checked against
+ * `expected` first (an error above 1e-3 is 'wrong', not timed); the others in the note.
+ */
+async function timePeers(
+  peers: SparsePeers,
   c: SparseCase,
   qkv: Tensor[],
   expected: Float32Array,
-  o: { repeats: number; warmup: number },
+  o: { repeats: number; warmup: number; rowBudgetS: number },
 ): Promise<Pick<SparseRow, 'peerMs' | 'peerStatus' | 'peerNote'>> {
   const { L, heads } = c;
-  const bias = new Float32Array(L * L);
-  for (let i = 0; i < L; i++) for (let j = 0; j < L; j++) if (!c.allowed(i, j)) bias[i * L + j] = -1e9;
-  const [q, k, v] = (await Promise.all(qkv.map((t) => t.read()))) as Float32Array<ArrayBuffer>[];
   const shape = {
     name: c.name,
     group: 'sparse',
@@ -262,19 +267,60 @@ async function timePeer(
     D,
     causal: false,
   };
-  try {
-    const prepared = await peer.prepare({ shape, q, k, v, bias });
-    try {
-      const err = maxError(await prepared.output(), expected);
-      if (!(err <= 1e-3)) {
-        return { peerStatus: 'wrong', peerNote: `${peer.label} differs from ours: ${err.toExponential(1)}` };
-      }
-      const timed = await timeRuns(() => prepared.run(), { ...o, rowBudgetS: 0 });
-      return { peerStatus: 'ok', peerMs: median(timed.samples) };
-    } finally {
-      prepared.dispose();
-    }
-  } catch (e) {
-    return { peerStatus: 'error', peerNote: `${peer.label}: ${e instanceof Error ? e.message : String(e)}` };
+  const [q, k, v] = (await Promise.all(qkv.map((t) => t.read()))) as Float32Array<ArrayBuffer>[];
+  const ways: { how: string; impl: Impl; inputs: () => BenchInputs }[] = [];
+  const w = c.options.window;
+  if (peers.window && c.options.causal && w?.[1] === 0 && Number.isFinite(w[0]) && !c.options.cuSeqlensQ) {
+    // local_window_size W: each row attends itself and the W - 1 keys before it
+    ways.push({
+      how: `GroupQueryAttention local_window_size ${w[0] + 1}`,
+      impl: peers.window,
+      inputs: () => ({ shape: { ...shape, causal: true }, q, k, v, window: w[0] + 1 }),
+    });
   }
+  if (peers.bias && c.dense) {
+    ways.push({
+      how: 'MultiHeadAttention dense attention_bias',
+      impl: peers.bias,
+      inputs: () => {
+        const bias = new Float32Array(L * L);
+        for (let i = 0; i < L; i++) for (let j = 0; j < L; j++) if (!c.allowed(i, j)) bias[i * L + j] = -1e9;
+        return { shape, q, k, v, bias };
+      },
+    });
+  }
+  if (!ways.length) {
+    return {
+      peerStatus: 'skipped',
+      peerNote: `a dense bias [${L}, ${L}] f32 is ${(L * L * 4) / 2 ** 20} MiB`,
+    };
+  }
+  const timed: { how: string; ms?: number; status: 'ok' | 'wrong' | 'error'; note?: string }[] = [];
+  for (const way of ways) {
+    try {
+      const prepared = await way.impl.prepare(way.inputs());
+      try {
+        const err = maxError(await prepared.output(), expected);
+        if (!(err <= 1e-3)) {
+          timed.push({ how: way.how, status: 'wrong', note: `differs from ours: ${err.toExponential(1)}` });
+          continue;
+        }
+        // slow peers get fewer timed runs (--row-budget-s), at least 2
+        const t = await timeRuns(() => prepared.run(), o);
+        timed.push({ how: way.how, status: 'ok', ms: median(t.samples) });
+      } finally {
+        prepared.dispose();
+      }
+    } catch (e) {
+      // the first line of the message (WebGPU validation errors go on for pages)
+      const note = (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200);
+      timed.push({ how: way.how, status: 'error', note });
+    }
+  }
+  const ok = timed.filter((t) => t.status === 'ok').sort((a, b) => a.ms! - b.ms!);
+  const others = timed
+    .filter((t) => t !== ok[0])
+    .map((t) => `${t.how}: ${t.status === 'ok' ? `${Math.round(t.ms!)} ms` : `${t.status}, ${t.note}`}`);
+  if (!ok.length) return { peerStatus: timed[0].status, peerNote: others.join('; ') };
+  return { peerStatus: 'ok', peerMs: ok[0].ms, peerNote: [`peer: ${ok[0].how}`, ...others].join('; ') };
 }

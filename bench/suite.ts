@@ -15,7 +15,7 @@ import {
 } from './backward';
 import { type DecodeOptions, runDecode } from './decode_layer';
 import { naive } from './impl/naive';
-import { deviceWithout, ortWasm, ortWebgpu } from './impl/ort';
+import { deviceWithout, ortGqaWebgpu, ortWasm, ortWebgpu } from './impl/ort';
 import { oursComposed, oursFused } from './impl/ours';
 import { tfjsBackward, tfjsWebgpu } from './impl/tfjs';
 import type { BenchInputs, CallStats, F32, Impl, ImplKind } from './impl/types';
@@ -32,7 +32,7 @@ import {
   selectsLayer,
   selectsSparse,
 } from './shapes';
-import { type SparseRow, timeSparse } from './sparse';
+import { type SparsePeers, type SparseRow, timeSparse } from './sparse';
 import { type Target, targets } from './targets';
 import { median, timeCalls } from './timing';
 
@@ -499,23 +499,23 @@ export async function runBench(
   const sparseRows: SparseRow[] = [];
   if (selectsSparse(options.shapes)) {
     // the fastest peer on every attention shape (README): onnxruntime-web WebGPU, subgroups off
-    // (with subgroups its prefill is wrong on SwiftShader)
-    const peer = wanted.has('ort')
-      ? ortWebgpu(
-          await deviceWithout((await navigator.gpu.requestAdapter())!, 'subgroup', 'ort-sparse'),
-          'ort',
-          adapterFeatures.includes('subgroups')
-            ? 'onnxruntime-web WebGPU, subgroups off'
-            : 'onnxruntime-web WebGPU',
-        )
-      : undefined;
+    // (with subgroups its prefill is wrong on SwiftShader); windows also through its
+    // GroupQueryAttention's local_window_size
+    let peers: SparsePeers | undefined;
+    if (wanted.has('ort')) {
+      const device = await deviceWithout((await navigator.gpu.requestAdapter())!, 'subgroup', 'ort-sparse');
+      const label = adapterFeatures.includes('subgroups')
+        ? 'onnxruntime-web WebGPU (subgroups off)'
+        : 'onnxruntime-web WebGPU';
+      peers = { bias: ortWebgpu(device, 'ort', label), window: ortGqaWebgpu(device, 'ort-gqa', label) };
+    }
     for (const c of selectSparseCases(options.shapes)) {
       emit({ type: 'progress', message: `sparse: ${c.name}` });
-      const row = await timeSparse(ctx, c, options, peer);
+      const row = await timeSparse(ctx, c, options, peers);
       sparseRows.push(row);
       emit({ type: 'sparse', row });
     }
-    peer?.dispose();
+    peers?.bias?.dispose();
   }
 
   let backward: { rows: BackwardRow[]; train: TrainRow[] } = { rows: [], train: [] };

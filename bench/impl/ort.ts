@@ -1,7 +1,8 @@
 // onnxruntime-web running one com.microsoft MultiHeadAttention node: on its WebGPU execution
 // provider (a device we create, with or without the adapter's subgroup features) and on its
-// single-thread wasm CPU provider.
-import { multiHeadAttentionModel } from '../onnx';
+// single-thread wasm CPU provider; and one GroupQueryAttention node (its local_window_size: the
+// sparse section's window peer) on the WebGPU EP.
+import { groupQueryAttentionModel, multiHeadAttentionModel } from '../onnx';
 import type { BenchShape } from '../shapes';
 import {
   type BenchInputs,
@@ -73,6 +74,63 @@ const notes = (s: BenchShape) =>
     .filter(Boolean)
     .join('; ') || undefined;
 
+/**
+ * A session of `modelBytes` on the WebGPU EP of `device`: `gpu` inputs uploaded to GPU buffers,
+ * `cpu` inputs (int32) passed from the host, the output kept on the GPU, read back as [B, Hq, Lq, D].
+ */
+async function webgpuSession(
+  device: GPUDevice,
+  modelBytes: Uint8Array,
+  s: BenchShape,
+  gpu: [name: string, data: F32 | undefined, dims: number[]][],
+  cpu: [name: string, data: Int32Array, dims: number[]][] = [],
+): Promise<Prepared> {
+  const ort = await loadOrt();
+  const session = await ort.InferenceSession.create(modelBytes, {
+    executionProviders: [{ name: 'webgpu', device }],
+    preferredOutputLocation: 'gpu-buffer',
+    graphOptimizationLevel: 'all',
+  });
+  const buffers: GPUBuffer[] = [];
+  const feeds: Record<string, OrtTensor> = {};
+  for (const [name, data, dims] of gpu) {
+    if (!data) continue;
+    const buffer = device.createBuffer({
+      size: data.byteLength,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      label: `ort:${name}`,
+    });
+    device.queue.writeBuffer(buffer, 0, data);
+    buffers.push(buffer);
+    feeds[name] = ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims });
+  }
+  for (const [name, data, dims] of cpu) feeds[name] = new ort.Tensor('int32', data, dims);
+  const call = async () => session.run(feeds);
+  const release = (results: Record<string, OrtTensor>) => {
+    for (const t of Object.values(results)) t.dispose();
+  };
+  return {
+    device,
+    async run() {
+      const results = await call();
+      await device.queue.onSubmittedWorkDone();
+      const doneAt = performance.now();
+      release(results);
+      return { doneAt };
+    },
+    async output() {
+      const results = await call();
+      const data = (await results.output.getData()) as F32;
+      release(results);
+      return toBsd(data, s.B, s.Hq, s.Lq, s.D, true);
+    },
+    dispose() {
+      void session.release();
+      for (const b of buffers) b.destroy();
+    },
+  };
+}
+
 /** MultiHeadAttention on the WebGPU EP, on `device`, with GPU-resident inputs and outputs. */
 export function ortWebgpu(device: GPUDevice, id: string, label: string): Impl {
   return {
@@ -82,67 +140,64 @@ export function ortWebgpu(device: GPUDevice, id: string, label: string): Impl {
     slow: true,
     note: notes,
     async prepare(inputs): Promise<Prepared> {
-      const ort = await loadOrt();
       const s = inputs.shape;
       const host = mhaInputs(inputs);
-      const session = await ort.InferenceSession.create(model(s, host.bias !== undefined), {
-        executionProviders: [{ name: 'webgpu', device }],
-        preferredOutputLocation: 'gpu-buffer',
-        graphOptimizationLevel: 'all',
-      });
-      const buffers: GPUBuffer[] = [];
-      const feeds: Record<string, OrtTensor> = {};
-      const dims: Record<string, number[]> = {
-        query: [s.B, s.Lq, s.Hq * s.D],
-        key: [s.B, s.Lk, s.Hq * s.D],
-        value: [s.B, s.Lk, s.Hq * s.D],
-        attention_bias: [1, 1, s.Lq, s.Lk],
-      };
-      const entries: [string, F32 | undefined][] = [
-        ['query', host.query],
-        ['key', host.key],
-        ['value', host.value],
-        ['attention_bias', host.bias],
-      ];
-      for (const [name, data] of entries) {
-        if (!data) continue;
-        const buffer = device.createBuffer({
-          size: data.byteLength,
-          usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-          label: `ort:${name}`,
-        });
-        device.queue.writeBuffer(buffer, 0, data);
-        buffers.push(buffer);
-        feeds[name] = ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims: dims[name] });
-      }
-      const call = async () => session.run(feeds);
-      const release = (results: Record<string, OrtTensor>) => {
-        for (const t of Object.values(results)) t.dispose();
-      };
-      return {
-        device,
-        async run() {
-          const results = await call();
-          await device.queue.onSubmittedWorkDone();
-          const doneAt = performance.now();
-          release(results);
-          return { doneAt };
-        },
-        async output() {
-          const results = await call();
-          const data = (await results.output.getData()) as F32;
-          release(results);
-          return toBsd(data, s.B, s.Hq, s.Lq, s.D, true);
-        },
-        dispose() {
-          void session.release();
-          for (const b of buffers) b.destroy();
-        },
-      };
+      return webgpuSession(device, model(s, host.bias !== undefined), s, [
+        ['query', host.query, [s.B, s.Lq, s.Hq * s.D]],
+        ['key', host.key, [s.B, s.Lk, s.Hq * s.D]],
+        ['value', host.value, [s.B, s.Lk, s.Hq * s.D]],
+        ['attention_bias', host.bias, [1, 1, s.Lq, s.Lk]],
+      ]);
     },
     dispose() {
       device.destroy();
     },
+  };
+}
+
+/**
+ * GroupQueryAttention on the WebGPU EP, on `device` (a prompt: causal, Lq = Lk, no past), with
+ * `inputs.window` as its local_window_size (each row attends itself and the window - 1 keys before
+ * it). `dispose` leaves the device to its owner.
+ */
+export function ortGqaWebgpu(device: GPUDevice, id: string, label: string): Impl {
+  const unsupported = (s: BenchShape) =>
+    s.causal && s.Lq === s.Lk ? undefined : 'GroupQueryAttention here is a causal prompt (Lq = Lk)';
+  return {
+    id,
+    label,
+    kind: 'library',
+    slow: true,
+    unsupported,
+    async prepare(inputs): Promise<Prepared> {
+      const s = inputs.shape;
+      const why = unsupported(s);
+      if (why) throw new Error(why);
+      const bytes = groupQueryAttentionModel({
+        B: s.B,
+        Hq: s.Hq,
+        Hkv: s.Hkv,
+        L: s.Lq,
+        D: s.D,
+        scale: 1 / Math.sqrt(s.D),
+        window: inputs.window ?? -1,
+      });
+      return webgpuSession(
+        device,
+        bytes,
+        s,
+        [
+          ['query', toBsd(inputs.q, s.B, s.Hq, s.Lq, s.D), [s.B, s.Lq, s.Hq * s.D]],
+          ['key', toBsd(inputs.k, s.B, s.Hkv, s.Lk, s.D), [s.B, s.Lk, s.Hkv * s.D]],
+          ['value', toBsd(inputs.v, s.B, s.Hkv, s.Lk, s.D), [s.B, s.Lk, s.Hkv * s.D]],
+        ],
+        [
+          ['seqlens_k', new Int32Array(s.B).fill(s.Lk - 1), [s.B]],
+          ['total_sequence_length', new Int32Array([s.Lk]), []],
+        ],
+      );
+    },
+    dispose() {},
   };
 }
 

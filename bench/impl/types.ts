@@ -15,6 +15,8 @@ export interface BenchInputs {
   v: F32;
   /** Additive bias [Lq, Lk] (0 or -1e9) for all heads, instead of the shape's causal one. */
   bias?: F32;
+  /** GroupQueryAttention's local_window_size: each row attends itself and `window` - 1 keys before it. */
+  window?: number;
 }
 
 /** Measurements only our own op can give. */
