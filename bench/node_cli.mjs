@@ -17,8 +17,9 @@ Picks a real GPU when Dawn finds one (src/node.ts); SwiftShader otherwise.
 
 Options: --out DIR (where the results go; default: print only), --quick, --shapes a,b (names or
 groups of bench/shapes.ts plus prefill-4096, d128-2048, decode-gqa-32768; backward or
-backward:NAME: the backward section of bench/backward.ts, ours fused and composed, also part of a
-full run), --repeats N,
+backward:NAME: the backward section of bench/backward.ts, ours fused and composed; sparse or a
+case's name (window-256-L16384, blocks-10%-L4096, ...): the sparse section of bench/sparse.ts
+against the dense mask and full attention; both also part of a full run), --repeats N,
 --row-budget-s N, --tune-budget-s N, --no-layer.`;
 
 /** Runs the benchmark with the process's arguments; resolves to the exit code. */

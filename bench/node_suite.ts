@@ -5,7 +5,8 @@
 // subgroups where the adapter has them (the variants other adapters run); 2. the adapter's roofs (bench/roofs.ts);
 // 3. tuning (src/tune.ts) of the kernel form for each shape; 4. each attention shape timed in each
 // form, as GFLOP/s and as a fraction of the roof that bounds it; 5. the decode layer (a small
-// transformer generating tokens), f32 and f16.
+// transformer generating tokens), f32 and f16; 6. the backward section; 7. the sparse section
+// (bench/sparse.ts without peers: each pattern against its dense bool mask and full attention).
 
 import { loadavg } from 'node:os';
 import {
@@ -36,10 +37,25 @@ import {
   type TrainRow,
 } from './backward';
 import { runDecode } from './decode_layer';
-import { BACKWARD_HEADER as BACKWARD_TABLE_HEADER, backwardCells, trainCells } from './format';
+import {
+  BACKWARD_HEADER as BACKWARD_TABLE_HEADER,
+  backwardCells,
+  SPARSE_HEADER,
+  sparseCells,
+  trainCells,
+} from './format';
 import { PassProbe } from './probe';
 import { attentionBytes, attentionFlops, measureRoofs, type Roofs, roofFraction } from './roofs';
-import { BACKWARD, type BenchShape, SHAPES, selectBackward } from './shapes';
+import {
+  BACKWARD,
+  type BenchShape,
+  isSparseWord,
+  SHAPES,
+  selectBackward,
+  selectSparseCases,
+  selectsSparse,
+} from './shapes';
+import { SPARSE_CASES, type SparseCase, type SparseRow, timeSparse } from './sparse';
 import { backwardTargets } from './targets';
 import { median } from './timing';
 
@@ -155,6 +171,8 @@ export interface NodeBenchReport {
   backward?: BackwardRow[];
   train?: TrainRow[];
   trainModel?: typeof TRAIN_MODEL;
+  /** The sparse section (no peers in Node), when selected. */
+  sparse?: SparseRow[];
   seconds: number;
   /** The machine's 1-minute load average at the start and the end (CPU adapters share the cores). */
   loadAverage: [number, number];
@@ -173,10 +191,16 @@ function selectBackwardShapes(o: NodeBenchOptions): BenchShape[] {
   return backward.length ? selectBackward(backward.join(',')) : [];
 }
 
+/** The sparse section's cases: those --shapes names (sparse, a case's name), all in a full run. */
+function selectSparse(o: NodeBenchOptions): SparseCase[] {
+  if (!o.shapes) return o.quick ? [] : SPARSE_CASES;
+  return selectsSparse(o.shapes) ? selectSparseCases(o.shapes) : [];
+}
+
 function selectShapes(o: NodeBenchOptions): BenchShape[] {
   const all = (o.shapes || (o.quick ? QUICK_SHAPES.join(',') : 'all')).split(',').filter(Boolean);
   if (all.includes('all')) return ALL_SHAPES;
-  const words = all.filter((w) => !isBackwardWord(w));
+  const words = all.filter((w) => !isBackwardWord(w) && !isSparseWord(w));
   const unknown = words.filter((w) => !ALL_SHAPES.some((s) => s.name === w || s.group === w));
   if (unknown.length) {
     throw new Error(
@@ -236,7 +260,8 @@ async function check(
       { data: vd, shape: [s.B, s.Hkv, s.Lk, s.D] },
       { causal: s.causal },
     ).output.data;
-    const tol = TOL[dtype];
+    // the matrix form multiplies f16 operands (its documented precision) whatever the storage
+    const tol = TOL[form === 'matrix' ? 'f16' : dtype];
     let worst = 0;
     for (let i = 0; i < ref.length; i++) {
       const e = Math.abs(got[i] - ref[i]) / (tol + tol * Math.abs(ref[i]));
@@ -484,6 +509,15 @@ export async function runNodeBench(
       );
     }
 
+    // 7. sparse section (bench/sparse.ts): windows, block masks, documents; no peers in Node
+    const sparse: SparseRow[] = [];
+    for (const c of selectSparse(o)) {
+      progress(`sparse: ${c.name}`);
+      const row = await timeSparse(ctx, c, { repeats: o.repeats, warmup: 1, rowBudgetS: o.rowBudgetS });
+      sparse.push(row);
+      onRow(`sparse: ${sparseCells(row).filter(Boolean).join(' | ')}`);
+    }
+
     await ctx.sync();
     if (errors.length) throw new Error(`WebGPU error: ${errors[0]}`);
     return {
@@ -504,6 +538,7 @@ export async function runNodeBench(
       backward: backward.rows,
       train: backward.train,
       trainModel: TRAIN_MODEL,
+      sparse,
       seconds: (performance.now() - started) / 1000,
       loadAverage: [loadAtStart, loadavg()[0]],
     };
@@ -622,7 +657,7 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
     '',
     `${report.checks.length - failed.length} of ${report.checks.length} passed (every form: ${FORMS.join(', ')}; f32 and f16 storage; shapes ${CHECK_SHAPES.map((s) => s.name).join(', ')}` +
       `${reducedChecks(report) ? `; and ${REDUCED_CHECK_SHAPES.map((s) => s.name).join(', ')} again on a device without ${reducedChecks(report)}, for the variants adapters without them run` : ''}` +
-      '; error in units of the tolerance, f32 1e-4 + 1e-4·|ref|, f16 2e-3 + 2e-3·|ref|).' +
+      '; error in units of the tolerance, f32 1e-4 + 1e-4·|ref|, f16 (and the matrix form, whose products take f16 operands) 2e-3 + 2e-3·|ref|).' +
       (failed.length
         ? ` Failed: ${failed.map((c) => `${c.form} ${c.dtype} ${c.shape}${c.without ? ` without ${c.without}` : ''} (${c.error ?? c.err.toPrecision(3)})`).join('; ')}.`
         : ''),
@@ -736,6 +771,26 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
       table(
         ['training step', 'steps/s', 'ms per step', 'loss after', 'note'],
         report.train.map((r) => trainCells(r)),
+      ),
+    );
+  }
+  if (report.sparse?.length) {
+    lines.push(
+      '',
+      '## Sparse',
+      '',
+      'q, k, v [1, H, L, 64] f32 (bench/sparse.ts), wall ms per call: each pattern against the same call with a dense ' +
+        'bool mask [L, L] (not at L = 16384) and full attention (causal for causal patterns, unmasked for block masks); ' +
+        'no peers in Node. Issue-11 goals: a 10%-density block mask >= 5x its dense mask; window 256 at L = 16384 >= 10x full causal.',
+      '',
+      table(
+        SPARSE_HEADER.filter((h) => !h.startsWith('peer') && h !== 'x peer'),
+        report.sparse.map((r) => {
+          const cells = sparseCells(r);
+          return cells.filter(
+            (_, i) => !SPARSE_HEADER[i].startsWith('peer') && SPARSE_HEADER[i] !== 'x peer',
+          );
+        }),
       ),
     );
   }

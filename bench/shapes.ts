@@ -103,7 +103,8 @@ export function selectSparseCases(spec: string): SparseCase[] {
   return SPARSE_CASES.filter((c) => words.includes(c.name));
 }
 
-function isSparseWord(w: string): boolean {
+/** Whether a --shapes word names the sparse section or one of its cases. */
+export function isSparseWord(w: string): boolean {
   return w === SPARSE || SPARSE_CASES.some((c) => c.name === w);
 }
 
