@@ -144,10 +144,16 @@ function cases(Lq: number, Lk: number): [string, SparseCase][] {
       { ...s, causal: true, gpu: { cuSeqlensQ: docsQ, cuSeqlensK: docsK } },
     ],
     [
-      'packed documents with a window, ALiBi and sinks',
+      'packed documents (Int32Array starts, as FlashAttention users hold them) with a window, ALiBi and sinks',
       {
         ...s,
-        gpu: { cuSeqlensQ: docsQ, cuSeqlensK: docsK, window: [4, 1], alibiSlopes: [0.3, 0.1], sinks: [0, 0] },
+        gpu: {
+          cuSeqlensQ: Int32Array.from(docsQ),
+          cuSeqlensK: Int32Array.from(docsK),
+          window: [4, 1],
+          alibiSlopes: [0.3, 0.1],
+          sinks: [0, 0],
+        },
       },
     ],
     [
