@@ -6,6 +6,16 @@ import { type AttentionKernel, type Context, createContext } from '../src';
 export const F32_TOL = { atol: 1e-4, rtol: 1e-4 };
 export const F16_TOL = { atol: 2e-3, rtol: 2e-3 };
 
+/**
+ * Whether this project (node or browser) runs the fuzz case with this `seed`: the two projects
+ * split every fuzz's generated cases by a hash of the case's seed, so that between them they run
+ * each case once and CI pays each fuzz's time once (the named specs still run in both).
+ */
+export function ownFuzzCase(seed: number): boolean {
+  const half = Math.imul(seed, 0x9e3779b1) >>> 31;
+  return half === (typeof window === 'undefined' ? 0 : 1);
+}
+
 /** A context on navigator.gpu. Fails (never skips) when there is no adapter: CI must have one. */
 export async function testContext(options: Parameters<typeof createContext>[0] = {}): Promise<Context> {
   const ctx = await createContext(options);
