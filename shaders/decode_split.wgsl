@@ -36,31 +36,26 @@ var<workgroup> sums: array<vec4<f32>, RQ * G>;
 var<workgroup> narrowest: atomic<u32>;
 var<workgroup> shortfall: u32;
 
-// Elements 4c .. 4c + 3 (slice c < D4) of the k row starting at element `base`, zero past D.
-fn kSlice(base: u32, c: u32) -> vec4<f32> {
-  if (VEC) {
-    return inputAt(k[base / 4u + c], 0u);
+// Chunk or element i of k, or of v when `fromV` (a constant at every call).
+fn kvAt(fromV: bool, i: u32) -> Input {
+  if (fromV) {
+    return v[i];
   }
-  var x = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u; e++) {
-    let d = base + c * 4u + e;
-    if (c * 4u + e < p.D) {
-      x[e] = inputAt(k[inputIndex(d)], d).x;
-    }
-  }
-  return x;
+  return k[i];
 }
 
-// The same of the v row starting at element `base` (slice c < DV4), zero past Dv.
-fn vSlice(base: u32, c: u32) -> vec4<f32> {
+// Elements 4c .. 4c + 3 (slice c) of the k row (v row when `fromV`) starting at element `base`,
+// zero past D (Dv).
+fn rowSlice(fromV: bool, base: u32, c: u32) -> vec4<f32> {
   if (VEC) {
-    return inputAt(v[base / 4u + c], 0u);
+    return inputAt(kvAt(fromV, base / 4u + c), 0u);
   }
+  let n = select(p.D, p.Dv, fromV);
   var x = vec4<f32>(0.0);
   for (var e = 0u; e < 4u; e++) {
     let d = base + c * 4u + e;
-    if (c * 4u + e < p.Dv) {
-      x[e] = inputAt(v[inputIndex(d)], d).x;
+    if (c * 4u + e < n) {
+      x[e] = inputAt(kvAt(fromV, inputIndex(d)), d).x;
     }
   }
   return x;
@@ -175,7 +170,7 @@ fn main(
           let e = c + i * LK;
           var ks: mat4x4<f32>;
           for (var u = 0u; u < 4u; u++) {
-            ks[u] = kSlice(at[u], e);
+            ks[u] = rowSlice(false, at[u], e);
           }
           for (var r = 0u; r < RQ; r++) {
             x[r] += qc[r * SK + i] * ks;
@@ -248,7 +243,7 @@ fn main(
           let e = c + i * LK;
           var vs: mat4x4<f32>;
           for (var u = 0u; u < 4u; u++) {
-            vs[u] = vSlice(at[u], e);
+            vs[u] = rowSlice(true, at[u], e);
           }
           for (var r = 0u; r < RQ; r++) {
             let pr = x[r];
