@@ -60,35 +60,27 @@ var<workgroup> ps: array<vec4<f32>, (BR / 4u) * BC>;
 var<workgroup> stepsMissing: atomic<u32>;
 var<workgroup> stepsAll: u32;
 
-// Elements at .. at + 3 of q as a vec4, zero past the `left` elements left in the row: one Chunk
-// read where rows and strides are multiples of 4 (V = 4, inputPrelude), else element reads.
-fn loadQ4(at: u32, left: u32) -> vec4<f32> {
-  if (V == 4u) {
-    return inputAt(q[inputIndex(at)], at);
+// Chunk or element i of q (`which` 0), k (1) or v (2); `which` is a constant at every call.
+fn qkvAt(which: u32, i: u32) -> Input {
+  if (which == 0u) {
+    return q[i];
   }
-  var x = vec4<f32>(0.0);
-  for (var c = 0u; c < min(left, 4u); c++) {
-    x[c] = inputAt(q[inputIndex(at + c)], at + c).x;
+  if (which == 1u) {
+    return k[i];
   }
-  return x;
+  return v[i];
 }
-fn loadK4(at: u32, left: u32) -> vec4<f32> {
+
+// Elements at .. at + 3 of q, k or v (`which`, as qkvAt) as a vec4, zero past the `left` elements
+// left in the row: one Chunk read where rows and strides are multiples of 4 (V = 4, inputPrelude),
+// else element reads.
+fn load4(which: u32, at: u32, left: u32) -> vec4<f32> {
   if (V == 4u) {
-    return inputAt(k[inputIndex(at)], at);
+    return inputAt(qkvAt(which, inputIndex(at)), at);
   }
   var x = vec4<f32>(0.0);
   for (var c = 0u; c < min(left, 4u); c++) {
-    x[c] = inputAt(k[inputIndex(at + c)], at + c).x;
-  }
-  return x;
-}
-fn loadV4(at: u32, left: u32) -> vec4<f32> {
-  if (V == 4u) {
-    return inputAt(v[inputIndex(at)], at);
-  }
-  var x = vec4<f32>(0.0);
-  for (var c = 0u; c < min(left, 4u); c++) {
-    x[c] = inputAt(v[inputIndex(at + c)], at + c).x;
+    x[c] = inputAt(qkvAt(which, inputIndex(at + c)), at + c).x;
   }
   return x;
 }
@@ -106,10 +98,10 @@ fn fetchQK(qBase: u32, row0: u32, kBase: u32, j0: u32, c0: u32, t: u32) -> array
     if (d < p.D) {
       if (n < BR) {
         if (row0 + n < p.Lq) {
-          x[u] = loadQ4(qBase + n * p.q_l + d, p.D - d) * p.scale;
+          x[u] = load4(0u, qBase + n * p.q_l + d, p.D - d) * p.scale;
         }
       } else if (j0 + n - BR < p.Lk) {
-        x[u] = loadK4(kBase + (j0 + n - BR) * p.k_l + d, p.D - d);
+        x[u] = load4(1u, kBase + (j0 + n - BR) * p.k_l + d, p.D - d);
       }
     }
   }
@@ -125,7 +117,7 @@ fn fetchV(vBase: u32, j0: u32, c0: u32, t: u32) -> array<vec4<f32>, V_SHARE> {
     let j = j0 + i / VC;
     let d = 4u * (c0 + i % VC);
     if (j < p.Lk && d < p.Dv) {
-      x[u] = loadV4(vBase + j * p.v_l + d, p.Dv - d);
+      x[u] = load4(2u, vBase + j * p.v_l + d, p.Dv - d);
     }
   }
   return x;
