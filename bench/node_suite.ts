@@ -775,6 +775,8 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
     );
   }
   if (report.sparse?.length) {
+    // no peers in Node: the columns 'peer ms' and 'x peer' are left out
+    const withoutPeer = (_: string, i: number) => !SPARSE_HEADER[i].includes('peer');
     lines.push(
       '',
       '## Sparse',
@@ -784,13 +786,8 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
         'no peers in Node. Issue-11 goals: a 10%-density block mask >= 5x its dense mask; window 256 at L = 16384 >= 10x full causal.',
       '',
       table(
-        SPARSE_HEADER.filter((h) => !h.startsWith('peer') && h !== 'x peer'),
-        report.sparse.map((r) => {
-          const cells = sparseCells(r);
-          return cells.filter(
-            (_, i) => !SPARSE_HEADER[i].startsWith('peer') && SPARSE_HEADER[i] !== 'x peer',
-          );
-        }),
+        SPARSE_HEADER.filter(withoutPeer),
+        report.sparse.map((r) => sparseCells(r).filter(withoutPeer)),
       ),
     );
   }
