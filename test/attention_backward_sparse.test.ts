@@ -8,6 +8,8 @@ import {
   attention,
   attentionBackward,
   type Context,
+  type IntTensor,
+  intTensor,
   type Tensor,
 } from '../src';
 import { type AttentionCpuOptions, attentionBackwardCpu } from '../src/reference';
@@ -19,6 +21,8 @@ interface SparseCase {
   gpu: Omit<AttentionOptions, 'mask' | 'returnLse' | 'returnWeights'> & { scoreModGrad?: string };
   cpu: AttentionCpuOptions;
   magnitude?: number;
+  /** gpu's cuSeqlensQ / cuSeqlensK uploaded as IntTensors */
+  docsOnGpu?: boolean;
 }
 
 async function check(ctx: Context, c: SparseCase): Promise<void> {
@@ -38,9 +42,18 @@ async function check(ctx: Context, c: SparseCase): Promise<void> {
     made.push(t);
     return t;
   };
+  const ints: IntTensor[] = [];
   await checked(ctx, async () => {
     const [q, k, v] = [inputs.q, inputs.k, inputs.v].map((h) => up(h.data as Float32Array, h.shape));
     const { scoreModGrad, ...forward } = c.gpu;
+    for (const name of ['cuSeqlensQ', 'cuSeqlensK'] as const) {
+      const x = forward[name] as ArrayLike<number> | undefined;
+      if (c.docsOnGpu && x) {
+        const t = intTensor(ctx, Array.from(x), [x.length]);
+        ints.push(t);
+        forward[name] = t;
+      }
+    }
     const f = await attention(q, k, v, { ...forward, returnLse: true });
     made.push(f.output, f.lse);
     const dO = up(dOData, [B, Hq, Lq, Dv]);
@@ -54,7 +67,7 @@ async function check(ctx: Context, c: SparseCase): Promise<void> {
     if (g.dsinks && ref.dsinks)
       expectClose(await g.dsinks.read(), ref.dsinks.data, F32_TOL, `${label} dsinks`);
   });
-  for (const t of made) t.destroy();
+  for (const t of [...made, ...ints]) t.destroy();
 }
 
 const base = { B: 1, Hq: 2, Hkv: 1, Lq: 9, Lk: 9, D: 8, Dv: 8 };
@@ -94,6 +107,15 @@ const cases: [string, SparseCase][] = [
       shape: base,
       gpu: { cuSeqlensQ: [0, 4, 9], cuSeqlensK: [0, 4, 9], causal: true },
       cpu: { cuSeqlensQ: [0, 4, 9], cuSeqlensK: [0, 4, 9], causal: true },
+    },
+  ],
+  [
+    'packed documents as IntTensors (one empty), window, GQA',
+    {
+      shape: { ...base, Hq: 4, Hkv: 2, Lq: 10, Lk: 12 },
+      docsOnGpu: true,
+      gpu: { cuSeqlensQ: [0, 3, 3, 10], cuSeqlensK: [0, 5, 6, 12], window: [2, 1] },
+      cpu: { cuSeqlensQ: [0, 3, 3, 10], cuSeqlensK: [0, 5, 6, 12], window: [2, 1] },
     },
   ],
   [

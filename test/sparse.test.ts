@@ -9,6 +9,8 @@ import {
   attention,
   type Context,
   createBlockMask,
+  type IntTensor,
+  intTensor,
   MultiHeadAttention,
   planAttention,
   rope,
@@ -48,6 +50,8 @@ interface SparseCase extends Case {
   /** per-head values uploaded as tensors when `gpu` says 'tensor' */
   alibi?: number[];
   sinkValues?: number[];
+  /** gpu's cuSeqlensQ / cuSeqlensK uploaded as IntTensors (document starts already on the GPU) */
+  docsOnGpu?: boolean;
 }
 
 /** Runs `c` through `fn` and the reference; compares output and lse. Returns the kernel form. */
@@ -75,6 +79,13 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
   };
   const tensorOr = (x: number[] | 'tensor' | undefined, values: number[] | undefined) =>
     x === 'tensor' ? up({ data: new Float32Array(values!), shape: [values!.length] }, 'f32') : x;
+  const ints: IntTensor[] = [];
+  const starts = (x: AttentionOptions['cuSeqlensQ']) => {
+    if (!c.docsOnGpu || x === undefined) return x;
+    const t = intTensor(ctx, Array.from(x as ArrayLike<number>), [(x as ArrayLike<number>).length]);
+    ints.push(t);
+    return t;
+  };
   const kernel = await checked(ctx, async () => {
     const [q, k, v] = [up(inputs.q), up(inputs.k), up(inputs.v)];
     const options: AttentionOptions = {
@@ -84,6 +95,8 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
       mask: inputs.mask ? up(inputs.mask) : undefined,
       alibiSlopes: tensorOr(gpu.alibiSlopes, c.alibi),
       sinks: tensorOr(gpu.sinks, c.sinkValues),
+      cuSeqlensQ: starts(gpu.cuSeqlensQ),
+      cuSeqlensK: starts(gpu.cuSeqlensK),
       returnLse: true,
     };
     const plan = planAttention(q, k, v, options);
@@ -95,7 +108,7 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
     expectClose(await result.lse!.read(), ref.lse.data, tol, `${label} lse`);
     return kernelOf(plan);
   });
-  for (const t of made) t.destroy();
+  for (const t of [...made, ...ints]) t.destroy();
   return kernel;
 }
 
@@ -155,6 +168,10 @@ function cases(Lq: number, Lk: number): [string, SparseCase][] {
           sinks: [0, 0],
         },
       },
+    ],
+    [
+      'packed documents as IntTensors (starts on the GPU, one empty), causal, GQA',
+      { ...s, Hq: 4, Hkv: 2, causal: true, docsOnGpu: true, gpu: { cuSeqlensQ: docsQ, cuSeqlensK: docsK } },
     ],
     [
       'scoreMod: a relative-position bias',
@@ -489,6 +506,8 @@ describe('calls split to fit maxStorageBufferBindingSize = 4 KiB', () => {
     );
     expect(plan.path).toBe('blocks');
     await checkSparse(small, attention, { ...c, ...(await withBlocks(2, 40, 160)) });
+    // the document starts as IntTensors: copied on the GPU into each block's rule data
+    await checkSparse(small, attention, { ...c, docsOnGpu: true, ...(await withBlocks(2, 40, 160)) });
   });
 });
 
@@ -543,6 +562,23 @@ describe('errors', () => {
     await expect(fails({ cuSeqlensQ: [0, 2], cuSeqlensK: [0, 3] })).rejects.toThrow(
       'attention: options.cuSeqlensQ must start with 0 and end with 3 (Lq), with at least 2 entries, received [0, 2]',
     );
+  });
+  it('document starts as IntTensors: shape, length and lifetime are checked', async () => {
+    const grid = intTensor(ctx, [0, 1, 2, 3], [2, 2]);
+    const three = intTensor(ctx, [0, 1, 3], [3]);
+    const gone = intTensor(ctx, [0, 3], [2]);
+    gone.destroy();
+    await expect(fails({ cuSeqlensQ: grid, cuSeqlensK: [0, 3] })).rejects.toThrow(
+      'attention: options.cuSeqlensQ must be an IntTensor of shape [documents + 1] (at least 2 entries), received [2, 2]',
+    );
+    await expect(fails({ cuSeqlensQ: three, cuSeqlensK: [0, 3] })).rejects.toThrow(
+      'attention: options.cuSeqlensK must have the length of cuSeqlensQ (3, one more than the documents), received length 2',
+    );
+    await expect(fails({ cuSeqlensQ: [0, 3], cuSeqlensK: gone })).rejects.toThrow(
+      'attention: cuSeqlensK: tensor [2] was destroyed',
+    );
+    grid.destroy();
+    three.destroy();
   });
 });
 

@@ -2,6 +2,7 @@
 // runs; the executors record its programs into one Recording, submitted as one command buffer.
 
 import type { Context } from '../context';
+import { IntTensor } from '../int_tensor';
 import type { RunOptions } from '../options';
 import { Recording } from '../program';
 import { type DType, expectTensor, Tensor } from '../tensor';
@@ -170,9 +171,9 @@ async function runAttention(
 /**
  * The rule data of a call (ALiBi slopes, sinks, document starts, block-mask states; layout in
  * `ScoringRules`) in a buffer that lives until the recording is submitted: arrays written,
- * tensors copied on the GPU. Undefined when the call has none and `reserve` is 0. With `reserve`,
- * the buffer also has that many bytes for the caller from `reservedAt` (a multiple of 256 bytes,
- * bindable on its own) on.
+ * tensors (and IntTensor document starts) copied on the GPU. Undefined when the call has none and
+ * `reserve` is 0. With `reserve`, the buffer also has that many bytes for the caller from
+ * `reservedAt` (a multiple of 256 bytes, bindable on its own) on.
  */
 export function recordRuleData(
   rec: Recording,
@@ -181,7 +182,7 @@ export function recordRuleData(
   rules: ScoringRules,
   reserve = 0,
 ): { buffer: GPUBuffer; reservedAt: number } | undefined {
-  const parts: [at: number, x: ArrayLike<number> | Tensor | undefined, f32: boolean][] = [
+  const parts: [at: number, x: ArrayLike<number> | Tensor | IntTensor | undefined, f32: boolean][] = [
     [rules.alibiAt, options.alibiSlopes, true],
     [rules.sinksAt, options.sinks, true],
     [rules.docsQAt, options.cuSeqlensQ, false],
@@ -190,13 +191,14 @@ export function recordRuleData(
   ];
   const present = parts.filter(([at, x]) => at !== RULE_NONE && x !== undefined);
   if (!present.length && !reserve) return undefined;
-  const words = Math.max(0, ...present.map(([at, x]) => at + (x instanceof Tensor ? x.size : x!.length)));
+  const onGpu = (x: unknown): x is Tensor | IntTensor => x instanceof Tensor || x instanceof IntTensor;
+  const words = Math.max(0, ...present.map(([at, x]) => at + (onGpu(x) ? x.size : x!.length)));
   const reservedAt = Math.ceil((words * 4) / 256) * 256;
   const data = new ArrayBuffer(words * 4);
   const buffer = rec.buffer(reservedAt + reserve, 'attention:rules');
   for (const [at, x, isF32] of present) {
-    if (x instanceof Tensor) {
-      rec.copy(x.buffer, x.byteOffset, buffer, at * 4, x.size * 4);
+    if (onGpu(x)) {
+      rec.copy(x.buffer, x instanceof Tensor ? x.byteOffset : 0, buffer, at * 4, x.size * 4);
     } else if (isF32) {
       new Float32Array(data, at * 4, x!.length).set(Array.from(x!, Number));
     } else {

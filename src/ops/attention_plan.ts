@@ -6,6 +6,7 @@ import { checkOptions } from '../checks';
 import type { AttentionKernel, Context } from '../context';
 import { checkDropout, type DropoutOptions } from '../dropout';
 import { type ElementStorage, elementStorage } from '../f16';
+import { IntTensor } from '../int_tensor';
 import type { Bindable } from '../program';
 import { broadcastStrides, expectRank, fmt } from '../shape';
 import { bytesPerElement, type DType, rowMajorStrides, type Tensor } from '../tensor';
@@ -65,11 +66,14 @@ export interface AttentionOptions {
   /**
    * Packed documents (FlashAttention's varlen, B = 1): cumulative starts of the documents in the
    * query rows, [documents + 1], first 0, last Lq. Rows of document d attend only keys of document
-   * d; causal, window and ALiBi apply inside each document with its own bottom-right offset.
+   * d; causal, window and ALiBi apply inside each document with its own bottom-right offset. An
+   * array, or an {@link IntTensor} [documents + 1] already on the GPU (copied on the GPU, no
+   * readback: its contents are not checked; wrong starts give wrong rows, never reads outside
+   * the inputs).
    */
-  cuSeqlensQ?: ArrayLike<number>;
-  /** Cumulative starts of the documents in the keys, [documents + 1], first 0, last Lk. */
-  cuSeqlensK?: ArrayLike<number>;
+  cuSeqlensQ?: ArrayLike<number> | IntTensor;
+  /** Cumulative starts of the documents in the keys, [documents + 1], first 0, last Lk (as cuSeqlensQ). */
+  cuSeqlensK?: ArrayLike<number> | IntTensor;
   /**
    * Attention sinks [Hq] (an array or an f32 tensor): one extra logit per head in the softmax
    * denominator, with no value (gpt-oss; zeros = smooth softmax). lse includes it; a row with no
@@ -737,7 +741,8 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
   };
   const alibiAt = options.alibiSlopes !== undefined ? take(shape.Hq) : RULE_NONE;
   const sinksAt = options.sinks !== undefined ? take(shape.Hq) : RULE_NONE;
-  const docs = options.cuSeqlensQ ? options.cuSeqlensQ.length - 1 : 0;
+  const starts = options.cuSeqlensQ;
+  const docs = starts ? (starts instanceof IntTensor ? starts.size : starts.length) - 1 : 0;
   const docsQAt = docs ? take(docs + 1) : RULE_NONE;
   const docsKAt = docs ? take(docs + 1) : RULE_NONE;
   const bm = options.blockMask;
@@ -800,11 +805,23 @@ function checkPerHead(q: Tensor, name: string, x: unknown, Hq: number): void {
   }
 }
 
-/** cuSeqlensQ or cuSeqlensK: non-decreasing integers from 0 to `total`. */
-function checkCuSeqlens(name: string, x: unknown, total: number, dim: string): ArrayLike<number> {
+/**
+ * cuSeqlensQ or cuSeqlensK: non-decreasing integers from 0 to `total`, or an IntTensor [n >= 2]
+ * (contents unchecked: they stay on the GPU). Returns the number of entries.
+ */
+function checkCuSeqlens(q: Tensor, name: string, x: unknown, total: number, dim: string): number {
+  if (x instanceof IntTensor) {
+    x.assertUsable(`attention: ${name}`, q.ctx);
+    if (x.rank !== 1 || x.size < 2) {
+      throw new Error(
+        `attention: options.${name} must be an IntTensor of shape [documents + 1] (at least 2 entries), received ${fmt(x.shape)}`,
+      );
+    }
+    return x.size;
+  }
   if (!isArrayLike(x)) {
     throw new Error(
-      `attention: options.${name} must be an array of cumulative document starts, received ${describe(x)}`,
+      `attention: options.${name} must be an array or an IntTensor of cumulative document starts, received ${describe(x)}`,
     );
   }
   const a = Array.from(x, Number);
@@ -818,7 +835,7 @@ function checkCuSeqlens(name: string, x: unknown, total: number, dim: string): A
       throw new Error(`attention: options.${name} must be non-decreasing integers, received ${describe(x)}`);
     }
   }
-  return x as ArrayLike<number>;
+  return a.length;
 }
 
 /** The sparse and programmable options (softcap .. sinks). */
@@ -862,11 +879,11 @@ function checkScoringOptions(q: Tensor, options: AttentionOptions, s: AttentionS
     if (s.B !== 1) {
       throw new Error(`attention: cuSeqlensQ/cuSeqlensK (packed documents) need B = 1, received B = ${s.B}`);
     }
-    const cq = checkCuSeqlens('cuSeqlensQ', cuSeqlensQ, s.Lq, 'Lq');
-    const ck = checkCuSeqlens('cuSeqlensK', cuSeqlensK, s.Lk, 'Lk');
-    if (cq.length !== ck.length) {
+    const cq = checkCuSeqlens(q, 'cuSeqlensQ', cuSeqlensQ, s.Lq, 'Lq');
+    const ck = checkCuSeqlens(q, 'cuSeqlensK', cuSeqlensK, s.Lk, 'Lk');
+    if (cq !== ck) {
       throw new Error(
-        `attention: options.cuSeqlensK must have the length of cuSeqlensQ (${cq.length}, one more than the documents), received length ${ck.length}`,
+        `attention: options.cuSeqlensK must have the length of cuSeqlensQ (${cq}, one more than the documents), received length ${ck}`,
       );
     }
   }
