@@ -162,8 +162,11 @@ fn main(
         s[r] = keyBiases(b, rows[r], ranges[r], js, jStop);
         anyAllowed = anyAllowed || any(s[r] > vec4<f32>(MASKED));
       }
-      // x[r]: the lane's part of q·k of the four keys, then the sum over the group
+      // x[r]: the lane's part of q·k of the four keys, then the sum over the group. vs: the lane's
+      // slices of the keys' v rows, read here with k's (not after the scores, which would wait on
+      // a second round trip to memory per step)
       var x = array<vec4<f32>, RQ>();
+      var vs = array<mat4x4<f32>, SV>();
       if (anyAllowed) {
         let at = kBase + jr * p.k_l;
         for (var i = 0u; i < SK && c + i * LK < D4; i++) {
@@ -174,6 +177,12 @@ fn main(
           }
           for (var r = 0u; r < RQ; r++) {
             x[r] += qc[r * SK + i] * ks;
+          }
+        }
+        let atV = vBase + jr * p.v_l;
+        for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
+          for (var u = 0u; u < 4u; u++) {
+            vs[i][u] = rowSlice(true, atV[u], c + i * LK);
           }
         }
       }
@@ -238,17 +247,11 @@ fn main(
       // Values: lane c's slices of the keys' rows, weighed (by select: a key no row weighs adds
       // nothing, even where its v holds an Infinity or NaN).
       if (used) {
-        let at = vBase + jr * p.v_l;
         for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
-          let e = c + i * LK;
-          var vs: mat4x4<f32>;
-          for (var u = 0u; u < 4u; u++) {
-            vs[u] = rowSlice(true, at[u], e);
-          }
           for (var r = 0u; r < RQ; r++) {
             let pr = x[r];
             for (var u = 0u; u < 4u; u++) {
-              acc[r * SV + i] += select(z, pr[u] * vs[u], pr[u] != 0.0);
+              acc[r * SV + i] += select(z, pr[u] * vs[i][u], pr[u] != 0.0);
             }
           }
         }
