@@ -422,7 +422,7 @@ describe('attentionBackwardCpu: structure', () => {
     );
     const dO = { data: new Float64Array(9), shape: [1, 1, 3, 3] };
     expect(() => attentionBackwardCpu(q, k, v, dO, { softcap: -1 })).toThrow(
-      'attentionBackwardCpu: softcap must be a positive finite number, received -1',
+      'attentionBackwardCpu: softcap must be a finite number >= 0 (0: none), received -1',
     );
     expect(() => attentionBackwardCpu(q, k, v, dO, { sinks: [0, 1] })).toThrow(
       'attentionBackwardCpu: sinks must have length 1 (Hq), received length 2',

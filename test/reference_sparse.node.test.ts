@@ -181,6 +181,8 @@ describe('attentionCpu: softcap and scoreMod', () => {
       // and the cap changes something (so the check can fail)
       const plain = attentionCpu(x.q, x.k, x.v, { scale: 1.3 });
       expect(Math.abs(plain.lse.data[0] - got.lse.data[0])).toBeGreaterThan(1e-3);
+      // softcap 0 is none (FlashAttention's and onnxruntime's default)
+      expectNear(attentionCpu(x.q, x.k, x.v, { softcap: 0, scale: 1.3 }).lse.data, plain.lse.data, 'softcap 0');
     }
   });
 
@@ -236,7 +238,13 @@ describe('attentionCpu: alibi, window, maskMod', () => {
       [1, inf],
       [0, 0],
       [inf, inf],
+      // a negative side has no bound (FlashAttention's -1)
+      [-1, 1],
+      [2, -1],
+      [-1, -1],
+      [-5, 0],
     ];
+    const bound = (x: number) => (x < 0 ? inf : x);
     for (const [n, [B, Hq, Hkv, Lq, Lk]] of shapes.entries()) {
       const x = inputs(50 + n, B, Hq, Hkv, Lq, Lk);
       const off = Lk - Lq;
@@ -244,7 +252,7 @@ describe('attentionCpu: alibi, window, maskMod', () => {
         for (const causal of [false, true]) {
           const mask = boolMask(
             x,
-            (_b, _h, i, j) => i + off - left <= j && j <= i + off + (causal ? 0 : right),
+            (_b, _h, i, j) => i + off - bound(left) <= j && j <= i + off + (causal ? 0 : bound(right)),
           );
           same(x, { window: [left, right], causal }, { mask }, `window [${left}, ${right}] causal ${causal}`);
         }
@@ -510,10 +518,10 @@ describe('createBlockMaskCpu', () => {
 describe('attentionCpu: option validation names the argument, the expected and the received value', () => {
   const x = inputs(130, 1, 2, 1, 3, 4);
   const bad: [AttentionCpuOptions, string][] = [
-    [{ softcap: 0 }, 'attentionCpu: softcap must be a positive finite number, received 0'],
+    [{ softcap: -1 }, 'attentionCpu: softcap must be a finite number >= 0 (0: none), received -1'],
     [
       { softcap: Number.POSITIVE_INFINITY },
-      'attentionCpu: softcap must be a positive finite number, received Infinity',
+      'attentionCpu: softcap must be a finite number >= 0 (0: none), received Infinity',
     ],
     [{ scoreMod: 3 as never }, 'attentionCpu: scoreMod must be a function, received 3'],
     [{ maskMod: 'j <= i' as never }, 'attentionCpu: maskMod must be a function, received j <= i'],
@@ -526,16 +534,12 @@ describe('attentionCpu: option validation names the argument, the expected and t
     ],
     [{ sinks: [0, 0, 0] }, 'attentionCpu: sinks must have length 2 (Hq), received length 3'],
     [
-      { window: [1, -1] },
-      'attentionCpu: window must be [left, right], each a non-negative integer or Infinity, received [1, -1]',
-    ],
-    [
       { window: [1.5, 2] },
-      'attentionCpu: window must be [left, right], each a non-negative integer or Infinity, received [1.5, 2]',
+      'attentionCpu: window must be [left, right], each an integer (negative: no bound) or Infinity, received [1.5, 2]',
     ],
     [
       { window: 3 as never },
-      'attentionCpu: window must be [left, right], each a non-negative integer or Infinity, received 3',
+      'attentionCpu: window must be [left, right], each an integer (negative: no bound) or Infinity, received 3',
     ],
     [
       { cuSeqlensQ: [0, 3] },

@@ -123,6 +123,10 @@ function cases(Lq: number, Lk: number): [string, SparseCase][] {
     ['causal window [16, 0]', { ...s, causal: true, gpu: { window: [16, 0] } }],
     ['window [3, 5] without causal', { ...s, gpu: { window: [3, 5] } }],
     ['window [Infinity, 2]', { ...s, gpu: { window: [Number.POSITIVE_INFINITY, 2] } }],
+    [
+      "FlashAttention's and onnxruntime's 'none': window [-1, 3] (no left bound), softcap 0",
+      { ...s, gpu: { window: [-1, 3], softcap: 0 } },
+    ],
     ['softcap 1.5 on large logits', { ...s, magnitude: 6, gpu: { softcap: 1.5 } }],
     ['ALiBi slopes (array)', { ...s, causal: true, gpu: { alibiSlopes: [0.5, 0.0625] } }],
     ['ALiBi slopes (tensor), no causal', { ...s, gpu: { alibiSlopes: 'tensor' }, alibi: [0.25, 0.125] }],
@@ -332,6 +336,7 @@ describe.each<AttentionKernel>(FORMS)('block masks, %s kernels', (kernel) => {
       for (const o of [
         { maskMod: localCpu, gpu: local, Lq: 70, Lk: 90, blockSize: 16, H: 2 },
         { causal: true, window: [20, 0] as const, Lq: 70, Lk: 90, blockSize: [8, 32] as const },
+        { window: [-1, 3] as const, Lq: 70, Lk: 90, blockSize: 16 },
         { mask: true, Lq: 70, Lk: 90, blockSize: 8 },
       ]) {
         const { gpu, mask, ...rest } = o as typeof o & {
@@ -545,10 +550,10 @@ describe('errors', () => {
   });
   it('bad values name the option, expected and received', async () => {
     await expect(fails({ softcap: -1 })).rejects.toThrow(
-      'attention: options.softcap must be a positive finite number, received -1',
+      'attention: options.softcap must be a finite number >= 0 (0: none), received -1',
     );
-    await expect(fails({ window: [1, -2] })).rejects.toThrow(
-      'attention: options.window must be [left, right], each a non-negative integer or Infinity, received [1, -2]',
+    await expect(fails({ window: [1, 2.5] })).rejects.toThrow(
+      'attention: options.window must be [left, right], each an integer (negative: no bound) or Infinity, received [1, 2.5]',
     );
     await expect(fails({ alibiSlopes: [1] })).rejects.toThrow(
       'attention: options.alibiSlopes must have length 2 (Hq), received length 1',

@@ -43,7 +43,10 @@ export interface AttentionOptions {
    * With `dropout`, the weights after dropout (as PyTorch's MultiheadAttention returns them).
    */
   returnWeights?: boolean;
-  /** Tanh softcapping (Gemma 2): s = c · tanh(s / c) of s = scale · q·k, before everything else. c > 0. */
+  /**
+   * Tanh softcapping (Gemma 2): s = c · tanh(s / c) of s = scale · q·k, before everything else.
+   * c > 0; 0 means none (FlashAttention's and onnxruntime's default).
+   */
   softcap?: number;
   /**
    * WGSL text defining `fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32`, applied to
@@ -55,7 +58,8 @@ export interface AttentionOptions {
   alibiSlopes?: ArrayLike<number> | Tensor;
   /**
    * Sliding window [left, right]: row i may attend key j iff i + Lk - Lq - left <= j <=
-   * i + Lk - Lq + right; either side a non-negative integer or Infinity. With causal, right is 0.
+   * i + Lk - Lq + right; either side a non-negative integer, or Infinity or a negative integer for
+   * no bound (FlashAttention's `window_size=(-1, -1)`). With causal, right is 0.
    */
   window?: readonly [number, number];
   /**
@@ -731,7 +735,7 @@ function blockSizes(
  * its heads): [alibi slopes, Hq][sinks, Hq][cuSeqlensQ][cuSeqlensK], absent parts left out.
  */
 export function scoringRules(options: AttentionOptions, shape: AttentionShape): ScoringRules {
-  const side = (x: number) => (x === Number.POSITIVE_INFINITY ? WINDOW_UNBOUNDED : x);
+  const side = (x: number) => (x === Number.POSITIVE_INFINITY || x < 0 ? WINDOW_UNBOUNDED : x);
   const [left, right] = options.window ?? [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY];
   let words = 0;
   const take = (n: number) => {
@@ -838,23 +842,29 @@ function checkCuSeqlens(q: Tensor, name: string, x: unknown, total: number, dim:
   return a.length;
 }
 
-/** The sparse and programmable options (softcap .. sinks). */
-function checkScoringOptions(q: Tensor, options: AttentionOptions, s: AttentionShape): void {
-  const { softcap, window } = options;
-  if (softcap !== undefined && (typeof softcap !== 'number' || !Number.isFinite(softcap) || softcap <= 0)) {
+/**
+ * A window option: [left, right], each an integer (negative: no bound, FlashAttention's -1) or
+ * Infinity. `what` names it in the error.
+ */
+export function checkWindow(what: string, window: unknown): void {
+  if (window === undefined) return;
+  const side = (x: unknown) => typeof x === 'number' && (Number.isInteger(x) || x === Number.POSITIVE_INFINITY);
+  if (!isArrayLike(window) || window.length !== 2 || !side(window[0]) || !side(window[1])) {
     throw new Error(
-      `attention: options.softcap must be a positive finite number, received ${describe(softcap)}`,
+      `${what} must be [left, right], each an integer (negative: no bound) or Infinity, received ${describe(window)}`,
     );
   }
-  if (window !== undefined) {
-    const side = (x: unknown) =>
-      typeof x === 'number' && x >= 0 && (Number.isInteger(x) || x === Number.POSITIVE_INFINITY);
-    if (!isArrayLike(window) || window.length !== 2 || !side(window[0]) || !side(window[1])) {
-      throw new Error(
-        `attention: options.window must be [left, right], each a non-negative integer or Infinity, received ${describe(window)}`,
-      );
-    }
+}
+
+/** The sparse and programmable options (softcap .. sinks). */
+function checkScoringOptions(q: Tensor, options: AttentionOptions, s: AttentionShape): void {
+  const { softcap } = options;
+  if (softcap !== undefined && (typeof softcap !== 'number' || !Number.isFinite(softcap) || softcap < 0)) {
+    throw new Error(
+      `attention: options.softcap must be a finite number >= 0 (0: none), received ${describe(softcap)}`,
+    );
   }
+  checkWindow('attention: options.window', options.window);
   for (const name of ['scoreMod', 'maskMod'] as const) {
     const text = options[name];
     if (text !== undefined && typeof text !== 'string') {

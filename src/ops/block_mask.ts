@@ -14,6 +14,7 @@ import {
   type CorePlan,
   checkSnippetSignature,
   denseStrides,
+  checkWindow,
   scoringRules,
 } from './attention_plan';
 import { scoringSources, scoringUniforms, withRules } from './flash_attention';
@@ -90,6 +91,7 @@ export async function createBlockMask(ctx: Context, options: CreateBlockMaskOpti
     }
     mask.assertUsable(`${what}: mask`, ctx);
   }
+  checkWindow(`${what}: window`, options.window);
   await checkSnippets(ctx, { maskMod: options.maskMod });
   const shape = { B, Hq: H, Hkv: H, Lq, Lk, D: 4, Dv: 4 };
   const rules = scoringRules({ window: options.window, maskMod: options.maskMod }, shape);

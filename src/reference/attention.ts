@@ -26,7 +26,7 @@ export interface AttentionCpuOptions {
   causal?: boolean;
   /** Boolean (true = may attend) or additive mask, broadcastable to [B, Hq, Lq, Lk]. */
   mask?: HostTensor;
-  /** Tanh softcapping (Gemma 2, Grok): s = c · tanh(s / c), right after s = scale · q·k. c > 0. */
+  /** Tanh softcapping (Gemma 2, Grok): s = c · tanh(s / c), right after s = scale · q·k. c > 0; 0 = none. */
   softcap?: number;
   /** A JS score modification (see `ScoreModFn`); applied after the softcap. */
   scoreMod?: ScoreModFn;
@@ -39,7 +39,8 @@ export interface AttentionCpuOptions {
   alibiSlopes?: ArrayLike<number>;
   /**
    * Sliding window [left, right]: row i may attend key j iff i + off - left <= j <= i + off + right.
-   * Each side a non-negative integer or Infinity (unbounded). With causal, right is effectively 0.
+   * Each side a non-negative integer, or Infinity or a negative integer (unbounded, FlashAttention's
+   * -1). With causal, right is effectively 0.
    */
   window?: readonly [number, number];
   /** A JS key filter (see `MaskModFn`); true = may attend. */
@@ -115,7 +116,7 @@ export interface ScoreRules {
 }
 
 function isIntOrInf(x: unknown): boolean {
-  return typeof x === 'number' && (Number.isInteger(x) || x === Number.POSITIVE_INFINITY) && x >= 0;
+  return typeof x === 'number' && (Number.isInteger(x) || x === Number.POSITIVE_INFINITY);
 }
 
 function describe(x: unknown): string {
@@ -183,10 +184,13 @@ export function scoreRules(
   const maskAt = (b: number, h: number, i: number, j: number) =>
     mask!.data[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]];
 
-  const softcap = options.softcap;
-  if (softcap !== undefined && (typeof softcap !== 'number' || !Number.isFinite(softcap) || softcap <= 0)) {
-    throw new Error(`${what}: softcap must be a positive finite number, received ${describe(softcap)}`);
+  if (
+    options.softcap !== undefined &&
+    (typeof options.softcap !== 'number' || !Number.isFinite(options.softcap) || options.softcap < 0)
+  ) {
+    throw new Error(`${what}: softcap must be a finite number >= 0 (0: none), received ${describe(options.softcap)}`);
   }
+  const softcap = options.softcap || undefined;
   const { scoreMod, scoreModGrad, maskMod } = options;
   for (const [name, fn] of [
     ['scoreMod', scoreMod],
@@ -210,11 +214,12 @@ export function scoreRules(
   if (window !== undefined) {
     if (!Array.isArray(window) || window.length !== 2 || !isIntOrInf(window[0]) || !isIntOrInf(window[1])) {
       throw new Error(
-        `${what}: window must be [left, right], each a non-negative integer or Infinity, received ${describe(window)}`,
+        `${what}: window must be [left, right], each an integer (negative: no bound) or Infinity, received ${describe(window)}`,
       );
     }
   }
-  const [left, right] = window ?? [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY];
+  const unbounded = (x: number) => (x < 0 ? Number.POSITIVE_INFINITY : x);
+  const [left, right] = (window ?? [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY]).map(unbounded);
 
   // shift[i] = (document's key end) - (document's query end): i + shift[i] - j is the signed
   // distance of key j below row i's bottom-right diagonal, inside row i's document.
