@@ -12,7 +12,7 @@
 // sinks and documents see.
 
 // Per-call rule data, u32 words: ALiBi slopes and sinks (f32 bits, one per query head of the full
-// problem) from alibi_at and sinks_at, cumulative document starts (cuSeqlensQ, then cuSeqlensK,
+// problem; slopes per batch item too when alibi_b = Hq) from alibi_at and sinks_at, cumulative document starts (cuSeqlensQ, then cuSeqlensK,
 // docs + 1 words each) from docs_q_at and docs_k_at, block-mask states from bm_at (blockState).
 // RULE_NONE marks an absent part.
 @group(0) @binding(RULES_BINDING) var<storage, read> rules: array<u32>;
@@ -202,7 +202,7 @@ fn ruleBias(b: u32, h: u32, i: u32, j: u32, shift: i32) -> f32 {
   if (p.alibi_at == RULE_NONE) {
     return bias;
   }
-  let slope = bitcast<f32>(rules[p.alibi_at + h + p.h0]);
+  let slope = bitcast<f32>(rules[p.alibi_at + (b + p.b0) * p.alibi_b + h + p.h0]);
   return bias - slope * f32(abs(i32(i) + shift - i32(j)));
 }
 

@@ -92,6 +92,14 @@ const cases: [string, SparseCase][] = [
       cpu: { alibiSlopes: [0.5, 0.25], causal: true },
     },
   ],
+  [
+    'ALiBi per batch item ([B, Hq] batch-major), causal',
+    {
+      shape: { ...base, B: 2 },
+      gpu: { alibiSlopes: [0.5, 0.25, 0.1, 0.8], causal: true },
+      cpu: { alibiSlopes: [0.5, 0.25, 0.1, 0.8], causal: true },
+    },
+  ],
   ['sinks (and dsinks)', { shape: base, gpu: { sinks: [0.3, -0.5] }, cpu: { sinks: [0.3, -0.5] } }],
   [
     'sinks with causal rows that attend nothing else',

@@ -182,7 +182,11 @@ describe('attentionCpu: softcap and scoreMod', () => {
       const plain = attentionCpu(x.q, x.k, x.v, { scale: 1.3 });
       expect(Math.abs(plain.lse.data[0] - got.lse.data[0])).toBeGreaterThan(1e-3);
       // softcap 0 is none (FlashAttention's and onnxruntime's default)
-      expectNear(attentionCpu(x.q, x.k, x.v, { softcap: 0, scale: 1.3 }).lse.data, plain.lse.data, 'softcap 0');
+      expectNear(
+        attentionCpu(x.q, x.k, x.v, { softcap: 0, scale: 1.3 }).lse.data,
+        plain.lse.data,
+        'softcap 0',
+      );
     }
   });
 
@@ -225,6 +229,10 @@ describe('attentionCpu: alibi, window, maskMod', () => {
       const plain = attentionCpu(x.q, x.k, x.v);
       const alibi = attentionCpu(x.q, x.k, x.v, { alibiSlopes: Float32Array.from(slopes) });
       expect(Math.abs(plain.lse.data[1] - alibi.lse.data[1])).toBeGreaterThan(1e-3);
+      // slopes [B, Hq] (batch-major): batch item b uses its own row
+      const perBatch = Array.from({ length: B * Hq }, (_, n) => 0.1 + 0.07 * n);
+      const biasB = additiveMask(x, (b, h, i, j) => -perBatch[b * Hq + h] * Math.abs(i + off - j));
+      same(x, { alibiSlopes: perBatch, causal: true }, { mask: biasB, causal: true }, 'alibi [B, Hq]');
     }
   });
 
@@ -527,6 +535,7 @@ describe('attentionCpu: option validation names the argument, the expected and t
     [{ maskMod: 'j <= i' as never }, 'attentionCpu: maskMod must be a function, received j <= i'],
     [{ scoreModGrad: () => 1 }, 'attentionCpu: scoreModGrad needs scoreMod, received scoreMod undefined'],
     [{ alibiSlopes: [1] }, 'attentionCpu: alibiSlopes must have length 2 (Hq), received length 1'],
+    [{ alibiSlopes: [1, 2, 3] }, 'attentionCpu: alibiSlopes must have length 2 (Hq), received length 3'],
     [{ alibiSlopes: [1, Number.NaN] }, 'attentionCpu: alibiSlopes[1] must be a finite number, received NaN'],
     [
       { alibiSlopes: 0.5 as never },

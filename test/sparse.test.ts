@@ -78,7 +78,9 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
     return t;
   };
   const tensorOr = (x: number[] | 'tensor' | undefined, values: number[] | undefined) =>
-    x === 'tensor' ? up({ data: new Float32Array(values!), shape: [values!.length] }, 'f32') : x;
+    x === 'tensor'
+      ? up({ data: new Float32Array(values!), shape: values!.length > c.Hq ? [c.B, c.Hq] : [c.Hq] }, 'f32')
+      : x;
   const ints: IntTensor[] = [];
   const starts = (x: AttentionOptions['cuSeqlensQ']) => {
     if (!c.docsOnGpu || x === undefined) return x;
@@ -130,6 +132,21 @@ function cases(Lq: number, Lk: number): [string, SparseCase][] {
     ['softcap 1.5 on large logits', { ...s, magnitude: 6, gpu: { softcap: 1.5 } }],
     ['ALiBi slopes (array)', { ...s, causal: true, gpu: { alibiSlopes: [0.5, 0.0625] } }],
     ['ALiBi slopes (tensor), no causal', { ...s, gpu: { alibiSlopes: 'tensor' }, alibi: [0.25, 0.125] }],
+    [
+      "ALiBi slopes per batch item (FlashAttention's [B, Hq], an array), causal",
+      { ...s, B: 2, causal: true, gpu: { alibiSlopes: [0.5, 0.0625, 0.125, 0.25] } },
+    ],
+    [
+      'ALiBi slopes per batch item (tensor [B, Hq]), GQA',
+      {
+        ...s,
+        B: 2,
+        Hq: 4,
+        Hkv: 2,
+        gpu: { alibiSlopes: 'tensor' },
+        alibi: [0.3, 0.2, 0.1, 0, 0.05, 0.15, 0.25, 0.35],
+      },
+    ],
     ['sinks (array)', { ...s, gpu: { sinks: [0.5, -1] } }],
     ['sinks (tensor) with causal', { ...s, causal: true, gpu: { sinks: 'tensor' }, sinkValues: [2, 0] }],
     [
@@ -558,6 +575,16 @@ describe('errors', () => {
     await expect(fails({ alibiSlopes: [1] })).rejects.toThrow(
       'attention: options.alibiSlopes must have length 2 (Hq), received length 1',
     );
+    const q2 = ctx.tensor(new Float32Array(2 * 2 * 3 * 4), [2, 2, 3, 4]);
+    await expect(attention(q2, q2, q2, { alibiSlopes: [1, 2, 3] })).rejects.toThrow(
+      'attention: options.alibiSlopes must have length 2 (Hq) or 4 (B·Hq, batch-major), received length 3',
+    );
+    const slopes3 = ctx.tensor(new Float32Array(6), [3, 2]);
+    await expect(attention(q2, q2, q2, { alibiSlopes: slopes3 })).rejects.toThrow(
+      "attention: options.alibiSlopes must be an 'f32' tensor of shape [2] (Hq) or [2, 2] (B, Hq), received 'f32' [3, 2]",
+    );
+    q2.destroy();
+    slopes3.destroy();
     await expect(fails({ sinks: [0, Number.NaN] })).rejects.toThrow(
       'attention: options.sinks[1] must be a finite number, received NaN',
     );

@@ -106,7 +106,7 @@ export function backwardPlan(inputs: BackwardPlanInputs, options: AttentionOptio
   const { ctx, shape: s, dtype, mask } = inputs;
   const limit = ctx.limits.maxStorageBufferBindingSize;
   const bpe = bytesPerElement(dtype);
-  const rules = ruleDataBytes(scoringRules(options, s), s.Hq);
+  const rules = ruleDataBytes(scoringRules(options, s), s);
   const whole = [
     s.B * s.Hq * s.Lq * s.D * bpe,
     (inputs.kSpan ?? s.B * s.Hkv * s.Lk * s.D) * bpe,
@@ -267,9 +267,10 @@ function unitBytes(
 }
 
 /** Bytes of a call's rule data before the row stats (recordRuleData's reservedAt). */
-function ruleDataBytes(r: ScoringRules, Hq: number): number {
+function ruleDataBytes(r: ScoringRules, s: AttentionShape): number {
+  const { Hq } = s;
   const parts: [number, number][] = [
-    [r.alibiAt, Hq],
+    [r.alibiAt, r.alibiB ? s.B * Hq : Hq],
     [r.sinksAt, Hq],
     [r.docsQAt, r.docs + 1],
     [r.docsKAt, r.docs + 1],

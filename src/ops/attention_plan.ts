@@ -54,7 +54,10 @@ export interface AttentionOptions {
    * b = 0 and i, j are positions in the packed sequences). Compiled into the kernel.
    */
   scoreMod?: string;
-  /** ALiBi slopes [Hq] (an array or an f32 tensor): s -= slope[h] · |i + Lk - Lq - j|. */
+  /**
+   * ALiBi slopes [Hq], or [B, Hq] for a slope per batch item as FlashAttention's `alibi_slopes`
+   * allows (an array, batch-major for [B, Hq], or an f32 tensor): s -= slope[b, h] · |i + Lk - Lq - j|.
+   */
   alibiSlopes?: ArrayLike<number> | Tensor;
   /**
    * Sliding window [left, right]: row i may attend key j iff i + Lk - Lq - left <= j <=
@@ -193,6 +196,8 @@ export interface ScoringRules {
   /** Window sides, WINDOW_UNBOUNDED for Infinity. */
   window: [left: number, right: number];
   alibiAt: number;
+  /** Words between the slopes of consecutive batch items: Hq for slopes [B, Hq], 0 for [Hq]. */
+  alibiB: number;
   sinksAt: number;
   /** Number of packed documents (0: none), and where their cumulative starts are. */
   docs: number;
@@ -743,7 +748,10 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
     words += n;
     return at;
   };
-  const alibiAt = options.alibiSlopes !== undefined ? take(shape.Hq) : RULE_NONE;
+  const slopes = options.alibiSlopes;
+  const alibiSize =
+    slopes === undefined ? 0 : slopes instanceof Object && 'size' in slopes ? slopes.size : slopes.length;
+  const alibiAt = slopes !== undefined ? take(alibiSize) : RULE_NONE;
   const sinksAt = options.sinks !== undefined ? take(shape.Hq) : RULE_NONE;
   const starts = options.cuSeqlensQ;
   const docs = starts ? (starts instanceof IntTensor ? starts.size : starts.length) - 1 : 0;
@@ -758,6 +766,7 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
     softcap: options.softcap ?? 0,
     window: [side(left), side(right)],
     alibiAt,
+    alibiB: alibiSize > shape.Hq ? shape.Hq : 0,
     sinksAt,
     docs,
     docsQAt,
@@ -781,14 +790,19 @@ function describe(x: unknown): string {
 const isArrayLike = (x: unknown): x is ArrayLike<unknown> =>
   Array.isArray(x) || (ArrayBuffer.isView(x) && !(x instanceof DataView));
 
-/** alibiSlopes or sinks: Hq finite numbers, or an f32 tensor [Hq]. */
-function checkPerHead(q: Tensor, name: string, x: unknown, Hq: number): void {
+/**
+ * alibiSlopes or sinks: Hq finite numbers, or an f32 tensor [Hq]; with `B` > 1 (alibiSlopes), also
+ * B·Hq numbers (batch-major) or a tensor [B, Hq].
+ */
+function checkPerHead(q: Tensor, name: string, x: unknown, Hq: number, B = 1): void {
+  const shapes = B > 1 ? `[${Hq}] (Hq) or [${B}, ${Hq}] (B, Hq)` : `[${Hq}] (Hq)`;
   if (x instanceof Object && 'dtype' in x && 'shape' in x) {
     const t = x as Tensor;
     t.assertUsable(`attention: ${name}`, q.ctx);
-    if (t.dtype !== 'f32' || t.shape.length !== 1 || t.shape[0] !== Hq) {
+    const ok = t.shape.length === 1 ? t.shape[0] === Hq : B > 1 && fmt(t.shape) === fmt([B, Hq]);
+    if (t.dtype !== 'f32' || !ok) {
       throw new Error(
-        `attention: options.${name} must be an 'f32' tensor of shape [${Hq}] (Hq), received '${t.dtype}' ${fmt(t.shape)}`,
+        `attention: options.${name} must be an 'f32' tensor of shape ${shapes}, received '${t.dtype}' ${fmt(t.shape)}`,
       );
     }
     return;
@@ -798,10 +812,11 @@ function checkPerHead(q: Tensor, name: string, x: unknown, Hq: number): void {
       `attention: options.${name} must be an array of ${Hq} numbers (one per query head) or a tensor, received ${describe(x)}`,
     );
   }
-  if (x.length !== Hq) {
-    throw new Error(`attention: options.${name} must have length ${Hq} (Hq), received length ${x.length}`);
+  if (x.length !== Hq && (B === 1 || x.length !== B * Hq)) {
+    const lengths = B > 1 ? `${Hq} (Hq) or ${B * Hq} (B·Hq, batch-major)` : `${Hq} (Hq)`;
+    throw new Error(`attention: options.${name} must have length ${lengths}, received length ${x.length}`);
   }
-  for (let h = 0; h < Hq; h++) {
+  for (let h = 0; h < x.length; h++) {
     const v = x[h];
     if (typeof v !== 'number' || !Number.isFinite(v)) {
       throw new Error(`attention: options.${name}[${h}] must be a finite number, received ${String(v)}`);
@@ -848,7 +863,8 @@ function checkCuSeqlens(q: Tensor, name: string, x: unknown, total: number, dim:
  */
 export function checkWindow(what: string, window: unknown): void {
   if (window === undefined) return;
-  const side = (x: unknown) => typeof x === 'number' && (Number.isInteger(x) || x === Number.POSITIVE_INFINITY);
+  const side = (x: unknown) =>
+    typeof x === 'number' && (Number.isInteger(x) || x === Number.POSITIVE_INFINITY);
   if (!isArrayLike(window) || window.length !== 2 || !side(window[0]) || !side(window[1])) {
     throw new Error(
       `${what} must be [left, right], each an integer (negative: no bound) or Infinity, received ${describe(window)}`,
@@ -875,7 +891,7 @@ function checkScoringOptions(q: Tensor, options: AttentionOptions, s: AttentionS
     if (text !== undefined) checkSnippetSignature(name, text);
   }
   if (options.blockMask !== undefined) checkBlockMask(q, options.blockMask, s);
-  if (options.alibiSlopes !== undefined) checkPerHead(q, 'alibiSlopes', options.alibiSlopes, s.Hq);
+  if (options.alibiSlopes !== undefined) checkPerHead(q, 'alibiSlopes', options.alibiSlopes, s.Hq, s.B);
   if (options.sinks !== undefined) checkPerHead(q, 'sinks', options.sinks, s.Hq);
   const { cuSeqlensQ, cuSeqlensK } = options;
   if ((cuSeqlensQ === undefined) !== (cuSeqlensK === undefined)) {

@@ -13,8 +13,8 @@ import {
   type BlockMask,
   type CorePlan,
   checkSnippetSignature,
-  denseStrides,
   checkWindow,
+  denseStrides,
   scoringRules,
 } from './attention_plan';
 import { scoringSources, scoringUniforms, withRules } from './flash_attention';

@@ -137,6 +137,7 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
     win_left: i32(r.window[0]),
     win_right: i32(r.window[1]),
     alibi_at: r.alibiAt,
+    alibi_b: r.alibiB,
     sinks_at: r.sinksAt,
     docs: r.docs,
     docs_q_at: r.docsQAt,

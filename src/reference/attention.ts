@@ -35,7 +35,10 @@ export interface AttentionCpuOptions {
    * takes a central finite difference of `scoreMod` in float64 (step 1e-5 · max(1, |s|)).
    */
   scoreModGrad?: ScoreModFn;
-  /** ALiBi slopes [Hq]: s -= slopes[h] · |i + off - j| (FlashAttention's convention). */
+  /**
+   * ALiBi slopes [Hq], or [B, Hq] batch-major (a slope per batch item, as FlashAttention allows):
+   * s -= slopes[b, h] · |i + off - j| (FlashAttention's convention).
+   */
   alibiSlopes?: ArrayLike<number>;
   /**
    * Sliding window [left, right]: row i may attend key j iff i + off - left <= j <= i + off + right.
@@ -128,17 +131,19 @@ function describe(x: unknown): string {
   return String(x);
 }
 
-function checkPerHead(what: string, name: string, x: unknown, Hq: number): ArrayLike<number> {
+/** Hq finite numbers; with `B` > 1 (alibiSlopes), also B·Hq (batch-major). */
+function checkPerHead(what: string, name: string, x: unknown, Hq: number, B = 1): ArrayLike<number> {
   if (x === null || typeof x !== 'object' || typeof (x as ArrayLike<number>).length !== 'number') {
     throw new Error(
       `${what}: ${name} must be an array of ${Hq} numbers (one per query head), received ${describe(x)}`,
     );
   }
   const a = x as ArrayLike<number>;
-  if (a.length !== Hq) {
-    throw new Error(`${what}: ${name} must have length ${Hq} (Hq), received length ${a.length}`);
+  if (a.length !== Hq && (B === 1 || a.length !== B * Hq)) {
+    const lengths = B > 1 ? `${Hq} (Hq) or ${B * Hq} (B·Hq, batch-major)` : `${Hq} (Hq)`;
+    throw new Error(`${what}: ${name} must have length ${lengths}, received length ${a.length}`);
   }
-  for (let h = 0; h < Hq; h++) {
+  for (let h = 0; h < a.length; h++) {
     if (typeof a[h] !== 'number' || !Number.isFinite(a[h])) {
       throw new Error(`${what}: ${name}[${h}] must be a finite number, received ${String(a[h])}`);
     }
@@ -188,7 +193,9 @@ export function scoreRules(
     options.softcap !== undefined &&
     (typeof options.softcap !== 'number' || !Number.isFinite(options.softcap) || options.softcap < 0)
   ) {
-    throw new Error(`${what}: softcap must be a finite number >= 0 (0: none), received ${describe(options.softcap)}`);
+    throw new Error(
+      `${what}: softcap must be a finite number >= 0 (0: none), received ${describe(options.softcap)}`,
+    );
   }
   const softcap = options.softcap || undefined;
   const { scoreMod, scoreModGrad, maskMod } = options;
@@ -207,7 +214,8 @@ export function scoreRules(
   const alibi =
     options.alibiSlopes === undefined
       ? undefined
-      : checkPerHead(what, 'alibiSlopes', options.alibiSlopes, Hq);
+      : checkPerHead(what, 'alibiSlopes', options.alibiSlopes, Hq, B);
+  const alibiB = alibi && alibi.length > Hq ? Hq : 0;
   const sinks = options.sinks === undefined ? undefined : checkPerHead(what, 'sinks', options.sinks, Hq);
 
   const window = options.window;
@@ -277,7 +285,7 @@ export function scoreRules(
   const modify = (s: number, b: number, h: number, i: number, j: number): number => {
     let x = capped(s);
     if (scoreMod) x = Number(scoreMod(x, b, h, i, j));
-    if (alibi) x -= alibi[h] * Math.abs(i + shift[i] - j);
+    if (alibi) x -= alibi[b * alibiB + h] * Math.abs(i + shift[i] - j);
     if (mask && !boolMask) x += Number(maskAt(b, h, i, j));
     return x;
   };
