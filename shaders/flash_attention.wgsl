@@ -1,14 +1,18 @@
-// Fused attention forward, flash-style: one workgroup per (query block, head, batch).
+// Fused attention forward, flash-style: one workgroup per (query block, head, batch), or per
+// (split of the keys, query block, head, batch) for calls with too few blocks to fill a GPU.
 // q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] -> out [B, Hq, Lq, Dv], lse [B, Hq, Lq]
 // and, when WEIGHTS, weights [B, Hq, Lq, Lk]. One invocation owns one query row: its scaled q and
 // its output accumulator stay in registers; K and V tiles of BC keys are staged in workgroup
 // memory; the softmax is online, in f32, so the Lq x Lk scores never reach memory.
+// A call split over keys (p.splits workgroups per block, of p.split_keys keys each, a multiple of
+// BC) ends with flash_partials.wgsl: each workgroup writes its rows' partial results, merged by
+// decode_merge.wgsl; unsplit calls end with flash_rows.wgsl (WEIGHTS calls are never split).
 // Constants (src/ops/flash_attention.ts): WG (rows per workgroup), BC (keys per tile),
 // D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK (0 none, 1 bool, 2 additive), LSE, WEIGHTS, DROPOUT
 // (the probabilities summed into the output and written as weights are dropout.wgsl's), and the
 // element storage helpers of src/f16.ts (Stored, OutStored, wordOf, unpackAt, storeOut): q, k, v
 // and out are f32 or f16 (packed or native); scores, softmax state and accumulators are f32. Row
-// strides: the uniforms q_l, k_l, v_l, o_l (see flash_common.wgsl).
+// strides: the uniforms q_l, k_l, v_l, o_l (see flash_common.wgsl); splits, split_keys.
 
 alias Input = Stored;
 // [B, Hq, Lq, Lk], written when WEIGHTS (the other bindings are in flash_common.wgsl)
@@ -75,18 +79,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (flat >= p.workgroups) {
     return;
   }
+  let split = flat % p.splits;
+  let block = flat / p.splits;
   let blocks = (p.Lq + WG - 1u) / WG;
-  let b = flat / (blocks * p.Hq);
-  let h = (flat / blocks) % p.Hq;
-  let row0 = (flat % blocks) * WG;
+  let b = block / (blocks * p.Hq);
+  let h = (block / blocks) % p.Hq;
+  let row0 = (block % blocks) * WG;
   let i = row0 + t;
   let rowValid = i < p.Lq;
   let hk = h / (p.Hq / p.Hkv);
   // row i in lse [B, Hq, Lq] and weights [B, Hq, Lq, Lk]
   let row = (b * p.Hq + h) * p.Lq + i;
-  // first element of row i in q and out, of the kv head's key 0 in k and v
+  // first element of row i in q, of the kv head's key 0 in k and v
   let qAt = b * p.q_b + h * p.q_h + i * p.q_l;
-  let oAt = b * p.o_b + h * p.o_h + i * p.o_l;
   let kBase = b * p.k_b + hk * p.k_h;
   let vBase = b * p.v_b + hk * p.v_h;
 
@@ -100,10 +105,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
-  // Keys some row of the block may attend, [keys.x, keys.y): the loop's bounds (causal, window
-  // and documents skip whole tiles). Uniform: every invocation computes it from the same rows.
+  // Keys some row of the block may attend in the split, [kLo, kHi): the loop's bounds (causal,
+  // window and documents skip whole tiles). Uniform: every invocation computes it from the same
+  // rows. The row's own range is cut to the split too (tiles may cross the split's end).
+  let splitLo = split * p.split_keys;
+  let splitHi = min(splitLo + p.split_keys, p.Lk);
   let keys = blockKeys(row0, min(row0 + WG, p.Lq) - 1u);
-  let range = keyRange(i);
+  let kLo = max(keys.x, splitLo);
+  let kHi = min(keys.y, splitHi);
+  var range = keyRange(i);
+  range.lo = max(range.lo, splitLo);
+  range.hi = max(range.lo, min(range.hi, splitHi));
   let mods = MODS;
   var dropKey = 0u;
   if (DROPOUT) {
@@ -115,7 +127,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var acc: array<vec4<f32>, DV4>;
   var s: array<f32, BC>;
   var slot = 0u;
-  for (var j0 = keys.x; j0 < keys.y; j0 += BC) {
+  for (var j0 = kLo; j0 < kHi; j0 += BC) {
     // Keys in empty tiles of the block mask are skipped whole, before any per-key work (uniform:
     // the union over the rows of the block, which may span several query blocks).
     if (BLOCKS != 0u && !blockStates(b, h, row0, min(row0 + WG, p.Lq) - 1u, j0, BC).x) {
@@ -186,26 +198,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
 
-  // The sink joins the denominator. A row that may attend no key: zeros and lse = -Infinity (or
-  // the sink). (l == 0 rather than l > 0, so that a NaN sum stays NaN.)
-  let sink = sinkLogit(h);
-  let mAll = max(m, sink);
-  let alpha = exp(m - mAll);
-  l = l * alpha + select(0.0, exp(sink - mAll), p.sinks_at != RULE_NONE);
-  m = mAll;
-  let inv = select(alpha / l, 0.0, l == 0.0);
-  if (rowValid) {
+  // The sink joins the denominator (in the merge when the keys are split).
+  if (p.splits == 1u) {
+    let sink = sinkLogit(h);
+    let mAll = max(m, sink);
+    let alpha = exp(m - mAll);
+    l = l * alpha + select(0.0, exp(sink - mAll), p.sinks_at != RULE_NONE);
+    m = mAll;
     for (var c = 0u; c < DV4; c++) {
-      for (var e = 0u; e < 4u; e++) {
-        let d = c * 4u + e;
-        if (d < p.Dv) {
-          storeOut(oAt + d, acc[c][e] * inv);
-        }
-      }
+      acc[c] *= alpha;
     }
-    if (LSE) {
-      lse[row] = select(bitcast<u32>(m + log(l)), NEG_INF_BITS, l == 0.0);
-    }
+  }
+  if (rowValid) {
+    finishRow(b, h, i, m, l, &acc, split);
   }
 
   if (WEIGHTS) {

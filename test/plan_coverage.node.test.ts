@@ -280,6 +280,24 @@ describe('tilings cover every allowed (row, key) pair exactly once', () => {
     expect(split(1, 1, 64, 511)).toEqual([1, 511, 1]);
   });
 
+  it('workgroup form: calls with few blocks split over keys (parts of >= 64 keys), never with returnWeights', () => {
+    const split = (B: number, Hq: number, Lq: number, Lk: number, options: AttentionOptions = {}) => {
+      const shape = { B, Hq, Hkv: 1, Lq, Lk, D: 64, Dv: 64 };
+      const p = corePlan({ ctx: fakeContext('workgroup'), shape, dtype: 'f32' }, options, 0) as FlashPlan;
+      return [p.keySplits, p.splitKeys, p.workgroups];
+    };
+    // 8 heads x 512 rows: 64 blocks, 16 splits wanted, 8 of 64 keys allowed
+    expect(split(1, 8, 512, 512)).toEqual([8, 64, 512]);
+    // 512 blocks: 2 splits
+    expect(split(1, 8, 4096, 4096)).toEqual([2, 2048, 1024]);
+    // 600 keys over 4 blocks: splits of 80 keys (a multiple of the 16-key tile), the last of 40
+    expect(split(1, 4, 20, 600)).toEqual([8, 80, 32]);
+    // 1024 blocks or more, returnWeights, or fewer than 128 keys: none
+    expect(split(1, 16, 4096, 4096)).toEqual([1, 4096, 1024]);
+    expect(split(1, 8, 512, 512, { returnWeights: true })).toEqual([1, 512, 64]);
+    expect(split(1, 1, 64, 127)).toEqual([1, 127, 1]);
+  });
+
   it('heads groups: each query head in one group, reading its own kv head', () => {
     // bindings of 4 KiB: q, k, v of a few heads at most per group
     for (const kernel of ['workgroup', 'registers'] as const) {

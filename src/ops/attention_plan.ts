@@ -228,9 +228,10 @@ export interface FlashPlan extends CorePlan {
    */
   subgroups: boolean;
   /**
-   * 'tiled' form: parts the keys are split into (1: not split), of `splitKeys` keys each, whose
-   * partial results are merged by log-sum-exp: calls with fewer than 128 workgroups of rows split
-   * into up to 128 / workgroups parts of at least 256 keys.
+   * 'tiled' and 'workgroup' forms: parts the keys are split into (1: not split), of `splitKeys`
+   * keys each, whose partial results are merged by log-sum-exp: tiled calls with fewer than 128
+   * workgroups of rows split into up to 128 / workgroups parts of at least 256 keys, workgroup
+   * calls (without returnWeights) with fewer than 1024 into parts of at least 64 keys.
    */
   keySplits: number;
   splitKeys: number;
@@ -534,12 +535,18 @@ export function corePlan(
   }
   const rows = ROWS_PER_WORKGROUP;
   const blocks = Math.ceil(s.Lq / rows) * s.Hq * s.B;
-  const split = kernel === 'tiled' ? tiledKeySplit(blocks, s.Lk) : { keySplits: 1, splitKeys: s.Lk };
+  const bc = kernel === 'workgroup' ? keysPerTile(ctx, s) : 0;
+  const split =
+    kernel === 'tiled'
+      ? keySplit(blocks, s.Lk, TILED_KEY_SPLIT)
+      : kernel === 'workgroup' && !core.weights
+        ? keySplit(blocks, s.Lk, { ...WORKGROUP_KEY_SPLIT, tile: bc })
+        : { keySplits: 1, splitKeys: s.Lk };
   // `core` spread last: properties after a spread make V8 build the object slowly (tens of us)
   return {
     path: 'flash',
     rowsPerWorkgroup: rows,
-    keysPerTile: kernel === 'workgroup' ? keysPerTile(ctx, s) : 0,
+    keysPerTile: bc,
     subgroups: kernel === 'tiled' && ctx.hasSubgroups,
     keySplits: split.keySplits,
     splitKeys: split.splitKeys,
@@ -549,22 +556,43 @@ export function corePlan(
   };
 }
 
-/** Workgroups that keep a large GPU busy: about two per compute unit of a 64-unit GPU. */
-export const TILED_FILL_WORKGROUPS = 128;
-/** Fewest keys a split of a tiled call gets (8 tiles of 32): fewer would cost more merge than they gain. */
-export const TILED_MIN_SPLIT_KEYS = 256;
+/**
+ * How a flash kernel splits the keys of calls with few row blocks over more workgroups: `fill`
+ * workgroups wanted, splits of at least `minKeys` keys, each a multiple of the kernel's `tile`.
+ * (WebGPU tells no compute-unit count, hence fixed targets.)
+ */
+interface KeySplitRule {
+  fill: number;
+  minKeys: number;
+  tile: number;
+}
 
 /**
- * How the tiled form splits the keys of a call of `blocks` workgroups (64-row blocks x heads x
- * batch) and `Lk` keys: with fewer blocks than {@link TILED_FILL_WORKGROUPS}, into
- * `ceil(TILED_FILL_WORKGROUPS / blocks)` parts where each keeps at least
- * {@link TILED_MIN_SPLIT_KEYS} keys, `splitKeys` a multiple of the kernel's 32-key tile; else
- * none. (WebGPU tells no compute-unit count, hence a fixed target.)
+ * The tiled form: about two workgroups (of 128 invocations) per compute unit of a 64-unit GPU,
+ * splits of at least 8 of its 32-key tiles (fewer would cost more merge than they gain).
  */
-export function tiledKeySplit(blocks: number, Lk: number): { keySplits: number; splitKeys: number } {
-  const parts = Math.min(Math.ceil(TILED_FILL_WORKGROUPS / blocks), Math.floor(Lk / TILED_MIN_SPLIT_KEYS));
+const TILED_KEY_SPLIT: KeySplitRule = { fill: 128, minKeys: 256, tile: 32 };
+/**
+ * The workgroup form (64 invocations): on the H200 one of its workgroups scored keys at the same
+ * rate whether 64 or 256 ran at once (8 heads, L 512 to 2048: time grew with L alone, 0.85 us per
+ * key), so its calls were latency-bound and as fast as their workgroups in flight were many. Split
+ * until about 1024 run at once (16 warps per core of a 132-core GPU), into splits of at least 64 keys.
+ */
+const WORKGROUP_KEY_SPLIT = { fill: 1024, minKeys: 64 };
+
+/**
+ * How a call of `blocks` workgroups (64-row blocks x heads x batch) and `Lk` keys is split over
+ * keys under `rule`: with fewer blocks than `rule.fill`, into `ceil(fill / blocks)` parts where
+ * each keeps at least `rule.minKeys` keys, `splitKeys` a multiple of `rule.tile`; else none.
+ */
+export function keySplit(
+  blocks: number,
+  Lk: number,
+  rule: KeySplitRule,
+): { keySplits: number; splitKeys: number } {
+  const parts = Math.min(Math.ceil(rule.fill / blocks), Math.floor(Lk / rule.minKeys));
   if (parts < 2) return { keySplits: 1, splitKeys: Lk };
-  const splitKeys = Math.ceil(Lk / parts / 32) * 32;
+  const splitKeys = Math.ceil(Lk / parts / rule.tile) * rule.tile;
   return { keySplits: Math.ceil(Lk / splitKeys), splitKeys };
 }
 

@@ -5,6 +5,9 @@ import matrixSource from '../../shaders/flash_attention_matrix.wgsl?raw';
 import registersSource from '../../shaders/flash_attention_registers.wgsl?raw';
 import tiledSource from '../../shaders/flash_attention_tiled.wgsl?raw';
 import flashCommonSource from '../../shaders/flash_common.wgsl?raw';
+import flashOutputsSource from '../../shaders/flash_outputs.wgsl?raw';
+import flashPartialsSource from '../../shaders/flash_partials.wgsl?raw';
+import flashRowsSource from '../../shaders/flash_rows.wgsl?raw';
 import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import tilesBuiltinSource from '../../shaders/matrix_tiles_builtin.wgsl?raw';
@@ -178,19 +181,30 @@ const TILED_PRODUCTS: Record<TiledProducts, string> = {
 };
 
 /**
+ * The partials of a call of `plan` split over keys (undefined when it is not): one per row and
+ * split, merged into the output by recordPartialsMerge.
+ */
+function splitPartials(
+  rec: Recording,
+  plan: FlashPlan,
+): Parameters<typeof recordPartialsMerge>[3] | undefined {
+  const { B, Hq, Lq, Dv } = plan.shape;
+  if (plan.keySplits === 1) return undefined;
+  return {
+    partO: rec.buffer(B * Hq * Lq * plan.keySplits * Math.ceil(Dv / 4) * 16, 'attention:partials'),
+    partML: rec.buffer(B * Hq * Lq * plan.keySplits * 8, 'attention:partial-lse'),
+    P: plan.keySplits,
+  };
+}
+
+/**
  * Records the tiled kernel of `plan` on `io`; a call split over keys writes partial results that
  * a merge pass combines into the output.
  */
 function recordTiled(rec: Recording, plan: FlashPlan, io: AttentionBuffers): void {
-  const { B, Hq, Lq, Dv } = plan.shape;
-  const split = plan.keySplits > 1;
-  const partials = split
-    ? {
-        partO: rec.buffer(B * Hq * Lq * plan.keySplits * Math.ceil(Dv / 4) * 16, 'attention:partials'),
-        partML: rec.buffer(B * Hq * Lq * plan.keySplits * 8, 'attention:partial-lse'),
-        P: plan.keySplits,
-      }
-    : undefined;
+  const { Dv } = plan.shape;
+  const partials = splitPartials(rec, plan);
+  const split = partials !== undefined;
   const outputs = partials ? [partials.partO, partials.partML] : [io.output, io.lse];
   const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, ...outputs], io);
   rec.dispatch({
@@ -241,6 +255,7 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
         chunkPrelude(plan.storage),
         registersSource,
         valueChunksSource,
+        flashOutputsSource,
         ...shared,
       ],
       constants: { WG: plan.rowsPerWorkgroup / 4, ...common, ...rowConstants(io), RULES_BINDING },
@@ -257,6 +272,7 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
         elementPrelude(plan.storage, true),
         matrixSource,
         builtin ? tilesBuiltinSource : tilesEmulatedSource,
+        flashOutputsSource,
         ...shared,
       ],
       constants: {
@@ -276,13 +292,18 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
   } else if (plan.kernel === 'tiled') {
     recordTiled(rec, plan, io);
   } else {
-    const { bindings, RULES_BINDING } = withRules(
-      [io.q, io.k, io.v, io.mask, io.output, io.lse, io.weights],
-      io,
-    );
+    // a call split over keys writes partials (flash_partials.wgsl), merged into the output
+    const partials = splitPartials(rec, plan);
+    const outputs = partials ? [partials.partO, partials.partML] : [io.output, io.lse];
+    const { bindings, RULES_BINDING } = withRules([io.q, io.k, io.v, io.mask, ...outputs, io.weights], io);
     rec.dispatch({
       name: 'flash_attention',
-      sources: [elementPrelude(plan.storage, true), flashSource, ...shared],
+      sources: [
+        elementPrelude(plan.storage, !partials),
+        flashSource,
+        ...(partials ? [flashPartialsSource] : [flashOutputsSource, flashRowsSource]),
+        ...shared,
+      ],
       constants: {
         WG: plan.rowsPerWorkgroup,
         BC: plan.keysPerTile,
@@ -290,9 +311,15 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
         WEIGHTS: plan.weights,
         RULES_BINDING,
       },
-      uniforms: { ...scoringUniforms(plan, io), ...rowUniforms(io) },
+      uniforms: {
+        ...scoringUniforms(plan, io),
+        ...rowUniforms(io),
+        splits: plan.keySplits,
+        split_keys: plan.splitKeys,
+      },
       bindings,
       workgroups: plan.workgroups,
     });
+    if (partials) recordPartialsMerge(rec, plan, io, partials);
   }
 }
