@@ -1,6 +1,6 @@
 // Shared by the specs: one context per file, validation scopes, seeded data, tolerance checks.
 import { afterAll, beforeAll, expect } from 'vitest';
-import { type AttentionKernel, type Context, createContext } from '../src';
+import { type AttentionKernel, Context, createContext } from '../src';
 
 /** f32 tolerance of DESIGN.md: |gpu - ref| <= ATOL + RTOL * |ref|. */
 export const F32_TOL = { atol: 1e-4, rtol: 1e-4 };
@@ -42,6 +42,17 @@ export function formContexts<F extends AttentionKernel>(
     for (const form of forms) contexts[form]?.destroy();
   });
   return contexts;
+}
+
+/**
+ * A context on `ctx`'s device that plans as on a GPU (its adapter taken for no fallback adapter):
+ * runs the plans that only GPUs get, such as the workgroup form's splits over keys, on SwiftShader.
+ * Shares `ctx`'s device and pipelines; destroying it leaves the device alive.
+ */
+export function planAsGpu(ctx: Context, attentionKernel: AttentionKernel): Context {
+  return new Context(ctx.device, { ...ctx.adapterInfo, isFallbackAdapter: false }, false, {
+    attentionKernel,
+  });
 }
 
 /** Runs `fn` inside validation and internal error scopes and fails on any error they catch. */

@@ -32,6 +32,7 @@ import {
   F16_TOL,
   F32_TOL,
   formContexts,
+  planAsGpu,
   randomArray,
   rng,
   testContext,
@@ -274,6 +275,14 @@ describe.each<AttentionKernel>(FORMS)('%s kernels', (kernel) => {
   // Few row blocks against many keys: the tiled and workgroup forms split the keys and merge the
   // parts by log-sum-exp (the sinks join in the merge).
   describe.runIf(kernel !== 'registers')('calls split over keys match the reference', () => {
+    // the workgroup form splits on GPUs only: its calls planned as on one
+    let on: Context;
+    beforeAll(() => {
+      on = kernel === 'workgroup' ? planAsGpu(ctx, kernel) : ctx;
+    });
+    afterAll(() => {
+      if (on !== ctx) on.destroy();
+    });
     const split: [string, SparseCase][] = [
       [
         'causal, Lq < Lk, window and sinks',
@@ -286,8 +295,8 @@ describe.each<AttentionKernel>(FORMS)('%s kernels', (kernel) => {
     ];
     for (const [name, c] of split) {
       it(name, async () => {
-        expect(keySplits(ctx, c)).toBeGreaterThan(1);
-        expect(await checkSparse(ctx, attention, c)).toBe(kernel);
+        expect(keySplits(on, c)).toBeGreaterThan(1);
+        expect(await checkSparse(on, attention, c)).toBe(kernel);
       });
     }
   });
@@ -397,15 +406,18 @@ describe.each<AttentionKernel>(FORMS)('block masks, %s kernels', (kernel) => {
         const sparseCpu = (_b: number, _h: number, _i: number, j: number) =>
           j < 8 || Math.floor(j / 64) % 3 !== 1;
         const c = { ...base, Lq: 20, Lk: 600 };
-        expect(keySplits(ctx, c)).toBeGreaterThan(1);
-        const bm = await createBlockMask(ctx, { maskMod: sparse, Lq: 20, Lk: 600, blockSize: 16 });
+        // the workgroup form splits on GPUs only: planned as on one
+        const on = kernel === 'workgroup' ? planAsGpu(ctx, kernel) : ctx;
+        expect(keySplits(on, c)).toBeGreaterThan(1);
+        const bm = await createBlockMask(on, { maskMod: sparse, Lq: 20, Lk: 600, blockSize: 16 });
         const cpuBm = createBlockMaskCpu({ maskMod: sparseCpu, Lq: 20, Lk: 600, blockSize: 16 });
-        await checkSparse(ctx, fn, {
+        await checkSparse(on, fn, {
           ...c,
           gpu: { maskMod: sparse, blockMask: bm, sinks: [1, 0] },
           cpu: { maskMod: sparseCpu, blockMask: cpuBm },
         });
         bm.states.destroy();
+        if (on !== ctx) on.destroy();
       },
     );
     it(`${path}: a block mask of tiles shorter than four rows`, async () => {

@@ -231,7 +231,7 @@ export interface FlashPlan extends CorePlan {
    * 'tiled' and 'workgroup' forms: parts the keys are split into (1: not split), of `splitKeys`
    * keys each, whose partial results are merged by log-sum-exp: tiled calls with fewer than 128
    * workgroups of rows split into up to 128 / workgroups parts of at least 256 keys, workgroup
-   * calls (without returnWeights) with fewer than 1024 into parts of at least 64 keys.
+   * calls (on GPUs, without returnWeights) with fewer than 1024 into parts of at least 64 keys.
    */
   keySplits: number;
   splitKeys: number;
@@ -539,7 +539,7 @@ export function corePlan(
   const split =
     kernel === 'tiled'
       ? keySplit(blocks, s.Lk, TILED_KEY_SPLIT)
-      : kernel === 'workgroup' && !core.weights
+      : kernel === 'workgroup' && !core.weights && !ctx.adapterInfo?.isFallbackAdapter
         ? keySplit(blocks, s.Lk, { ...WORKGROUP_KEY_SPLIT, tile: bc })
         : { keySplits: 1, splitKeys: s.Lk };
   // `core` spread last: properties after a spread make V8 build the object slowly (tens of us)
@@ -573,10 +573,12 @@ interface KeySplitRule {
  */
 const TILED_KEY_SPLIT: KeySplitRule = { fill: 128, minKeys: 256, tile: 32 };
 /**
- * The workgroup form (64 invocations): on the H200 one of its workgroups scored keys at the same
- * rate whether 64 or 256 ran at once (8 heads, L 512 to 2048: time grew with L alone, 0.85 us per
- * key), so its calls were latency-bound and as fast as their workgroups in flight were many. Split
- * until about 1024 run at once (16 warps per core of a 132-core GPU), into splits of at least 64 keys.
+ * The workgroup form (64 invocations), on GPUs: on the H200 one of its workgroups scored keys at
+ * the same rate whether 64 or 256 ran at once (8 heads, L 512 to 2048: time grew with L alone,
+ * 0.85 us per key), so its calls were latency-bound and as fast as their workgroups in flight were
+ * many. Split until about 1024 run at once (16 warps per core of a 132-core GPU), into splits of
+ * at least 64 keys. Not on fallback adapters (CPUs): there the extra workgroups and the merge made
+ * SwiftShader 15-30% slower.
  */
 const WORKGROUP_KEY_SPLIT = { fill: 1024, minKeys: 64 };
 
