@@ -219,9 +219,13 @@ const CHECK_SHAPES: BenchShape[] = [
   { name: 'decode', group: '', B: 1, Hq: 8, Hkv: 2, Lq: 1, Lk: 333, D: 128, causal: false },
 ];
 
+/** The kernel a call runs, with its split over keys (flash) or its key chunks (decode). */
 function kernelOf(q: Tensor, k: Tensor, v: Tensor, causal: boolean): string {
   const plan = planAttention(q, k, v, { causal });
-  return plan.path === 'flash' || plan.path === 'decode' ? `${plan.path} (${plan.kernel})` : plan.path;
+  if (plan.path === 'flash') {
+    return `flash (${plan.kernel}${plan.keySplits > 1 ? `, ${plan.keySplits} key splits` : ''})`;
+  }
+  return plan.path === 'decode' ? `decode (${plan.kernel}, ${plan.chunks} chunks)` : plan.path;
 }
 
 /**
