@@ -24,6 +24,7 @@ export {
   type MultiHeadAttentionInputGradients,
   type MultiHeadAttentionOptions,
   type MultiHeadAttentionResult,
+  type MultiHeadAttentionScoring,
   type PyTorchAttentionWeights,
   type SeparateAttentionWeights,
 } from './layers/multi_head_attention';

@@ -39,6 +39,8 @@ interface Case {
   /** add x to the output (skip connection) */
   residual?: boolean;
   seed?: number;
+  /** sparse options passed to the layer's attention (the same values as the reference's) */
+  scoring?: { window?: [number, number]; softcap?: number; alibiSlopes?: number[]; sinks?: number[] };
 }
 
 /** Rounds to the halves an f16 layer stores, so that the reference sees what the GPU reads. */
@@ -126,6 +128,7 @@ async function check(c: Case) {
     causal: c.causal,
     mask,
     rope: c.rope,
+    ...c.scoring,
   });
   if (c.residual) for (let i = 0; i < x.data.length; i++) ref.output.data[i] += Number(x.data[i]);
 
@@ -154,6 +157,7 @@ async function check(c: Case) {
       causal: c.causal,
       mask: mask && up(mask),
       returnWeights: c.weights,
+      ...c.scoring,
     });
     const tol = c.dtype === 'f16' ? F16_TOL : F32_TOL;
     expect(result.output.shape).toEqual([c.B, c.L, c.E]);
@@ -183,6 +187,22 @@ describe('MultiHeadAttention', () => {
     await check({ B: 1, L: 6, E: 16, H: 2, causal: true, rope: { style: 'half' } });
     await check({ B: 2, L: 5, E: 16, H: 4, Hkv: 2, rope: { style: 'interleaved', dims: 2, base: 100 } });
   });
+  it('sparse options (window, softcap, ALiBi, sinks) with GQA and causal', () =>
+    check({
+      B: 2,
+      L: 9,
+      E: 16,
+      H: 4,
+      Hkv: 2,
+      causal: true,
+      weights: true,
+      scoring: {
+        window: [3, 0],
+        softcap: 1.5,
+        alibiSlopes: [0.5, 0.25, 0.125, 0.0625],
+        sinks: [0, 1, -1, 0.5],
+      },
+    }));
   it('f16 storage', () =>
     check({ B: 2, L: 5, E: 16, H: 4, causal: true, rope: { style: 'half' }, dtype: 'f16', residual: true }));
 
@@ -191,7 +211,9 @@ describe('MultiHeadAttention', () => {
     for (const c of [
       { B: 2, L: 7, E: 16, H: 4, Hkv: 2, rope: { style: 'half' as const } },
       { B: 1, L: 6, E: 8, H: 2, rope: { style: 'interleaved' as const }, dtype: 'f16' as const },
-    ]) {
+      // a sliding window and sinks: every step sees the window of the cached keys' end
+      { B: 1, L: 8, E: 8, H: 2, scoring: { window: [2, 0] as [number, number], sinks: [0.5, -0.5] } },
+    ] as Case[]) {
       const random = rng(9);
       const weights = randomWeights(c, random);
       const xData = stored(randomArray(random, c.B * c.L * c.E), c.dtype);
@@ -200,6 +222,7 @@ describe('MultiHeadAttention', () => {
         numKvHeads: c.Hkv,
         causal: true,
         rope: c.rope,
+        ...c.scoring,
       });
       const mha = new MultiHeadAttention(ctx, {
         embedDim: c.E,
@@ -227,7 +250,7 @@ describe('MultiHeadAttention', () => {
             part.set(xData.subarray((b * c.L + start) * c.E, (b * c.L + start + n) * c.E), b * n * c.E);
           }
           const x = ctx.tensor(part, [c.B, n, c.E], { dtype: c.dtype });
-          const { output } = await mha.forward(x, { cache });
+          const { output } = await mha.forward(x, { cache, ...c.scoring });
           const out = await output.read();
           for (let b = 0; b < c.B; b++) {
             got.set(out.subarray(b * n * c.E, (b + 1) * n * c.E), (b * c.L + start) * c.E);

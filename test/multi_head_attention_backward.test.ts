@@ -33,6 +33,8 @@ interface Case {
   seed?: number;
   /** the layer's dropout, with this train forward's seed */
   dropout?: { p: number; seed: number };
+  /** sparse options of the layer's attention (sinks also get their gradient checked) */
+  scoring?: { window?: [number, number]; softcap?: number; alibiSlopes?: number[]; sinks?: number[] };
 }
 
 type WeightName = keyof MultiHeadAttentionCpuWeights;
@@ -45,6 +47,7 @@ interface Problem {
   mask?: HostTensor;
   weights: MultiHeadAttentionCpuWeights;
   dOutput: Float64Array;
+  sinks?: HostTensor;
 }
 
 function problem(c: Case): Problem {
@@ -87,7 +90,8 @@ function problem(c: Case): Problem {
       ? { data: Float64Array.from(randomArray(random, maskSize)), shape: c.mask, dtype: 'f32' }
       : { data: randomMask(random, maskSize, 0.7), shape: c.mask, dtype: 'bool' });
   const dOutput = Float64Array.from(randomArray(random, c.B * c.L * c.E));
-  return { x, key, value, mask, weights, dOutput };
+  const sinks = c.scoring?.sinks && { data: Float64Array.from(c.scoring.sinks), shape: [c.H] };
+  return { x, key, value, mask, weights, dOutput, sinks };
 }
 
 function loss(c: Case, p: Problem): number {
@@ -100,6 +104,8 @@ function loss(c: Case, p: Problem): number {
     mask: p.mask,
     rope: c.rope,
     dropout: c.dropout,
+    ...c.scoring,
+    sinks: p.sinks?.data as Float64Array | undefined,
   });
   let sum = 0;
   for (let i = 0; i < output.data.length; i++) sum += output.data[i] * p.dOutput[i];
@@ -199,6 +205,7 @@ interface Run {
     dMemory?: ArrayLike<number>;
     dKey?: ArrayLike<number>;
     dValue?: ArrayLike<number>;
+    dsinks?: ArrayLike<number>;
   }>;
 }
 
@@ -227,21 +234,24 @@ function gpuRun(c: Case, p: Problem): Run {
         mask,
         train: true,
         dropoutSeed: c.dropout?.seed,
+        ...c.scoring,
       });
       output.destroy();
       const g = await mha.backward(dOutput);
       const dx = await g.dx.read();
       g.dx.destroy();
-      if (!g.dMemory) return { dx };
+      const dsinks = g.dsinks && (await g.dsinks.read());
+      g.dsinks?.destroy();
+      if (!g.dMemory) return { dx, dsinks };
       if ('key' in g.dMemory) {
-        const r = { dx, dKey: await g.dMemory.key.read(), dValue: await g.dMemory.value.read() };
+        const r = { dx, dsinks, dKey: await g.dMemory.key.read(), dValue: await g.dMemory.value.read() };
         g.dMemory.key.destroy();
         g.dMemory.value.destroy();
         return r;
       }
       const dMemory = await g.dMemory.read();
       g.dMemory.destroy();
-      return { dx, dMemory };
+      return { dx, dsinks, dMemory };
     },
   };
 }
@@ -262,6 +272,8 @@ async function check(c: Case) {
         expectClose(got.dMemory!, numericGrad(c, p, p.key!), F32_TOL, `${label} dMemory`);
       }
     } else expect(got.dMemory).toBeUndefined();
+    expect(got.dsinks === undefined, `${label} dsinks`).toBe(p.sinks === undefined);
+    if (p.sinks) expectClose(got.dsinks!, numericGrad(c, p, p.sinks), F32_TOL, `${label} dsinks`);
     const ref = referenceGrads(c, p);
     expect([...run.mha.grads.keys()].sort()).toEqual([...ref.keys()].sort());
     expect([...run.mha.params.keys()].sort()).toEqual([...ref.keys()].sort());
@@ -311,6 +323,17 @@ describe('MultiHeadAttention.backward', () => {
       separate: true,
       causal: true,
       load: 'separate',
+    }));
+  it('sparse options: window, softcap, ALiBi and sinks (with dsinks), GQA', () =>
+    check({
+      B: 2,
+      L: 5,
+      E: 8,
+      H: 2,
+      Hkv: 1,
+      causal: true,
+      load: 'separate',
+      scoring: { window: [2, 0], softcap: 2, alibiSlopes: [0.5, 0.25], sinks: [0.3, -0.4] },
     }));
   it('no bias', () => check({ B: 2, L: 4, E: 8, H: 2, causal: true, bias: false, load: 'packed' }));
   it('dropout on the attention probabilities (the backward regenerates the mask), GQA', () =>

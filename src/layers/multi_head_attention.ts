@@ -3,7 +3,8 @@ import { checkOptions } from '../checks';
 import type { Context } from '../context';
 import type { DropoutOptions } from '../dropout';
 import { attention } from '../ops/attention';
-import { attentionBackward } from '../ops/attention_backward';
+import { type AttentionBackwardOptions, attentionBackward } from '../ops/attention_backward';
+import type { AttentionOptions } from '../ops/attention_plan';
 import { linear } from '../ops/linear';
 import { linearBackward } from '../ops/linear_backward';
 import { checkRopeTables, rope, ropeBackward } from '../ops/rope';
@@ -59,7 +60,41 @@ export interface AttentionCache {
   append(k: Tensor, v: Tensor): Promise<{ k: Tensor; v: Tensor }> | { k: Tensor; v: Tensor };
 }
 
-export interface MultiHeadAttentionForwardOptions {
+/**
+ * The sparse and programmable options of `attention` that the layer passes on to its attention
+ * call (and, in training, to its backward): see {@link AttentionOptions} (`window`, `softcap`,
+ * `alibiSlopes`, `sinks`, `scoreMod`, `maskMod`, `cuSeqlensQ` / `cuSeqlensK`, `blockMask`) and
+ * `scoreModGrad` (the derivative of scoreMod, used by the backward only). With a KV cache, causal,
+ * window and ALiBi align to the cached keys' end, as in `attention`.
+ */
+export type MultiHeadAttentionScoring = Pick<
+  AttentionOptions,
+  | 'softcap'
+  | 'scoreMod'
+  | 'alibiSlopes'
+  | 'window'
+  | 'maskMod'
+  | 'cuSeqlensQ'
+  | 'cuSeqlensK'
+  | 'sinks'
+  | 'blockMask'
+> &
+  Pick<AttentionBackwardOptions, 'scoreModGrad'>;
+
+const SCORING_KEYS = [
+  'softcap',
+  'scoreMod',
+  'alibiSlopes',
+  'window',
+  'maskMod',
+  'cuSeqlensQ',
+  'cuSeqlensK',
+  'sinks',
+  'blockMask',
+  'scoreModGrad',
+] as const;
+
+export interface MultiHeadAttentionForwardOptions extends MultiHeadAttentionScoring {
   /**
    * Key and value input [B, S, kdim] (cross-attention), or separate key [B, S, kdim] and value
    * [B, S, vdim]. Default x (self-attention).
@@ -105,6 +140,8 @@ export interface MultiHeadAttentionInputGradients {
    * `{ key, value }` for separate key and value tensors (summed into one when they are the same).
    */
   dMemory?: Tensor | { key: Tensor; value: Tensor };
+  /** With `sinks` in the train forward: d loss / d sinks [numHeads] (f32; the layer does not own sinks). */
+  dsinks?: Tensor;
 }
 
 export interface MultiHeadAttentionResult {
@@ -166,6 +203,7 @@ const FORWARD_KEYS = [
   'residual',
   'train',
   'dropoutSeed',
+  ...SCORING_KEYS,
 ];
 
 type Projection = 'q' | 'k' | 'v' | 'out';
@@ -192,6 +230,7 @@ interface TrainState {
   causal: boolean;
   mask?: Tensor;
   dropout?: DropoutOptions;
+  scoring: MultiHeadAttentionScoring;
 }
 
 /**
@@ -556,7 +595,12 @@ export class MultiHeadAttention {
       }
       if (cache) ({ k, v } = await cache.append(k, v));
       const causal = options.causal ?? cache !== undefined;
+      const scoring: MultiHeadAttentionScoring = {};
+      for (const key of SCORING_KEYS)
+        if (options[key] !== undefined) Object.assign(scoring, { [key]: options[key] });
+      const { scoreModGrad: _, ...forwardScoring } = scoring;
       const result = await attention(q, k, v, {
+        ...forwardScoring,
         causal,
         mask: options.mask,
         returnWeights: options.returnWeights,
@@ -583,6 +627,7 @@ export class MultiHeadAttention {
           causal,
           mask: options.mask,
           dropout,
+          scoring,
         };
         const kept = new Set([q, k, v, result.output, result.lse]);
         temporaries.splice(0, temporaries.length, ...temporaries.filter((t) => !kept.has(t)));
@@ -647,11 +692,18 @@ export class MultiHeadAttention {
     try {
       // the scope keeps the top-level tensors of what it returns: flatten dMemory's key and value
       const g = await this.ctx.scope(async () => {
-        const { dx, dMemory } = await this.backwardOf(s, dOutput);
-        return dMemory && 'key' in dMemory ? { dx, key: dMemory.key, value: dMemory.value } : { dx, dMemory };
+        const { dx, dMemory, dsinks } = await this.backwardOf(s, dOutput);
+        const pair = dMemory && 'key' in dMemory;
+        return {
+          dx,
+          dsinks,
+          dMemory: pair ? undefined : dMemory,
+          key: pair ? dMemory.key : undefined,
+          value: pair ? dMemory.value : undefined,
+        };
       });
-      if ('key' in g) return { dx: g.dx, dMemory: { key: g.key as Tensor, value: g.value as Tensor } };
-      return g.dMemory ? { dx: g.dx, dMemory: g.dMemory } : { dx: g.dx };
+      const dMemory = g.key ? { key: g.key, value: g.value! } : g.dMemory;
+      return { dx: g.dx, ...(dMemory ? { dMemory } : {}), ...(g.dsinks ? { dsinks: g.dsinks } : {}) };
     } finally {
       for (const t of [s.q, s.k, s.v, s.attended, s.lse]) t.destroy();
     }
@@ -668,7 +720,8 @@ export class MultiHeadAttention {
     };
     // out projection: its input is the attention output in heads [B, H, L, Dh], merged on read
     const dAttended = await project('out', s.attended, dOutput);
-    let { dq, dk, dv } = await attentionBackward(s.q, s.k, s.v, s.attended, dAttended, {
+    let { dq, dk, dv, dsinks } = await attentionBackward(s.q, s.k, s.v, s.attended, dAttended, {
+      ...s.scoring,
       causal: s.causal,
       mask: s.mask,
       dropout: s.dropout,
@@ -708,7 +761,7 @@ export class MultiHeadAttention {
       recordAdd(rec, target, { buffer: scratch });
     }
     await rec.submit();
-    return dMemory ? { dx, dMemory } : { dx };
+    return { dx, ...(dMemory ? { dMemory } : {}), ...(dsinks ? { dsinks } : {}) };
   }
 
   /**

@@ -3,7 +3,7 @@ import { fromF16Bits } from '../f16';
 import type { PyTorchAttentionWeights, SeparateAttentionWeights } from '../layers/multi_head_attention';
 import { expectRank } from '../shape';
 import type { TensorData } from '../tensor';
-import { attentionCpu } from './attention';
+import { type AttentionCpuOptions, attentionCpu } from './attention';
 import type { HostResult, HostTensor } from './host';
 import { linearCpu } from './linear';
 import { type RopeOptions, ropeCpu } from './rope';
@@ -33,7 +33,19 @@ export type MultiHeadAttentionCpuWeightsInput =
   | PyTorchAttentionWeights
   | SeparateAttentionWeights;
 
-export interface MultiHeadAttentionCpuOptions {
+export interface MultiHeadAttentionCpuOptions
+  extends Pick<
+    AttentionCpuOptions,
+    | 'softcap'
+    | 'scoreMod'
+    | 'alibiSlopes'
+    | 'window'
+    | 'maskMod'
+    | 'cuSeqlensQ'
+    | 'cuSeqlensK'
+    | 'sinks'
+    | 'blockMask'
+  > {
   numHeads: number;
   /** Heads of k and v (grouped-query attention); divides numHeads. Default numHeads. */
   numKvHeads?: number;
@@ -61,7 +73,7 @@ export interface MultiHeadAttentionCpuResult {
 /**
  * nn.MultiheadAttention (batch_first) in float64, with grouped-query heads and rotary embeddings:
  * project x [B, L, E] to q and the memory to k and v, split heads, scaled dot-product attention
- * (same mask rules as `attentionCpu`), merge heads, project out.
+ * (same mask rules and sparse options as `attentionCpu`), merge heads, project out.
  */
 export function multiHeadAttentionCpu(
   x: HostTensor,
@@ -83,11 +95,8 @@ export function multiHeadAttentionCpu(
     qh = ropeCpu(q, options.rope);
     k = ropeCpu(k, options.rope);
   }
-  const att = attentionCpu(qh, k, v, {
-    causal: options.causal,
-    mask: options.mask,
-    dropout: options.dropout,
-  });
+  const { numHeads: _h, numKvHeads: _g, memory: _m, rope: _r, ...attentionOptions } = options;
+  const att = attentionCpu(qh, k, v, attentionOptions);
   // merge heads: [B, H, L, Dh] -> [B, L, H·Dh]
   const Dh = att.output.shape[3];
   const merged = new Float64Array(B * L * H * Dh);
