@@ -1,7 +1,12 @@
 // Split-K attention (flash-decoding), pass 2: one workgroup per query row combines the P partials
-// of the row (decode_split.wgsl) by their log-sum-exp into out [B, Hq, Lq, Dv] and lse [B, Hq, Lq].
-// Constants: WG, DV4, LSE, and the element storage helpers of src/f16.ts; uniforms: Dv, P, Lq, Hq,
-// o_b, o_h and o_l (batch, head and row strides of out), and for sinks h0, sinks_at.
+// of the row (decode_split.wgsl, or a flash kernel's splits over keys) by their log-sum-exp into
+// out [B, Hq, Lq, Dv] and lse [B, Hq, Lq].
+// The partials are read in parallel, not one after another: invocation t = DV4 * s + c reads slice
+// s (partials s, s + SLICES, ...) of output columns 4c..4c+3 (SLICES = WG / DV4: head dims are at
+// most 256, so DV4 <= 64 <= WG), after the row maximum of every partial's m is reduced over the
+// workgroup; the slices' sums are then added up in workgroup memory.
+// Constants: WG, DV4, SLICES, LSE, and the element storage helpers of src/f16.ts; uniforms: Dv,
+// P, Lq, Hq, o_b, o_h and o_l (batch, head and row strides of out), and for sinks h0, sinks_at.
 // Appended: masked.wgsl.
 // [B * Hq * Lq, P, DV4] and [B * Hq * Lq, P], written by the split pass
 @group(0) @binding(1) var<storage, read> partO: array<vec4<f32>>;
@@ -13,25 +18,58 @@
 // sinks_at + h + h0 (sinks_at = 0xffffffff: no sinks).
 @group(0) @binding(5) var<storage, read> rules: array<u32>;
 
-// Invocation c owns output columns 4c..4c+3 of row workgroupIndex(wid) of [B * Hq * Lq].
+// the row maximum, reduced over the invocations
+var<workgroup> maxima: array<f32, WG>;
+// each slice's weighted sums of its columns, and of l
+var<workgroup> sums: array<vec4<f32>, WG>;
+var<workgroup> lSums: array<f32, SLICES>;
+
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) c: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let row = workgroupIndex(wid);
+  // uniform: every invocation of a workgroup returns or none does
   if (row >= p.workgroups) {
     return;
   }
   var mMax = MASKED;
-  for (var i = 0u; i < p.P; i++) {
+  for (var i = t; i < p.P; i += WG) {
     mMax = max(mMax, partML[row * p.P + i].x);
   }
+  maxima[t] = mMax;
+  workgroupBarrier();
+  for (var half = WG / 2u; half > 0u; half /= 2u) {
+    if (t < half) {
+      maxima[t] = max(maxima[t], maxima[t + half]);
+    }
+    workgroupBarrier();
+  }
+  mMax = maxima[0];
+
+  let s = t / DV4;
+  let c = t % DV4;
   var l = 0.0;
   var o = vec4<f32>(0.0);
-  for (var i = 0u; i < p.P; i++) {
-    let ml = partML[row * p.P + i];
-    let w = exp(ml.x - mMax);
-    l += w * ml.y;
-    if (c < DV4) {
+  if (s < SLICES) {
+    for (var i = s; i < p.P; i += SLICES) {
+      let ml = partML[row * p.P + i];
+      let w = exp(ml.x - mMax);
+      l += w * ml.y;
       o += w * partO[(row * p.P + i) * DV4 + c];
+    }
+  }
+  sums[t] = o;
+  if (c == 0u && s < SLICES) {
+    lSums[s] = l;
+  }
+  workgroupBarrier();
+  if (s != 0u) {
+    return;
+  }
+  l = 0.0;
+  for (var k = 0u; k < SLICES; k++) {
+    l += lSums[k];
+    if (k > 0u) {
+      o += sums[k * DV4 + c];
     }
   }
   // The sink joins the denominator. A row that may attend no key: zeros and lse = -Infinity (or
@@ -47,12 +85,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let inv = select(1.0 / l, 0.0, l == 0.0);
   // first element of the row in out
   let oAt = row / (p.Lq * p.Hq) * p.o_b + (row / p.Lq) % p.Hq * p.o_h + row % p.Lq * p.o_l;
-  if (c < DV4) {
-    for (var e = 0u; e < 4u; e++) {
-      let d = c * 4u + e;
-      if (d < p.Dv) {
-        storeOut(oAt + d, o[e] * inv);
-      }
+  for (var e = 0u; e < 4u; e++) {
+    let d = c * 4u + e;
+    if (d < p.Dv) {
+      storeOut(oAt + d, o[e] * inv);
     }
   }
   if (LSE && c == 0u) {

@@ -526,6 +526,8 @@ function programsOf(p: FlashPlan | DecodePlan): Program[] {
   const programs: Program[] = [];
   const fake = {} as GPUBuffer;
   const rec = {
+    // a GPU's context: the executors pick GPU-sized variants (the merge's 256 invocations)
+    ctx: fakeContext('workgroup'),
     dispatch: (program: Program) => programs.push(program),
     buffer: () => fake,
   } as unknown as Recording;

@@ -373,6 +373,11 @@ const DECODE_MAX_ROWS = 8;
  */
 const DECODE_SPREAD = { workgroups: 4096, minTiles: 1 };
 const DECODE_FALLBACK_SPREAD = { workgroups: 256, minTiles: 2 };
+/**
+ * Most partials per query row (chunks x key groups): the merge reads a row's partials in up to 256
+ * / ceil(Dv / 4) slices at once (partials_merge.ts), so this bounds its serial reads per slice.
+ */
+const DECODE_MAX_PARTIALS = 256;
 /** Invocations per workgroup of the `registers` decode pass (one key chunk each). */
 export const DECODE_REGISTERS_WG = 16;
 /** `registers` decode pass: invocations to aim for, and fewest keys per chunk (a multiple of 4). */
@@ -658,7 +663,10 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
     rows,
     rows * decodeChunkBytes(ctx, core.shape.D, Dv),
     Math.ceil(Lk / DECODE_WG),
-    Math.ceil(spread.workgroups / (B * Hkv * rowBlocks)),
+    Math.min(
+      Math.ceil(spread.workgroups / (B * Hkv * rowBlocks)),
+      Math.max(1, Math.floor(DECODE_MAX_PARTIALS / (DECODE_WG / keyLanes))),
+    ),
     spread.minTiles,
   );
   return {

@@ -4,7 +4,16 @@ import mergeSource from '../../shaders/decode_merge.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import { elementPrelude } from '../f16';
 import type { Bindable, Recording } from '../program';
-import { type AttentionBuffers, type CorePlan, DECODE_WG } from './attention_plan';
+import type { AttentionBuffers, CorePlan } from './attention_plan';
+
+/**
+ * Invocations of a merge workgroup (one query row): on a GPU 256, so that a row's partials are
+ * read by up to 256 / ceil(Dv / 4) slices in parallel rather than one after another (a row of a
+ * long decode has hundreds); on a fallback adapter (a CPU) 64, where every invocation is a fiber
+ * and the partials are few.
+ */
+const MERGE_WG = 256;
+const MERGE_FALLBACK_WG = 64;
 
 /**
  * Records the merge of `P` partials per query row, partO `[B * Hq * Lq, P, ceil(Dv / 4)]` (vec4,
@@ -18,10 +27,12 @@ export function recordPartialsMerge(
   parts: { partO: Bindable; partML: Bindable; P: number },
 ): void {
   const { B, Hq, Lq, Dv } = plan.shape;
+  const WG = rec.ctx.adapterInfo?.isFallbackAdapter ? MERGE_FALLBACK_WG : MERGE_WG;
+  const DV4 = Math.ceil(Dv / 4);
   rec.dispatch({
     name: 'decode_merge',
     sources: [elementPrelude(plan.storage, true), mergeSource, maskedSource],
-    constants: { WG: DECODE_WG, DV4: Math.ceil(Dv / 4), LSE: plan.lse },
+    constants: { WG, DV4, SLICES: Math.max(1, Math.floor(WG / DV4)), LSE: plan.lse },
     uniforms: {
       Dv,
       P: parts.P,
