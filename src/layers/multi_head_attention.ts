@@ -4,7 +4,7 @@ import type { Context } from '../context';
 import type { DropoutOptions } from '../dropout';
 import { attention } from '../ops/attention';
 import { type AttentionBackwardOptions, attentionBackward } from '../ops/attention_backward';
-import type { AttentionOptions } from '../ops/attention_plan';
+import { type AttentionOptions, SCORING_OPTION_KEYS, type ScoringOptionKey } from '../ops/attention_plan';
 import { linear } from '../ops/linear';
 import { linearBackward } from '../ops/linear_backward';
 import { checkRopeTables, rope, ropeBackward } from '../ops/rope';
@@ -67,32 +67,10 @@ export interface AttentionCache {
  * `scoreModGrad` (the derivative of scoreMod, used by the backward only). With a KV cache, causal,
  * window and ALiBi align to the cached keys' end, as in `attention`.
  */
-export type MultiHeadAttentionScoring = Pick<
-  AttentionOptions,
-  | 'softcap'
-  | 'scoreMod'
-  | 'alibiSlopes'
-  | 'window'
-  | 'maskMod'
-  | 'cuSeqlensQ'
-  | 'cuSeqlensK'
-  | 'sinks'
-  | 'blockMask'
-> &
+export type MultiHeadAttentionScoring = Pick<AttentionOptions, ScoringOptionKey> &
   Pick<AttentionBackwardOptions, 'scoreModGrad'>;
 
-const SCORING_KEYS = [
-  'softcap',
-  'scoreMod',
-  'alibiSlopes',
-  'window',
-  'maskMod',
-  'cuSeqlensQ',
-  'cuSeqlensK',
-  'sinks',
-  'blockMask',
-  'scoreModGrad',
-] as const;
+const SCORING_KEYS = [...SCORING_OPTION_KEYS, 'scoreModGrad'] as const;
 
 export interface MultiHeadAttentionForwardOptions extends MultiHeadAttentionScoring {
   /**

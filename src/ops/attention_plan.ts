@@ -130,12 +130,8 @@ export interface AttentionResult {
   weights?: Tensor;
 }
 
-const OPTION_KEYS = [
-  'scale',
-  'causal',
-  'mask',
-  'returnLse',
-  'returnWeights',
+/** The sparse and programmable options (issue 11's), which the layer passes on as they are. */
+export const SCORING_OPTION_KEYS = [
   'softcap',
   'scoreMod',
   'alibiSlopes',
@@ -145,6 +141,17 @@ const OPTION_KEYS = [
   'cuSeqlensK',
   'sinks',
   'blockMask',
+] as const;
+/** See {@link SCORING_OPTION_KEYS}. */
+export type ScoringOptionKey = (typeof SCORING_OPTION_KEYS)[number];
+
+const OPTION_KEYS = [
+  'scale',
+  'causal',
+  'mask',
+  'returnLse',
+  'returnWeights',
+  ...SCORING_OPTION_KEYS,
   'layout',
   'dropout',
 ] as const;

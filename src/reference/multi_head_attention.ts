@@ -1,6 +1,7 @@
 import type { DropoutOptions } from '../dropout';
 import { fromF16Bits } from '../f16';
 import type { PyTorchAttentionWeights, SeparateAttentionWeights } from '../layers/multi_head_attention';
+import type { ScoringOptionKey } from '../ops/attention_plan';
 import { expectRank } from '../shape';
 import type { TensorData } from '../tensor';
 import { type AttentionCpuOptions, attentionCpu } from './attention';
@@ -33,19 +34,7 @@ export type MultiHeadAttentionCpuWeightsInput =
   | PyTorchAttentionWeights
   | SeparateAttentionWeights;
 
-export interface MultiHeadAttentionCpuOptions
-  extends Pick<
-    AttentionCpuOptions,
-    | 'softcap'
-    | 'scoreMod'
-    | 'alibiSlopes'
-    | 'window'
-    | 'maskMod'
-    | 'cuSeqlensQ'
-    | 'cuSeqlensK'
-    | 'sinks'
-    | 'blockMask'
-  > {
+export interface MultiHeadAttentionCpuOptions extends Pick<AttentionCpuOptions, ScoringOptionKey> {
   numHeads: number;
   /** Heads of k and v (grouped-query attention); divides numHeads. Default numHeads. */
   numKvHeads?: number;
