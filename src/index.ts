@@ -54,6 +54,7 @@ export {
   type FlashPlan,
   type HeadsPlan,
   planAttention,
+  type ScoringOptionKey,
   type ScoringRules,
   type TiledProducts,
 } from './ops/attention_plan';
