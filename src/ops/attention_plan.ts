@@ -130,8 +130,19 @@ export interface AttentionResult {
   weights?: Tensor;
 }
 
-/** The sparse and programmable options (issue 11's), which the layer passes on as they are. */
-export const SCORING_OPTION_KEYS = [
+/** The names of the sparse and programmable options, which the layer passes on as they are. */
+export type ScoringOptionKey =
+  | 'softcap'
+  | 'scoreMod'
+  | 'alibiSlopes'
+  | 'window'
+  | 'maskMod'
+  | 'cuSeqlensQ'
+  | 'cuSeqlensK'
+  | 'sinks'
+  | 'blockMask';
+/** @internal every ScoringOptionKey, for the option checks */
+export const SCORING_OPTION_KEYS: readonly ScoringOptionKey[] = [
   'softcap',
   'scoreMod',
   'alibiSlopes',
@@ -141,9 +152,7 @@ export const SCORING_OPTION_KEYS = [
   'cuSeqlensK',
   'sinks',
   'blockMask',
-] as const;
-/** See {@link SCORING_OPTION_KEYS}. */
-export type ScoringOptionKey = (typeof SCORING_OPTION_KEYS)[number];
+];
 
 const OPTION_KEYS = [
   'scale',
