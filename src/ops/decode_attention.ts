@@ -18,15 +18,14 @@ import {
   scoringUniforms,
   withRules,
 } from './flash_attention';
-import { recordPartialsMerge } from './partials_merge';
+import { recordPartials, recordPartialsMerge } from './partials_merge';
 
 /** Records both passes of `plan` on `io`; the partials live until the recording is submitted. */
 export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuffers): void {
-  const { B, Hq, Hkv, Lq, D, Dv } = plan.shape;
-  const rows = B * Hq * Lq;
+  const { Hq, Hkv, D, Dv } = plan.shape;
   const DV4 = Math.ceil(Dv / 4);
-  const partO = rec.buffer(rows * plan.partials * DV4 * 16, 'attention:partials');
-  const partML = rec.buffer(rows * plan.partials * 8, 'attention:partial-lse');
+  const parts = recordPartials(rec, plan, plan.partials);
+  const { partO, partML } = parts;
   // (assigned: properties after a spread make V8 build the object slowly)
   const uniforms = Object.assign(scoringUniforms(plan, io), {
     group: Hq / Hkv,
@@ -93,5 +92,5 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
       workgroups: plan.workgroups,
     });
   }
-  recordPartialsMerge(rec, plan, io, { partO, partML, P: plan.partials });
+  recordPartialsMerge(rec, plan, io, parts);
 }

@@ -30,7 +30,7 @@ import {
   RULE_NONE,
   type TiledProducts,
 } from './attention_plan';
-import { recordPartialsMerge } from './partials_merge';
+import { type Partials, recordPartials, recordPartialsMerge } from './partials_merge';
 
 /** The identities, compiled in where the call gives no scoreMod or maskMod. */
 const IDENTITY_SCORE_MOD = 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s; }';
@@ -180,21 +180,9 @@ const TILED_PRODUCTS: Record<TiledProducts, string> = {
   'f16-emulated': tiledProductsF16EmulatedSource,
 };
 
-/**
- * The partials of a call of `plan` split over keys (undefined when it is not): one per row and
- * split, merged into the output by recordPartialsMerge.
- */
-function splitPartials(
-  rec: Recording,
-  plan: FlashPlan,
-): Parameters<typeof recordPartialsMerge>[3] | undefined {
-  const { B, Hq, Lq, Dv } = plan.shape;
-  if (plan.keySplits === 1) return undefined;
-  return {
-    partO: rec.buffer(B * Hq * Lq * plan.keySplits * Math.ceil(Dv / 4) * 16, 'attention:partials'),
-    partML: rec.buffer(B * Hq * Lq * plan.keySplits * 8, 'attention:partial-lse'),
-    P: plan.keySplits,
-  };
+/** Partials of a call of `plan` split over keys, one per row and split; undefined when it is not. */
+function splitPartials(rec: Recording, plan: FlashPlan): Partials | undefined {
+  return plan.keySplits > 1 ? recordPartials(rec, plan, plan.keySplits) : undefined;
 }
 
 /**

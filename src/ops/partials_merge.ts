@@ -15,6 +15,26 @@ import type { AttentionBuffers, CorePlan } from './attention_plan';
 const MERGE_WG = 256;
 const MERGE_FALLBACK_WG = 64;
 
+/** Partial results of a call's rows, `P` per row, for {@link recordPartialsMerge}. */
+export interface Partials {
+  partO: Bindable;
+  partML: Bindable;
+  P: number;
+}
+
+/**
+ * Buffers for `P` partials per query row of `plan` (living until the recording is submitted):
+ * partO `[B * Hq * Lq, P, ceil(Dv / 4)]` vec4s and partML `[B * Hq * Lq, P]` (m, l) pairs.
+ */
+export function recordPartials(rec: Recording, plan: CorePlan, P: number): Partials {
+  const { B, Hq, Lq, Dv } = plan.shape;
+  return {
+    partO: rec.buffer(B * Hq * Lq * P * Math.ceil(Dv / 4) * 16, 'attention:partials'),
+    partML: rec.buffer(B * Hq * Lq * P * 8, 'attention:partial-lse'),
+    P,
+  };
+}
+
 /**
  * Records the merge of `P` partials per query row, partO `[B * Hq * Lq, P, ceil(Dv / 4)]` (vec4,
  * unnormalised) and partML `[B * Hq * Lq, P]` ((m, l) pairs), into `io.output` (and `io.lse`),
@@ -24,7 +44,7 @@ export function recordPartialsMerge(
   rec: Recording,
   plan: CorePlan,
   io: AttentionBuffers,
-  parts: { partO: Bindable; partML: Bindable; P: number },
+  parts: Partials,
 ): void {
   const { B, Hq, Lq, Dv } = plan.shape;
   const WG = rec.ctx.adapterInfo?.isFallbackAdapter ? MERGE_FALLBACK_WG : MERGE_WG;
