@@ -192,7 +192,7 @@ export function recordRuleData(
   const present = parts.filter(([at, x]) => at !== RULE_NONE && x !== undefined);
   if (!present.length && !reserve) return undefined;
   const onGpu = (x: unknown): x is Tensor | IntTensor => x instanceof Tensor || x instanceof IntTensor;
-  const words = Math.max(0, ...present.map(([at, x]) => at + (onGpu(x) ? x.size : x!.length)));
+  const { words } = rules;
   const reservedAt = Math.ceil((words * 4) / 256) * 256;
   const data = new ArrayBuffer(words * 4);
   const buffer = rec.buffer(reservedAt + reserve, 'attention:rules');

@@ -12,7 +12,6 @@ import {
   type AttentionShape,
   type CorePlan,
   corePlan,
-  RULE_NONE,
   type ScoringRules,
   scoringRules,
 } from './attention_plan';
@@ -106,7 +105,7 @@ export function backwardPlan(inputs: BackwardPlanInputs, options: AttentionOptio
   const { ctx, shape: s, dtype, mask } = inputs;
   const limit = ctx.limits.maxStorageBufferBindingSize;
   const bpe = bytesPerElement(dtype);
-  const rules = ruleDataBytes(scoringRules(options, s), s);
+  const rules = ruleDataBytes(scoringRules(options, s));
   const whole = [
     s.B * s.Hq * s.Lq * s.D * bpe,
     (inputs.kSpan ?? s.B * s.Hkv * s.Lk * s.D) * bpe,
@@ -267,15 +266,6 @@ function unitBytes(
 }
 
 /** Bytes of a call's rule data before the row stats (recordRuleData's reservedAt). */
-function ruleDataBytes(r: ScoringRules, s: AttentionShape): number {
-  const { Hq } = s;
-  const parts: [number, number][] = [
-    [r.alibiAt, r.alibiB ? s.B * Hq : Hq],
-    [r.sinksAt, Hq],
-    [r.docsQAt, r.docs + 1],
-    [r.docsKAt, r.docs + 1],
-    [r.blockMaskAt, r.blockMaskShape.reduce((a, b) => a * b, 1)],
-  ];
-  const words = Math.max(0, ...parts.filter(([at]) => at !== RULE_NONE).map(([at, n]) => at + n));
-  return Math.ceil((words * 4) / BINDING_ALIGN) * BINDING_ALIGN;
+function ruleDataBytes(r: ScoringRules): number {
+  return Math.ceil((r.words * 4) / BINDING_ALIGN) * BINDING_ALIGN;
 }

@@ -211,6 +211,8 @@ export interface ScoringRules {
   softcap: number;
   /** Window sides, WINDOW_UNBOUNDED for Infinity. */
   window: [left: number, right: number];
+  /** Words of the rule data, all parts together. */
+  words: number;
   alibiAt: number;
   /** Words between the slopes of consecutive batch items: Hq for slopes [B, Hq], 0 for [Hq]. */
   alibiB: number;
@@ -819,6 +821,7 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
     blockSize: bm ? [bm.blockSizeQ, bm.blockSizeK] : [1, 1],
     softcap: options.softcap ?? 0,
     window: [side(left), side(right)],
+    words,
     alibiAt,
     alibiB: alibiSize > shape.Hq ? shape.Hq : 0,
     sinksAt,
