@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AttentionKernel, attention, Context, planAttention } from '../src';
+import { type AttentionKernel, attention, type Context, planAttention } from '../src';
 import { decodeAttention } from '../src/ops/attention';
 import { type Case, checkCase, kernelOf } from './attention_cases';
-import { testContext } from './helpers';
+import { planAsGpu, testContext } from './helpers';
 
 // D 8 and Dv 5 (or 8) keep the number of distinct kernels small; Lk past 128 gives several chunks.
 const base = { B: 1, Hq: 2, Hkv: 2, D: 8, Dv: 5 };
@@ -224,12 +224,7 @@ describe('workgroup split pass: lanes summed in workgroup memory', () => {
 
   it('lanes wider than a subgroup (the same case)', async () => {
     const device = await testContext({ disableFeatures: ['shader-f16'] });
-    const gpuLike = new Context(
-      device.device,
-      { ...device.adapterInfo, isFallbackAdapter: false, subgroupMinSize: 32 },
-      false,
-      { attentionKernel: 'workgroup' },
-    );
+    const gpuLike = planAsGpu(device, 'workgroup', { subgroupMinSize: 32 });
     const plan = await checkCase(gpuLike, decodeAttention, c);
     expect(plan).toMatchObject({
       path: 'decode',

@@ -47,10 +47,15 @@ export function formContexts<F extends AttentionKernel>(
 /**
  * A context on `ctx`'s device that plans as on a GPU (its adapter taken for no fallback adapter):
  * runs the plans that only GPUs get, such as the workgroup form's splits over keys, on SwiftShader.
- * Shares `ctx`'s device and pipelines; destroying it leaves the device alive.
+ * `adapter` overrides more of the adapter's description (subgroupMinSize...). Shares `ctx`'s device
+ * and pipelines; destroying it leaves the device alive.
  */
-export function planAsGpu(ctx: Context, attentionKernel: AttentionKernel): Context {
-  return new Context(ctx.device, { ...ctx.adapterInfo, isFallbackAdapter: false }, false, {
+export function planAsGpu(
+  ctx: Context,
+  attentionKernel: AttentionKernel,
+  adapter: Partial<Context['adapterInfo']> = {},
+): Context {
+  return new Context(ctx.device, { ...ctx.adapterInfo, isFallbackAdapter: false, ...adapter }, false, {
     attentionKernel,
   });
 }
