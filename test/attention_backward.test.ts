@@ -419,8 +419,14 @@ describe('bad input throws an error naming the argument', () => {
       typeof attentionBackward
     >[5];
     await expect(attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 6]), options)).rejects.toThrow(
-      'attentionBackward: options.returnLse is an option of the forward only, received returnLse',
+      'attentionBackward: options.returnLse is an option of the forward only (the backward returns dq, dk, dv), received true',
     );
+    // absent as undefined (a spread of the forward's options): accepted
+    const spread = { lse: t([1, 2, 4]), returnLse: undefined } as unknown as Parameters<
+      typeof attentionBackward
+    >[5];
+    const g = await attentionBackward(q, k, v, t([1, 2, 4, 6]), t([1, 2, 4, 6]), spread);
+    for (const x of [g.dq, g.dk, g.dv]) x.destroy();
   });
   it('a row against a key larger than maxStorageBufferBindingSize (smaller calls split)', async () => {
     const small = await testContext({ limits: { maxStorageBufferBindingSize: 1024 } });

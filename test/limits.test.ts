@@ -10,7 +10,14 @@ import {
   type Tensor,
 } from '../src';
 import { attentionBackwardCpu, attentionCpu, type HostTensor } from '../src/reference';
-import { type Case as AttentionCase, caseInputs, inLayout, roundToF16, swapAxes12 } from './attention_cases';
+import {
+  type Case as AttentionCase,
+  caseInputs,
+  checkCase,
+  inLayout,
+  roundToF16,
+  swapAxes12,
+} from './attention_cases';
 import { checked, expectClose, F16_TOL, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
 
 let folded: Context;
@@ -208,6 +215,22 @@ describe('maxStorageBufferBindingSize = 4 KiB', () => {
       for (const t of [q, k, output, lse]) t?.destroy();
     });
   });
+  // Slices of f16 and bool tensors that do not start or end on a 4-byte word are copied by a
+  // kernel (copy_bytes.wgsl), not by copyBufferToBuffer.
+  it('groups of heads: f16 rows of 5 halves and a bool mask of 4095 bytes per head', async () => {
+    largestBinding = 0;
+    const c = { B: 1, Hq: 3, Hkv: 1, Lq: 45, Lk: 91, D: 5, Dv: 3, dtype: 'f16' as const, causal: true };
+    const plan = await checkCase(small, attention, { ...c, mask: { kind: 'bool', shape: [1, 3, 45, 91] } });
+    expect(plan.path).toBe('heads');
+    expect(largestBinding).toBeLessThanOrEqual(4096);
+  });
+  it('blocks: mask rows of 137 bytes and f16 heads of odd sizes', async () => {
+    largestBinding = 0;
+    const c = { B: 1, Hq: 1, Hkv: 1, Lq: 100, Lk: 137, D: 7, Dv: 5, dtype: 'f16' as const };
+    const plan = await checkCase(small, attention, { ...c, mask: { kind: 'bool', shape: [100, 137] } });
+    expect(plan.path).toBe('blocks');
+    expect(largestBinding).toBeLessThanOrEqual(4096);
+  });
   it('one head split: returnWeights is refused with a clear error', async () => {
     const q = small.tensor(new Float32Array(2048), [1, 1, 128, 16]);
     await expect(attention(q, q, q, { returnWeights: true })).rejects.toThrow(
@@ -323,6 +346,18 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])(
     if (form === 'workgroup') {
       it('no options, one head in row and key blocks', () =>
         checkBackward({ B: 1, Hq: 1, Hkv: 1, Lq: 70, Lk: 90, ...shape, path: 'blocks' }));
+      it('f16 in blocks with a bool mask of odd rows (copied by a kernel)', () =>
+        checkBackward({
+          B: 1,
+          Hq: 1,
+          Hkv: 1,
+          Lq: 70,
+          Lk: 63,
+          ...shape,
+          dtype: 'f16',
+          mask: { kind: 'bool', shape: [70, 63] },
+          path: 'blocks',
+        }));
       it('f16 in blocks, causal Lq > Lk (rows that attend nothing)', () =>
         checkBackward({
           B: 1,

@@ -597,7 +597,7 @@ describe('errors', () => {
     );
     const slopes3 = ctx.tensor(new Float32Array(6), [3, 2]);
     await expect(attention(q2, q2, q2, { alibiSlopes: slopes3 })).rejects.toThrow(
-      "attention: options.alibiSlopes must be an 'f32' tensor of shape [2] (Hq) or [2, 2] (B, Hq), received 'f32' [3, 2]",
+      "attention: options.alibiSlopes must be an 'f32' tensor of shape [2] (Hq) or [2, 2] (B, Hq) or [1, 2], received 'f32' [3, 2]",
     );
     q2.destroy();
     slopes3.destroy();
@@ -610,6 +610,17 @@ describe('errors', () => {
     await expect(fails({ cuSeqlensQ: [0, 2], cuSeqlensK: [0, 3] })).rejects.toThrow(
       'attention: options.cuSeqlensQ must start with 0 and end with 3 (Lq), with at least 2 entries, received [0, 2]',
     );
+  });
+  it("alibiSlopes as a tensor [1, Hq] (FlashAttention's (batch, nheads) at batch 1) equals the array [Hq]", async () => {
+    for (const B of [1, 2]) {
+      const { q, k, v } = caseInputs({ B, Hq: 2, Hkv: 1, Lq: 5, Lk: 7, D: 4, Dv: 4 });
+      const [qt, kt, vt] = [q, k, v].map((x) => ctx.tensor(x.data as Float32Array, x.shape));
+      const slopes = ctx.tensor(new Float32Array([0.5, 0.25]), [1, 2]);
+      const a = await attention(qt, kt, vt, { alibiSlopes: slopes });
+      const b = await attention(qt, kt, vt, { alibiSlopes: [0.5, 0.25] });
+      expectClose(await a.output.read(), await b.output.read(), F32_TOL, `B ${B}`);
+      for (const t of [qt, kt, vt, slopes, a.output, b.output]) t.destroy();
+    }
   });
   it('document starts as IntTensors: shape, length and lifetime are checked', async () => {
     const grid = intTensor(ctx, [0, 1, 2, 3], [2, 2]);

@@ -291,7 +291,7 @@ function recordSplit(
   ) => {
     const width = t.shape[3];
     const from = headRows(t, headStrides(t.strides, 'bhld'), b, h, i);
-    copyHeadRows(rec, from, dense(to, rows, width), heads, rows, width, what);
+    copyHeadRows(rec, from, dense(to, rows, width), heads, rows, width);
   };
   /** Rows [u.i, u.i + u.rows) of heads [u.h, u.h + u.heads) of a [B, Hq, Lq, X] tensor. */
   const rowSlice = (t: Tensor, u: BackwardUnit, to: GPUBuffer) =>
@@ -318,9 +318,8 @@ function recordSplit(
     for (let x = 0; x < nh; x++) {
       const head = (mb === 1 ? 0 : u.b) * mh + (mh === 1 ? 0 : u.h + x);
       const first = (head * mi + (mi === 1 ? 0 : u.i)) * mj + (mj === 1 ? 0 : u.j);
-      if (nj === mj) copyElements(rec, mask, first, to, x * ni * nj, ni * nj, what);
-      else
-        for (let r = 0; r < ni; r++) copyElements(rec, mask, first + r * mj, to, (x * ni + r) * nj, nj, what);
+      if (nj === mj) copyElements(rec, mask, first, to, x * ni * nj, ni * nj);
+      else for (let r = 0; r < ni; r++) copyElements(rec, mask, first + r * mj, to, (x * ni + r) * nj, nj);
     }
     return { shape: [1, nh, ni, nj], dtype: mask.dtype, size: nh * ni * nj };
   };
@@ -376,7 +375,7 @@ function recordSplit(
     rowSlice(output, target, os);
     for (let x = 0; x < target.heads; x++) {
       const at = (target.b * s.Hq + target.h + x) * s.Lq + target.i;
-      copyElements(rec, lse, at, { buffer: ls, dtype: 'f32' }, x * target.rows, target.rows, what);
+      copyElements(rec, lse, at, { buffer: ls, dtype: 'f32' }, x * target.rows, target.rows);
     }
     const rowsPasses = unitPasses(target, undefined);
     recordBackward(rec, rowsPasses, io(target), out(target, ['delta', 'dsinks']));
@@ -604,9 +603,12 @@ function checkBackwardInputs(
       `${what}: options must be an object with the forward's lse, received ${options === null ? 'null' : typeof options}`,
     );
   }
-  for (const key of ['returnLse', 'returnWeights']) {
-    if (key in options) {
-      throw new Error(`${what}: options.${key} is an option of the forward only, received ${key}`);
+  for (const key of ['returnLse', 'returnWeights'] as const) {
+    const value = (options as AttentionOptions)[key];
+    if (value !== undefined) {
+      throw new Error(
+        `${what}: options.${key} is an option of the forward only (the backward returns dq, dk, dv), received ${String(value)}`,
+      );
     }
   }
   const { lse, scoreModGrad, out: _, encoder: __, ...forward } = options;

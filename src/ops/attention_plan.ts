@@ -848,15 +848,24 @@ const isArrayLike = (x: unknown): x is ArrayLike<unknown> =>
   Array.isArray(x) || (ArrayBuffer.isView(x) && !(x instanceof DataView));
 
 /**
- * alibiSlopes or sinks: Hq finite numbers, or an f32 tensor [Hq]; with `B` > 1 (alibiSlopes), also
- * B·Hq numbers (batch-major) or a tensor [B, Hq].
+ * alibiSlopes or sinks: Hq finite numbers, or an f32 tensor [Hq]; per batch item (`B` given:
+ * alibiSlopes), also B·Hq numbers (batch-major) or a tensor [B, Hq] (or [1, Hq], as [Hq]).
  */
-function checkPerHead(q: Tensor, name: string, x: unknown, Hq: number, B = 1): void {
-  const shapes = B > 1 ? `[${Hq}] (Hq) or [${B}, ${Hq}] (B, Hq)` : `[${Hq}] (Hq)`;
+function checkPerHead(q: Tensor, name: string, x: unknown, Hq: number, B?: number): void {
+  const shapes =
+    B === undefined
+      ? `[${Hq}] (Hq)`
+      : `[${Hq}] (Hq) or [${B}, ${Hq}] (B, Hq)${B > 1 ? ` or [1, ${Hq}]` : ''}`;
   if (x instanceof Object && 'dtype' in x && 'shape' in x) {
     const t = x as Tensor;
     t.assertUsable(`attention: ${name}`, q.ctx);
-    const ok = t.shape.length === 1 ? t.shape[0] === Hq : B > 1 && fmt(t.shape) === fmt([B, Hq]);
+    const ok =
+      t.shape.length === 1
+        ? t.shape[0] === Hq
+        : B !== undefined &&
+          t.shape.length === 2 &&
+          (t.shape[0] === B || t.shape[0] === 1) &&
+          t.shape[1] === Hq;
     if (t.dtype !== 'f32' || !ok) {
       throw new Error(
         `attention: options.${name} must be an 'f32' tensor of shape ${shapes}, received '${t.dtype}' ${fmt(t.shape)}`,
@@ -869,8 +878,8 @@ function checkPerHead(q: Tensor, name: string, x: unknown, Hq: number, B = 1): v
       `attention: options.${name} must be an array of ${Hq} numbers (one per query head) or a tensor, received ${describe(x)}`,
     );
   }
-  if (x.length !== Hq && (B === 1 || x.length !== B * Hq)) {
-    const lengths = B > 1 ? `${Hq} (Hq) or ${B * Hq} (B·Hq, batch-major)` : `${Hq} (Hq)`;
+  if (x.length !== Hq && (B === undefined || x.length !== B * Hq)) {
+    const lengths = B !== undefined && B > 1 ? `${Hq} (Hq) or ${B * Hq} (B·Hq, batch-major)` : `${Hq} (Hq)`;
     throw new Error(`attention: options.${name} must have length ${lengths}, received length ${x.length}`);
   }
   for (let h = 0; h < x.length; h++) {

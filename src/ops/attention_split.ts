@@ -25,6 +25,7 @@ import {
   scoringRules,
   tensorStrides,
 } from './attention_plan';
+import { recordByteCopy } from './copy_bytes';
 import { recordDecode } from './decode_attention';
 import { recordFlash } from './flash_attention';
 
@@ -272,7 +273,6 @@ export function copyHeadRows(
   heads: number,
   rows: number,
   width: number,
-  what = 'attention',
 ): void {
   // in the order of `from` in memory
   const headsOuter = heads === 1 || from.strides[1] >= from.strides[2];
@@ -286,15 +286,15 @@ export function copyHeadRows(
       if (run && src === run[0] + run[2] && dst === run[1] + run[2]) {
         run[2] += width;
       } else {
-        if (run) copyElements(rec, from.span, run[0], to.span, run[1], run[2], what);
+        if (run) copyElements(rec, from.span, run[0], to.span, run[1], run[2]);
         run = [src, dst, width];
       }
     }
   }
-  if (run) copyElements(rec, from.span, run[0], to.span, run[1], run[2], what);
+  if (run) copyElements(rec, from.span, run[0], to.span, run[1], run[2]);
 }
 
-/** Records a copy of `count` elements of `from`'s dtype (`what`: the op, for its error). */
+/** Records a copy of `count` elements of `from`'s dtype. */
 export function copyElements(
   rec: Recording,
   from: Span,
@@ -302,14 +302,12 @@ export function copyElements(
   to: Span,
   toStart: number,
   count: number,
-  what = 'attention',
 ): void {
   const bpe = bytesPerElement(from.dtype);
-  const [src, dst, size] = [fromStart * bpe, toStart * bpe, count * bpe];
-  if (src % 4 || dst % 4 || size % 4) {
-    throw new Error(
-      `${what}: splitting this call needs 4-byte-aligned head slices; ${from.dtype} slices of ${count} elements are not (use f32, or sizes with an even element count)`,
-    );
-  }
-  rec.copy(from.buffer, src + (from.byteOffset ?? 0), to.buffer, dst + (to.byteOffset ?? 0), size);
+  const src = fromStart * bpe + (from.byteOffset ?? 0);
+  const dst = toStart * bpe + (to.byteOffset ?? 0);
+  const size = count * bpe;
+  // f16 and bool slices that do not start or end on a word: copied by a kernel
+  if (src % 4 || dst % 4 || size % 4) recordByteCopy(rec, from.buffer, src, to.buffer, dst, size);
+  else rec.copy(from.buffer, src, to.buffer, dst, size);
 }
