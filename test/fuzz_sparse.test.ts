@@ -43,7 +43,7 @@ import {
 
 const SEED = 20261204;
 const env = typeof process === 'undefined' ? undefined : process.env.WEBGPU_ATTENTION_FUZZ_RUNS;
-const RUNS = env ? Number(env) : 24;
+const RUNS = env ? Number(env) : 12;
 
 /** WGSL snippets with their JS twins (and d/ds for the backward): few, so pipelines stay few. */
 const SCORE_MODS = [
@@ -111,6 +111,9 @@ const config = (path: Path) =>
     group: fc.integer({ min: 1, max: 3 }),
     Lq: fc.integer({ min: LENGTHS[path].Lq[0], max: LENGTHS[path].Lq[1] }),
     Lk: fc.integer({ min: LENGTHS[path].Lk[0], max: LENGTHS[path].Lk[1] }),
+    // head dims [D, Dv]: mostly 8 (few pipelines to compile); odd ones send the registers form's
+    // calls to the workgroup form
+    dims: fc.constantFrom<[number, number]>([8, 8], [8, 8], [8, 8], [5, 3], [12, 4]),
     // the backward is checked in f32, layouts on the forward paths
     dtype: path.startsWith('backward')
       ? fc.constant('f32' as const)
@@ -160,7 +163,8 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
   const B = r.documents ? 1 : r.B;
   const Hq = r.Hkv * r.group;
   const { Lq, Lk } = r;
-  const shape = { B, Hq, Hkv: r.Hkv, Lq, Lk, D: 8, Dv: 8 };
+  const [D, Dv] = r.dims;
+  const shape = { B, Hq, Hkv: r.Hkv, Lq, Lk, D, Dv };
   const full = [B, Hq, Lq, Lk];
   const maskShape = full.slice(4 - r.maskDims).map((d, i) => (r.broadcast[i] ? 1 : d));
   const inputs = caseInputs({
@@ -231,6 +235,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     ints.push(t);
     return t;
   };
+  const live = on.liveBytes;
   await checked(on, async () => {
     const [q, k, v] = [inputs.q, inputs.k, inputs.v].map((t) => up(inLayout(t, r.layout)));
     const blockMask =
@@ -268,7 +273,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
       expectClose(await result.lse!.read(), ref.lse.data, tol, `${label} lse`);
       return;
     }
-    const dOutput = { data: randomArray(random, B * Hq * Lq * 8), shape: [B, Hq, Lq, 8] };
+    const dOutput = { data: randomArray(random, B * Hq * Lq * Dv), shape: [B, Hq, Lq, Dv] };
     const ref = attentionBackwardCpu(inputs.q, inputs.k, inputs.v, dOutput, cpu);
     const { returnLse: _, ...forward } = options;
     const g = await attentionBackward(q, k, v, result.output, up(dOutput), {
@@ -284,6 +289,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     if (g.dsinks && ref.dsinks) expectClose(await g.dsinks.read(), ref.dsinks.data, tol, `${label} dsinks`);
   });
   for (const t of [...made, ...ints]) t.destroy();
+  expect(on.liveBytes, `${label}: GPU bytes left`).toBe(live);
 }
 
 const contexts = formContexts(['workgroup', 'registers', 'tiled']);
@@ -310,7 +316,8 @@ describe(`fuzz, sparse options: ${RUNS} random configurations per path (seed ${S
     it(`${path} matches the reference`, { timeout: 900_000 }, async () => {
       await fc.assert(
         fc.asyncProperty(config(path), (r) => fuzzCase(contextOf(path), path, r)),
-        { numRuns: RUNS, seed: SEED + n },
+        // the registers form's backward kernels take SwiftShader 10-20 s each to compile
+        { numRuns: path === 'backward-registers' ? Math.ceil(RUNS / 2) : RUNS, seed: SEED + n },
       );
     });
   });

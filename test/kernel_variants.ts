@@ -177,7 +177,8 @@ export async function decodeVariants(ctx: Context): Promise<void> {
 
 /**
  * The backward of calls split to fit 1 KiB bindings (passes adding to f32 sums, the store pass),
- * f32 and f16, with a mask and sinks, in the context's form.
+ * f32 and f16, with a mask and sinks, in the context's form; and a split forward whose slices are
+ * not whole words.
  */
 export async function backwardSplitVariants(ctx: Context): Promise<void> {
   const small = await createContext({
@@ -196,6 +197,14 @@ export async function backwardSplitVariants(ctx: Context): Promise<void> {
     const g = await attentionBackward(x, x, x, f.output, f.output, backward);
     for (const t of [x, mask, f.output, f.lse, g.dq, g.dk, g.dv, g.dsinks]) t?.destroy();
   }
+  // f16 rows of 5 halves and mask rows of 41 bytes: slices copied by the byte-copy kernel
+  const [q, k, mask] = [
+    small.zeros([1, 1, 40, 5], 'f16'),
+    small.zeros([1, 1, 41, 5], 'f16'),
+    small.zeros([40, 41], 'bool'),
+  ];
+  const { output } = await attention(q, k, k, { mask });
+  for (const t of [q, k, mask, output]) t.destroy();
   small.destroy();
 }
 
