@@ -1,11 +1,11 @@
 // Property test of the sparse and programmable options (issue 11): random combinations of window,
 // softcap, ALiBi, sinks, packed documents, scoreMod / maskMod snippets, block masks, bool and
-// additive masks, causal, GQA, f16 and layouts, through every kernel path (the flash kernel in
-// each form, split-K decode, the splits over keys, the split to fit small bindings, the backward)
-// against the float64 reference. Each option is drawn independently, so every pair of options
-// meets in many cases. Seeded: a failure prints fast-check's seed and path and the case as JSON.
-// The node and browser projects each run about half of the cases (ownFuzzCase);
-// WEBGPU_ATTENTION_FUZZ_RUNS=n (Node) runs n cases per path instead of RUNS.
+// additive masks, dropout, causal, GQA, f16, odd head dims and layouts, through every kernel path
+// (the flash kernel in each form, split-K decode, the splits over keys, the split to fit small
+// bindings, the backward) against the float64 reference. Each option is drawn independently, so
+// every pair of options meets in many cases. Seeded: a failure prints fast-check's seed and path
+// and the case as JSON. The node and browser projects each run about half of the cases
+// (ownFuzzCase); WEBGPU_ATTENTION_FUZZ_RUNS=n (Node) runs n cases per path instead of RUNS.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -145,6 +145,11 @@ const config = (path: Path) =>
     scoreMod: fc.integer({ min: -1, max: SCORE_MODS.length - 1 }),
     maskMod: fc.integer({ min: -1, max: MASK_MODS.length - 1 }),
     blockSize: fc.option(fc.constantFrom(...BLOCK_SIZES), { nil: undefined }),
+    // dropout (the reference drops the same probabilities) on half of the cases
+    dropout: fc.option(
+      fc.record({ p: fc.constantFrom(0, 0.2, 0.6), seed: fc.integer({ min: 0, max: 2 ** 32 - 1 }) }),
+      { nil: undefined, freq: 2 },
+    ),
     mask: fc.constantFrom('none', 'bool', 'additive'),
     maskDims: fc.integer({ min: 1, max: 4 }),
     broadcast: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
@@ -217,6 +222,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     maskMod: maskMod?.cpu,
     blockMask:
       blockSize === undefined ? undefined : createBlockMaskCpu({ ...blockRules, maskMod: maskMod?.cpu }),
+    dropout: r.dropout,
   };
   const label = `${path} ${JSON.stringify(r)}`;
   const tol = r.dtype === 'f16' ? F16_TOL : F32_TOL;
@@ -257,6 +263,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
       scoreMod: scoreMod?.gpu,
       maskMod: maskMod?.gpu,
       blockMask,
+      dropout: r.dropout,
       returnLse: true,
     };
     if (path.startsWith('split')) {
