@@ -1,11 +1,12 @@
 // Property test of the sparse and programmable options (issue 11): random combinations of window,
 // softcap, ALiBi, sinks, packed documents, scoreMod / maskMod snippets, block masks, bool and
-// additive masks, dropout, causal, GQA, f16, odd head dims and layouts, through every kernel path
-// (the flash kernel in each form, split-K decode, the splits over keys, the split to fit small
-// bindings, the backward) against the float64 reference. Each option is drawn independently, so
-// every pair of options meets in many cases. Seeded: a failure prints fast-check's seed and path
-// and the case as JSON. The node and browser projects each run about half of the cases
-// (ownFuzzCase); WEBGPU_ATTENTION_FUZZ_RUNS=n (Node) runs n cases per path instead of RUNS.
+// additive masks, dropout, causal, GQA, f16, odd head dims, layouts and KV-cache views, through
+// every kernel path (the flash kernel in each form, split-K decode, the splits over keys, the
+// split to fit small bindings, the backward) against the float64 reference. Each option is drawn
+// independently, so every pair of options meets in many cases. Seeded: a failure prints
+// fast-check's seed and path and the case as JSON. The node and browser projects each run about
+// half of the cases (ownFuzzCase); WEBGPU_ATTENTION_FUZZ_RUNS=n (Node) runs n cases per path
+// instead of RUNS.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -16,6 +17,7 @@ import {
   createBlockMask,
   type IntTensor,
   intTensor,
+  KVCache,
   planAttention,
   type Tensor,
 } from '../src';
@@ -153,6 +155,8 @@ const config = (path: Path) =>
     mask: fc.constantFrom('none', 'bool', 'additive'),
     maskDims: fc.integer({ min: 1, max: 4 }),
     broadcast: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+    // k and v as the views of a KV cache (strided: its capacity is larger than Lk)
+    kvCache: fc.boolean(),
     seed: fc.integer({ min: 1, max: 1e6 }),
   });
 type Config = ReturnType<typeof config> extends fc.Arbitrary<infer T> ? T : never;
@@ -242,8 +246,23 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     return t;
   };
   const live = on.liveBytes;
+  let cache: KVCache | undefined;
   await checked(on, async () => {
-    const [q, k, v] = [inputs.q, inputs.k, inputs.v].map((t) => up(inLayout(t, r.layout)));
+    const q = up(inLayout(inputs.q, r.layout));
+    let [k, v] = [inputs.k, inputs.v].map((t) => up(inLayout(t, r.layout)));
+    // (a cache must fit one binding: not on the small-bindings path)
+    if (r.kvCache && path !== 'small-bindings') {
+      const options = {
+        batch: B,
+        kvHeads: r.Hkv,
+        headDim: D,
+        valueDim: Dv,
+        dtype: r.dtype,
+        layout: r.layout,
+      };
+      cache = new KVCache(on, { ...options, capacity: Lk + 3 });
+      ({ k, v } = await cache.append(k, v));
+    }
     const blockMask =
       blockSize === undefined
         ? undefined
@@ -296,6 +315,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     if (g.dsinks && ref.dsinks) expectClose(await g.dsinks.read(), ref.dsinks.data, tol, `${label} dsinks`);
   });
   for (const t of [...made, ...ints]) t.destroy();
+  cache?.destroy();
   expect(on.liveBytes, `${label}: GPU bytes left`).toBe(live);
 }
 
