@@ -1,12 +1,12 @@
 // Property test of the sparse and programmable options (issue 11): random combinations of window,
 // softcap, ALiBi, sinks, packed documents, scoreMod / maskMod snippets, block masks, bool and
 // additive masks, dropout, causal, GQA, f16, odd head dims, layouts and KV-cache views, through
-// every kernel path (the flash kernel in each form, split-K decode, the splits over keys, the
-// split to fit small bindings, the backward) against the float64 reference. Each option is drawn
-// independently, so every pair of options meets in many cases. Seeded: a failure prints
-// fast-check's seed and path and the case as JSON. The node and browser projects each run about
-// half of the cases (ownFuzzCase); WEBGPU_ATTENTION_FUZZ_RUNS=n (Node) runs n cases per path
-// instead of RUNS.
+// every kernel path (the flash kernel in each form, the matrix form's emulation included, split-K
+// decode, the splits over keys, the split to fit small bindings, the backward) against the float64
+// reference. Each option is drawn independently, so every pair of options meets in many cases.
+// Seeded: a failure prints fast-check's seed and path and the case as JSON. The node and browser
+// projects each run about half of the cases (ownFuzzCase); WEBGPU_ATTENTION_FUZZ_RUNS=n (Node)
+// runs n cases per path instead of RUNS.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -81,6 +81,7 @@ type Path =
   | 'flash-workgroup'
   | 'flash-registers'
   | 'flash-tiled'
+  | 'flash-matrix'
   | 'decode-workgroup'
   | 'decode-registers'
   | 'split-workgroup'
@@ -94,6 +95,7 @@ const LENGTHS: Record<Path, { Lq: [number, number]; Lk: [number, number] }> = {
   'flash-workgroup': { Lq: [1, 80], Lk: [1, 100] },
   'flash-registers': { Lq: [1, 80], Lk: [1, 100] },
   'flash-tiled': { Lq: [1, 80], Lk: [1, 100] },
+  'flash-matrix': { Lq: [1, 80], Lk: [1, 100] },
   'decode-workgroup': { Lq: [1, 4], Lk: [1, 400] },
   'decode-registers': { Lq: [1, 4], Lk: [1, 400] },
   // few row blocks against many keys: split over keys (the tiled form's splits are >= 256 keys)
@@ -123,8 +125,12 @@ const config = (path: Path) =>
     layout: path.startsWith('backward')
       ? fc.constant('bhld' as const)
       : fc.constantFrom('bhld' as const, 'blhd' as const),
-    magnitude: fc.constantFrom(1, 2.5),
-    scale: fc.option(fc.double({ min: 0.05, max: 1.5, noNaN: true }), { nil: undefined }),
+    // the matrix form rounds operands to f16: its tolerance holds for unit-scale scores
+    magnitude: path === 'flash-matrix' ? fc.constant(1) : fc.constantFrom(1, 2.5),
+    scale:
+      path === 'flash-matrix'
+        ? fc.constant(undefined)
+        : fc.option(fc.double({ min: 0.05, max: 1.5, noNaN: true }), { nil: undefined }),
     causal: fc.boolean(),
     window: fc.option(fc.tuple(side, side), { nil: undefined }),
     softcap: fc.option(fc.constantFrom(0, 0.7, 2, 5), { nil: undefined }),
@@ -229,7 +235,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     dropout: r.dropout,
   };
   const label = `${path} ${JSON.stringify(r)}`;
-  const tol = r.dtype === 'f16' ? F16_TOL : F32_TOL;
+  const tol = r.dtype === 'f16' || path === 'flash-matrix' ? F16_TOL : F32_TOL;
   const made: Tensor[] = [];
   const ints: IntTensor[] = [];
   const up = (h: HostTensor, dtype = h.dtype ?? r.dtype) => {
@@ -321,19 +327,27 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
 
 const contexts = formContexts(['workgroup', 'registers', 'tiled']);
 let small: Context;
+let matrix: Context;
 let gpuWorkgroup: Context;
 beforeAll(async () => {
   small = await testContext({ limits: { maxStorageBufferBindingSize: 4096 } });
+  // the matrix form's emulation (SwiftShader has no subgroup matrices), 32 value dims a workgroup
+  matrix = await testContext({
+    attentionKernel: 'matrix',
+    limits: { maxComputeWorkgroupStorageSize: 24576 },
+  });
   gpuWorkgroup = planAsGpu(contexts.workgroup, 'workgroup');
 });
 afterAll(() => {
   gpuWorkgroup?.destroy();
+  matrix?.destroy();
   small?.destroy();
 });
 
 /** The context each path runs on. */
 function contextOf(path: Path): Context {
   if (path === 'small-bindings') return small;
+  if (path === 'flash-matrix') return matrix;
   if (path === 'split-workgroup') return gpuWorkgroup;
   return contexts[path.slice(path.indexOf('-') + 1) as 'workgroup' | 'registers' | 'tiled'];
 }
