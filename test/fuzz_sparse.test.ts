@@ -189,6 +189,12 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     seed: r.seed,
     mask: r.mask === 'none' ? undefined : { kind: r.mask, shape: maskShape },
   });
+  // half the forbidden entries of an additive mask as float32's lowest (Hugging Face's masks)
+  if (inputs.mask && r.mask === 'additive') {
+    const data = inputs.mask.data as Float32Array;
+    for (let e = 1; e < data.length; e += 2)
+      if (data[e] === Number.NEGATIVE_INFINITY) data[e] = -3.4028234663852886e38;
+  }
   const random = rng(r.seed + 1);
   const perHead = (n: number) => Array.from(randomArray(random, n, 0.5), (x) => Math.abs(x));
   const alibi = r.alibi === 'none' ? undefined : perHead(r.alibi.startsWith('batch') ? B * Hq : Hq);

@@ -175,6 +175,39 @@ describe('masks at the edges', () => {
     });
     for (const t of [mask, q, k]) t.destroy();
   });
+  it("a row of -1e30 on every key attends all keys equally (PyTorch's mean of v); float32's lowest forbids a key like -Infinity", async () => {
+    const [Lq, Lk, lowest] = [3, 5, -3.4028234663852886e38];
+    const { q, k, v } = caseInputs({ B: 1, Hq: 1, Hkv: 1, Lq, Lk, D: 4, Dv: 4, seed: 8 });
+    const bias = randomArray(rng(9), Lk, 2);
+    // row 0: -1e30 everywhere; row 1: float32's lowest everywhere; row 2: lowest on keys 0, 1
+    const m = [...new Array(Lk).fill(-1e30), ...new Array(Lk).fill(lowest), lowest, lowest, ...bias.slice(2)];
+    // expected: row 0 the mean of v; row 1 zeros and lse -Infinity; row 2 as with -Infinity there
+    const vd = v.data as Float32Array;
+    const mean = [0, 1, 2, 3].map((d) => [0, 1, 2, 3, 4].reduce((a, j) => a + vd[j * 4 + d], 0) / Lk);
+    const inf = m.map((x) => (x === lowest ? Number.NEGATIVE_INFINITY : x));
+    const withInf = attentionCpu(q, k, v, {
+      mask: { data: Float32Array.from(inf), shape: [Lq, Lk], dtype: 'f32' },
+    });
+    for (const kernel of [ctx, tiled]) {
+      const [qt, kt, vt] = [q, k, v].map((x) => kernel.tensor(x.data as Float32Array, x.shape));
+      const mask = kernel.tensor(Float32Array.from(m), [Lq, Lk]);
+      await checked(kernel, async () => {
+        const { output, lse } = await attention(qt, kt, vt, { mask, returnLse: true });
+        const out = await output.read();
+        expectClose(out.slice(0, 4), mean, F32_TOL, 'row of -1e30');
+        expect(Array.from(out.slice(4, 8))).toEqual([0, 0, 0, 0]);
+        expect((await lse!.read())[1]).toBe(Number.NEGATIVE_INFINITY);
+        expectClose(out.slice(8), withInf.output.data.slice(8), F32_TOL, 'row with lowest on two keys');
+        for (const t of [qt, kt, vt, mask, output, lse!]) t.destroy();
+      });
+    }
+    // the float64 reference agrees (it once took exp(s - lse), all ones at lse -1e30)
+    const ref = attentionCpu(q, k, v, {
+      mask: { data: Float32Array.from(m), shape: [Lq, Lk], dtype: 'f32' },
+    });
+    expectClose(ref.output.data.slice(0, 4), mean, F32_TOL, 'reference row of -1e30');
+    expect(Array.from(ref.output.data.slice(4, 8))).toEqual([0, 0, 0, 0]);
+  });
   it('very negative finite additive values (-1e30) act as masked without overflow', () =>
     checkCase(ctx, attention, {
       ...base,

@@ -3,6 +3,13 @@ import { broadcastStrides, expectRank, fmt } from '../shape';
 import { type HostResult, type HostTensor, isBool } from './host';
 
 /**
+ * Additive mask values at or below this (f32's -3e38, the kernels' finite stand-in for -Infinity)
+ * forbid the key as -Infinity does; float32's lowest, -3.4028e38, which Hugging Face masks use, is
+ * one of them. Values above it are added to the score.
+ */
+const FORBIDDING = Math.fround(-3e38);
+
+/**
  * A score modification, applied after the softcap and before ALiBi and the additive mask:
  * `(s, b, h, i, j) => s'` for batch b, query head h, query row i, key j. In varlen mode (packed
  * documents) b is 0 and i, j are global positions in the packed sequences (as FlexAttention passes
@@ -276,6 +283,7 @@ export function scoreRules(
     if (causal && diag < 0) return false;
     if (diag > left || -diag > right) return false;
     if (mask && boolMask && !maskAt(b, h, i, j)) return false;
+    if (mask && !boolMask && Number(maskAt(b, h, i, j)) <= FORBIDDING) return false;
     if (blockMask && blockMaskAt(blockMask, b, h, i, j) === 0) return false;
     if (maskMod && !maskMod(b, h, i, j)) return false;
     return true;
@@ -337,10 +345,19 @@ export function attentionSizes(
   return { B, Hq, Hkv, Lq, Lk, D, Dv };
 }
 
+/** A row's softmax: its largest score and sum of exp(s - max) (both including the sink), and lse. */
+export interface RowSoftmax {
+  max: number;
+  sum: number;
+  /** max + log(sum); -Infinity when nothing may be attended and there is no sink. */
+  lse: number;
+}
+
 /**
  * Scores of one query row into `s` (-Infinity where not allowed) and the raw `scale · q·k` into
- * `raw`; returns the row's lse (including the sink), -Infinity when nothing may be attended and
- * there is no sink. Internal: shared by the forward and the backward.
+ * `raw`; returns the row's softmax. A probability is exp(s - max) / sum, not exp(s - lse), which
+ * loses every digit once |lse| dwarfs log(sum) (all scores near -1e30). Internal: shared by the
+ * forward and the backward.
  */
 export function rowScores(
   rules: ScoreRules,
@@ -353,7 +370,7 @@ export function rowScores(
   i: number,
   s: Float64Array,
   raw: Float64Array,
-): number {
+): RowSoftmax {
   const { Hq, Hkv, Lq, Lk, D } = sizes;
   const hk = Math.floor(h / (Hq / Hkv));
   const row = (b * Hq + h) * Lq + i;
@@ -373,12 +390,13 @@ export function rowScores(
     s[j] = rules.modify(raw[j], b, h, i, j);
     if (!(s[j] <= max)) max = s[j]; // a NaN score becomes the max, so the row turns NaN
   }
-  if (max === Number.NEGATIVE_INFINITY) return max; // nothing may be attended: zero output, no NaN
+  // nothing may be attended: zero output, no NaN
+  if (max === Number.NEGATIVE_INFINITY) return { max, sum: 0, lse: max };
   let sum = rules.hasSinks ? Math.exp(sink - max) : 0;
   for (let j = 0; j < Lk; j++) {
     if (s[j] !== Number.NEGATIVE_INFINITY) sum += Math.exp(s[j] - max);
   }
-  return max + Math.log(sum);
+  return { max, sum, lse: max + Math.log(sum) };
 }
 
 /**
@@ -410,11 +428,12 @@ export function attentionCpu(
       const hk = Math.floor(h / group);
       for (let i = 0; i < Lq; i++) {
         const row = (b * Hq + h) * Lq + i;
-        const l = rowScores(rules, q, k, sizes, scale, b, h, i, s, raw);
+        const { max, sum, lse: l } = rowScores(rules, q, k, sizes, scale, b, h, i, s, raw);
         lse[row] = l;
         if (l === Number.NEGATIVE_INFINITY) continue;
         for (let j = 0; j < Lk; j++) {
-          const p = s[j] === Number.NEGATIVE_INFINITY ? 0 : Math.exp(s[j] - l) * rules.dropout(b, h, i, j);
+          const p =
+            s[j] === Number.NEGATIVE_INFINITY ? 0 : (Math.exp(s[j] - max) / sum) * rules.dropout(b, h, i, j);
           weights[row * Lk + j] = p;
           if (p === 0) continue;
           for (let d = 0; d < Dv; d++) {

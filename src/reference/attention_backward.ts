@@ -56,20 +56,20 @@ export function attentionBackwardCpu(
       const hk = Math.floor(h / group);
       for (let i = 0; i < Lq; i++) {
         const row = (b * Hq + h) * Lq + i;
-        const lse = rowScores(rules, q, k, sizes, scale, b, h, i, s, raw);
+        const { max, sum, lse } = rowScores(rules, q, k, sizes, scale, b, h, i, s, raw);
         if (lse === Number.NEGATIVE_INFINITY) continue; // nothing attended, no sink: zero gradients
         const dO = (d: number) => Number(dOutput.data[row * Dv + d]);
         const vAt = (j: number, d: number) => Number(v.data[((b * Hkv + hk) * Lk + j) * Dv + d]);
         o.fill(0);
         for (let j = 0; j < Lk; j++) {
-          p[j] = s[j] === Number.NEGATIVE_INFINITY ? 0 : Math.exp(s[j] - lse);
+          p[j] = s[j] === Number.NEGATIVE_INFINITY ? 0 : Math.exp(s[j] - max) / sum;
           z[j] = rules.dropout(b, h, i, j);
           if (p[j] === 0) continue;
           for (let d = 0; d < Dv; d++) o[d] += p[j] * z[j] * vAt(j, d);
         }
         let delta = 0;
         for (let d = 0; d < Dv; d++) delta += dO(d) * o[d];
-        if (dsinks) dsinks[h] -= Math.exp(rules.sink(h) - lse) * delta;
+        if (dsinks) dsinks[h] -= (Math.exp(rules.sink(h) - max) / sum) * delta;
         for (let j = 0; j < Lk; j++) {
           if (p[j] === 0) continue;
           const kv = (b * Hkv + hk) * Lk + j;
