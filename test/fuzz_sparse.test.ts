@@ -45,7 +45,7 @@ import {
 
 const SEED = 20261204;
 const env = typeof process === 'undefined' ? undefined : process.env.WEBGPU_ATTENTION_FUZZ_RUNS;
-const RUNS = env ? Number(env) : 12;
+const RUNS = env ? Number(env) : 8;
 
 /** WGSL snippets with their JS twins (and d/ds for the backward): few, so pipelines stay few. */
 const SCORE_MODS = [
