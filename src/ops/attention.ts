@@ -14,6 +14,7 @@ import {
   layoutShape,
   plan,
   RULE_NONE,
+  ruleDataBytes,
   type ScoringRules,
   scoringRules,
   tensorStrides,
@@ -193,7 +194,7 @@ export function recordRuleData(
   if (!present.length && !reserve) return undefined;
   const onGpu = (x: unknown): x is Tensor | IntTensor => x instanceof Tensor || x instanceof IntTensor;
   const { words } = rules;
-  const reservedAt = Math.ceil((words * 4) / 256) * 256;
+  const reservedAt = ruleDataBytes(rules);
   const data = new ArrayBuffer(words * 4);
   const buffer = rec.buffer(reservedAt + reserve, 'attention:rules');
   for (const [at, x, isF32] of present) {

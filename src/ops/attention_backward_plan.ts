@@ -12,7 +12,7 @@ import {
   type AttentionShape,
   type CorePlan,
   corePlan,
-  type ScoringRules,
+  ruleDataBytes,
   scoringRules,
 } from './attention_plan';
 
@@ -263,9 +263,4 @@ function unitBytes(
     perKey * Math.max(s.D, s.Dv) * bpe + BINDING_ALIGN,
     (mh === 1 ? 1 : heads) * (mi === 1 ? 1 : rows) * (mj === 1 ? 1 : keys) * maskBpe,
   ];
-}
-
-/** Bytes of a call's rule data before the row stats (recordRuleData's reservedAt). */
-function ruleDataBytes(r: ScoringRules): number {
-  return Math.ceil((r.words * 4) / BINDING_ALIGN) * BINDING_ALIGN;
 }

@@ -792,6 +792,14 @@ function blockSizes(
 }
 
 /**
+ * Bytes of a call's rule data rounded up to 256: where recordRuleData's reserved part starts (a
+ * bindable offset), and what the backward planner budgets for the rule data.
+ */
+export function ruleDataBytes(r: ScoringRules): number {
+  return Math.ceil((r.words * 4) / 256) * 256;
+}
+
+/**
  * The rules of `options` for a problem of `shape` (the full one: rule data is laid out for all
  * its heads): [alibi slopes, Hq][sinks, Hq][cuSeqlensQ][cuSeqlensK], absent parts left out.
  */

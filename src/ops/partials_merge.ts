@@ -52,7 +52,7 @@ export function recordPartialsMerge(
   rec.dispatch({
     name: 'decode_merge',
     sources: [elementPrelude(plan.storage, true), mergeSource, maskedSource],
-    constants: { WG, DV4, SLICES: Math.max(1, Math.floor(WG / DV4)), LSE: plan.lse },
+    constants: { WG, DV4, SLICES: Math.floor(WG / DV4), LSE: plan.lse },
     uniforms: {
       Dv,
       P: parts.P,
