@@ -14,10 +14,17 @@
 // Per-call rule data, u32 words: ALiBi slopes and sinks (f32 bits, one per query head of the full
 // problem; slopes per batch item too when alibi_b = Hq) from alibi_at and sinks_at, cumulative document starts (cuSeqlensQ, then cuSeqlensK,
 // docs + 1 words each) from docs_q_at and docs_k_at, block-mask states from bm_at (blockState).
-// RULE_NONE marks an absent part.
+// modData from mod_at: per entry, the offset of its data from mod_at and its length, then the data
+// (f32 or i32 bits). RULE_NONE marks an absent part.
 @group(0) @binding(RULES_BINDING) var<storage, read> rules: array<u32>;
 
 const RULE_NONE = 0xffffffffu;
+
+// Where element `index` of modData entry e is in the rule data (past the end: its last element).
+// The entries' WGSL functions (modDataSource, src/ops/attention_plan.ts) read through it.
+fn modDataAt(e: u32, index: u32) -> u32 {
+  return p.mod_at + rules[p.mod_at + 2u * e] + min(index, rules[p.mod_at + 2u * e + 1u] - 1u);
+}
 
 // Causal, bottom-right: key j is allowed for row i iff j <= i + shift (Lk - Lq, or a split
 // call's own shift). Ignores windows and documents: use keyRange.

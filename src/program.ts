@@ -140,6 +140,22 @@ function wgslOf(program: Program, fields: readonly Field[]): string {
   ].join('\n');
 }
 
+/**
+ * A name that `code` declares twice at module scope (declarations starting their line, as the
+ * library's kernels and the accessors of modData do), or undefined: WGSL refuses such a module
+ * with a message about the kernel's lines, which this names the clash for.
+ */
+function declaredTwice(code: string): string | undefined {
+  const seen = new Set<string>();
+  for (const [, name] of code.matchAll(
+    /^(?:@[^\n]*?\s)?(?:fn|const|override|var(?:<[^>\n]*>)?|struct|alias)\s+(\w+)/gm,
+  )) {
+    if (seen.has(name!)) return name;
+    seen.add(name!);
+  }
+  return undefined;
+}
+
 /** Spreads `count` workgroups over x, y and z, none above `max`. */
 export function foldGrid(count: number, max: number, what: string): [number, number, number] {
   const x = Math.max(1, Math.min(count, max));
@@ -206,14 +222,24 @@ function compiled(ctx: Context, program: Program): Compiled {
   }
   if (node.compiled) return node.compiled;
   const { fields, size } = layout(program.name, uniforms ?? {});
-  const module = ctx.device.createShaderModule({ code: wgslOf(program, fields), label: program.name });
-  const pipeline = keepAliveUntil(
-    ctx.device.createComputePipelineAsync({
-      label: program.name,
-      layout: 'auto',
-      compute: { module, entryPoint: 'main' },
-    }),
-  );
+  const code = wgslOf(program, fields);
+  const twice = declaredTwice(code);
+  const pipeline = twice
+    ? Promise.reject(
+        new Error(
+          `${program.name}: its WGSL declares \`${twice}\` twice: a function of scoreMod or maskMod, or a modData entry, takes a name the kernel uses; rename it`,
+        ),
+      )
+    : keepAliveUntil(
+        ctx.device.createComputePipelineAsync({
+          label: program.name,
+          layout: 'auto',
+          compute: {
+            module: ctx.device.createShaderModule({ code, label: program.name }),
+            entryPoint: 'main',
+          },
+        }),
+      );
   const entry: Compiled = { pipeline, fields, size, groups: new Map() };
   const at = node;
   at.compiled = entry;

@@ -53,6 +53,8 @@ interface SparseCase extends Case {
   sinkValues?: number[];
   /** gpu's cuSeqlensQ / cuSeqlensK uploaded as IntTensors (document starts already on the GPU) */
   docsOnGpu?: boolean;
+  /** gpu's modData uploaded: Int32Arrays as IntTensors, the others as 'f32' tensors */
+  modOnGpu?: boolean;
 }
 
 /** Runs `c` through `fn` and the reference; compares output and lse. Returns the kernel form. */
@@ -61,7 +63,7 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
   const gpu = c.gpu ?? {};
   const perHead = (x: number[] | 'tensor' | undefined, values: number[] | undefined) =>
     x === 'tensor' ? values : x;
-  const { scoreMod: _s, maskMod: _m, ...plain } = gpu;
+  const { scoreMod: _s, maskMod: _m, modData: _d, ...plain } = gpu;
   const ref = attentionCpu(inputs.q, inputs.k, inputs.v, {
     ...(plain as AttentionCpuOptions),
     causal: c.causal,
@@ -89,6 +91,17 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
     ints.push(t);
     return t;
   };
+  const modData = (x: AttentionOptions['modData']) => {
+    if (!c.modOnGpu || x === undefined) return x;
+    const entries = Object.entries(x as Record<string, ArrayLike<number>>).map(([name, a]) => {
+      if (!(a instanceof Int32Array))
+        return [name, up({ data: Float32Array.from(a), shape: [a.length] }, 'f32')];
+      const t = intTensor(ctx, a, [a.length]);
+      ints.push(t);
+      return [name, t];
+    });
+    return Object.fromEntries(entries);
+  };
   const kernel = await checked(ctx, async () => {
     const [q, k, v] = [up(inputs.q), up(inputs.k), up(inputs.v)];
     const options: AttentionOptions = {
@@ -100,6 +113,7 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
       sinks: tensorOr(gpu.sinks, c.sinkValues),
       cuSeqlensQ: starts(gpu.cuSeqlensQ),
       cuSeqlensK: starts(gpu.cuSeqlensK),
+      modData: modData(gpu.modData),
       returnLse: true,
     };
     const plan = planAttention(q, k, v, options);
@@ -236,11 +250,48 @@ function cases(Lq: number, Lk: number): [string, SparseCase][] {
         },
       },
     ],
+    ['modData: a bias table per head (scoreMod) and document ids (maskMod, Int32Arrays)', modCase(s, false)],
+    ['modData as tensors: an f32 tensor and IntTensors, GQA, f16 storage', modCase(s, true)],
     [
       'f16 storage with window, softcap and sinks',
       { ...s, dtype: 'f16', causal: true, gpu: { window: [8, 0], softcap: 2, sinks: [0.5, 0.5] } },
     ],
   ];
+}
+
+/**
+ * A case of scoreMod and maskMod reading modData, as FlexAttention's captured tensors: a learned
+ * bias per head and distance (T5-like), document ids of rows and keys (uneven documents, causal
+ * inside each, by the global diagonal), and a per-head scale of the score (a one-element table
+ * read past its end).
+ */
+function modCase(s: Case, onGpu: boolean): SparseCase {
+  const { Lq, Lk } = s;
+  const random = rng(Lq * 31 + Lk);
+  const width = Lq + Lk - 1;
+  const Hq = onGpu ? 4 : s.Hq;
+  const bias = Array.from(randomArray(random, Hq * width, 1));
+  const qdoc = Int32Array.from({ length: Lq }, (_, i) => Math.floor((i * i * 3) / (Lq * Lq)));
+  const kdoc = Int32Array.from({ length: Lk }, (_, j) => Math.floor((j * 3) / Lk));
+  const gain = [0.8];
+  const scoreMod = `fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
+  return s * gain(h) + bias(h * ${width}u + i + ${Lk - 1}u - j);
+}`;
+  const maskMod = `fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {
+  return qdoc(i) == kdoc(j) && j <= i + ${Lk - Lq}u;
+}`;
+  return {
+    ...s,
+    Hq,
+    Hkv: onGpu ? 2 : s.Hkv,
+    dtype: onGpu ? 'f16' : undefined,
+    modOnGpu: onGpu,
+    gpu: { scoreMod, maskMod, modData: { bias, qdoc, kdoc, gain } },
+    cpu: {
+      scoreMod: (x, _b, h, i, j) => x * Math.fround(0.8) + Math.fround(bias[h * width + i + Lk - 1 - j]!),
+      maskMod: (_b, _h, i, j) => qdoc[i] === kdoc[j] && j <= i + Lk - Lq,
+    },
+  };
 }
 
 /** How many parts the plan of case `c` splits the keys into (1 but for the tiled and workgroup forms). */

@@ -63,7 +63,7 @@ export interface AttentionCache {
 /**
  * The sparse and programmable options of `attention` that the layer passes on to its attention
  * call (and, in training, to its backward): see {@link AttentionOptions} (`window`, `softcap`,
- * `alibiSlopes`, `sinks`, `scoreMod`, `maskMod`, `cuSeqlensQ` / `cuSeqlensK`, `blockMask`) and
+ * `alibiSlopes`, `sinks`, `scoreMod`, `maskMod`, `modData`, `cuSeqlensQ` / `cuSeqlensK`, `blockMask`) and
  * `scoreModGrad` (the derivative of scoreMod, used by the backward only). With a KV cache, causal,
  * window and ALiBi align to the cached keys' end, as in `attention`.
  */

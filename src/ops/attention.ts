@@ -12,6 +12,7 @@ import {
   checkAttentionInputs,
   chunked,
   layoutShape,
+  modDataWords,
   plan,
   RULE_NONE,
   ruleDataBytes,
@@ -170,7 +171,7 @@ async function runAttention(
 }
 
 /**
- * The rule data of a call (ALiBi slopes, sinks, document starts, block-mask states; layout in
+ * The rule data of a call (ALiBi slopes, sinks, document starts, block-mask states, modData; layout in
  * `ScoringRules`) in a buffer that lives until the recording is submitted: arrays written,
  * tensors (and IntTensor document starts) copied on the GPU. Undefined when the call has none and
  * `reserve` is 0. With `reserve`, the buffer also has that many bytes for the caller from
@@ -191,7 +192,8 @@ export function recordRuleData(
     [rules.blockMaskAt, options.blockMask?.states, true],
   ];
   const present = parts.filter(([at, x]) => at !== RULE_NONE && x !== undefined);
-  if (!present.length && !reserve) return undefined;
+  const mods = modDataWords(options.modData);
+  if (!present.length && !mods.words.length && !reserve) return undefined;
   const onGpu = (x: unknown): x is Tensor | IntTensor => x instanceof Tensor || x instanceof IntTensor;
   const { words } = rules;
   const reservedAt = ruleDataBytes(rules);
@@ -204,6 +206,12 @@ export function recordRuleData(
       new Float32Array(data, at * 4, x!.length).set(Array.from(x!, Number));
     } else {
       new Uint32Array(data, at * 4, x!.length).set(Array.from(x!, Number));
+    }
+  }
+  if (rules.modAt !== RULE_NONE) {
+    new Uint32Array(data, rules.modAt * 4, mods.words.length).set(mods.words);
+    for (const [at, x] of mods.tensors) {
+      rec.copy(x.buffer, x instanceof Tensor ? x.byteOffset : 0, buffer, (rules.modAt + at) * 4, x.size * 4);
     }
   }
   if (words) ctx.device.queue.writeBuffer(buffer, 0, data);

@@ -71,6 +71,14 @@ export interface AttentionOptions {
    */
   maskMod?: string;
   /**
+   * Data that scoreMod and maskMod read (FlexAttention's captured tensors: a bias table, document
+   * ids, prefix lengths): each entry `name` becomes a WGSL function `fn name(index: u32) -> f32`
+   * (numbers, a Float32Array or an 'f32' tensor) or `-> i32` (an Int32Array or an
+   * {@link IntTensor}) returning element `index` of the flat data (past the end: the last
+   * element). Names are WGSL identifiers; tensors stay on the GPU (copied there, no readback).
+   */
+  modData?: ModData;
+  /**
    * Packed documents (FlashAttention's varlen, B = 1): cumulative starts of the documents in the
    * query rows, [documents + 1], first 0, last Lq. Rows of document d attend only keys of document
    * d; causal, window and ALiBi apply inside each document with its own bottom-right offset. An
@@ -108,6 +116,9 @@ export interface AttentionOptions {
   dropout?: DropoutOptions;
 }
 
+/** The entries of {@link AttentionOptions.modData}, by the name of their WGSL function. */
+export type ModData = Readonly<Record<string, ArrayLike<number> | Tensor | IntTensor>>;
+
 /**
  * A block mask: the state of each (query block, key block) tile, as `createBlockMask` computes
  * it. `states` [B, H, numBlocksQ, numBlocksK] holds 0 (empty), 1 (partial) or 2 (full) as f32; B
@@ -137,6 +148,7 @@ export type ScoringOptionKey =
   | 'alibiSlopes'
   | 'window'
   | 'maskMod'
+  | 'modData'
   | 'cuSeqlensQ'
   | 'cuSeqlensK'
   | 'sinks'
@@ -148,6 +160,7 @@ export const SCORING_OPTION_KEYS: readonly ScoringOptionKey[] = [
   'alibiSlopes',
   'window',
   'maskMod',
+  'modData',
   'cuSeqlensQ',
   'cuSeqlensK',
   'sinks',
@@ -228,6 +241,12 @@ export interface ScoringRules {
   /** WGSL of score_mod and mask_mod, the caller's or undefined (identities). */
   scoreMod?: string;
   maskMod?: string;
+  /**
+   * modData: where its table starts (per entry, the offset of its data from modAt and its
+   * length; the data follow), and the WGSL of its accessors (modDataSource), '' without.
+   */
+  modAt: number;
+  modAccessors: string;
   /** Where this call's b, h, i, j start in the full problem (split calls). */
   origin: [b: number, h: number, i: number, j: number];
 }
@@ -823,6 +842,10 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
   const docsKAt = docs ? take(docs + 1) : RULE_NONE;
   const bm = options.blockMask;
   const blockMaskAt = bm ? take(bm.states.size) : RULE_NONE;
+  const mods = modEntries(options.modData);
+  const modAt = mods.length
+    ? take(2 * mods.length + mods.reduce((n, [, x]) => n + dataSize(x), 0))
+    : RULE_NONE;
   return {
     blockMaskAt,
     blockMaskShape: bm ? (bm.states.shape as [number, number, number, number]) : [1, 1, 1, 1],
@@ -838,6 +861,8 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
     docsKAt,
     scoreMod: options.scoreMod,
     maskMod: options.maskMod,
+    modAt,
+    modAccessors: modDataSource(options.modData),
     origin: [0, 0, 0, 0],
   };
 }
@@ -898,6 +923,129 @@ function checkPerHead(q: Tensor, name: string, x: unknown, Hq: number, B?: numbe
   }
 }
 
+/** The entries of modData in order ([] without), each [name, data]. */
+function modEntries(data: ModData | undefined): [string, ArrayLike<number> | Tensor | IntTensor][] {
+  return data ? Object.entries(data) : [];
+}
+
+/** Whether a modData entry holds integers (its function returns i32). */
+const isIntData = (x: unknown): boolean =>
+  x instanceof IntTensor || x instanceof Int32Array || x instanceof Uint32Array;
+
+/** Elements of a modData entry. */
+const dataSize = (x: ArrayLike<number> | Tensor | IntTensor): number =>
+  x instanceof IntTensor || !isArrayLike(x) ? (x as Tensor | IntTensor).size : x.length;
+
+/**
+ * The WGSL functions of modData's entries, one line each (the rule data's part from modAt, read
+ * through key_rules.wgsl's modDataAt); with `stubs`, functions of the same signatures that read
+ * nothing, for compiling a snippet on its own.
+ */
+export function modDataSource(data: ModData | undefined, stubs = false): string {
+  return modEntries(data)
+    .map(([name, x], e) => {
+      const type = isIntData(x) ? 'i32' : 'f32';
+      const value = stubs ? `${type}(index)` : `bitcast<${type}>(rules[modDataAt(${e}u, index)])`;
+      return `fn ${name}(index: u32) -> ${type} { return ${value}; }`;
+    })
+    .join('\n');
+}
+
+/**
+ * The rule data of modData (layout in ScoringRules): its table, then each entry's data as words
+ * (f32 or i32 bits); entries that are tensors left as zeros, with where they go, for a copy.
+ */
+export function modDataWords(data: ModData | undefined): {
+  words: Uint32Array;
+  tensors: [at: number, x: Tensor | IntTensor][];
+} {
+  const entries = modEntries(data);
+  const words = new Uint32Array(2 * entries.length + entries.reduce((n, [, x]) => n + dataSize(x), 0));
+  const tensors: [number, Tensor | IntTensor][] = [];
+  let at = 2 * entries.length;
+  entries.forEach(([, x], e) => {
+    const n = dataSize(x);
+    words[2 * e] = at;
+    words[2 * e + 1] = n;
+    if (x instanceof IntTensor || !isArrayLike(x)) tensors.push([at, x as Tensor | IntTensor]);
+    else if (isIntData(x)) new Int32Array(words.buffer, at * 4, n).set(x);
+    else new Float32Array(words.buffer, at * 4, n).set(Array.from(x, Number));
+    at += n;
+  });
+  return { words, tensors };
+}
+
+/** Names scoreMod and maskMod define themselves, refused as modData names. */
+const SNIPPET_NAMES = new Set(['score_mod', 'mask_mod', 'score_mod_grad']);
+
+/**
+ * modData (`what` names it in errors): an object of entries named by WGSL identifiers, each a
+ * non-empty array of numbers (no NaN; an Int32Array or a Uint32Array of values below 2^31 reads
+ * as i32), an 'f32' tensor or an IntTensor of `ctx`; given only with the snippets that read it
+ * (`readers` names them, `read`: the call has one); the data, with its table, at most half of
+ * maxStorageBufferBindingSize.
+ */
+export function checkModData(
+  what: string,
+  ctx: Context,
+  data: unknown,
+  readers: string,
+  read: boolean,
+): void {
+  if (data === undefined) return;
+  if (data === null || typeof data !== 'object' || Array.isArray(data) || ArrayBuffer.isView(data)) {
+    throw new Error(`${what} must be an object of named arrays or tensors, received ${describe(data)}`);
+  }
+  if (!read) {
+    throw new Error(`${what} is read only by ${readers}, received it without`);
+  }
+  let words = 0;
+  for (const [name, x] of Object.entries(data)) {
+    if (
+      !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) ||
+      name.startsWith('__') ||
+      name === '_' ||
+      SNIPPET_NAMES.has(name)
+    ) {
+      throw new Error(
+        `${what}: entry names become WGSL function names (a letter or _, then letters, digits, _; not score_mod, mask_mod or score_mod_grad), received ${JSON.stringify(name)}`,
+      );
+    }
+    if (x instanceof IntTensor) {
+      x.assertUsable(`${what}.${name}`, ctx);
+    } else if (x instanceof Object && 'dtype' in x && 'shape' in x) {
+      const t = x as Tensor;
+      t.assertUsable(`${what}.${name}`, ctx);
+      if (t.dtype !== 'f32') {
+        throw new Error(
+          `${what}.${name} must be an 'f32' tensor or an IntTensor, received a '${t.dtype}' tensor`,
+        );
+      }
+    } else if (!isArrayLike(x) || x.length === 0) {
+      throw new Error(
+        `${what}.${name} must be a non-empty array of numbers, an 'f32' tensor or an IntTensor, received ${describe(x)}`,
+      );
+    } else {
+      const a = x as ArrayLike<unknown>;
+      for (let e = 0; e < a.length; e++) {
+        const v = a[e];
+        if (typeof v !== 'number' || Number.isNaN(v) || (x instanceof Uint32Array && v >= 2 ** 31)) {
+          throw new Error(
+            `${what}.${name}[${e}] must be a number${x instanceof Uint32Array ? ' below 2^31 (read as i32)' : ''}, received ${String(v)}`,
+          );
+        }
+      }
+    }
+    words += 2 + dataSize(x as ArrayLike<number>);
+  }
+  const limit = ctx.limits.maxStorageBufferBindingSize;
+  if (words * 4 > limit / 2) {
+    throw new Error(
+      `${what} holds ${words * 4} bytes with its table, more than half of maxStorageBufferBindingSize (${limit}); pass larger data as a mask or split the call`,
+    );
+  }
+}
+
 /**
  * cuSeqlensQ or cuSeqlensK: non-decreasing integers from 0 to `total`, or an IntTensor [n >= 2]
  * (contents unchecked: they stay on the GPU). Returns the number of entries.
@@ -955,6 +1103,13 @@ function checkScoringOptions(q: Tensor, options: AttentionOptions, s: AttentionS
     );
   }
   checkWindow('attention: options.window', options.window);
+  checkModData(
+    'attention: options.modData',
+    q.ctx,
+    options.modData,
+    'scoreMod or maskMod',
+    options.scoreMod !== undefined || options.maskMod !== undefined,
+  );
   for (const name of ['scoreMod', 'maskMod'] as const) {
     const text = options[name];
     if (text !== undefined && typeof text !== 'string') {

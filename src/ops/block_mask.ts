@@ -9,12 +9,15 @@ import type { Context } from '../context';
 import { Recording } from '../program';
 import { broadcastStrides } from '../shape';
 import { Tensor } from '../tensor';
+import { recordRuleData } from './attention';
 import {
   type BlockMask,
   type CorePlan,
+  checkModData,
   checkSnippetSignature,
   checkWindow,
   denseStrides,
+  type ModData,
   scoringRules,
 } from './attention_plan';
 import { scoringSources, scoringUniforms, withRules } from './flash_attention';
@@ -25,6 +28,8 @@ export type { BlockMask };
 export interface CreateBlockMaskOptions {
   /** WGSL `fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool` (as attention's maskMod). */
   maskMod?: string;
+  /** Data maskMod reads (as attention's modData). */
+  modData?: ModData;
   /** A 'bool' tensor (true = may attend) broadcastable to [B, H, Lq, Lk]. */
   mask?: Tensor;
   /** Also apply bottom-right causal masking (as attention's `causal`). */
@@ -41,7 +46,18 @@ export interface CreateBlockMaskOptions {
   blockSize: number | readonly [number, number];
 }
 
-const OPTION_KEYS = ['maskMod', 'mask', 'causal', 'window', 'B', 'H', 'Lq', 'Lk', 'blockSize'] as const;
+const OPTION_KEYS = [
+  'maskMod',
+  'modData',
+  'mask',
+  'causal',
+  'window',
+  'B',
+  'H',
+  'Lq',
+  'Lk',
+  'blockSize',
+] as const;
 const WG = 64;
 
 /**
@@ -92,9 +108,11 @@ export async function createBlockMask(ctx: Context, options: CreateBlockMaskOpti
     mask.assertUsable(`${what}: mask`, ctx);
   }
   checkWindow(`${what}: window`, options.window);
-  await checkSnippets(ctx, { maskMod: options.maskMod });
+  checkModData(`${what}: modData`, ctx, options.modData, 'maskMod', options.maskMod !== undefined);
+  const scoring = { window: options.window, maskMod: options.maskMod, modData: options.modData };
+  await checkSnippets(ctx, scoring, `${what}: `);
   const shape = { B, Hq: H, Hkv: H, Lq, Lk, D: 4, Dv: 4 };
-  const rules = scoringRules({ window: options.window, maskMod: options.maskMod }, shape);
+  const rules = scoringRules(scoring, shape);
   const plan = {
     shape,
     maskStrides: mask ? broadcastStrides(`${what}: mask`, mask.shape, [B, H, Lq, Lk]) : [0, 0, 0, 0],
@@ -106,15 +124,16 @@ export async function createBlockMask(ctx: Context, options: CreateBlockMaskOpti
   const nq = Math.ceil(Lq / bq);
   const nk = Math.ceil(Lk / bk);
   const states = ctx.zeros([B, H, nq, nk], 'f32', 'createBlockMask:states');
+  const rec = new Recording(ctx, what);
   const io = {
     q: states.buffer,
     k: states.buffer,
     v: states.buffer,
     strides: denseStrides(shape, 'bhld'),
     output: states.buffer,
+    rules: recordRuleData(rec, ctx, scoring, rules)?.buffer,
   };
   const { bindings, RULES_BINDING } = withRules([mask?.buffer, states.buffer], io);
-  const rec = new Recording(ctx, what);
   rec.dispatch({
     name: 'block_mask',
     sources: [blockMaskSource, maskedSource, ...scoringSources(plan)],

@@ -37,8 +37,9 @@ const IDENTITY_SCORE_MOD = 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32)
 const IDENTITY_MASK_MOD = 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool { return true; }';
 
 /**
- * The WGSL every kernel that scores keys appends: key_rules.wgsl, dropout.wgsl and the call's
- * score_mod and mask_mod (so pipelines are cached per snippet text). The kernel also needs
+ * The WGSL every kernel that scores keys appends: key_rules.wgsl, dropout.wgsl, the call's
+ * score_mod and mask_mod and its modData functions (so pipelines are cached per snippet text and
+ * modData's names and types, not its sizes). The kernel also needs
  * masked.wgsl, a `mask` binding and its MASK constant, and the constant RULES_BINDING = the
  * binding of `io.rules`, which goes last in its binding list (see `withRules`).
  */
@@ -48,6 +49,7 @@ export function scoringSources(plan: CorePlan): string[] {
     dropoutSource,
     plan.rules.scoreMod ?? IDENTITY_SCORE_MOD,
     plan.rules.maskMod ?? IDENTITY_MASK_MOD,
+    plan.rules.modAccessors,
   ];
 }
 
@@ -147,6 +149,7 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
     docs_k_at: r.docsKAt,
     score_mod: r.scoreMod ? 1 : 0,
     mask_mod: r.maskMod ? 1 : 0,
+    mod_at: r.modAt,
     b0: r.origin[0],
     h0: r.origin[1],
     i0: r.origin[2],

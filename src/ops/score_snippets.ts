@@ -1,20 +1,33 @@
 // Validation of the WGSL snippets of attention's scoreMod and maskMod: their signatures are
-// checked with the other options (attention_plan.ts); here each text is compiled on its own,
-// before any pipeline is built, so that an error shows the user's line and the compiler's message
-// rather than a pipeline failure deep inside a kernel.
+// checked with the other options (attention_plan.ts); here each text is compiled on its own (with
+// stand-ins for modData's functions), before any pipeline is built, so that an error shows the
+// user's line and the compiler's message rather than a pipeline failure deep inside a kernel.
 import type { Context } from '../context';
-import type { AttentionOptions } from './attention_plan';
+import { type AttentionOptions, modDataSource } from './attention_plan';
 
 /** Snippet texts compiled on a device: the error message, or '' when it compiled. */
 const compiled = new WeakMap<GPUDevice, Map<string, Promise<string>>>();
 
-/** Throws a readable error when scoreMod or maskMod does not compile. */
-export async function checkSnippets(ctx: Context, options: AttentionOptions): Promise<void> {
+/**
+ * Throws a readable error when modData's names or scoreMod or maskMod do not compile; `prefix`
+ * goes before the option's name in the message.
+ */
+export async function checkSnippets(
+  ctx: Context,
+  options: Pick<AttentionOptions, 'scoreMod' | 'maskMod' | 'modData'>,
+  prefix = 'attention: options.',
+): Promise<void> {
+  // after the snippet, so that the snippet's lines keep their numbers
+  const stubs = modDataSource(options.modData, true);
+  if (stubs) {
+    const error = await compileSnippet(ctx, stubs);
+    if (error) throw new Error(`${prefix}modData: a name does not compile as a WGSL function:\n${error}`);
+  }
   for (const name of ['scoreMod', 'maskMod'] as const) {
     const text = options[name];
     if (text === undefined) continue;
-    const error = await compileSnippet(ctx, text);
-    if (error) throw new Error(`attention: options.${name} does not compile:\n${error}`);
+    const error = await compileSnippet(ctx, stubs ? `${text}\n${stubs}` : text);
+    if (error) throw new Error(`${prefix}${name} does not compile:\n${error}`);
   }
 }
 

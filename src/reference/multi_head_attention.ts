@@ -34,7 +34,9 @@ export type MultiHeadAttentionCpuWeightsInput =
   | PyTorchAttentionWeights
   | SeparateAttentionWeights;
 
-export interface MultiHeadAttentionCpuOptions extends Pick<AttentionCpuOptions, ScoringOptionKey> {
+// modData is the GPU snippets' data: the reference's JS functions hold their own
+export interface MultiHeadAttentionCpuOptions
+  extends Pick<AttentionCpuOptions, Exclude<ScoringOptionKey, 'modData'>> {
   numHeads: number;
   /** Heads of k and v (grouped-query attention); divides numHeads. Default numHeads. */
   numKvHeads?: number;
