@@ -53,6 +53,7 @@ export {
   type DecodePlan,
   type FlashPlan,
   type HeadsPlan,
+  type ModData,
   planAttention,
   type ScoringOptionKey,
   type ScoringRules,

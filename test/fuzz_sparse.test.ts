@@ -47,7 +47,14 @@ const SEED = 20261204;
 const env = typeof process === 'undefined' ? undefined : process.env.WEBGPU_ATTENTION_FUZZ_RUNS;
 const RUNS = env ? Number(env) : 8;
 
-/** WGSL snippets with their JS twins (and d/ds for the backward): few, so pipelines stay few. */
+/** modData of the snippets: f32 (exact in f32) and i32 tables. */
+const BUMP = [0, 0.125, -0.25, 0.375, 0.0625];
+const PHASE = Int32Array.of(0, 2, 1);
+
+/**
+ * WGSL snippets with their JS twins (and d/ds for the backward), some reading modData: few, so
+ * pipelines stay few.
+ */
 const SCORE_MODS = [
   {
     gpu: 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {\n  return s + 0.05 * f32(h + 1u) * (f32(j) - f32(i));\n}',
@@ -56,10 +63,12 @@ const SCORE_MODS = [
     cpuGrad: () => 1,
   },
   {
-    gpu: 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {\n  return s * 0.75 + f32((i + 2u * j + b) % 5u) * 0.1;\n}',
+    // reads modData (a table of 5)
+    gpu: 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {\n  return s * 0.75 + bump((i + 2u * j + b) % 5u);\n}',
     grad: 'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return 0.75; }',
-    cpu: (s: number, b: number, _h: number, i: number, j: number) => s * 0.75 + ((i + 2 * j + b) % 5) * 0.1,
+    cpu: (s: number, b: number, _h: number, i: number, j: number) => s * 0.75 + BUMP[(i + 2 * j + b) % 5]!,
     cpuGrad: () => 0.75,
+    data: { bump: BUMP },
   },
 ];
 const MASK_MODS = [
@@ -69,10 +78,11 @@ const MASK_MODS = [
     cpu: (_b: number, h: number, i: number, j: number) => j < 3 || (i + j + h) % 4 !== 0,
   },
   {
-    // blocks of 8 x 8: empty and full tiles
-    gpu: 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {\n  return (i / 8u + j / 8u + h) % 3u != 1u;\n}',
+    // blocks of 8 x 8: empty and full tiles; a phase per head from modData (heads past 2 read its last)
+    gpu: 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool {\n  return (i / 8u + j / 8u + u32(phase(h))) % 3u != 1u;\n}',
     cpu: (_b: number, h: number, i: number, j: number) =>
-      (Math.floor(i / 8) + Math.floor(j / 8) + h) % 3 !== 1,
+      (Math.floor(i / 8) + Math.floor(j / 8) + PHASE[Math.min(h, 2)]!) % 3 !== 1,
+    data: { phase: PHASE },
   },
 ];
 const BLOCK_SIZES: (number | [number, number])[] = [8, 16, [4, 8], [3, 5], [8, 32]];
@@ -163,6 +173,8 @@ const config = (path: Path) =>
     broadcast: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
     // k and v as the views of a KV cache (strided: its capacity is larger than Lk)
     kvCache: fc.boolean(),
+    // the snippets' modData as tensors (an 'f32' tensor, an IntTensor)
+    modOnGpu: fc.boolean(),
     seed: fc.integer({ min: 1, max: 1e6 }),
   });
 type Config = ReturnType<typeof config> extends fc.Arbitrary<infer T> ? T : never;
@@ -257,6 +269,17 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     ints.push(t);
     return t;
   };
+  const modData = (data: Record<string, number[] | Int32Array> | undefined) => {
+    if (!data || !r.modOnGpu) return data;
+    const entries = Object.entries(data).map(([name, x]) => {
+      if (!(x instanceof Int32Array))
+        return [name, up({ data: Float32Array.from(x), shape: [x.length] }, 'f32')];
+      const t = intTensor(on, x, [x.length]);
+      ints.push(t);
+      return [name, t];
+    });
+    return Object.fromEntries(entries);
+  };
   const live = on.liveBytes;
   let cache: KVCache | undefined;
   await checked(on, async () => {
@@ -278,7 +301,11 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     const blockMask =
       blockSize === undefined
         ? undefined
-        : await createBlockMask(on, { ...blockRules, maskMod: maskMod?.gpu });
+        : await createBlockMask(on, {
+            ...blockRules,
+            maskMod: maskMod?.gpu,
+            modData: modData(maskMod?.data),
+          });
     if (blockMask) made.push(blockMask.states);
     const options: AttentionOptions = {
       layout: r.layout,
@@ -293,6 +320,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
       cuSeqlensK: docStarts(docs?.k),
       scoreMod: scoreMod?.gpu,
       maskMod: maskMod?.gpu,
+      modData: scoreMod?.data || maskMod?.data ? modData({ ...scoreMod?.data, ...maskMod?.data }) : undefined,
       blockMask,
       dropout: r.dropout,
       returnLse: true,

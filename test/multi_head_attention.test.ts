@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  type AttentionOptions,
   type Context,
   fromF16Bits,
   KVCache,
@@ -9,7 +10,12 @@ import {
   type Tensor,
   toF16Bits,
 } from '../src';
-import { type HostTensor, type MultiHeadAttentionCpuWeights, multiHeadAttentionCpu } from '../src/reference';
+import {
+  type AttentionCpuOptions,
+  type HostTensor,
+  type MultiHeadAttentionCpuWeights,
+  multiHeadAttentionCpu,
+} from '../src/reference';
 import { checked, expectClose, F16_TOL, F32_TOL, randomArray, randomMask, rng, testContext } from './helpers';
 
 let ctx: Context;
@@ -41,6 +47,11 @@ interface Case {
   seed?: number;
   /** sparse options passed to the layer's attention (the same values as the reference's) */
   scoring?: { window?: [number, number]; softcap?: number; alibiSlopes?: number[]; sinks?: number[] };
+  /** snippets (with their modData) for the layer, and their JS twins for the reference */
+  mods?: {
+    gpu: Pick<AttentionOptions, 'scoreMod' | 'maskMod' | 'modData'>;
+    cpu: Pick<AttentionCpuOptions, 'scoreMod' | 'maskMod'>;
+  };
 }
 
 /** Rounds to the halves an f16 layer stores, so that the reference sees what the GPU reads. */
@@ -129,6 +140,7 @@ async function check(c: Case) {
     mask,
     rope: c.rope,
     ...c.scoring,
+    ...c.mods?.cpu,
   });
   if (c.residual) for (let i = 0; i < x.data.length; i++) ref.output.data[i] += Number(x.data[i]);
 
@@ -158,6 +170,7 @@ async function check(c: Case) {
       mask: mask && up(mask),
       returnWeights: c.weights,
       ...c.scoring,
+      ...c.mods?.gpu,
     });
     const tol = c.dtype === 'f16' ? F16_TOL : F32_TOL;
     expect(result.output.shape).toEqual([c.B, c.L, c.E]);
@@ -203,6 +216,31 @@ describe('MultiHeadAttention', () => {
         sinks: [0, 1, -1, 0.5],
       },
     }));
+  it('scoreMod and maskMod reading modData (a bias per head, a key filter)', () => {
+    const bias = [0.5, -0.25, 1, 0];
+    const keep = Int32Array.of(1, 1, 0, 1, 0, 1, 1);
+    return check({
+      B: 2,
+      L: 7,
+      E: 16,
+      H: 4,
+      Hkv: 2,
+      causal: true,
+      weights: true,
+      mods: {
+        gpu: {
+          scoreMod:
+            'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s + bias(h) * f32(b + 1u); }',
+          maskMod: 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool { return keep(j) != 0 || i == j; }',
+          modData: { bias, keep },
+        },
+        cpu: {
+          scoreMod: (s, b, h) => s + bias[h]! * (b + 1),
+          maskMod: (_b, _h, i, j) => keep[j] !== 0 || i === j,
+        },
+      },
+    });
+  });
   it('f16 storage', () =>
     check({ B: 2, L: 5, E: 16, H: 4, causal: true, rope: { style: 'half' }, dtype: 'f16', residual: true }));
 

@@ -673,6 +673,44 @@ describe('errors', () => {
       for (const t of [qt, kt, vt, slopes, a.output, b.output]) t.destroy();
     }
   });
+  it('modData: what it holds, its names and its snippets are checked, with readable messages', async () => {
+    const scoreMod = 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s + bias(j); }';
+    const live = ctx.liveBytes;
+    await expect(fails({ modData: { bias: [1] } })).rejects.toThrow(
+      'attention: options.modData is read only by scoreMod or maskMod, received it without',
+    );
+    await expect(fails({ scoreMod, modData: [1, 2] as unknown as Record<string, number[]> })).rejects.toThrow(
+      'attention: options.modData must be an object of named arrays or tensors, received [1, 2]',
+    );
+    await expect(fails({ scoreMod, modData: { 'bias-table': [1] } })).rejects.toThrow(
+      'attention: options.modData: entry names become WGSL function names (a letter or _, then letters, digits, _; not score_mod, mask_mod or score_mod_grad), received "bias-table"',
+    );
+    await expect(fails({ scoreMod, modData: { bias: [] } })).rejects.toThrow(
+      "attention: options.modData.bias must be a non-empty array of numbers, an 'f32' tensor or an IntTensor, received []",
+    );
+    await expect(fails({ scoreMod, modData: { bias: [0, Number.NaN] } })).rejects.toThrow(
+      'attention: options.modData.bias[1] must be a number, received NaN',
+    );
+    await expect(fails({ scoreMod, modData: { bias: Uint32Array.of(2 ** 31) } })).rejects.toThrow(
+      'attention: options.modData.bias[0] must be a number below 2^31 (read as i32), received 2147483648',
+    );
+    const half = ctx.tensor(new Float32Array(4), [4], { dtype: 'f16' });
+    await expect(fails({ scoreMod, modData: { bias: half } })).rejects.toThrow(
+      "attention: options.modData.bias must be an 'f32' tensor or an IntTensor, received a 'f16' tensor",
+    );
+    half.destroy();
+    // a WGSL keyword as a name; a snippet that calls a function modData does not define
+    await expect(fails({ scoreMod, modData: { loop: [1] } })).rejects.toThrow(
+      /^attention: options.modData: a name does not compile as a WGSL function:\nline 1:\d+: /,
+    );
+    const error = await fails({ scoreMod, modData: { bias_table: [1] } }).catch((e: Error) => e.message);
+    expect(error).toMatch(/^attention: options.scoreMod does not compile:\nline 1:\d+: .*bias/);
+    // a name the kernels use: the kernel's compile says which
+    await expect(fails({ scoreMod, modData: { bias: [1], keyRange: [2] } })).rejects.toThrow(
+      /its WGSL declares `keyRange` twice: a function of scoreMod or maskMod, or a modData entry, takes a name the kernel uses; rename it/,
+    );
+    expect(ctx.liveBytes, 'GPU bytes left').toBe(live);
+  });
   it('document starts as IntTensors: shape, length and lifetime are checked', async () => {
     const grid = intTensor(ctx, [0, 1, 2, 3], [2, 2]);
     const three = intTensor(ctx, [0, 1, 3], [3]);
