@@ -141,15 +141,21 @@ function wgslOf(program: Program, fields: readonly Field[]): string {
 }
 
 /**
- * A name that `code` declares twice at module scope (declarations starting their line, as the
- * library's kernels and the accessors of modData do), or undefined: WGSL refuses such a module
- * with a message about the kernel's lines, which this names the clash for.
+ * A name that `code` declares twice at module scope (outside every brace), or undefined: WGSL
+ * refuses such a module with a message about the kernel's lines, which this names the clash for.
+ * @internal exported for its spec
  */
-function declaredTwice(code: string): string | undefined {
+export function declaredTwice(code: string): string | undefined {
+  const text = code.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, ' ');
+  let top = '';
+  let depth = 0;
+  for (const c of text) {
+    if (c === '{') depth++;
+    else if (c === '}') depth--;
+    else if (depth === 0) top += c;
+  }
   const seen = new Set<string>();
-  for (const [, name] of code.matchAll(
-    /^(?:@[^\n]*?\s)?(?:fn|const|override|var(?:<[^>\n]*>)?|struct|alias)\s+(\w+)/gm,
-  )) {
+  for (const [, name] of top.matchAll(/\b(?:fn|const|override|var(?:<[^>]*>)?|struct|alias)\s+(\w+)/g)) {
     if (seen.has(name!)) return name;
     seen.add(name!);
   }

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { minifyWgsl } from '../scripts/wgsl-minify.mjs';
+import { declaredTwice } from '../src/program';
 
 const shaders = resolve(import.meta.dirname, '..', 'shaders');
 
@@ -31,5 +32,28 @@ describe('minifyWgsl', () => {
     expect(tokens(minified)).toEqual(tokens(source));
     expect(minified).not.toMatch(/\/\/|\/\*|^\s/m);
     expect(minified.length).toBeLessThan(source.length);
+  });
+});
+
+// The runner names a module-scope name declared twice (a snippet's or modData's against the
+// kernel's): it must see only module scope, also in shipped WGSL, whose locals start their lines.
+describe('declaredTwice', () => {
+  const files = readdirSync(shaders).filter((f) => f.endsWith('.wgsl'));
+  it.each(files)('%s, as written and minified, declares nothing twice', (file) => {
+    const source = readFileSync(resolve(shaders, file), 'utf8');
+    expect(declaredTwice(source)).toBeUndefined();
+    expect(declaredTwice(minifyWgsl(source))).toBeUndefined();
+  });
+  it('finds module-scope clashes, not locals or struct fields of the same names', () => {
+    const locals =
+      'struct S {\nlo: u32,\n}\nfn f() -> u32 {\nvar lo = 1u;\nconst k = 2u;\nreturn lo + k;\n}\n';
+    expect(declaredTwice(`${locals}fn g() {\nvar lo = 0u; // fn lo\n/* const k */\n}`)).toBeUndefined();
+    expect(
+      declaredTwice(`${locals}@group(0) @binding(1) var<storage, read> lo: array<u32>;`),
+    ).toBeUndefined();
+    expect(declaredTwice(`${locals}fn f(index: u32) -> f32 { return 0.0; }`)).toBe('f');
+    expect(
+      declaredTwice(`const k = 1u;\n${locals}@group(0) @binding(2) var<storage, read> k: array<u32>;`),
+    ).toBe('k');
   });
 });
