@@ -147,6 +147,25 @@ const cases: [string, SparseCase][] = [
     },
   ],
   [
+    'scoreMod, scoreModGrad and maskMod reading modData',
+    {
+      shape: base,
+      gpu: {
+        scoreMod:
+          'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s * gain(h) + bias(j % 4u); }',
+        scoreModGrad: 'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return gain(h); }',
+        maskMod: 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool { return keep(i + j) != 0; }',
+        modData: { gain: [0.5, 1.25], bias: [0.25, -0.5, 0, 1], keep: Int32Array.of(1, 1, 0, 1, 1, 1, 0) },
+      },
+      cpu: {
+        scoreMod: (s, _b, h, _i, j) => s * [0.5, 1.25][h]! + [0.25, -0.5, 0, 1][j % 4]!,
+        scoreModGrad: (_s, _b, h) => [0.5, 1.25][h]!,
+        // past the end of keep: its last element
+        maskMod: (_b, _h, i, j) => [1, 1, 0, 1, 1, 1, 0][Math.min(i + j, 6)] !== 0,
+      },
+    },
+  ],
+  [
     'window, ALiBi, sinks and softcap together, GQA',
     {
       shape: { ...base, Hq: 4, Hkv: 2, Lq: 11, Lk: 11 },
