@@ -25,6 +25,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let blocks = (p.Lk + WG - 1u) / WG;
   let b = flat / (blocks * p.Hkv);
+  let inUse = keysInUse(b);
   let hk = (flat / blocks) % p.Hkv;
   let jFirst = (flat % blocks) * WG;
   let j = jFirst + t;
@@ -76,7 +77,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             s += dot(qTile[r * D4 + c], kr[c]);
           }
           let raw = s * p.scale;
-          let score = keyScore(raw, b, h, i0 + r, j);
+          let score = keyScore(raw, b, h, i0 + r, j, keyRange(inUse, i0 + r));
           if (score > MASKED) {
             let st = statTile[r];
             let pr = probability(score, st.x);

@@ -41,12 +41,13 @@ fn dOChunks(at: u32, c: u32, rows: u32) -> mat4x4<f32> {
 }
 
 // P of keys j0 .. j0 + 3 (components) for row i with raw scores s and the row's lse.
-fn keyProbabilities(s: vec4<f32>, lse: f32, b: u32, h: u32, i: u32, j0: u32) -> vec4<f32> {
+fn keyProbabilities(s: vec4<f32>, lse: f32, b: u32, h: u32, i: u32, j0: u32, inUse: i32) -> vec4<f32> {
+  let r = keyRange(inUse, i);
   return vec4<f32>(
-    probability(keyScore(s.x, b, h, i, j0), lse),
-    probability(keyScore(s.y, b, h, i, j0 + 1u), lse),
-    probability(keyScore(s.z, b, h, i, j0 + 2u), lse),
-    probability(keyScore(s.w, b, h, i, j0 + 3u), lse),
+    probability(keyScore(s.x, b, h, i, j0, r), lse),
+    probability(keyScore(s.y, b, h, i, j0 + 1u, r), lse),
+    probability(keyScore(s.z, b, h, i, j0 + 2u, r), lse),
+    probability(keyScore(s.w, b, h, i, j0 + 3u, r), lse),
   );
 }
 
@@ -68,6 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let blocks = (p.Lk + 4u * WG - 1u) / (4u * WG);
   let b = flat / (blocks * p.Hkv);
+  let inUse = keysInUse(b);
   let hk = (flat / blocks) % p.Hkv;
   let j0 = (flat % blocks) * 4u * WG + 4u * t;
   if (j0 >= p.Lk) {
@@ -128,10 +130,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let delta = vec4<f32>(st0.y, st1.y, st2.y, st3.y);
       let z = vec4<f32>(0.0);
       let pr = mat4x4<f32>(
-        keyProbabilities(s[0], st0.x, b, h, i0, j0),
-        select(z, keyProbabilities(s[1], st1.x, b, h, i0 + 1u, j0), rows > 1u),
-        select(z, keyProbabilities(s[2], st2.x, b, h, i0 + 2u, j0), rows > 2u),
-        select(z, keyProbabilities(s[3], st3.x, b, h, i0 + 3u, j0), rows > 3u),
+        keyProbabilities(s[0], st0.x, b, h, i0, j0, inUse),
+        select(z, keyProbabilities(s[1], st1.x, b, h, i0 + 1u, j0, inUse), rows > 1u),
+        select(z, keyProbabilities(s[2], st2.x, b, h, i0 + 2u, j0, inUse), rows > 2u),
+        select(z, keyProbabilities(s[3], st3.x, b, h, i0 + 3u, j0, inUse), rows > 3u),
       );
       // P = 0 everywhere: nothing to add (masked, or underflowed to 0)
       if (all((pr[0] == z) & (pr[1] == z) & (pr[2] == z) & (pr[3] == z))) {

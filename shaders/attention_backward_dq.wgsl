@@ -22,6 +22,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let blocks = (p.Lq + WG - 1u) / WG;
   let b = flat / (blocks * p.Hq);
+  let inUse = keysInUse(b);
   let h = (flat / blocks) % p.Hq;
   let iFirst = (flat % blocks) * WG;
   let i = iFirst + t;
@@ -45,6 +46,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     dOr[c] = dOAt(oRow, c);
   }
   let st = stat(row);
+  let range = keyRange(inUse, i);
   var dq: array<vec4<f32>, D4>;
   var dropKey = 0u;
   if (DROPOUT) {
@@ -71,7 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var c = 0u; c < D4; c++) {
           s += dot(qr[c], kTile[jj * D4 + c]);
         }
-        let score = keyScore(s, b, h, i, j0 + jj);
+        let score = keyScore(s, b, h, i, j0 + jj, range);
         if (score > MASKED) {
           let pr = probability(score, st.x);
           var dp = 0.0;

@@ -39,13 +39,22 @@ fn vChunks(at: u32, c: u32, keys: u32) -> mat4x4<f32> {
   );
 }
 
-// P of rows i0 .. i0 + 3 (components) for key j with scores s (already scaled) and the rows' lse.
-fn rowProbabilities(s: vec4<f32>, lse: vec4<f32>, b: u32, h: u32, i0: u32, j: u32) -> vec4<f32> {
+// P of rows i0 .. i0 + 3 (components) for key j with scores s (already scaled), the rows' lse and
+// their key ranges.
+fn rowProbabilities(
+  s: vec4<f32>,
+  lse: vec4<f32>,
+  b: u32,
+  h: u32,
+  i0: u32,
+  j: u32,
+  ranges: array<KeyRange, 4>,
+) -> vec4<f32> {
   return vec4<f32>(
-    probability(keyScore(s.x, b, h, i0, j), lse.x),
-    probability(keyScore(s.y, b, h, i0 + 1u, j), lse.y),
-    probability(keyScore(s.z, b, h, i0 + 2u, j), lse.z),
-    probability(keyScore(s.w, b, h, i0 + 3u, j), lse.w),
+    probability(keyScore(s.x, b, h, i0, j, ranges[0]), lse.x),
+    probability(keyScore(s.y, b, h, i0 + 1u, j, ranges[1]), lse.y),
+    probability(keyScore(s.z, b, h, i0 + 2u, j, ranges[2]), lse.z),
+    probability(keyScore(s.w, b, h, i0 + 3u, j, ranges[3]), lse.w),
   );
 }
 
@@ -67,6 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let blocks = (p.Lq + 4u * WG - 1u) / (4u * WG);
   let b = flat / (blocks * p.Hq);
+  let inUse = keysInUse(b);
   let h = (flat / blocks) % p.Hq;
   let i0 = (flat % blocks) * 4u * WG + 4u * t;
   if (i0 >= p.Lq) {
@@ -107,6 +117,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let lse = vec4<f32>(st0.x, st1.x, st2.x, st3.x);
   let delta = vec4<f32>(st0.y, st1.y, st2.y, st3.y);
   let live = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(rows);
+  // computed once: keyRange's document search would repeat per key
+  let ranges = array<KeyRange, 4>(
+    keyRange(inUse, i0),
+    keyRange(inUse, i0 + 1u),
+    keyRange(inUse, i0 + 2u),
+    keyRange(inUse, i0 + 3u),
+  );
 
   var dqT: array<mat4x4<f32>, D4>;
   var dropKeys = vec4<u32>();
@@ -125,10 +142,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // matrix would live in memory on SwiftShader); missing rows get zeros, missing keys are masked.
     let z = vec4<f32>(0.0);
     let pr = mat4x4<f32>(
-      select(z, rowProbabilities(s[0], lse, b, h, i0, j0), live),
-      select(z, rowProbabilities(s[1], lse, b, h, i0, j0 + 1u), live),
-      select(z, rowProbabilities(s[2], lse, b, h, i0, j0 + 2u), live),
-      select(z, rowProbabilities(s[3], lse, b, h, i0, j0 + 3u), live),
+      select(z, rowProbabilities(s[0], lse, b, h, i0, j0, ranges), live),
+      select(z, rowProbabilities(s[1], lse, b, h, i0, j0 + 1u, ranges), live),
+      select(z, rowProbabilities(s[2], lse, b, h, i0, j0 + 2u, ranges), live),
+      select(z, rowProbabilities(s[3], lse, b, h, i0, j0 + 3u, ranges), live),
     );
     // P = 0 everywhere: nothing to add (masked, or underflowed to 0)
     if (all((pr[0] == z) & (pr[1] == z) & (pr[2] == z) & (pr[3] == z))) {

@@ -17,11 +17,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let qb = (tile / p.nk) % p.nq;
   let h = (tile / (p.nk * p.nq)) % p.Hq;
   let b = tile / (p.nk * p.nq * p.Hq);
+  let inUse = keysInUse(b);
   var any = false;
   var all = true;
   let jEnd = min((kb + 1u) * p.bk, p.Lk);
   for (var i = qb * p.bq; i < min((qb + 1u) * p.bq, p.Lq); i++) {
-    let r = keyRange(i);
+    let r = keyRange(inUse, i);
     for (var j = kb * p.bk; j < jEnd; j++) {
       let ok = j >= r.lo && j < r.hi && ruleBias(b, h, i, j, r.shift) > MASKED;
       any = any || ok;

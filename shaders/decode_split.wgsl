@@ -83,6 +83,7 @@ fn main(
   let ri0 = (w / p.chunks) % p.rowBlocks * RQ;
   let bh = w / (p.chunks * p.rowBlocks);
   let b = bh / p.Hkv;
+  let inUse = keysInUse(b);
   let hk = bh % p.Hkv;
   let kBase = b * p.k_b + hk * p.k_h;
   let vBase = b * p.v_b + hk * p.v_h;
@@ -105,7 +106,7 @@ fn main(
     rows[r] = rowOf(b, hk, ri0, r);
     m[r] = MASKED;
     if (rows[r].valid) {
-      ranges[r] = keyRange(rows[r].i);
+      ranges[r] = keyRange(inUse, rows[r].i);
       if (ranges[r].lo < ranges[r].hi) {
         kLo = min(kLo, ranges[r].lo);
         kHi = max(kHi, ranges[r].hi);

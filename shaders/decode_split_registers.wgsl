@@ -26,6 +26,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let i = row % p.Lq;
   let h = (row / p.Lq) % p.Hq;
   let b = row / (p.Lq * p.Hq);
+  let inUse = keysInUse(b);
   let hk = h / p.group;
   // first chunk of the row in q, of the kv head's key 0 in k and v
   let qAt = (b * p.q_b + h * p.q_h + i * Q_ROW) / 4u;
@@ -37,7 +38,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     qr[c] = unpackChunk(q[qAt + c]) * p.scale;
   }
   // The chunk's keys that the row may attend (causal, window and documents).
-  let kr = keyRange(i);
+  let kr = keyRange(inUse, i);
   let jStart = max(chunk * p.tilesPerChunk * 4u, kr.lo);
   let jStop = min(chunk * p.tilesPerChunk * 4u + p.tilesPerChunk * 4u, kr.hi);
   // (MODS and BLOCKS: constants, see flash_attention_registers.wgsl)

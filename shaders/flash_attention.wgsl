@@ -83,6 +83,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let block = flat / p.splits;
   let blocks = (p.Lq + WG - 1u) / WG;
   let b = block / (blocks * p.Hq);
+  let inUse = keysInUse(b);
   let h = (block / blocks) % p.Hq;
   let row0 = (block % blocks) * WG;
   let i = row0 + t;
@@ -110,10 +111,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // rows. The row's own range is cut to the split too (tiles may cross the split's end).
   let splitLo = split * p.split_keys;
   let splitHi = min(splitLo + p.split_keys, p.Lk);
-  let keys = blockKeys(row0, min(row0 + WG, p.Lq) - 1u);
+  let keys = blockKeys(inUse, row0, min(row0 + WG, p.Lq) - 1u);
   let kLo = max(keys.x, splitLo);
   let kHi = min(keys.y, splitHi);
-  var range = keyRange(i);
+  var range = keyRange(inUse, i);
   range.lo = max(range.lo, splitLo);
   range.hi = max(range.lo, min(range.hi, splitHi));
   let mods = MODS;

@@ -63,6 +63,7 @@ fn main(
   let row0 = (rest % blocks) * BR;
   let h = (rest / blocks) % p.Hq;
   let b = rest / (blocks * p.Hq);
+  let inUse = keysInUse(b);
   let rowLast = min(row0 + BR, p.Lq) - 1u;
   let hk = h / (p.Hq / p.Hkv);
   let qBase = b * p.q_b + h * p.q_h + row0 * p.q_l;
@@ -72,7 +73,7 @@ fn main(
   if (t < BR) {
     var kr = KeyRange(0u, 0u, 0);
     if (row0 + t < p.Lq) {
-      kr = keyRange(row0 + t);
+      kr = keyRange(inUse, row0 + t);
     }
     rowLo[t] = kr.lo;
     rowHi[t] = kr.hi;
@@ -84,7 +85,7 @@ fn main(
     results[O_AT + e] = 0.0;
   }
   // Keys some row of the block may attend: the loop's bounds (uniform over the workgroup).
-  let keys = blockKeys(row0, rowLast);
+  let keys = blockKeys(inUse, row0, rowLast);
   for (var j0 = keys.x; j0 < keys.y; j0 += BC) {
     if (BLOCKS != 0u && !blockStates(b, h, row0, rowLast, j0, BC).x) {
       continue;

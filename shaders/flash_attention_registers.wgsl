@@ -112,6 +112,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let blocks = (p.Lq + 4u * WG - 1u) / (4u * WG);
   let b = flat / (blocks * p.Hq);
+  let inUse = keysInUse(b);
   let h = (flat / blocks) % p.Hq;
   let i0 = (flat % blocks) * 4u * WG + 4u * t;
   if (i0 >= p.Lq) {
@@ -139,10 +140,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
   // Keys some row may attend, [keys.x, keys.y): the loop's bounds (causal, window and documents
   // skip whole tiles); keys every row may attend, [keys.z, keys.w).
-  let keys = blockKeys(i0, i0 + rows - 1u);
+  let keys = blockKeys(inUse, i0, i0 + rows - 1u);
   var rk: RowKeys;
   for (var r = 0u; r < rows; r++) {
-    let kr = keyRange(i0 + r);
+    let kr = keyRange(inUse, i0 + r);
     rk.lo[r] = kr.lo;
     rk.hi[r] = kr.hi;
     rk.shift[r] = kr.shift;

@@ -182,6 +182,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let split = flat % p.splits;
   let block = flat / p.splits;
   let b = block / (blocks * p.Hq);
+  let inUse = keysInUse(b);
   let h = (block / blocks) % p.Hq;
   let row0 = (block % blocks) * BR;
   let rowLast = min(row0 + BR, p.Lq) - 1u;
@@ -200,7 +201,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var shift = vec4<i32>(0);
   for (var r = 0u; r < 4u; r++) {
     if (i0 + r < p.Lq) {
-      let kr = keyRange(i0 + r);
+      let kr = keyRange(inUse, i0 + r);
       lo[r] = max(kr.lo, splitLo);
       hi[r] = min(kr.hi, splitHi);
       shift[r] = kr.shift;
@@ -208,7 +209,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   // Keys some row of the block may attend in the split: the loop's bounds (uniform over the
   // workgroup).
-  let keys = blockKeys(row0, rowLast);
+  let keys = blockKeys(inUse, row0, rowLast);
   let kLo = max(keys.x, splitLo);
   let kHi = min(keys.y, splitHi);
   let mods = MODS;

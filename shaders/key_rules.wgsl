@@ -13,7 +13,8 @@
 
 // Per-call rule data, u32 words: ALiBi slopes and sinks (f32 bits, one per query head of the full
 // problem; slopes per batch item too when alibi_b = Hq) from alibi_at and sinks_at, cumulative document starts (cuSeqlensQ, then cuSeqlensK,
-// docs + 1 words each) from docs_q_at and docs_k_at, block-mask states from bm_at (blockState).
+// docs + 1 words each) from docs_q_at and docs_k_at, the keys in use (sequsedK, one per batch item
+// or document; lk_full is the full problem's Lk) from used_at, block-mask states from bm_at (blockState).
 // modData from mod_at: per entry, the offset of its data from mod_at and its length, then the data
 // (f32 or i32 bits). RULE_NONE marks an absent part.
 @group(0) @binding(RULES_BINDING) var<storage, read> rules: array<u32>;
@@ -41,8 +42,9 @@ fn causalEnd(i: u32) -> u32 {
   return u32(clamp(i32(i) + p.shift + 1, 0, i32(p.Lk)));
 }
 
-// Keys [lo, hi) that causal, the window and the row's document allow row i (empty: lo == hi);
-// `shift` is the row's bottom-right offset (its document's, with documents), so that key j lies
+// Keys [lo, hi) that causal, the window, the row's document and the keys in use (sequsedK) allow
+// row i of a batch item that uses `inUse` keys (keysInUse) (empty: lo == hi); `shift` is the row's bottom-right offset (its
+// document's, with documents; from the keys in use, with sequsedK), so that key j lies
 // i + shift - j below the row's diagonal.
 struct KeyRange {
   lo: u32,
@@ -50,10 +52,22 @@ struct KeyRange {
   shift: i32,
 }
 
-fn keyRange(i: u32) -> KeyRange {
-  var shift = p.shift;
+// The keys batch item b uses (sequsedK[b], in key positions of the full problem): lk_full without
+// sequsedK, and with documents (keyRange reads their counts per document). Kernels read it once,
+// at their start, for keyRange and blockKeys: read inside those (in key loops), it made SwiftShader
+// compile the backward's kernels four times slower.
+fn keysInUse(b: u32) -> i32 {
+  if (p.docs != 0u || p.used_at == RULE_NONE) {
+    return i32(p.lk_full);
+  }
+  return i32(min(rules[p.used_at + b + p.b0], p.lk_full));
+}
+
+fn keyRange(inUse: i32, i: u32) -> KeyRange {
+  // the batch item's diagonal ends at its last key in use
+  var shift = p.shift + inUse - i32(p.lk_full);
   var lo = 0;
-  var hi = i32(p.Lk);
+  var hi = inUse - i32(p.j0);
   if (p.docs != 0u) {
     // the document d with cuQ[d] <= row < cuQ[d + 1] (the last start <= row skips empty ones)
     let gi = i + p.i0;
@@ -71,7 +85,11 @@ fn keyRange(i: u32) -> KeyRange {
     let d = min(first, p.docs - 1u);
     let qEnd = i32(rules[p.docs_q_at + d + 1u]);
     let kStart = i32(rules[p.docs_k_at + d]);
-    let kEnd = i32(rules[p.docs_k_at + d + 1u]);
+    var kEnd = i32(rules[p.docs_k_at + d + 1u]);
+    if (p.used_at != RULE_NONE) {
+      // document d uses its first sequsedK[d] keys
+      kEnd = min(kEnd, kStart + i32(min(rules[p.used_at + d], p.lk_full)));
+    }
     shift = kEnd - qEnd + i32(p.i0) - i32(p.j0);
     lo = kStart - i32(p.j0);
     hi = kEnd - i32(p.j0);
@@ -88,13 +106,13 @@ fn keyRange(i: u32) -> KeyRange {
 
 // Keys of rows [ia, ib] as far as keyRange goes: x, y = the keys some row may attend ([x, y), the
 // bounds of a block's key loop); z, w = the keys every row may attend ([z, w), maybe empty).
-fn blockKeys(ia: u32, ib: u32) -> vec4<u32> {
+fn blockKeys(inUse: i32, ia: u32, ib: u32) -> vec4<u32> {
   var lo = p.Lk;
   var hi = 0u;
   var loAll = 0u;
   var hiAll = p.Lk;
   for (var i = ia; i <= ib; i++) {
-    let r = keyRange(i);
+    let r = keyRange(inUse, i);
     if (r.lo < r.hi) {
       lo = min(lo, r.lo);
       hi = max(hi, r.hi);
@@ -241,11 +259,10 @@ fn sinkLogit(h: u32) -> f32 {
 }
 
 // The score of key j for query row i of head h, batch b, from s = scale * q·k: the modifications
-// and the additive mask applied, or MASKED where the row may not attend the key. Kernels that
-// need no tile-level shortcuts (the backward) score through this one function, so that an option
-// added here reaches them all.
-fn keyScore(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
-  let r = keyRange(i);
+// and the additive mask applied, or MASKED where the row may not attend the key; `r` is the row's
+// keyRange(b, i), which callers compute once per row. Kernels that need no tile-level shortcuts
+// (the backward) score through this one function, so that an option added here reaches them all.
+fn keyScore(s: f32, b: u32, h: u32, i: u32, j: u32, r: KeyRange) -> f32 {
   if (j < r.lo || j >= r.hi) {
     return MASKED;
   }

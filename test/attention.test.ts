@@ -43,6 +43,10 @@ describe.each<AttentionKernel>(['workgroup', 'registers', 'tiled'])('%s kernel',
     it('queries longer than a workgroup', () => check({ ...base, Lq: 130, Lk: 70, D: 12, Dv: 20 }));
     it('more keys than queries', () => check({ ...base, Lq: 3, Lk: 200 }));
     it('scale option', () => check({ ...base, scale: 0.37 }));
+    it('negative scale (the row maximum is of the scaled scores), causal, large logits', () =>
+      check({ ...base, Lq: 21, Lk: 45, causal: true, magnitude: 4, scale: -0.8 }));
+    it('scale 0: uniform weights over the allowed keys', () =>
+      check({ ...base, Lk: 23, scale: 0, mask: { kind: 'bool', shape: [16, 23] } }));
     it('GQA: 6 query heads on 2 kv heads', () => check({ ...base, Hq: 6, Hkv: 2, Lq: 9, Lk: 11 }));
     it('MQA: 4 query heads on 1 kv head', () => check({ ...base, B: 2, Hq: 4, Hkv: 1 }));
     it('head dim 64', () => check({ ...base, Lq: 40, Lk: 75, D: 64, Dv: 64 }));

@@ -122,6 +122,7 @@ describe.each<Form>(['workgroup', 'registers'])('%s kernel', (form) => {
     it('longer than a workgroup, both ways', () => check({ ...base, Lq: 130, Lk: 70, D: 12, Dv: 20 }));
     it('more keys than a workgroup', () => check({ ...base, Hq: 1, Hkv: 1, Lq: 9, Lk: 150 }));
     it('scale option', () => check({ ...base, scale: 0.37 }));
+    it('negative scale, causal', () => check({ ...base, Lq: 13, Lk: 19, causal: true, scale: -0.6 }));
     it('GQA: 6 query heads on 2 kv heads', () => check({ ...base, Hq: 6, Hkv: 2, Lq: 9, Lk: 11 }));
     it('MQA: 4 query heads on 1 kv head, batch 2', () => check({ ...base, B: 2, Hq: 4, Hkv: 1 }));
     it('head dim 64', () => check({ ...base, Lq: 40, Lk: 75, D: 64, Dv: 64 }));
@@ -265,7 +266,7 @@ describe('fuzz: 200 random configurations (seed 20261125), both forms, split bet
     maskKind: fc.constantFrom('none', 'bool', 'additive'),
     maskDims: fc.integer({ min: 1, max: 4 }),
     broadcast: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
-    scale: fc.option(fc.double({ min: 0.05, max: 2, noNaN: true }), { nil: undefined }),
+    scale: fc.option(fc.double({ min: -2, max: 2, noNaN: true }), { nil: undefined }),
     seed: fc.integer({ min: 1, max: 1e6 }),
   });
 

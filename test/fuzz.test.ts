@@ -40,7 +40,7 @@ const config = fc.record({
   maskKind: fc.constantFrom('none', 'bool', 'additive'),
   maskDims: fc.integer({ min: 1, max: 4 }),
   broadcast: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
-  scale: fc.option(fc.double({ min: 0.01, max: 2, noNaN: true }), { nil: undefined }),
+  scale: fc.option(fc.double({ min: -2, max: 2, noNaN: true }), { nil: undefined }),
   weights: fc.boolean(),
   seed: fc.integer({ min: 1, max: 1e6 }),
 });

@@ -140,7 +140,7 @@ const config = (path: Path) =>
     scale:
       path === 'flash-matrix'
         ? fc.constant(undefined)
-        : fc.option(fc.double({ min: 0.05, max: 1.5, noNaN: true }), { nil: undefined }),
+        : fc.option(fc.double({ min: -1.5, max: 1.5, noNaN: true }), { nil: undefined }),
     causal: fc.boolean(),
     window: fc.option(fc.tuple(side, side), { nil: undefined }),
     softcap: fc.option(fc.constantFrom(0, 0.7, 2, 5), { nil: undefined }),
@@ -159,6 +159,14 @@ const config = (path: Path) =>
         onGpu: fc.boolean(),
       }),
       { nil: undefined },
+    ),
+    // keys in use per batch item (or document), as fractions of its keys; as an IntTensor or not
+    sequsedK: fc.option(
+      fc.record({
+        used: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 4, maxLength: 4 }),
+        onGpu: fc.boolean(),
+      }),
+      { nil: undefined, freq: 3 },
     ),
     scoreMod: fc.integer({ min: -1, max: SCORE_MODS.length - 1 }),
     maskMod: fc.integer({ min: -1, max: MASK_MODS.length - 1 }),
@@ -221,6 +229,9 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
       Lk,
     ),
   };
+  // per batch item, or per document (of its keys)
+  const lengths = docs ? docs.k.slice(1).map((end, d) => end - docs.k[d]!) : Array<number>(B).fill(Lk);
+  const used = r.sequsedK && lengths.map((n, e) => Math.round(r.sequsedK!.used[e % 4]! * n));
   const scoreMod = SCORE_MODS[r.scoreMod];
   const maskMod = MASK_MODS[r.maskMod];
   // a block mask of the maskMod (with causal and window where no documents move their diagonal)
@@ -245,6 +256,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     sinks,
     cuSeqlensQ: docs?.q,
     cuSeqlensK: docs?.k,
+    sequsedK: used,
     scoreMod: scoreMod?.cpu,
     scoreModGrad: scoreMod?.cpuGrad,
     maskMod: maskMod?.cpu,
@@ -253,6 +265,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     dropout: r.dropout,
   };
   const label = `${path} ${JSON.stringify(r)}`;
+  if (process.env.FUZZ_LOG) console.error(`CASE ${label}`);
   const tol = r.dtype === 'f16' || path === 'flash-matrix' ? F16_TOL : F32_TOL;
   const made: Tensor[] = [];
   const ints: IntTensor[] = [];
@@ -263,8 +276,8 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
   };
   const vector = (x: number[] | undefined, tensor: boolean, shape: number[]) =>
     x && tensor ? up({ data: new Float32Array(x), shape }, 'f32') : x;
-  const docStarts = (x: number[] | undefined) => {
-    if (!x || !r.documents?.onGpu) return x;
+  const uploaded = (x: number[] | undefined, onGpu: boolean | undefined) => {
+    if (!x || !onGpu) return x;
     const t = intTensor(on, x, [x.length]);
     ints.push(t);
     return t;
@@ -316,8 +329,9 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
       softcap: r.softcap,
       alibiSlopes: vector(alibi, r.alibi.endsWith('tensor'), r.alibi.startsWith('batch') ? [B, Hq] : [Hq]),
       sinks: vector(sinks, r.sinks === 'tensor', [Hq]),
-      cuSeqlensQ: docStarts(docs?.q),
-      cuSeqlensK: docStarts(docs?.k),
+      cuSeqlensQ: uploaded(docs?.q, r.documents?.onGpu),
+      cuSeqlensK: uploaded(docs?.k, r.documents?.onGpu),
+      sequsedK: uploaded(used, r.sequsedK?.onGpu),
       scoreMod: scoreMod?.gpu,
       maskMod: maskMod?.gpu,
       modData: scoreMod?.data || maskMod?.data ? modData({ ...scoreMod?.data, ...maskMod?.data }) : undefined,
@@ -329,8 +343,10 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
       const plan = planAttention(q, k, v, options);
       expect(plan.path === 'flash' && plan.keySplits > 1, `${label}: not split over keys`).toBe(true);
     }
+    if (process.env.FUZZ_LOG) console.error('STAGE forward');
     const result = await (path.startsWith('decode') ? decodeAttention : attention)(q, k, v, options);
     made.push(result.output, result.lse!);
+    if (process.env.FUZZ_LOG) console.error('STAGE forward done');
     if (!path.startsWith('backward')) {
       const ref = attentionCpu(inputs.q, inputs.k, inputs.v, cpu);
       const output = await result.output.read();
@@ -341,6 +357,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     }
     const dOutput = { data: randomArray(random, B * Hq * Lq * Dv), shape: [B, Hq, Lq, Dv] };
     const ref = attentionBackwardCpu(inputs.q, inputs.k, inputs.v, dOutput, cpu);
+    if (process.env.FUZZ_LOG) console.error('STAGE reference done');
     const { returnLse: _, ...forward } = options;
     const g = await attentionBackward(q, k, v, result.output, up(dOutput), {
       ...forward,

@@ -55,6 +55,8 @@ interface SparseCase extends Case {
   docsOnGpu?: boolean;
   /** gpu's modData uploaded: Int32Arrays as IntTensors, the others as 'f32' tensors */
   modOnGpu?: boolean;
+  /** gpu's sequsedK uploaded as an IntTensor */
+  usedOnGpu?: boolean;
 }
 
 /** Runs `c` through `fn` and the reference; compares output and lse. Returns the kernel form. */
@@ -63,7 +65,7 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
   const gpu = c.gpu ?? {};
   const perHead = (x: number[] | 'tensor' | undefined, values: number[] | undefined) =>
     x === 'tensor' ? values : x;
-  const { scoreMod: _s, maskMod: _m, modData: _d, ...plain } = gpu;
+  const { scoreMod: _s, maskMod: _m, modData: _d, sequsedK, ...plain } = gpu;
   const ref = attentionCpu(inputs.q, inputs.k, inputs.v, {
     ...(plain as AttentionCpuOptions),
     causal: c.causal,
@@ -71,6 +73,7 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
     mask: inputs.mask,
     alibiSlopes: perHead(gpu.alibiSlopes, c.alibi),
     sinks: perHead(gpu.sinks, c.sinkValues),
+    sequsedK: sequsedK as ArrayLike<number> | undefined,
     ...c.cpu,
   });
   const dtype = c.dtype ?? 'f32';
@@ -114,6 +117,16 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
       cuSeqlensQ: starts(gpu.cuSeqlensQ),
       cuSeqlensK: starts(gpu.cuSeqlensK),
       modData: modData(gpu.modData),
+      sequsedK:
+        c.usedOnGpu && sequsedK
+          ? (() => {
+              const t = intTensor(ctx, Array.from(sequsedK as ArrayLike<number>), [
+                (sequsedK as ArrayLike<number>).length,
+              ]);
+              ints.push(t);
+              return t;
+            })()
+          : sequsedK,
       returnLse: true,
     };
     const plan = planAttention(q, k, v, options);
@@ -247,6 +260,44 @@ function cases(Lq: number, Lk: number): [string, SparseCase][] {
         cpu: {
           maskMod: (_b, h, i, j) => (i + j + h) % 3 !== 0,
           scoreMod: (x, _b, _h, i) => x * 0.5 + (i % 4) * 0.1,
+        },
+      },
+    ],
+    [
+      'sequsedK: batch items using different numbers of keys (one none, one fewer than the rows), causal, window, ALiBi',
+      {
+        ...s,
+        B: 3,
+        causal: true,
+        gpu: {
+          sequsedK: [Lk, 0, Math.max(1, Lq - 2)],
+          window: [24, 0],
+          alibiSlopes: [0.25, 0.125, 0.5, 0.0625, 0.3, 0.2],
+        },
+      },
+    ],
+    [
+      'sequsedK (an IntTensor) with sinks, an additive mask, GQA, no causal',
+      {
+        ...s,
+        B: 2,
+        Hq: 4,
+        Hkv: 2,
+        usedOnGpu: true,
+        mask: { kind: 'additive', shape: [2, 1, Lq, Lk] },
+        gpu: { sequsedK: [Math.ceil(Lk / 3), Lk - 1], sinks: [0.5, -1, 0, 1] },
+      },
+    ],
+    [
+      'sequsedK per packed document (one uses none), causal, window',
+      {
+        ...s,
+        causal: true,
+        gpu: {
+          cuSeqlensQ: docsQ,
+          cuSeqlensK: docsK,
+          sequsedK: [docsK[1]! - 3, 0, Lk - docsK[2]!],
+          window: [10, 0],
         },
       },
     ],
@@ -658,6 +709,20 @@ describe('errors', () => {
     await expect(fails({ cuSeqlensQ: [0, 3] })).rejects.toThrow(
       'attention: options.cuSeqlensQ needs cuSeqlensK (packed documents need both), received cuSeqlensK undefined',
     );
+    await expect(fails({ sequsedK: [1, 2] })).rejects.toThrow(
+      'attention: options.sequsedK must have length 1 (B), received length 2',
+    );
+    await expect(fails({ sequsedK: [4] })).rejects.toThrow(
+      'attention: options.sequsedK[0] must be an integer in [0, 3] (the keys, Lk), received 4',
+    );
+    await expect(fails({ cuSeqlensQ: [0, 1, 3], cuSeqlensK: [0, 2, 3], sequsedK: [2, 1.5] })).rejects.toThrow(
+      "attention: options.sequsedK[1] must be an integer in [0, 1] (the document's keys), received 1.5",
+    );
+    const lengths = intTensor(ctx, [1, 2], [2]);
+    await expect(fails({ sequsedK: lengths })).rejects.toThrow(
+      'attention: options.sequsedK must be an IntTensor of shape [1], received [2]',
+    );
+    lengths.destroy();
     await expect(fails({ cuSeqlensQ: [0, 2], cuSeqlensK: [0, 3] })).rejects.toThrow(
       'attention: options.cuSeqlensQ must start with 0 and end with 3 (Lq), with at least 2 entries, received [0, 2]',
     );

@@ -189,6 +189,7 @@ export function recordRuleData(
     [rules.sinksAt, options.sinks, true],
     [rules.docsQAt, options.cuSeqlensQ, false],
     [rules.docsKAt, options.cuSeqlensK, false],
+    [rules.usedAt, options.sequsedK, false],
     [rules.blockMaskAt, options.blockMask?.states, true],
   ];
   const present = parts.filter(([at, x]) => at !== RULE_NONE && x !== undefined);

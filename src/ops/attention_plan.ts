@@ -90,6 +90,16 @@ export interface AttentionOptions {
   /** Cumulative starts of the documents in the keys, [documents + 1], first 0, last Lk (as cuSeqlensQ). */
   cuSeqlensK?: ArrayLike<number> | IntTensor;
   /**
+   * Keys in use per batch item, [B] (FlashAttention's `seqused_k` and `cache_seqlens`;
+   * onnxruntime GroupQueryAttention's `seqlens_k` + 1): batch item b attends only keys
+   * j < sequsedK[b], and its causal diagonal, window and ALiBi end there (bottom-right offset
+   * sequsedK[b] - Lq), as in a KV cache whose items hold different lengths. With packed documents,
+   * one per document, counted from the document's first key. Integers in [0, Lk] (or the
+   * document's keys); or an {@link IntTensor} on the GPU (contents unchecked: values past the
+   * end count as all the keys). The forward kernels skip the keys not in use.
+   */
+  sequsedK?: ArrayLike<number> | IntTensor;
+  /**
    * Attention sinks [Hq] (an array or an f32 tensor): one extra logit per head in the softmax
    * denominator, with no value (gpt-oss; zeros = smooth softmax). lse includes it; a row with no
    * allowed key gives zeros and lse = sink.
@@ -151,6 +161,7 @@ export type ScoringOptionKey =
   | 'modData'
   | 'cuSeqlensQ'
   | 'cuSeqlensK'
+  | 'sequsedK'
   | 'sinks'
   | 'blockMask';
 /** @internal every ScoringOptionKey, for the option checks */
@@ -163,6 +174,7 @@ export const SCORING_OPTION_KEYS: readonly ScoringOptionKey[] = [
   'modData',
   'cuSeqlensQ',
   'cuSeqlensK',
+  'sequsedK',
   'sinks',
   'blockMask',
 ];
@@ -234,6 +246,9 @@ export interface ScoringRules {
   docs: number;
   docsQAt: number;
   docsKAt: number;
+  /** Keys in use per batch item or document (sequsedK), and the full problem's Lk. */
+  usedAt: number;
+  keysFull: number;
   /** Block-mask states: where, the states' [B, H, nq, nk] and the tile sizes [rows, keys]. */
   blockMaskAt: number;
   blockMaskShape: [number, number, number, number];
@@ -840,6 +855,8 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
   const docs = starts ? (starts instanceof IntTensor ? starts.size : starts.length) - 1 : 0;
   const docsQAt = docs ? take(docs + 1) : RULE_NONE;
   const docsKAt = docs ? take(docs + 1) : RULE_NONE;
+  const used = options.sequsedK;
+  const usedAt = used ? take(used instanceof IntTensor ? used.size : used.length) : RULE_NONE;
   const bm = options.blockMask;
   const blockMaskAt = bm ? take(bm.states.size) : RULE_NONE;
   const mods = modEntries(options.modData);
@@ -859,6 +876,8 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
     docs,
     docsQAt,
     docsKAt,
+    usedAt,
+    keysFull: shape.Lk,
     scoreMod: options.scoreMod,
     maskMod: options.maskMod,
     modAt,
@@ -1139,6 +1158,49 @@ function checkScoringOptions(q: Tensor, options: AttentionOptions, s: AttentionS
     if (cq !== ck) {
       throw new Error(
         `attention: options.cuSeqlensK must have the length of cuSeqlensQ (${cq}, one more than the documents), received length ${ck}`,
+      );
+    }
+  }
+  if (options.sequsedK !== undefined) checkSequsedK(q, options.sequsedK, s, cuSeqlensK);
+}
+
+/**
+ * sequsedK: one integer per batch item in [0, Lk], or per document in [0, its keys] (with
+ * cuSeqlensK); or an IntTensor of that length (contents unchecked).
+ */
+function checkSequsedK(
+  q: Tensor,
+  x: unknown,
+  s: AttentionShape,
+  cuSeqlensK: ArrayLike<number> | IntTensor | undefined,
+): void {
+  const docs = cuSeqlensK && (cuSeqlensK instanceof IntTensor ? cuSeqlensK.size : cuSeqlensK.length) - 1;
+  const n = docs ?? s.B;
+  const what = docs === undefined ? `${s.B} (B)` : `${docs} (one per document)`;
+  if (x instanceof IntTensor) {
+    x.assertUsable('attention: sequsedK', q.ctx);
+    if (x.rank !== 1 || x.size !== n) {
+      throw new Error(
+        `attention: options.sequsedK must be an IntTensor of shape [${n}], received ${fmt(x.shape)}`,
+      );
+    }
+    return;
+  }
+  if (!isArrayLike(x)) {
+    throw new Error(
+      `attention: options.sequsedK must be an array of ${what} key counts or an IntTensor, received ${describe(x)}`,
+    );
+  }
+  if (x.length !== n) {
+    throw new Error(`attention: options.sequsedK must have length ${what}, received length ${x.length}`);
+  }
+  const starts = cuSeqlensK instanceof IntTensor ? undefined : cuSeqlensK;
+  for (let e = 0; e < n; e++) {
+    const most = starts ? Number(starts[e + 1]) - Number(starts[e]) : s.Lk;
+    const v = x[e];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > most) {
+      throw new Error(
+        `attention: options.sequsedK[${e}] must be an integer in [0, ${most}] (the ${docs === undefined ? 'keys, Lk' : "document's keys"}), received ${String(v)}`,
       );
     }
   }

@@ -147,6 +147,8 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
     docs: r.docs,
     docs_q_at: r.docsQAt,
     docs_k_at: r.docsKAt,
+    used_at: r.usedAt,
+    lk_full: r.keysFull,
     score_mod: r.scoreMod ? 1 : 0,
     mask_mod: r.maskMod ? 1 : 0,
     mod_at: r.modAt,

@@ -65,6 +65,12 @@ export interface AttentionCpuOptions {
   /** Cumulative starts of the documents in the keys, [numDocs + 1], first 0, last Lk. */
   cuSeqlensK?: ArrayLike<number>;
   /**
+   * Keys in use per batch item [B] (FlashAttention's `seqused_k`): batch item b attends only keys
+   * j < sequsedK[b], its diagonal (causal, window, ALiBi) at sequsedK[b] - Lq. With documents, one
+   * per document, counted from its first key.
+   */
+  sequsedK?: ArrayLike<number>;
+  /**
    * Attention sinks [Hq] (gpt-oss; all zeros = onnxruntime's smooth softmax): an extra logit per head
    * in the softmax denominator that carries no value. lse includes it; a row with no allowed key
    * gives zeros and lse = sinks[h]; the returned weights exclude the sink (rows sum to < 1).
@@ -270,6 +276,39 @@ export function scoreRules(
     }
   }
 
+  // sequsedK: the end of the keys in use per batch item (usedOfBatch) or per row's document
+  // (rowEnd), whose diagonal moves there
+  let usedOfBatch: number[] | undefined;
+  let rowEnd: Int32Array | undefined;
+  if (options.sequsedK !== undefined) {
+    const ck = docOfRow ? checkCuSeqlens(what, 'cuSeqlensK', options.cuSeqlensK, Lk, 'Lk') : undefined;
+    const cq = docOfRow ? checkCuSeqlens(what, 'cuSeqlensQ', options.cuSeqlensQ, Lq, 'Lq') : undefined;
+    const n = ck ? ck.length - 1 : B;
+    const used = Array.from(options.sequsedK as ArrayLike<unknown>);
+    if (used.length !== n) {
+      throw new Error(`${what}: sequsedK must have length ${n}, received length ${used.length}`);
+    }
+    used.forEach((u, e) => {
+      const most = ck ? ck[e + 1]! - ck[e]! : Lk;
+      if (typeof u !== 'number' || !Number.isInteger(u) || u < 0 || u > most) {
+        throw new Error(`${what}: sequsedK[${e}] must be an integer in [0, ${most}], received ${String(u)}`);
+      }
+    });
+    if (ck && cq) {
+      rowEnd = new Int32Array(Lq);
+      for (let d = 0; d < n; d++) {
+        for (let i = cq[d]!; i < cq[d + 1]!; i++) {
+          rowEnd[i] = ck[d]! + (used[d] as number);
+          shift[i] = rowEnd[i]! - cq[d + 1]!;
+        }
+      }
+    } else {
+      usedOfBatch = used as number[];
+    }
+  }
+  /** The row's bottom-right offset: i + shiftAt(b, i) - j is key j's distance below its diagonal. */
+  const shiftAt = (b: number, i: number) => (usedOfBatch ? usedOfBatch[b]! - Lq : shift[i]!);
+
   const blockMask = options.blockMask;
   if (blockMask !== undefined) checkBlockMask(what, blockMask, shape);
   const drop = checkDropout(what, options.dropout);
@@ -279,7 +318,8 @@ export function scoreRules(
   const causal = Boolean(options.causal);
   const allowed = (b: number, h: number, i: number, j: number): boolean => {
     if (docOfRow && docOfRow[i] !== docOfKey![j]) return false;
-    const diag = i + shift[i] - j;
+    if ((usedOfBatch && j >= usedOfBatch[b]!) || (rowEnd && j >= rowEnd[i]!)) return false;
+    const diag = i + shiftAt(b, i) - j;
     if (causal && diag < 0) return false;
     if (diag > left || -diag > right) return false;
     if (mask && boolMask && !maskAt(b, h, i, j)) return false;
@@ -293,7 +333,7 @@ export function scoreRules(
   const modify = (s: number, b: number, h: number, i: number, j: number): number => {
     let x = capped(s);
     if (scoreMod) x = Number(scoreMod(x, b, h, i, j));
-    if (alibi) x -= alibi[b * alibiB + h] * Math.abs(i + shift[i] - j);
+    if (alibi) x -= alibi[b * alibiB + h] * Math.abs(i + shiftAt(b, i) - j);
     if (mask && !boolMask) x += Number(maskAt(b, h, i, j));
     return x;
   };
