@@ -46,6 +46,7 @@ import {
 const SEED = 20261204;
 const env = typeof process === 'undefined' ? undefined : process.env.WEBGPU_ATTENTION_FUZZ_RUNS;
 const RUNS = env ? Number(env) : 8;
+const LOG = typeof process !== 'undefined' && Boolean(process.env.WEBGPU_ATTENTION_FUZZ_LOG);
 
 /** modData of the snippets: f32 (exact in f32) and i32 tables. */
 const BUMP = [0, 0.125, -0.25, 0.375, 0.0625];
@@ -265,7 +266,8 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     dropout: r.dropout,
   };
   const label = `${path} ${JSON.stringify(r)}`;
-  if (process.env.FUZZ_LOG) console.error(`CASE ${label}`);
+  // a case that crashes the worker leaves no counterexample: WEBGPU_ATTENTION_FUZZ_LOG=1 names each first
+  if (LOG) console.error(`case ${label}`);
   const tol = r.dtype === 'f16' || path === 'flash-matrix' ? F16_TOL : F32_TOL;
   const made: Tensor[] = [];
   const ints: IntTensor[] = [];
@@ -343,10 +345,8 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
       const plan = planAttention(q, k, v, options);
       expect(plan.path === 'flash' && plan.keySplits > 1, `${label}: not split over keys`).toBe(true);
     }
-    if (process.env.FUZZ_LOG) console.error('STAGE forward');
     const result = await (path.startsWith('decode') ? decodeAttention : attention)(q, k, v, options);
     made.push(result.output, result.lse!);
-    if (process.env.FUZZ_LOG) console.error('STAGE forward done');
     if (!path.startsWith('backward')) {
       const ref = attentionCpu(inputs.q, inputs.k, inputs.v, cpu);
       const output = await result.output.read();
@@ -357,7 +357,6 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     }
     const dOutput = { data: randomArray(random, B * Hq * Lq * Dv), shape: [B, Hq, Lq, Dv] };
     const ref = attentionBackwardCpu(inputs.q, inputs.k, inputs.v, dOutput, cpu);
-    if (process.env.FUZZ_LOG) console.error('STAGE reference done');
     const { returnLse: _, ...forward } = options;
     const g = await attentionBackward(q, k, v, result.output, up(dOutput), {
       ...forward,
