@@ -36,6 +36,7 @@ import {
   F16_TOL,
   F32_TOL,
   formContexts,
+  modDataOnGpu,
   ownFuzzCase,
   planAsGpu,
   randomArray,
@@ -284,17 +285,8 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     ints.push(t);
     return t;
   };
-  const modData = (data: Record<string, number[] | Int32Array> | undefined) => {
-    if (!data || !r.modOnGpu) return data;
-    const entries = Object.entries(data).map(([name, x]) => {
-      if (!(x instanceof Int32Array))
-        return [name, up({ data: Float32Array.from(x), shape: [x.length] }, 'f32')];
-      const t = intTensor(on, x, [x.length]);
-      ints.push(t);
-      return [name, t];
-    });
-    return Object.fromEntries(entries);
-  };
+  const modData = (data: Record<string, number[] | Int32Array> | undefined) =>
+    data && r.modOnGpu ? modDataOnGpu(on, data, made, ints) : data;
   const live = on.liveBytes;
   let cache: KVCache | undefined;
   await checked(on, async () => {

@@ -1,6 +1,6 @@
 // Shared by the specs: one context per file, validation scopes, seeded data, tolerance checks.
 import { afterAll, beforeAll, expect } from 'vitest';
-import { type AttentionKernel, Context, createContext } from '../src';
+import { type AttentionKernel, Context, createContext, type IntTensor, intTensor, type Tensor } from '../src';
 
 /** f32 tolerance of DESIGN.md: |gpu - ref| <= ATOL + RTOL * |ref|. */
 export const F32_TOL = { atol: 1e-4, rtol: 1e-4 };
@@ -112,4 +112,27 @@ export function expectClose(
   expect(count, `${label}: ${count} of ${expected.length} elements out of tolerance: ${bad.join('; ')}`).toBe(
     0,
   );
+}
+
+/**
+ * modData with its entries uploaded: Int32Arrays as IntTensors, the others as 'f32' tensors
+ * (pushed to `made` and `ints` for the caller to destroy).
+ */
+export function modDataOnGpu(
+  ctx: Context,
+  data: Readonly<Record<string, ArrayLike<number>>>,
+  made: Tensor[],
+  ints: IntTensor[],
+): Record<string, Tensor | IntTensor> {
+  const entries = Object.entries(data).map(([name, x]) => {
+    if (x instanceof Int32Array) {
+      const t = intTensor(ctx, x, [x.length]);
+      ints.push(t);
+      return [name, t];
+    }
+    const t = ctx.tensor(Float32Array.from(x), [x.length]);
+    made.push(t);
+    return [name, t];
+  });
+  return Object.fromEntries(entries);
 }

@@ -32,6 +32,7 @@ import {
   F16_TOL,
   F32_TOL,
   formContexts,
+  modDataOnGpu,
   planAsGpu,
   randomArray,
   rng,
@@ -94,17 +95,8 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
     ints.push(t);
     return t;
   };
-  const modData = (x: AttentionOptions['modData']) => {
-    if (!c.modOnGpu || x === undefined) return x;
-    const entries = Object.entries(x as Record<string, ArrayLike<number>>).map(([name, a]) => {
-      if (!(a instanceof Int32Array))
-        return [name, up({ data: Float32Array.from(a), shape: [a.length] }, 'f32')];
-      const t = intTensor(ctx, a, [a.length]);
-      ints.push(t);
-      return [name, t];
-    });
-    return Object.fromEntries(entries);
-  };
+  const modData = (x: AttentionOptions['modData']) =>
+    c.modOnGpu && x ? modDataOnGpu(ctx, x as Record<string, ArrayLike<number>>, made, ints) : x;
   const kernel = await checked(ctx, async () => {
     const [q, k, v] = [up(inputs.q), up(inputs.k), up(inputs.v)];
     const options: AttentionOptions = {
