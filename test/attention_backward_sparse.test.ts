@@ -208,5 +208,18 @@ describe.each<AttentionKernel>(['workgroup', 'registers'])(
       );
       for (const x of [t, lse]) x.destroy();
     });
+    it("a scoreModGrad that does not compile shows its line and the compiler's message", async () => {
+      const t = ctx.tensor(new Float32Array(16), [1, 1, 2, 8]);
+      const lse = ctx.tensor(new Float32Array(2), [1, 1, 2]);
+      const scoreMod = 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s; }';
+      const scoreModGrad =
+        'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {\n  return slope(h);\n}';
+      const error = await attentionBackward(t, t, t, t, t, { scoreMod, scoreModGrad, lse }).catch(
+        (e: Error) => e.message,
+      );
+      expect(error).toMatch(/^attentionBackward: options.scoreModGrad does not compile:\nline 2:\d+: /);
+      expect(error).toContain('return slope(h);');
+      for (const x of [t, lse]) x.destroy();
+    });
   },
 );

@@ -53,6 +53,7 @@ import {
 import { copyElements, copyHeadRows, type HeadRows, headRows } from './attention_split';
 import { rowConstants, rowUniforms, scoringSources, scoringUniforms, withRules } from './flash_attention';
 import { checkResults, resultTensor } from './output';
+import { checkSnippets } from './score_snippets';
 
 /**
  * The forward's options (the same values as the forward call), plus its log-sum-exp, and where the
@@ -117,6 +118,9 @@ export async function attentionBackward(
 ): Promise<AttentionGradients> {
   const plan = planAttentionBackward(q, k, v, output, dOutput, options);
   const { ctx } = q;
+  if (options.scoreMod !== undefined || options.maskMod !== undefined) {
+    await checkSnippets(ctx, options, 'attentionBackward: options.');
+  }
   const { out, encoder } = options;
   checkResults('attentionBackward', out, ['dq', 'dk', 'dv', 'dsinks']);
   const { B, Hq, Hkv, Lq, Lk, D, Dv } = plan.path === 'whole' ? plan.core.shape : plan.shape;

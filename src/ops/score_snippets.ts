@@ -1,4 +1,5 @@
-// Validation of the WGSL snippets of attention's scoreMod and maskMod: their signatures are
+// Validation of the WGSL snippets of attention's scoreMod and maskMod (and the backward's
+// scoreModGrad): their signatures are
 // checked with the other options (attention_plan.ts); here each text is compiled on its own (with
 // stand-ins for modData's functions), before any pipeline is built, so that an error shows the
 // user's line and the compiler's message rather than a pipeline failure deep inside a kernel.
@@ -9,12 +10,12 @@ import { type AttentionOptions, modDataSource } from './attention_plan';
 const compiled = new WeakMap<GPUDevice, Map<string, Promise<string>>>();
 
 /**
- * Throws a readable error when modData's names or scoreMod or maskMod do not compile; `prefix`
- * goes before the option's name in the message.
+ * Throws a readable error when modData's names or scoreMod, maskMod or scoreModGrad do not
+ * compile; `prefix` goes before the option's name in the message.
  */
 export async function checkSnippets(
   ctx: Context,
-  options: Pick<AttentionOptions, 'scoreMod' | 'maskMod' | 'modData'>,
+  options: Pick<AttentionOptions, 'scoreMod' | 'maskMod' | 'modData'> & { scoreModGrad?: string },
   prefix = 'attention: options.',
 ): Promise<void> {
   // after the snippet, so that the snippet's lines keep their numbers
@@ -23,7 +24,7 @@ export async function checkSnippets(
     const error = await compileSnippet(ctx, stubs);
     if (error) throw new Error(`${prefix}modData: a name does not compile as a WGSL function:\n${error}`);
   }
-  for (const name of ['scoreMod', 'maskMod'] as const) {
+  for (const name of ['scoreMod', 'maskMod', 'scoreModGrad'] as const) {
     const text = options[name];
     if (text === undefined) continue;
     const error = await compileSnippet(ctx, stubs ? `${text}\n${stubs}` : text);
