@@ -89,8 +89,9 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
       ? up({ data: new Float32Array(values!), shape: values!.length > c.Hq ? [c.B, c.Hq] : [c.Hq] }, 'f32')
       : x;
   const ints: IntTensor[] = [];
-  const starts = (x: AttentionOptions['cuSeqlensQ']) => {
-    if (!c.docsOnGpu || x === undefined) return x;
+  /** `x` as an IntTensor when `onGpu` (document starts, key counts already on the GPU) */
+  const asInts = (x: ArrayLike<number> | IntTensor | undefined, onGpu: boolean | undefined) => {
+    if (!onGpu || x === undefined) return x;
     const t = intTensor(ctx, Array.from(x as ArrayLike<number>), [(x as ArrayLike<number>).length]);
     ints.push(t);
     return t;
@@ -106,19 +107,10 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
       mask: inputs.mask ? up(inputs.mask) : undefined,
       alibiSlopes: tensorOr(gpu.alibiSlopes, c.alibi),
       sinks: tensorOr(gpu.sinks, c.sinkValues),
-      cuSeqlensQ: starts(gpu.cuSeqlensQ),
-      cuSeqlensK: starts(gpu.cuSeqlensK),
+      cuSeqlensQ: asInts(gpu.cuSeqlensQ, c.docsOnGpu),
+      cuSeqlensK: asInts(gpu.cuSeqlensK, c.docsOnGpu),
       modData: modData(gpu.modData),
-      sequsedK:
-        c.usedOnGpu && sequsedK
-          ? (() => {
-              const t = intTensor(ctx, Array.from(sequsedK as ArrayLike<number>), [
-                (sequsedK as ArrayLike<number>).length,
-              ]);
-              ints.push(t);
-              return t;
-            })()
-          : sequsedK,
+      sequsedK: asInts(sequsedK, c.usedOnGpu),
       returnLse: true,
     };
     const plan = planAttention(q, k, v, options);

@@ -192,11 +192,10 @@ export function recordRuleData(
     [rules.usedAt, options.sequsedK, false],
     [rules.blockMaskAt, options.blockMask?.states, true],
   ];
-  const present = parts.filter(([at, x]) => at !== RULE_NONE && x !== undefined);
-  const mods = modDataWords(options.modData);
-  if (!present.length && !mods.words.length && !reserve) return undefined;
-  const onGpu = (x: unknown): x is Tensor | IntTensor => x instanceof Tensor || x instanceof IntTensor;
   const { words } = rules;
+  if (!words && !reserve) return undefined;
+  const present = parts.filter(([at, x]) => at !== RULE_NONE && x !== undefined);
+  const onGpu = (x: unknown): x is Tensor | IntTensor => x instanceof Tensor || x instanceof IntTensor;
   const reservedAt = ruleDataBytes(rules);
   const data = new ArrayBuffer(words * 4);
   const buffer = rec.buffer(reservedAt + reserve, 'attention:rules');
@@ -210,6 +209,7 @@ export function recordRuleData(
     }
   }
   if (rules.modAt !== RULE_NONE) {
+    const mods = modDataWords(options.modData);
     new Uint32Array(data, rules.modAt * 4, mods.words.length).set(mods.words);
     for (const [at, x] of mods.tensors) {
       rec.copy(x.buffer, x instanceof Tensor ? x.byteOffset : 0, buffer, (rules.modAt + at) * 4, x.size * 4);

@@ -859,10 +859,8 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
   const usedAt = used ? take(used instanceof IntTensor ? used.size : used.length) : RULE_NONE;
   const bm = options.blockMask;
   const blockMaskAt = bm ? take(bm.states.size) : RULE_NONE;
-  const mods = modEntries(options.modData);
-  const modAt = mods.length
-    ? take(2 * mods.length + mods.reduce((n, [, x]) => n + dataSize(x), 0))
-    : RULE_NONE;
+  const modWords = modDataLength(options.modData);
+  const modAt = modWords ? take(modWords) : RULE_NONE;
   return {
     blockMaskAt,
     blockMaskShape: bm ? (bm.states.shape as [number, number, number, number]) : [1, 1, 1, 1],
@@ -955,6 +953,11 @@ const isIntData = (x: unknown): boolean =>
 const dataSize = (x: ArrayLike<number> | Tensor | IntTensor): number =>
   x instanceof IntTensor || !isArrayLike(x) ? (x as Tensor | IntTensor).size : x.length;
 
+/** Words of modData's part of the rule data: its table (two per entry), then the data. */
+function modDataLength(data: ModData | undefined): number {
+  return modEntries(data).reduce((n, [, x]) => n + 2 + dataSize(x), 0);
+}
+
 /**
  * The WGSL functions of modData's entries, one line each (the rule data's part from modAt, read
  * through key_rules.wgsl's modDataAt); with `stubs`, functions of the same signatures that read
@@ -979,7 +982,7 @@ export function modDataWords(data: ModData | undefined): {
   tensors: [at: number, x: Tensor | IntTensor][];
 } {
   const entries = modEntries(data);
-  const words = new Uint32Array(2 * entries.length + entries.reduce((n, [, x]) => n + dataSize(x), 0));
+  const words = new Uint32Array(modDataLength(data));
   const tensors: [number, Tensor | IntTensor][] = [];
   let at = 2 * entries.length;
   entries.forEach(([, x], e) => {
@@ -1018,7 +1021,6 @@ export function checkModData(
   if (!read) {
     throw new Error(`${what} is read only by ${readers}, received it without`);
   }
-  let words = 0;
   for (const [name, x] of Object.entries(data)) {
     if (
       !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) ||
@@ -1055,12 +1057,12 @@ export function checkModData(
         }
       }
     }
-    words += 2 + dataSize(x as ArrayLike<number>);
   }
+  const bytes = modDataLength(data as ModData) * 4;
   const limit = ctx.limits.maxStorageBufferBindingSize;
-  if (words * 4 > limit / 2) {
+  if (bytes > limit / 2) {
     throw new Error(
-      `${what} holds ${words * 4} bytes with its table, more than half of maxStorageBufferBindingSize (${limit}); pass larger data as a mask or split the call`,
+      `${what} holds ${bytes} bytes with its table, more than half of maxStorageBufferBindingSize (${limit}); pass larger data as a mask or split the call`,
     );
   }
 }

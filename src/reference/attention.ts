@@ -185,6 +185,31 @@ function checkCuSeqlens(what: string, name: string, x: unknown, total: number, d
 }
 
 /**
+ * sequsedK: integers in [0, Lk], one per batch item, or, with documents (key starts `ck`), one per
+ * document in [0, its keys].
+ */
+function checkSequsedK(
+  what: string,
+  x: ArrayLike<unknown>,
+  ck: number[] | undefined,
+  B: number,
+  Lk: number,
+): number[] {
+  const used = Array.from(x);
+  const n = ck ? ck.length - 1 : B;
+  if (used.length !== n) {
+    throw new Error(`${what}: sequsedK must have length ${n}, received length ${used.length}`);
+  }
+  used.forEach((u, e) => {
+    const most = ck ? ck[e + 1]! - ck[e]! : Lk;
+    if (typeof u !== 'number' || !Number.isInteger(u) || u < 0 || u > most) {
+      throw new Error(`${what}: sequsedK[${e}] must be an integer in [0, ${most}], received ${String(u)}`);
+    }
+  });
+  return used as number[];
+}
+
+/**
  * Validates the sparse and programmable options against the attention sizes and returns their
  * per-(b, h, i, j) logic. `what` prefixes the error messages (e.g. 'attentionCpu').
  */
@@ -242,7 +267,7 @@ export function scoreRules(
   const unbounded = (x: number) => (x < 0 ? Number.POSITIVE_INFINITY : x);
   const [left, right] = (window ?? [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY]).map(unbounded);
 
-  // shift[i] = (document's key end) - (document's query end): i + shift[i] - j is the signed
+  // shift[i] = (document's end of keys in use) - (document's query end): i + shift[i] - j is the signed
   // distance of key j below row i's bottom-right diagonal, inside row i's document.
   const shift = new Int32Array(Lq).fill(off);
   let docOfRow: Int32Array | undefined;
@@ -254,58 +279,36 @@ export function scoreRules(
       `${what}: ${given} needs ${missing} (packed documents need both), received ${missing} undefined`,
     );
   }
+  let cq: number[] | undefined;
+  let ck: number[] | undefined;
   if (options.cuSeqlensQ !== undefined) {
     if (B !== 1) {
       throw new Error(`${what}: cuSeqlensQ/cuSeqlensK (packed documents) need B = 1, received B = ${B}`);
     }
-    const cq = checkCuSeqlens(what, 'cuSeqlensQ', options.cuSeqlensQ, Lq, 'Lq');
-    const ck = checkCuSeqlens(what, 'cuSeqlensK', options.cuSeqlensK, Lk, 'Lk');
+    cq = checkCuSeqlens(what, 'cuSeqlensQ', options.cuSeqlensQ, Lq, 'Lq');
+    ck = checkCuSeqlens(what, 'cuSeqlensK', options.cuSeqlensK, Lk, 'Lk');
     if (cq.length !== ck.length) {
       throw new Error(
         `${what}: cuSeqlensK must have the length of cuSeqlensQ (${cq.length}, one more than the documents), received length ${ck.length}`,
       );
     }
+  }
+  // sequsedK: the keys in use per batch item, or per document from its first key
+  const used = options.sequsedK === undefined ? undefined : checkSequsedK(what, options.sequsedK, ck, B, Lk);
+  if (cq && ck) {
+    // a document's keys past its count belong to no document
     docOfRow = new Int32Array(Lq);
-    docOfKey = new Int32Array(Lk);
+    docOfKey = new Int32Array(Lk).fill(-1);
     for (let d = 0; d + 1 < cq.length; d++) {
-      for (let i = cq[d]; i < cq[d + 1]; i++) {
+      const kEnd = used ? ck[d]! + used[d]! : ck[d + 1]!;
+      for (let i = cq[d]!; i < cq[d + 1]!; i++) {
         docOfRow[i] = d;
-        shift[i] = ck[d + 1] - cq[d + 1];
+        shift[i] = kEnd - cq[d + 1]!;
       }
-      for (let j = ck[d]; j < ck[d + 1]; j++) docOfKey[j] = d;
+      for (let j = ck[d]!; j < kEnd; j++) docOfKey[j] = d;
     }
   }
-
-  // sequsedK: the end of the keys in use per batch item (usedOfBatch) or per row's document
-  // (rowEnd), whose diagonal moves there
-  let usedOfBatch: number[] | undefined;
-  let rowEnd: Int32Array | undefined;
-  if (options.sequsedK !== undefined) {
-    const ck = docOfRow ? checkCuSeqlens(what, 'cuSeqlensK', options.cuSeqlensK, Lk, 'Lk') : undefined;
-    const cq = docOfRow ? checkCuSeqlens(what, 'cuSeqlensQ', options.cuSeqlensQ, Lq, 'Lq') : undefined;
-    const n = ck ? ck.length - 1 : B;
-    const used = Array.from(options.sequsedK as ArrayLike<unknown>);
-    if (used.length !== n) {
-      throw new Error(`${what}: sequsedK must have length ${n}, received length ${used.length}`);
-    }
-    used.forEach((u, e) => {
-      const most = ck ? ck[e + 1]! - ck[e]! : Lk;
-      if (typeof u !== 'number' || !Number.isInteger(u) || u < 0 || u > most) {
-        throw new Error(`${what}: sequsedK[${e}] must be an integer in [0, ${most}], received ${String(u)}`);
-      }
-    });
-    if (ck && cq) {
-      rowEnd = new Int32Array(Lq);
-      for (let d = 0; d < n; d++) {
-        for (let i = cq[d]!; i < cq[d + 1]!; i++) {
-          rowEnd[i] = ck[d]! + (used[d] as number);
-          shift[i] = rowEnd[i]! - cq[d + 1]!;
-        }
-      }
-    } else {
-      usedOfBatch = used as number[];
-    }
-  }
+  const usedOfBatch = ck ? undefined : used;
   /** The row's bottom-right offset: i + shiftAt(b, i) - j is key j's distance below its diagonal. */
   const shiftAt = (b: number, i: number) => (usedOfBatch ? usedOfBatch[b]! - Lq : shift[i]!);
 
@@ -318,7 +321,7 @@ export function scoreRules(
   const causal = Boolean(options.causal);
   const allowed = (b: number, h: number, i: number, j: number): boolean => {
     if (docOfRow && docOfRow[i] !== docOfKey![j]) return false;
-    if ((usedOfBatch && j >= usedOfBatch[b]!) || (rowEnd && j >= rowEnd[i]!)) return false;
+    if (usedOfBatch && j >= usedOfBatch[b]!) return false;
     const diag = i + shiftAt(b, i) - j;
     if (causal && diag < 0) return false;
     if (diag > left || -diag > right) return false;
