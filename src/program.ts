@@ -22,6 +22,24 @@ export const vec4u = (value: readonly number[]): TypedUniform => ({ type: 'vec4u
 /** What a binding holds: a whole buffer or a range of one. */
 export type Bindable = GPUBuffer | GPUBufferBinding;
 
+/**
+ * The binding of `bytes` bytes from byte `start` of `buffer` for a kernel that reads or writes
+ * them as u32 words: the range starts at the multiple of `align` at or below `start` and ends on a
+ * word; `at` is where the bytes start in it.
+ */
+export function wordRange(
+  buffer: GPUBuffer,
+  start: number,
+  bytes: number,
+  align: number,
+): { binding: GPUBufferBinding; at: number } {
+  const offset = start - (start % align);
+  return {
+    binding: { buffer, offset, size: Math.ceil((start + bytes) / 4) * 4 - offset },
+    at: start - offset,
+  };
+}
+
 export interface Program {
   /** What the kernel is: the label of its GPU objects and the start of its pipeline cache key. */
   name: string;

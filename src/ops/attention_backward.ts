@@ -20,7 +20,7 @@ import storeSource from '../../shaders/attention_backward_store.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import { chunkPrelude, type ElementStorage, elementPrelude } from '../f16';
 import type { RunOptions } from '../options';
-import { type Bindable, Recording } from '../program';
+import { type Bindable, Recording, wordRange } from '../program';
 import { fmt } from '../shape';
 import { bytesPerElement, type DType, expectTensor, type Tensor } from '../tensor';
 import { recordRuleData } from './attention';
@@ -424,15 +424,13 @@ function recordStore(
   count: number,
 ): void {
   const bpe = bytesPerElement(to.dtype);
-  const start = to.byteOffset + first * bpe;
-  const offset = start - (start % BINDING_ALIGN);
-  const size = Math.ceil((start - offset + count * bpe) / 4) * 4;
+  const { binding, at } = wordRange(to.buffer, to.byteOffset + first * bpe, count * bpe, BINDING_ALIGN);
   rec.dispatch({
     name: 'attention_backward_store',
     sources: [outputBinding(storage, 2, 'out', 'store'), storeSource],
     constants: { WG },
-    uniforms: { count, at: (start - offset) / bpe },
-    bindings: [from, { buffer: to.buffer, offset, size }],
+    uniforms: { count, at: at / bpe },
+    bindings: [from, binding],
     workgroups: Math.ceil(count / WG),
   });
 }

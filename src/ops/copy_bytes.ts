@@ -1,7 +1,7 @@
 // A copy between buffers at any byte alignment, for the slices of f16 and bool tensors that a
 // split call moves (copyBufferToBuffer needs offsets and sizes that are multiples of 4).
 import source from '../../shaders/copy_bytes.wgsl?raw';
-import type { Recording } from '../program';
+import { type Recording, wordRange } from '../program';
 
 /**
  * Records a copy of `size` bytes from byte `fromOffset` of `from` to byte `toOffset` of `to` by a
@@ -22,18 +22,14 @@ export function recordByteCopy(
   const piece = Math.floor((limit - align - 4) / 4) * 4;
   for (let done = 0; done < size; done += piece) {
     const n = Math.min(piece, size - done);
-    const [src, dst] = [fromOffset + done, toOffset + done];
-    const [srcBase, dstBase] = [src - (src % align), dst - (dst % align)];
-    const range = (base: number, at: number) => Math.ceil((at + n) / 4) * 4 - base;
-    const words = Math.ceil((dst + n) / 4) - Math.floor(dst / 4);
+    const src = wordRange(from, fromOffset + done, n, align);
+    const dst = wordRange(to, toOffset + done, n, align);
+    const words = Math.ceil((dst.at + n) / 4) - Math.floor(dst.at / 4);
     rec.dispatch({
       name: 'copy_bytes',
       sources: [source],
-      uniforms: { src_at: src - srcBase, dst_at: dst - dstBase, size: n, words },
-      bindings: [
-        { buffer: from, offset: srcBase, size: range(srcBase, src) },
-        { buffer: to, offset: dstBase, size: range(dstBase, dst) },
-      ],
+      uniforms: { src_at: src.at, dst_at: dst.at, size: n, words },
+      bindings: [src.binding, dst.binding],
       workgroups: Math.ceil(words / 64),
     });
   }
