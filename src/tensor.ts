@@ -207,10 +207,16 @@ export class Tensor<D extends DType = DType> {
 
   /**
    * @internal throws when the tensor cannot be used by `what`; a strided view only where
-   * `allowStrided` (ops that read their input through its strides).
+   * `allowStrided` (ops that read their input through its strides), a tensor with a dim of 0 only
+   * where `allowEmpty` (attention and its backward).
    */
-  assertUsable(what: string, ctx: Context = this.ctx, allowStrided = false): void {
+  assertUsable(what: string, ctx: Context = this.ctx, allowStrided = false, allowEmpty = false): void {
     if (!this.live) throw new Error(`${what}: tensor [${this.shape.join(', ')}] was destroyed`);
+    if (!allowEmpty && this.size === 0) {
+      throw new Error(
+        `${what}: tensor [${this.shape.join(', ')}] has no elements; of the ops, only attention and attentionBackward take tensors with a dim of 0`,
+      );
+    }
     if (this.owner?.destroyed) {
       throw new Error(
         `${what}: tensor [${this.shape.join(', ')}] is a view of a ${this.owner.kind} that was destroyed`,
@@ -230,12 +236,14 @@ export class Tensor<D extends DType = DType> {
    * (see {@link ReadType}).
    */
   async read(): Promise<ReadType<D>> {
-    this.assertUsable('read', this.ctx, true);
+    this.assertUsable('read', this.ctx, true, true);
     if (!(this.buffer.usage & Usage.COPY_SRC)) {
       throw new Error(
         `read: the tensor's buffer needs GPUBufferUsage.COPY_SRC to be read back, received usage ${usageNames(this.buffer.usage)}`,
       );
     }
+    if (this.size === 0)
+      return (this.dtype === 'bool' ? new Uint8Array(0) : new Float32Array(0)) as ReadType<D>;
     const { device } = this.ctx;
     // A strided view reads its whole span, then gathers its elements.
     const size = this.spanElements * bytesPerElement(this.dtype);
@@ -322,13 +330,14 @@ function checkStrides(what: string, shape: readonly number[], strides: readonly 
 
 /** Elements from the first to the last element of a tensor of `shape` at `strides`, inclusive. */
 function spanOf(shape: readonly number[], strides: readonly number[]): number {
+  if (shape.includes(0)) return 0;
   return 1 + shape.reduce((a, n, i) => a + (n - 1) * strides[i], 0);
 }
 
-/** Validates a shape and returns its element count. */
+/** Validates a shape (dims of 0 allowed: an empty tensor) and returns its element count. */
 function checkShape(shape: readonly number[], label: string): number {
-  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw new Error(`${label}: shape must be an array of positive integers, received [${String(shape)}]`);
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new Error(`${label}: shape must be an array of non-negative integers, received [${String(shape)}]`);
   }
   return shape.reduce((a, b) => a * b, 1);
 }

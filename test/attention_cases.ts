@@ -83,10 +83,13 @@ export function caseInputs(c: Case): { q: HostTensor; k: HostTensor; v: HostTens
   return { q, k, v, mask: { data, shape: c.mask.shape, dtype: 'f32' } };
 }
 
-/** The kernel form a plan runs (undefined for a plan of blocks x chunks, whose parts vary). */
+/**
+ * The kernel form a plan runs (undefined for a plan of blocks x chunks, whose parts vary, and for
+ * an empty one).
+ */
 export function kernelOf(plan: AttentionPlan): string | undefined {
   if (plan.path === 'heads') return plan.group.kernel;
-  return plan.path === 'blocks' ? undefined : plan.kernel;
+  return plan.path === 'blocks' || plan.path === 'empty' ? undefined : plan.kernel;
 }
 
 /**

@@ -9,10 +9,12 @@ import { type DType, expectTensor, Tensor } from '../tensor';
 import {
   type AttentionOptions,
   type AttentionResult,
+  type AttentionShape,
   checkAttentionInputs,
   chunked,
   layoutShape,
   modDataWords,
+  noKeysCall,
   plan,
   RULE_NONE,
   ruleDataBytes,
@@ -106,12 +108,16 @@ export async function decodeAttention(
   return runAttention(q, k, v, options, 'decode');
 }
 
+/**
+ * `force`: 'decode' runs the split-K decode kernel whatever the sizes; 'untuned' plans without
+ * first-use tuning (a call made up by attendNoKeys).
+ */
 async function runAttention(
   q: Tensor,
   k: Tensor,
   v: Tensor,
   callOptions: AttentionCallOptions,
-  force?: 'decode',
+  force?: 'decode' | 'untuned',
 ): Promise<AttentionResult> {
   // a non-object is rejected by the checks below with the usual message
   const { out, encoder, ...options } = (callOptions ?? {}) as AttentionCallOptions;
@@ -126,11 +132,17 @@ async function runAttention(
   const { ctx } = q;
   const { mask } = options;
   if (options.scoreMod !== undefined || options.maskMod !== undefined) await checkSnippets(ctx, options);
-  // createContext({ autotune }): the first call of a class not tuned yet waits for its tuning
-  const tuning = force ? undefined : ctx.tuneFirstUse(shape, q.dtype, options.causal ?? false);
-  if (tuning) await tuning;
-  const p = plan({ ctx, shape, dtype: q.dtype, mask, chunked: chunked(q, k, v) }, options, force);
   const { B, Hq, Lq, Lk, Dv } = shape;
+  const rows = B * Hq * Lq;
+  if (Lk === 0 && rows > 0) return attendNoKeys(q, shape, callOptions, force);
+  // createContext({ autotune }): the first call of a class not tuned yet waits for its tuning
+  const tuning = force || !rows ? undefined : ctx.tuneFirstUse(shape, q.dtype, options.causal ?? false);
+  if (tuning) await tuning;
+  const p = plan(
+    { ctx, shape, dtype: q.dtype, mask, chunked: chunked(q, k, v) },
+    options,
+    force === 'decode' ? force : undefined,
+  );
   const rec = new Recording(ctx, 'attention');
   rec.watch(q, k, v, mask, out?.output, out?.lse, out?.weights);
   const made: Tensor[] = [];
@@ -145,9 +157,14 @@ async function runAttention(
   const lse = options.returnLse ? result('lse', [B, Hq, Lq], 'f32') : undefined;
   const weights = options.returnWeights ? result('weights', [B, Hq, Lq, Lk], 'f32') : undefined;
   try {
-    const rules = recordRuleData(rec, ctx, options, scoringRules(options, shape))?.buffer;
+    const rules =
+      p.path === 'empty'
+        ? undefined
+        : recordRuleData(rec, ctx, options, scoringRules(options, shape))?.buffer;
     const call = { q, k, v, mask, rules, output, lse, weights, layout };
-    if (p.path === 'heads') recordHeads(rec, p, call);
+    if (p.path === 'empty') {
+      // no rows: results with no elements, nothing to run
+    } else if (p.path === 'heads') recordHeads(rec, p, call);
     else if (p.path === 'blocks') recordBlocks(rec, p, call, options);
     else {
       recordCore(rec, p, {
@@ -168,6 +185,55 @@ async function runAttention(
     throw e;
   }
   return { output, lse, weights };
+}
+
+/**
+ * A call with keys of length 0 (and some rows): every row attends nothing, so the output is zeros
+ * and lse -Infinity (the sink, with sinks; weights [B, Hq, Lq, 0] have no elements). It runs as
+ * noKeysCall on keys of length 1 (zeros, never read), so that sinks, f16 outputs, `out` and
+ * `encoder` take the usual path.
+ */
+async function attendNoKeys(
+  q: Tensor,
+  shape: AttentionShape,
+  callOptions: AttentionCallOptions,
+  force: 'decode' | 'untuned' | undefined,
+): Promise<AttentionResult> {
+  const { ctx } = q;
+  const { B, Hq, Hkv, Lq, D, Dv } = shape;
+  const { out, encoder, ...options } = callOptions;
+  checkResults('attention', out, ['output', 'lse', 'weights']);
+  const weights = options.returnWeights
+    ? resultTensor(
+        ctx,
+        new Recording(ctx, 'attention'),
+        'attention: out.weights',
+        out?.weights,
+        [B, Hq, Lq, 0],
+        'f32',
+      )
+    : undefined;
+  const layout = options.layout ?? 'bhld';
+  const key = (d: number) =>
+    ctx.zeros(layoutShape(layout, B, Hkv, 1, d), { dtype: q.dtype, label: 'attention:no-keys' });
+  const [k, v] = [key(D), key(Dv)];
+  try {
+    const call = noKeysCall(shape, options).options;
+    const result = await runAttention(
+      q,
+      k,
+      v,
+      { ...call, out: out && { output: out.output, lse: out.lse }, encoder },
+      force ?? 'untuned',
+    );
+    return { ...result, weights };
+  } finally {
+    // submitted work keeps its buffers alive; an app's encoder is submitted later: left to the GC
+    for (const t of [k, v]) {
+      if (encoder) ctx.forgetBuffer(t.buffer);
+      else t.destroy();
+    }
+  }
 }
 
 /**

@@ -131,7 +131,8 @@ export async function attentionBackward(
   const result = <T extends DType>(name: keyof NonNullable<typeof out>, shape: number[], dtype: T) => {
     const t = resultTensor(ctx, rec, `attentionBackward: out.${name}`, out?.[name], shape, dtype);
     if (t === out?.[name]) {
-      if (name === 'dsinks') rec.clear(t.binding); // the dsinks pass subtracts from it
+      // the dsinks pass subtracts from it; a call with no rows or keys writes nothing
+      if (name === 'dsinks' || (plan.path === 'empty' && t.size > 0)) rec.clear(t.binding);
     } else made.push(t);
     return t;
   };
@@ -143,7 +144,7 @@ export async function attentionBackward(
     const { lse, scoreModGrad, out: _, encoder: __, ...forward } = options;
     const call = { q, k, v, output, dOutput, lse, mask: options.mask, dq, dk, dv, dsinks };
     if (plan.path === 'whole') recordWhole(rec, plan, call, forward, scoreModGrad);
-    else recordSplit(rec, plan, call, forward, scoreModGrad);
+    else if (plan.path !== 'empty') recordSplit(rec, plan, call, forward, scoreModGrad);
     await rec.submit(encoder);
     return dsinks ? { dq, dk, dv, dsinks } : { dq, dk, dv };
   } catch (e) {
@@ -156,7 +157,8 @@ export async function attentionBackward(
  * How `attentionBackward` would run on these inputs: `path` 'whole' (the passes over the full
  * tensors: kernel form, tiles, workgroups), or for a binding larger than
  * maxStorageBufferBindingSize 'heads' (groups of `heads` query heads) or 'blocks' (one head as
- * `rows` x `keys` blocks). Validates like `attentionBackward` does.
+ * `rows` x `keys` blocks); 'empty' for a call with no rows or no keys (zero gradients, nothing
+ * runs). Validates like `attentionBackward` does.
  */
 export function planAttentionBackward(
   q: Tensor,
@@ -172,7 +174,7 @@ export function planAttentionBackward(
     { ...inputs, kSpan: k.spanElements, vSpan: v.spanElements, chunked: chunked(q, k, v, output, dOutput) },
     forward,
   );
-  if (plan.path !== 'whole' && forward.layout === 'blhd') {
+  if ((plan.path === 'heads' || plan.path === 'blocks') && forward.layout === 'blhd') {
     throw new Error(
       `attentionBackward: this call needs more than maxStorageBufferBindingSize (${q.ctx.limits.maxStorageBufferBindingSize} bytes) in one binding; the backward splits such calls in layout 'bhld' only, received layout 'blhd'`,
     );
@@ -642,7 +644,7 @@ function checkBackwardInputs(
     throw e;
   }
   // dq is written through q's strides
-  q.assertUsable(`${what}: q`);
+  q.assertUsable(`${what}: q`, q.ctx, false, true);
   const { B, Hq, Lq, Dv } = shape;
   const blhd = forward.layout === 'blhd';
   const want = layoutShape(forward.layout ?? 'bhld', B, Hq, Lq, Dv);
@@ -653,7 +655,7 @@ function checkBackwardInputs(
     ['dOutput', dOutput],
   ] as const) {
     expectTensor(`${what}: ${name}`, t);
-    t.assertUsable(`${what}: ${name}`, q.ctx);
+    t.assertUsable(`${what}: ${name}`, q.ctx, false, true);
     if (!same(t.shape, want)) {
       throw new Error(
         `${what}: ${name} must have shape ${fmt(want)} (the forward's output${blhd ? ", layout 'blhd'" : ''}), received ${fmt(t.shape)}`,
@@ -669,7 +671,7 @@ function checkBackwardInputs(
     );
   }
   expectTensor(`${what}: options.lse`, lse);
-  lse.assertUsable(`${what}: options.lse`, q.ctx);
+  lse.assertUsable(`${what}: options.lse`, q.ctx, false, true);
   if (!same(lse.shape, [B, Hq, Lq])) {
     throw new Error(`${what}: options.lse must have shape ${fmt([B, Hq, Lq])}, received ${fmt(lse.shape)}`);
   }

@@ -53,7 +53,13 @@ export interface SplitBackwardPlan {
   storage: ElementStorage;
 }
 
-export type AttentionBackwardPlan = WholeBackwardPlan | SplitBackwardPlan;
+/** A call with no rows (B, Hq or Lq of 0) or no keys (Lk = 0): every gradient is 0; nothing runs. */
+export interface EmptyBackwardPlan {
+  path: 'empty';
+  shape: AttentionShape;
+}
+
+export type AttentionBackwardPlan = WholeBackwardPlan | SplitBackwardPlan | EmptyBackwardPlan;
 
 /** Sizes and dtypes of a call, no buffers. */
 export interface BackwardPlanInputs {
@@ -103,6 +109,7 @@ export const BINDING_ALIGN = 256;
 /** How `attentionBackward` runs on checked inputs: whole, or split into units that fit. */
 export function backwardPlan(inputs: BackwardPlanInputs, options: AttentionOptions): AttentionBackwardPlan {
   const { ctx, shape: s, dtype, mask } = inputs;
+  if (s.B * s.Hq * s.Lq * s.Lk === 0) return { path: 'empty', shape: s };
   const limit = ctx.limits.maxStorageBufferBindingSize;
   const bpe = bytesPerElement(dtype);
   const rules = ruleDataBytes(scoringRules(options, s));

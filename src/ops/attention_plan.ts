@@ -344,7 +344,13 @@ export interface BlocksPlan {
   storage: ElementStorage;
 }
 
-export type AttentionPlan = FlashPlan | DecodePlan | HeadsPlan | BlocksPlan;
+/** A call with no rows (B, Hq or Lq of 0): its results have no elements; nothing runs. */
+export interface EmptyPlan {
+  path: 'empty';
+  shape: AttentionShape;
+}
+
+export type AttentionPlan = FlashPlan | DecodePlan | HeadsPlan | BlocksPlan | EmptyPlan;
 
 /** Element strides of an operand's batch, head and row (its last dim is contiguous). */
 export type HeadStrides = readonly [b: number, h: number, l: number];
@@ -469,8 +475,16 @@ export function planAttention(
   return plan({ ctx: q.ctx, shape, dtype: q.dtype, mask: options.mask, chunked: chunked(q, k, v) }, options);
 }
 
-/** @internal the plan of checked inputs; `force: 'decode'` runs the decode kernel whatever the sizes. */
+/**
+ * @internal the plan of checked inputs; `force: 'decode'` runs the decode kernel whatever the
+ * sizes. A call with no rows is `empty`; one with keys of length 0 (and rows) runs as noKeysCall.
+ */
 export function plan(inputs: PlanInputs, options: AttentionOptions, force?: 'decode'): AttentionPlan {
+  if (inputs.shape.B * inputs.shape.Hq * inputs.shape.Lq === 0) return { path: 'empty', shape: inputs.shape };
+  if (inputs.shape.Lk === 0) {
+    const call = noKeysCall(inputs.shape, options);
+    return plan({ ...inputs, shape: call.shape, mask: undefined }, call.options, force);
+  }
   const { ctx, shape: s, dtype } = inputs;
   const bpe = bytesPerElement(dtype);
   const limit = ctx.limits.maxStorageBufferBindingSize;
@@ -777,6 +791,30 @@ function chunking(
   const chunks = Math.max(1, Math.min(wanted, Math.floor(tiles / minTiles), fit));
   const tilesPerChunk = Math.ceil(tiles / chunks);
   return { chunks: Math.ceil(tiles / tilesPerChunk), tilesPerChunk };
+}
+
+/**
+ * A call whose keys have length 0 (and that has rows) as the call that runs it: one key per batch
+ * item that no row may attend (sequsedK 0: never read), so that its rows get zeros and lse
+ * -Infinity (or the sink) through the usual kernels; the options about keys (mask, block mask,
+ * documents) have nothing to act on and are left out, and weights (no elements) are not computed.
+ */
+export function noKeysCall(
+  shape: AttentionShape,
+  options: AttentionOptions,
+): { shape: AttentionShape; options: AttentionOptions } {
+  return {
+    shape: { ...shape, Lk: 1 },
+    options: {
+      ...options,
+      mask: undefined,
+      blockMask: undefined,
+      cuSeqlensQ: undefined,
+      cuSeqlensK: undefined,
+      sequsedK: new Array<number>(shape.B).fill(0),
+      returnWeights: false,
+    },
+  };
 }
 
 /** Bytes each binding of one call over `heads` query heads (of one batch item) would need. */
@@ -1265,9 +1303,10 @@ export function checkAttentionInputs(
     throw new Error(`attention: options.layout must be 'bhld' or 'blhd', received ${describe(layout)}`);
   }
   // q, k and v may be strided views (a KV cache's, a wrapped packed QKV buffer)
-  q.assertUsable('attention: q', q.ctx, true);
-  k.assertUsable('attention: k', q.ctx, true);
-  v.assertUsable('attention: v', q.ctx, true);
+  // (dims of 0 allowed: a call with no rows or no keys, see runAttention)
+  q.assertUsable('attention: q', q.ctx, true, true);
+  k.assertUsable('attention: k', q.ctx, true, true);
+  v.assertUsable('attention: v', q.ctx, true, true);
   const blhd = layout === 'blhd';
   // with layout 'blhd', the expected shapes name it
   const dims = (H: string, L: string, D: string) => (blhd ? `B, ${L}, ${H}, ${D}` : `B, ${H}, ${L}, ${D}`);
@@ -1300,7 +1339,7 @@ export function checkAttentionInputs(
       `attention: k head dim must equal q head dim ${D}, received k shape ${fmt(k.shape)}${inLayout}`,
     );
   }
-  if (Hq % Hkv !== 0) {
+  if (Hkv === 0 ? Hq !== 0 : Hq % Hkv !== 0) {
     throw new Error(
       `attention: q heads (${Hq}) must be a multiple of k heads (${Hkv}), received q ${fmt(q.shape)} and k ${fmt(k.shape)}${inLayout}`,
     );
@@ -1309,8 +1348,8 @@ export function checkAttentionInputs(
     const want = blhd ? `[${B}, ${Lk}, ${Hkv}, Dv]` : `[${B}, ${Hkv}, ${Lk}, Dv]`;
     throw new Error(`attention: v must have shape ${want} like k, received ${fmt(v.shape)}${inLayout}`);
   }
-  if (D > 256 || Dv > 256) {
-    throw new Error(`attention: head dims up to 256 are supported, received D=${D}, Dv=${Dv}`);
+  if (D > 256 || Dv > 256 || D < 1 || Dv < 1) {
+    throw new Error(`attention: head dims from 1 to 256 are supported, received D=${D}, Dv=${Dv}`);
   }
   if (options.scale !== undefined && (typeof options.scale !== 'number' || !Number.isFinite(options.scale))) {
     throw new Error(`attention: options.scale must be a finite number, received ${String(options.scale)}`);
@@ -1326,7 +1365,7 @@ export function checkAttentionInputs(
     if (typeof mask !== 'object' || mask === null || !('dtype' in mask)) {
       throw new Error('attention: options.mask must be a Tensor');
     }
-    mask.assertUsable('attention: mask', q.ctx);
+    mask.assertUsable('attention: mask', q.ctx, false, true);
     if (mask.dtype === 'f16')
       throw new Error("attention: mask dtype must be 'bool' or 'f32', received 'f16'");
     broadcastStrides('attention: mask', mask.shape, [B, Hq, Lq, Lk]);

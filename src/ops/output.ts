@@ -27,13 +27,14 @@ export function resultTensor<D extends DType>(
 ): Tensor<D> {
   if (out === undefined) return ctx.zeros(shape, { dtype, label: what });
   expectTensor(what, out);
-  out.assertUsable(what, ctx);
+  // (an empty result is only asked for by attention and its backward)
+  out.assertUsable(what, ctx, false, true);
   if (out.dtype !== dtype || out.shape.length !== shape.length || out.shape.some((d, i) => d !== shape[i])) {
     throw new Error(
       `${what}: expected a ${dtype} tensor of shape ${fmt(shape)}, received ${out.dtype} ${fmt(out.shape)}`,
     );
   }
-  if (elementStorage(ctx, dtype) === 'f16-packed') rec.clear(out.binding);
+  if (out.size > 0 && elementStorage(ctx, dtype) === 'f16-packed') rec.clear(out.binding);
   return out as Tensor<D>;
 }
 

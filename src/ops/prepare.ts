@@ -67,6 +67,7 @@ export async function prepareAttention(ctx: Context, calls: readonly AttentionCa
       lse: placeholder,
       weights: placeholder,
     });
+    if (p.path === 'empty') continue;
     if (p.path === 'heads') recordCore(rec, p.group, io(denseStrides(p.group.shape, layout)));
     else if (p.path === 'blocks') {
       const block = { ...shape, B: 1, Hq: 1, Hkv: 1, Lq: p.rows, Lk: p.keys };

@@ -379,7 +379,7 @@ export function attentionSizes(
   const [B, Hq, Lq, D] = q.shape;
   const [, Hkv, Lk] = k.shape;
   const Dv = v.shape[3];
-  if (k.shape[0] !== B || k.shape[3] !== D || Hq % Hkv !== 0) {
+  if (k.shape[0] !== B || k.shape[3] !== D || (Hkv === 0 ? Hq !== 0 : Hq % Hkv !== 0)) {
     throw new Error(`${what} k: shape ${fmt(k.shape)} does not fit q ${fmt(q.shape)}`);
   }
   if (v.shape[0] !== B || v.shape[1] !== Hkv || v.shape[2] !== Lk) {
