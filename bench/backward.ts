@@ -30,7 +30,7 @@ import {
 import type { F32 } from './impl/types';
 import type { PassProbe } from './probe';
 import { type BenchShape, checkShape, flops } from './shapes';
-import { median, timeCalls } from './timing';
+import { CHECK_TOL, median, timeCalls } from './timing';
 
 /** FlashAttention-2's count: the backward does 2.5x the forward's matmul FLOPs (5 matmuls to 2). */
 export const BACKWARD_FLOP_FACTOR = 2.5;
@@ -42,9 +42,6 @@ export function backwardFlops(s: BenchShape): number {
 
 /** The goal of issue 10: our fused backward takes at most this many times our forward. */
 export const BACKWARD_RATIO_GOAL = 3;
-
-/** Same tolerance as the forward section (bench/suite.ts). */
-const CHECK_TOL = 1e-3;
 
 export interface BackwardInputs {
   shape: BenchShape;

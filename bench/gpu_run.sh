@@ -5,7 +5,8 @@
 # Installs the Vulkan and GL loaders where the machine lacks them, unpacks Node and Dawn, points the loader
 # at NVIDIA's Vulkan driver where one is installed and no driver was chosen, and runs the Node
 # benchmark: every kernel variant checked against the reference first (exit 1 if one fails), then
-# roofs, tuning, shapes and the layer; results (.json, .md) go to the folder given.
+# roofs, tuning, shapes (with onnxruntime-web's WebGPU MultiHeadAttention beside ours) and the
+# layer; results (.json, .md) go to the folder given.
 set -eu
 out=${1:?usage: sh bench/gpu_run.sh OUT_DIR [bench options]}
 shift
@@ -20,6 +21,7 @@ fi
 xz -dc .gpu/node.xz >/tmp/webgpu-attention-node
 chmod +x /tmp/webgpu-attention-node
 xz -dc .gpu/dawn.node.xz >.gpu/node_modules/webgpu/dist/linux-x64/dawn.node
+xz -dc .gpu/ort-wasm.xz >.gpu/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.asyncify.wasm
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && [ -f "$icd" ]; then
   export VK_DRIVER_FILES="$icd"

@@ -12,7 +12,7 @@
 // groups of bench/shapes.ts plus prefill-4096, d128-2048, decode-gqa-32768; backward or
 // backward:NAME: the backward section of bench/backward.ts, ours fused and composed, also part of a
 // full run), --repeats N,
-// --row-budget-s N, --tune-budget-s N, --no-layer.
+// --row-budget-s N, --tune-budget-s N, --no-layer, --no-peers (no onnxruntime-web rows).
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createServer } from 'vite';

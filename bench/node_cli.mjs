@@ -20,7 +20,8 @@ groups of bench/shapes.ts plus prefill-4096, d128-2048, decode-gqa-32768; backwa
 backward:NAME: the backward section of bench/backward.ts, ours fused and composed; sparse or a
 case's name (window-256-L16384, blocks-10%-L4096, ...): the sparse section of bench/sparse.ts
 against the dense mask and full attention; both also part of a full run), --repeats N,
---row-budget-s N, --tune-budget-s N, --no-layer.`;
+--row-budget-s N, --tune-budget-s N, --no-layer, --no-peers (onnxruntime-web's WebGPU
+MultiHeadAttention, timed on each attention shape next to our forms unless this is given).`;
 
 /** Runs the benchmark with the process's arguments; resolves to the exit code. */
 export async function main(suite) {
@@ -33,6 +34,7 @@ export async function main(suite) {
       'row-budget-s': { type: 'string' },
       'tune-budget-s': { type: 'string' },
       'no-layer': { type: 'boolean', default: false },
+      'no-peers': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -55,6 +57,7 @@ export async function main(suite) {
     rowBudgetS: number('row-budget-s', args.quick ? 5 : 10),
     tuneBudgetMs: 1000 * number('tune-budget-s', args.quick ? 20 : 20),
     noLayer: args['no-layer'],
+    noPeers: args['no-peers'],
   };
 
   const progress = (message) => {

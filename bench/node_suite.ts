@@ -1,10 +1,10 @@
-// The benchmark in Node through Dawn (`npm run bench:node`, run by bench/node.mjs): no browser and
-// no peers, our own kernels on the adapter Dawn picks (a real GPU when there is one, see
-// src/node.ts). Steps: 1. every kernel form (ATTENTION_KERNELS) in each storage dtype checked
+// The benchmark in Node through Dawn (`npm run bench:node`, run by bench/node.mjs): no browser, our
+// own kernels on the adapter Dawn picks (a real GPU when there is one, see src/node.ts), and
+// onnxruntime-web's WebGPU MultiHeadAttention on the same adapter (bench/peers_node.ts). Steps: 1. every kernel form (ATTENTION_KERNELS) in each storage dtype checked
 // against the float64 reference on small shapes, and again on a device without shader-f16 and
 // subgroups where the adapter has them (the variants other adapters run); 2. the adapter's roofs (bench/roofs.ts);
 // 3. tuning (src/tune.ts) of the kernel form for each shape; 4. each attention shape timed in each
-// form, as GFLOP/s and as a fraction of the roof that bounds it; 5. the decode layer (a small
+// form, as GFLOP/s and as a fraction of the roof that bounds it, then the peers; 5. the decode layer (a small
 // transformer generating tokens), f32 and f16; 6. the backward section; 7. the sparse section
 // (bench/sparse.ts without peers: each pattern against its dense bool mask and full attention).
 
@@ -44,6 +44,7 @@ import {
   sparseCells,
   trainCells,
 } from './format';
+import { NodePeers, type PeerRow } from './peers_node';
 import { PassProbe } from './probe';
 import { attentionBytes, attentionFlops, measureRoofs, type Roofs, roofFraction } from './roofs';
 import {
@@ -72,6 +73,8 @@ export interface NodeBenchOptions {
   tuneBudgetMs: number;
   /** Skip the decode layer. */
   noLayer: boolean;
+  /** Skip the peers (onnxruntime-web) of the attention shapes. */
+  noPeers: boolean;
 }
 
 export const NODE_DEFAULTS: NodeBenchOptions = {
@@ -81,6 +84,7 @@ export const NODE_DEFAULTS: NodeBenchOptions = {
   rowBudgetS: 10,
   tuneBudgetMs: 20_000,
   noLayer: false,
+  noPeers: false,
 };
 
 /** Shapes a GPU needs to show the issue-12 targets (L >= 2048 at D 64 and 128, Lk >= 8192). */
@@ -164,6 +168,10 @@ export interface NodeBenchReport {
   tuning: TuneResult;
   shapes: BenchShape[];
   rows: NodeRow[];
+  /** Peers timed on the attention shapes (bench/peers_node.ts); absent with noPeers. */
+  peers?: PeerRow[];
+  /** Why no peer ran, when they could not be set up (e.g. onnxruntime-web missing). */
+  peerError?: string;
   layerModel: typeof LAYER_MODEL;
   layer: NodeLayerRow[];
   /** The backward section (ours fused and composed; no peers in Node), when selected. */
@@ -320,6 +328,8 @@ export async function runNodeBench(
       })
     : undefined;
   const probe = new PassProbe(ctx.device);
+  let peers: NodePeers | undefined;
+  let peerError: string | undefined;
   try {
     const a = ctx.adapterInfo;
     progress(`adapter: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ')}`);
@@ -396,8 +406,17 @@ export async function runNodeBench(
       progress,
     });
 
-    // 4. attention shapes
+    // 4. attention shapes, ours in every form, then the peers
+    if (!o.noPeers) {
+      try {
+        peers = await NodePeers.create(gpu, { repeats: o.repeats, rowBudgetS: o.rowBudgetS }, roofs);
+      } catch (e) {
+        peerError = message(e);
+        onRow(`peers: none (${peerError})`);
+      }
+    }
     const rows: NodeRow[] = [];
+    const peerRows: PeerRow[] = [];
     for (const [index, s] of shapes.entries()) {
       const random = seededRandom(1000 + index);
       const data = (n: number) => randomUniform(random, n);
@@ -454,6 +473,12 @@ export async function runNodeBench(
         }
         rows.push(row);
         onRow(nodeRowLine(row));
+      }
+      for (const peer of peers?.peers ?? []) {
+        progress(`${s.name}: ${peer.label}`);
+        const row = await peers!.time(peer, s, { shape: s, q: qd, k: kd, v: vd });
+        peerRows.push(row);
+        onRow(`peer: ${peerCells(row, rows).filter(Boolean).join(' | ')}`);
       }
     }
 
@@ -536,6 +561,7 @@ export async function runNodeBench(
       tuning,
       shapes,
       rows,
+      ...(o.noPeers ? {} : { peers: peerRows, peerError }),
       layerModel,
       layer,
       backwardShapes,
@@ -547,6 +573,7 @@ export async function runNodeBench(
       loadAverage: [loadAtStart, loadavg()[0]],
     };
   } finally {
+    peers?.dispose();
     probe.destroy();
     for (const c of forms.values()) c.destroy();
     reduced?.destroy();
@@ -601,6 +628,39 @@ export const nodeHeaderLine = () =>
   NODE_HEADER.map((c, i) => c.padEnd(WIDTHS[i]))
     .join(' ')
     .trimEnd();
+
+/** Columns of the peers' table. */
+export const PEER_HEADER = [
+  'shape',
+  'peer',
+  'runs',
+  'median ms',
+  'GFLOP/s',
+  'GB/s',
+  '% of roof',
+  'ours ms',
+  'ours x faster',
+  'note',
+];
+
+/** A peer's row, with our fastest form's wall time on the shape (`rows`) and how many times faster it is. */
+export function peerCells(r: PeerRow, rows: readonly NodeRow[]): string[] {
+  if (r.status !== 'ok') return [r.shape, r.peer, '', r.status, '', '', '', '', '', r.note ?? ''];
+  const ours = rows.filter((x) => x.shape === r.shape && x.status === 'ok').map((x) => x.medianMs!);
+  const best = ours.length ? Math.min(...ours) : undefined;
+  return [
+    r.shape,
+    r.peer,
+    String(r.runs),
+    fixed(r.medianMs),
+    fixed(r.gflops),
+    fixed(r.gbps),
+    r.roofFraction === undefined ? '' : `${(100 * r.roofFraction).toFixed(1)}%`,
+    fixed(best),
+    best === undefined ? '' : `${fixed(r.medianMs! / best)}x`,
+    r.note ?? '',
+  ];
+}
 
 /** The issue-12 targets this run can speak to (on a GPU; reported on any adapter). */
 export function nodeTargets(report: NodeBenchReport): { target: string; value?: number; goal: number }[] {
@@ -691,6 +751,23 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
       report.rows.map((r) => nodeRowCells(r).map((c) => c.replaceAll('|', '/'))),
     ),
     '',
+    ...(report.peers
+      ? [
+          '## Peers on the same adapter',
+          '',
+          "onnxruntime-web's WebGPU MultiHeadAttention (bench/impl/ort.ts), with and without the adapter's subgroups, " +
+            'checked against the float64 reference on a small shape of the same kind first, then timed by the wall ' +
+            'clock until its device is idle (it exposes no GPU time). "ours ms": our fastest form\'s median wall ms ' +
+            '(the table above); "ours x faster": the peer\'s ms over ours.' +
+            (report.peerError ? ` No peer ran: ${report.peerError}.` : ''),
+          '',
+          table(
+            PEER_HEADER,
+            report.peers.map((r) => peerCells(r, report.rows).map((c) => c.replaceAll('|', '/'))),
+          ),
+          '',
+        ]
+      : []),
     '## Tuning',
     '',
     table(

@@ -34,7 +34,7 @@ import {
 } from './shapes';
 import { type SparsePeers, type SparseRow, timeSparse } from './sparse';
 import { type Target, targets } from './targets';
-import { median, timeCalls } from './timing';
+import { CHECK_TOL, checkError, median, timeCalls } from './timing';
 
 export interface BenchOptions {
   /** Comma list of shape names or groups; '' or 'all' for every shape. */
@@ -78,10 +78,6 @@ export const IMPL_IDS = [
   'naive',
   'ort-wasm',
 ] as const;
-
-/** A check passes when |out - ref| <= TOL + TOL·|ref| everywhere: looser than the library's own
- * tests (1e-4) so that peers with a different summation order pass, far tighter than a wrong result. */
-const CHECK_TOL = 1e-3;
 
 export type Status = 'ok' | 'wrong' | 'skipped' | 'n/a' | 'error';
 
@@ -209,17 +205,6 @@ function makeInputs(shape: BenchShape, seed: number): BenchInputs {
     k: randomArray(seed + 1, B * Hkv * Lk * D),
     v: randomArray(seed + 2, B * Hkv * Lk * D),
   };
-}
-
-/** Largest |a - e| / (1 + |e|), or Infinity on a length mismatch or a non-finite output. */
-function checkError(actual: Float32Array, expected: Float64Array): number {
-  if (actual.length !== expected.length) return Number.POSITIVE_INFINITY;
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const err = Math.abs(actual[i] - expected[i]) / (1 + Math.abs(expected[i]));
-    if (!(err <= worst)) worst = Number.isNaN(err) ? Number.POSITIVE_INFINITY : err;
-  }
-  return worst;
 }
 
 function errorMessage(e: unknown): string {

@@ -1,4 +1,5 @@
-// Timing a benchmark call: warm-up calls, then repeated timed calls, shared by every section.
+// Timing a benchmark call: warm-up calls, then repeated timed calls, shared by every section; and
+// the check of an implementation's output against the float64 reference before it is timed.
 
 /** What a timed call reports: when the GPU finished it, and its GPU time where measured. */
 export interface TimedCall {
@@ -38,4 +39,21 @@ export async function timeCalls<T extends TimedCall>(
     if (last?.gpuMs !== undefined) gpu.push(last.gpuMs);
   }
   return { samples, gpu, runs, last };
+}
+
+/**
+ * A check passes when |out - ref| <= TOL + TOL·|ref| everywhere: looser than the library's own
+ * tests (1e-4) so that peers with a different summation order pass, far tighter than a wrong result.
+ */
+export const CHECK_TOL = 1e-3;
+
+/** Largest |a - e| / (1 + |e|), or Infinity on a length mismatch or a non-finite output. */
+export function checkError(actual: Float32Array, expected: Float64Array): number {
+  if (actual.length !== expected.length) return Number.POSITIVE_INFINITY;
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const err = Math.abs(actual[i] - expected[i]) / (1 + Math.abs(expected[i]));
+    if (!(err <= worst)) worst = Number.isNaN(err) ? Number.POSITIVE_INFINITY : err;
+  }
+  return worst;
 }

@@ -1,7 +1,8 @@
 // Packs the Node benchmark for a machine that has a GPU but no Node and no network (a lent
 // machine, see DESIGN.md): writes .gpu/ (git-ignored) with the benchmark bundled into one file by
 // Vite (the library's sources and WGSL included), the `webgpu` package's entry with Dawn for
-// linux-x64 (xz), this Node binary (xz), the Vulkan loader's .deb and the sources' commit.
+// linux-x64 (xz), onnxruntime-web's WebGPU build with its wasm (xz; the peer), this Node binary
+// (xz), the Vulkan loader's .deb and the sources' commit.
 // bench/gpu_run.sh runs it there. Usage: node scripts/gpu-pack.mjs
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -33,8 +34,9 @@ await build({
     minify: false,
     rollupOptions: { output: { format: 'es', entryFileNames: 'bench-node.mjs' } },
   },
-  // everything inlined but Dawn, which gpu_run.sh unpacks beside it
-  ssr: { noExternal: true, external: ['webgpu'] },
+  // everything inlined but Dawn and onnxruntime-web (which loads its wasm from beside itself),
+  // which gpu_run.sh unpacks beside it
+  ssr: { noExternal: true, external: ['webgpu', 'onnxruntime-web/webgpu'] },
 });
 
 console.log('webgpu (Dawn, linux-x64)');
@@ -43,6 +45,15 @@ const dest = join(out, 'node_modules', 'webgpu');
 mkdirSync(join(dest, 'dist', 'linux-x64'), { recursive: true });
 for (const f of ['package.json', 'index.js']) copyFileSync(join(webgpu, f), join(dest, f));
 xz(join(webgpu, 'dist', 'linux-x64', 'dawn.node'), join(out, 'dawn.node.xz'));
+
+console.log('onnxruntime-web (WebGPU build, asyncify wasm)');
+const ort = join(root, 'node_modules', 'onnxruntime-web');
+const ortDest = join(out, 'node_modules', 'onnxruntime-web');
+mkdirSync(join(ortDest, 'dist'), { recursive: true });
+for (const f of ['package.json', 'dist/ort.webgpu.bundle.min.mjs', 'dist/ort-wasm-simd-threaded.asyncify.mjs']) {
+  copyFileSync(join(ort, f), join(ortDest, f));
+}
+xz(join(ort, 'dist', 'ort-wasm-simd-threaded.asyncify.wasm'), join(out, 'ort-wasm.xz'));
 
 console.log(`node ${process.version}`);
 xz(process.execPath, join(out, 'node.xz'));

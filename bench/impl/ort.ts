@@ -19,15 +19,53 @@ type OrtTensor = InstanceType<Ort['Tensor']>;
 
 let ortModule: Promise<Ort> | undefined;
 
-/** onnxruntime-web's WebGPU build, its .wasm served from node_modules by the Vite server. */
+/**
+ * onnxruntime-web's WebGPU build: in a page, its .wasm served from node_modules by the Vite server;
+ * in Node (bench:node, on Dawn), read from beside the module.
+ */
 function loadOrt(): Promise<Ort> {
   ortModule ??= import('onnxruntime-web/webgpu').then((ort) => {
-    ort.env.wasm.wasmPaths = new URL('/node_modules/onnxruntime-web/dist/', location.href).href;
+    if (typeof location !== 'undefined') {
+      ort.env.wasm.wasmPaths = new URL('/node_modules/onnxruntime-web/dist/', location.href).href;
+    }
     ort.env.wasm.numThreads = 1;
     ort.env.logLevel = 'error';
     return ort;
   });
   return ortModule;
+}
+
+/**
+ * In Node (Dawn): onnxruntime-web looks for `navigator.gpu` before it takes the device it is
+ * given, and writes its uploads from the wasm heap, a SharedArrayBuffer, which Dawn's
+ * queue.writeBuffer refuses ("Invalid argument"; browsers take it). `gpu` becomes
+ * `navigator.gpu` where there is none, and such views are copied to an ArrayBuffer before the
+ * write (patched once, on the queue's prototype; other writes go through unchanged).
+ */
+export function ortInNode(gpu: GPU, device: GPUDevice): void {
+  if (!(globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu) {
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true });
+  }
+  const queue = Object.getPrototypeOf(device.queue) as GPUQueue & { sharedWrites?: true };
+  if (queue.sharedWrites) return;
+  queue.sharedWrites = true;
+  const write = queue.writeBuffer;
+  queue.writeBuffer = function (
+    this: GPUQueue,
+    buffer: GPUBuffer,
+    offset: number,
+    data: GPUAllowSharedBufferSource,
+    dataOffset = 0,
+    size?: number,
+  ) {
+    if (ArrayBuffer.isView(data) && data.buffer instanceof SharedArrayBuffer) {
+      const bpe = 'BYTES_PER_ELEMENT' in data ? (data.BYTES_PER_ELEMENT as number) : 1;
+      const count = size ?? data.byteLength / bpe - dataOffset;
+      const bytes = new Uint8Array(data.buffer, data.byteOffset + dataOffset * bpe, count * bpe).slice();
+      return write.call(this, buffer, offset, bytes, 0, bytes.byteLength);
+    }
+    return write.call(this, buffer, offset, data, dataOffset, size);
+  };
 }
 
 /** A device on `adapter` with its maximum limits and its features, less those containing `drop`. */
