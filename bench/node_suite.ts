@@ -6,7 +6,7 @@
 // 3. tuning (src/tune.ts) of the kernel form for each shape; 4. each attention shape timed in each
 // form, as GFLOP/s and as a fraction of the roof that bounds it, then the peers; 5. the decode layer (a small
 // transformer generating tokens), f32 and f16; 6. the backward section; 7. the sparse section
-// (bench/sparse.ts without peers: each pattern against its dense bool mask and full attention).
+// (bench/sparse.ts: each pattern against its dense bool mask, full attention and the peers).
 
 import { loadavg } from 'node:os';
 import {
@@ -179,7 +179,7 @@ export interface NodeBenchReport {
   backward?: BackwardRow[];
   train?: TrainRow[];
   trainModel?: typeof TRAIN_MODEL;
-  /** The sparse section (no peers in Node), when selected. */
+  /** The sparse section (with onnxruntime-web unless noPeers), when selected. */
   sparse?: SparseRow[];
   seconds: number;
   /** The machine's 1-minute load average at the start and the end (CPU adapters share the cores). */
@@ -538,11 +538,16 @@ export async function runNodeBench(
       );
     }
 
-    // 7. sparse section (bench/sparse.ts): windows, block masks, documents; no peers in Node
+    // 7. sparse section (bench/sparse.ts): windows, block masks, documents
     const sparse: SparseRow[] = [];
     for (const c of selectSparse(o)) {
       progress(`sparse: ${c.name}`);
-      const row = await timeSparse(ctx, c, { repeats: o.repeats, warmup: 1, rowBudgetS: o.rowBudgetS });
+      const row = await timeSparse(
+        ctx,
+        c,
+        { repeats: o.repeats, warmup: 1, rowBudgetS: o.rowBudgetS },
+        peers?.sparse,
+      );
       sparse.push(row);
       onRow(`sparse: ${sparseCells(row).filter(Boolean).join(' | ')}`);
     }
@@ -856,15 +861,19 @@ export function nodeMarkdown(report: NodeBenchReport, sources: string): string {
     );
   }
   if (report.sparse?.length) {
-    // no peers in Node: the columns 'peer ms' and 'x peer' are left out
-    const withoutPeer = (_: string, i: number) => !SPARSE_HEADER[i].includes('peer');
+    // without peers (--no-peers), the columns 'peer ms' and 'x peer' are left out
+    const ran = report.sparse.some((r) => r.peerStatus !== undefined);
+    const withoutPeer = (_: string, i: number) => ran || !SPARSE_HEADER[i].includes('peer');
     lines.push(
       '',
       '## Sparse',
       '',
       'q, k, v [1, H, L, 64] f32 (bench/sparse.ts), wall ms per call: each pattern against the same call with a dense ' +
         'bool mask [L, L] (not at L = 16384) and full attention (causal for causal patterns, unmasked for block masks); ' +
-        'no peers in Node. Issue-11 goals: a 10%-density block mask >= 5x its dense mask; window 256 at L = 16384 >= 10x full causal.',
+        (ran
+          ? "peer: onnxruntime-web's fastest that can express the pattern (the note names it). "
+          : 'no peers (--no-peers). ') +
+        'Issue-11 goals: a 10%-density block mask >= 5x its dense mask; window 256 at L = 16384 >= 10x full causal.',
       '',
       table(
         SPARSE_HEADER.filter(withoutPeer),

@@ -5,10 +5,11 @@
 // exposes no GPU time), like our forms' "median ms".
 import { randomUniform, seededRandom } from '../src';
 import { attentionCpu } from '../src/reference';
-import { deviceWithout, ortInNode, ortWebgpu } from './impl/ort';
+import { deviceWithout, ortGqaWebgpu, ortInNode, ortWebgpu } from './impl/ort';
 import type { BenchInputs, Impl } from './impl/types';
 import { attentionBytes, attentionFlops, type Roofs, roofFraction } from './roofs';
 import { type BenchShape, checkKey, checkShape } from './shapes';
+import type { SparsePeers } from './sparse';
 import { CHECK_TOL, checkError, median, timeCalls } from './timing';
 
 export interface PeerRow {
@@ -47,6 +48,11 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).spl
  */
 export class NodePeers {
   readonly peers: Impl[] = [];
+  /**
+   * The sparse section's peers (bench/sparse.ts), on the device without subgroups as the page
+   * runs them: MultiHeadAttention with the pattern as attention_bias, GroupQueryAttention's window.
+   */
+  sparse: SparsePeers = {};
   /** WebGPU errors the peers' devices raised, in order. */
   private readonly errors: string[] = [];
   /** Checks by peer and kind of shape (prefill lengths share one). */
@@ -80,7 +86,10 @@ export class NodePeers {
       peers.peers.push(ortWebgpu(await device(undefined, 'ort-subgroups'), 'ort-subgroups', label));
     }
     const label = subgroups ? 'onnxruntime-web WebGPU, subgroups off' : 'onnxruntime-web WebGPU';
-    peers.peers.push(ortWebgpu(await device('subgroup', 'ort'), 'ort', label));
+    const plain = await device('subgroup', 'ort');
+    const ort = ortWebgpu(plain, 'ort', label);
+    peers.peers.push(ort);
+    peers.sparse = { bias: ort, window: ortGqaWebgpu(plain, 'ort-gqa', label) };
     return peers;
   }
 
