@@ -41,7 +41,7 @@ fn dOChunks(at: u32, c: u32, rows: u32) -> mat4x4<f32> {
 }
 
 // P of keys j0 .. j0 + 3 (components) for row i with raw scores s and the row's lse.
-fn keyProbabilities(s: vec4<f32>, lse: f32, b: u32, h: u32, i: u32, j0: u32, inUse: i32) -> vec4<f32> {
+fn keyProbabilities(s: vec4<f32>, lse: f32, b: u32, h: u32, i: u32, j0: u32, inUse: vec2<i32>) -> vec4<f32> {
   let r = keyRange(inUse, i);
   return vec4<f32>(
     probability(keyScore(s.x, b, h, i, j0, r), lse),

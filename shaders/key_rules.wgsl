@@ -14,7 +14,8 @@
 // Per-call rule data, u32 words: ALiBi slopes and sinks (f32 bits, one per query head of the full
 // problem; slopes per batch item too when alibi_b = Hq) from alibi_at and sinks_at, cumulative document starts (cuSeqlensQ, then cuSeqlensK,
 // docs + 1 words each) from docs_q_at and docs_k_at, the keys in use (sequsedK, one per batch item
-// or document; lk_full is the full problem's Lk) from used_at, block-mask states from bm_at (blockState).
+// or document; lk_full is the full problem's Lk) from used_at, the first key in use per batch item
+// (cacheLeftpad) from leftpad_at, block-mask states from bm_at (blockState).
 // modData from mod_at: per entry, the offset of its data from mod_at and its length, then the data
 // (f32 or i32 bits). RULE_NONE marks an absent part.
 @group(0) @binding(RULES_BINDING) var<storage, read> rules: array<u32>;
@@ -42,32 +43,36 @@ fn causalEnd(i: u32) -> u32 {
   return u32(clamp(i32(i) + p.shift + 1, 0, i32(p.Lk)));
 }
 
-// Keys [lo, hi) that causal, the window, the row's document and the keys in use (sequsedK) allow
-// row i of a batch item that uses `inUse` keys (keysInUse) (empty: lo == hi); `shift` is the row's bottom-right offset (its
-// document's, with documents; from the keys in use, with sequsedK), so that key j lies
-// i + shift - j below the row's diagonal.
+// Keys [lo, hi) that causal, the window, the row's document and the keys in use (sequsedK,
+// cacheLeftpad) allow row i of a batch item that uses keys [inUse.x, inUse.y) (keysInUse) (empty:
+// lo == hi); `shift` is the row's bottom-right offset (its document's, with documents; from the
+// keys in use, with sequsedK), so that key j lies i + shift - j below the row's diagonal.
 struct KeyRange {
   lo: u32,
   hi: u32,
   shift: i32,
 }
 
-// The keys batch item b uses (sequsedK[b], in key positions of the full problem): lk_full without
-// sequsedK, and with documents (keyRange reads their counts per document). Kernels read it once,
-// at their start, for keyRange and blockKeys: read inside those (in key loops), it made SwiftShader
-// compile the backward's kernels four times slower.
-fn keysInUse(b: u32) -> i32 {
-  if (p.docs != 0u || p.used_at == RULE_NONE) {
-    return i32(p.lk_full);
+// The keys batch item b uses, [x, y) in key positions of the full problem: from cacheLeftpad[b]
+// (0 without) to sequsedK[b] (lk_full without it, and with documents: keyRange reads their counts
+// per document). Kernels read it once, at their start, for keyRange and blockKeys: read inside
+// those (in key loops), it made SwiftShader compile the backward's kernels four times slower.
+fn keysInUse(b: u32) -> vec2<i32> {
+  var first = 0u;
+  if (p.leftpad_at != RULE_NONE) {
+    first = min(rules[p.leftpad_at + b + p.b0], p.lk_full);
   }
-  return i32(min(rules[p.used_at + b + p.b0], p.lk_full));
+  if (p.docs != 0u || p.used_at == RULE_NONE) {
+    return vec2<i32>(i32(first), i32(p.lk_full));
+  }
+  return vec2<i32>(i32(first), i32(min(rules[p.used_at + b + p.b0], p.lk_full)));
 }
 
-fn keyRange(inUse: i32, i: u32) -> KeyRange {
+fn keyRange(inUse: vec2<i32>, i: u32) -> KeyRange {
   // the batch item's diagonal ends at its last key in use
-  var shift = p.shift + inUse - i32(p.lk_full);
-  var lo = 0;
-  var hi = inUse - i32(p.j0);
+  var shift = p.shift + inUse.y - i32(p.lk_full);
+  var lo = inUse.x - i32(p.j0);
+  var hi = inUse.y - i32(p.j0);
   if (p.docs != 0u) {
     // the document d with cuQ[d] <= row < cuQ[d + 1] (the last start <= row skips empty ones)
     let gi = i + p.i0;
@@ -106,7 +111,7 @@ fn keyRange(inUse: i32, i: u32) -> KeyRange {
 
 // Keys of rows [ia, ib] as far as keyRange goes: x, y = the keys some row may attend ([x, y), the
 // bounds of a block's key loop); z, w = the keys every row may attend ([z, w), maybe empty).
-fn blockKeys(inUse: i32, ia: u32, ib: u32) -> vec4<u32> {
+fn blockKeys(inUse: vec2<i32>, ia: u32, ib: u32) -> vec4<u32> {
   var lo = p.Lk;
   var hi = 0u;
   var loAll = 0u;

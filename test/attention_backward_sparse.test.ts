@@ -110,6 +110,14 @@ const cases: [string, SparseCase][] = [
     },
   ],
   [
+    'keys in use per batch item: sequsedK and cacheLeftpad (one item all padding), causal, ALiBi',
+    {
+      shape: { ...base, B: 3, Lq: 4, Lk: 11 },
+      gpu: { sequsedK: [11, 9, 6], cacheLeftpad: [2, 9, 0], causal: true, alibiSlopes: [0.5, 0.25] },
+      cpu: { sequsedK: [11, 9, 6], cacheLeftpad: [2, 9, 0], causal: true, alibiSlopes: [0.5, 0.25] },
+    },
+  ],
+  [
     'packed documents, causal inside each',
     {
       shape: base,

@@ -162,10 +162,17 @@ const config = (path: Path) =>
       }),
       { nil: undefined },
     ),
-    // keys in use per batch item (or document), as fractions of its keys; as an IntTensor or not
+    // keys in use per batch item (or document), as fractions of its keys, and without documents
+    // the left padding per batch item (cacheLeftpad), as fractions of Lk; as IntTensors or not
     sequsedK: fc.option(
       fc.record({
         used: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 4, maxLength: 4 }),
+        leftpad: fc.option(
+          fc.array(fc.double({ min: 0, max: 0.8, noNaN: true }), { minLength: 4, maxLength: 4 }),
+          {
+            nil: undefined,
+          },
+        ),
         onGpu: fc.boolean(),
       }),
       { nil: undefined, freq: 3 },
@@ -234,6 +241,9 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
   // per batch item, or per document (of its keys)
   const lengths = docs ? docs.k.slice(1).map((end, d) => end - docs.k[d]!) : Array<number>(B).fill(Lk);
   const used = r.sequsedK && lengths.map((n, e) => Math.round(r.sequsedK!.used[e % 4]! * n));
+  const pads = r.sequsedK?.leftpad;
+  const leftpad =
+    !docs && pads ? Array.from({ length: B }, (_, b) => Math.round(pads[b % 4]! * Lk)) : undefined;
   const scoreMod = SCORE_MODS[r.scoreMod];
   const maskMod = MASK_MODS[r.maskMod];
   // a block mask of the maskMod (with causal and window where no documents move their diagonal)
@@ -259,6 +269,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
     cuSeqlensQ: docs?.q,
     cuSeqlensK: docs?.k,
     sequsedK: used,
+    cacheLeftpad: leftpad,
     scoreMod: scoreMod?.cpu,
     scoreModGrad: scoreMod?.cpuGrad,
     maskMod: maskMod?.cpu,
@@ -326,6 +337,7 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
       cuSeqlensQ: uploaded(docs?.q, r.documents?.onGpu),
       cuSeqlensK: uploaded(docs?.k, r.documents?.onGpu),
       sequsedK: uploaded(used, r.sequsedK?.onGpu),
+      cacheLeftpad: uploaded(leftpad, r.sequsedK?.onGpu),
       scoreMod: scoreMod?.gpu,
       maskMod: maskMod?.gpu,
       modData: scoreMod?.data || maskMod?.data ? modData({ ...scoreMod?.data, ...maskMod?.data }) : undefined,

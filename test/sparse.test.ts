@@ -56,7 +56,7 @@ interface SparseCase extends Case {
   docsOnGpu?: boolean;
   /** gpu's modData uploaded: Int32Arrays as IntTensors, the others as 'f32' tensors */
   modOnGpu?: boolean;
-  /** gpu's sequsedK uploaded as an IntTensor */
+  /** gpu's sequsedK and cacheLeftpad uploaded as IntTensors */
   usedOnGpu?: boolean;
 }
 
@@ -111,6 +111,7 @@ async function checkSparse(ctx: Context, fn: AttentionFn, c: SparseCase): Promis
       cuSeqlensK: asInts(gpu.cuSeqlensK, c.docsOnGpu),
       modData: modData(gpu.modData),
       sequsedK: asInts(sequsedK, c.usedOnGpu),
+      cacheLeftpad: asInts(gpu.cacheLeftpad, c.usedOnGpu),
       returnLse: true,
     };
     const plan = planAttention(q, k, v, options);
@@ -270,6 +271,32 @@ function cases(Lq: number, Lk: number): [string, SparseCase][] {
         usedOnGpu: true,
         mask: { kind: 'additive', shape: [2, 1, Lq, Lk] },
         gpu: { sequsedK: [Math.ceil(Lk / 3), Lk - 1], sinks: [0.5, -1, 0, 1] },
+      },
+    ],
+    [
+      'cacheLeftpad: left-padded batch items (one all padding) with sequsedK, causal, window, ALiBi',
+      {
+        ...s,
+        B: 3,
+        causal: true,
+        gpu: {
+          cacheLeftpad: [3, Lk, Math.floor(Lk / 2)],
+          sequsedK: [Lk, Lk, Lk - 1],
+          window: [Math.max(4, Lk - 12), 0],
+          alibiSlopes: [0.25, 0.125],
+        },
+      },
+    ],
+    [
+      'cacheLeftpad (an IntTensor) with sinks, a bool mask, GQA, no causal',
+      {
+        ...s,
+        B: 2,
+        Hq: 4,
+        Hkv: 2,
+        usedOnGpu: true,
+        mask: { kind: 'bool', shape: [2, 1, 1, Lk] },
+        gpu: { cacheLeftpad: [Lk - 2, 1], sinks: [0.5, -1, 0, 1] },
       },
     ],
     [
@@ -706,7 +733,19 @@ describe('errors', () => {
     await expect(fails({ sequsedK: lengths })).rejects.toThrow(
       'attention: options.sequsedK must be an IntTensor of shape [1], received [2]',
     );
+    await expect(fails({ cacheLeftpad: lengths })).rejects.toThrow(
+      'attention: options.cacheLeftpad must be an IntTensor of shape [1], received [2]',
+    );
     lengths.destroy();
+    await expect(fails({ cacheLeftpad: [-1] })).rejects.toThrow(
+      'attention: options.cacheLeftpad[0] must be an integer in [0, 3] (the keys, Lk), received -1',
+    );
+    await expect(fails({ cacheLeftpad: 2 as unknown as number[] })).rejects.toThrow(
+      'attention: options.cacheLeftpad must be an array of 1 (B) key counts or an IntTensor, received 2',
+    );
+    await expect(fails({ cuSeqlensQ: [0, 3], cuSeqlensK: [0, 3], cacheLeftpad: [1] })).rejects.toThrow(
+      'attention: options.cacheLeftpad is per batch item, not with packed documents (cuSeqlensQ / cuSeqlensK say where their keys begin), received both',
+    );
     await expect(fails({ cuSeqlensQ: [0, 2], cuSeqlensK: [0, 3] })).rejects.toThrow(
       'attention: options.cuSeqlensQ must start with 0 and end with 3 (Lq), with at least 2 entries, received [0, 2]',
     );

@@ -256,6 +256,7 @@ export function recordRuleData(
     [rules.docsQAt, options.cuSeqlensQ, false],
     [rules.docsKAt, options.cuSeqlensK, false],
     [rules.usedAt, options.sequsedK, false],
+    [rules.leftpadAt, options.cacheLeftpad, false],
     [rules.blockMaskAt, options.blockMask?.states, true],
   ];
   const { words } = rules;

@@ -100,6 +100,15 @@ export interface AttentionOptions {
    */
   sequsedK?: ArrayLike<number> | IntTensor;
   /**
+   * Left padding per batch item, [B] (FlashAttention's `cache_leftpad`): batch item b attends no
+   * key j < cacheLeftpad[b], e.g. the pads before a shorter prompt in a KV cache that holds a
+   * left-padded batch, so that every item appends at the same position. Positions are unchanged:
+   * causal, window and ALiBi measure from the same diagonal as without it. Integers in [0, Lk]; or
+   * an {@link IntTensor} (contents unchecked). The forward kernels skip the padding. Not with
+   * packed documents (their starts say where each document's keys begin).
+   */
+  cacheLeftpad?: ArrayLike<number> | IntTensor;
+  /**
    * Attention sinks [Hq] (an array or an f32 tensor): one extra logit per head in the softmax
    * denominator, with no value (gpt-oss; zeros = smooth softmax). lse includes it; a row with no
    * allowed key gives zeros and lse = sink.
@@ -162,6 +171,7 @@ export type ScoringOptionKey =
   | 'cuSeqlensQ'
   | 'cuSeqlensK'
   | 'sequsedK'
+  | 'cacheLeftpad'
   | 'sinks'
   | 'blockMask';
 /** @internal every ScoringOptionKey, for the option checks */
@@ -175,6 +185,7 @@ export const SCORING_OPTION_KEYS: readonly ScoringOptionKey[] = [
   'cuSeqlensQ',
   'cuSeqlensK',
   'sequsedK',
+  'cacheLeftpad',
   'sinks',
   'blockMask',
 ];
@@ -249,6 +260,8 @@ export interface ScoringRules {
   /** Keys in use per batch item or document (sequsedK), and the full problem's Lk. */
   usedAt: number;
   keysFull: number;
+  /** The first key in use per batch item (cacheLeftpad). */
+  leftpadAt: number;
   /** Block-mask states: where, the states' [B, H, nq, nk] and the tile sizes [rows, keys]. */
   blockMaskAt: number;
   blockMaskShape: [number, number, number, number];
@@ -812,6 +825,7 @@ export function noKeysCall(
       cuSeqlensQ: undefined,
       cuSeqlensK: undefined,
       sequsedK: new Array<number>(shape.B).fill(0),
+      cacheLeftpad: undefined,
       returnWeights: false,
     },
   };
@@ -895,6 +909,7 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
   const docsKAt = docs ? take(docs + 1) : RULE_NONE;
   const used = options.sequsedK;
   const usedAt = used ? take(used instanceof IntTensor ? used.size : used.length) : RULE_NONE;
+  const leftpadAt = options.cacheLeftpad !== undefined ? take(shape.B) : RULE_NONE;
   const bm = options.blockMask;
   const blockMaskAt = bm ? take(bm.states.size) : RULE_NONE;
   const modWords = modDataLength(options.modData);
@@ -914,6 +929,7 @@ export function scoringRules(options: AttentionOptions, shape: AttentionShape): 
     docsKAt,
     usedAt,
     keysFull: shape.Lk,
+    leftpadAt,
     scoreMod: options.scoreMod,
     maskMod: options.maskMod,
     modAt,
@@ -1202,6 +1218,14 @@ function checkScoringOptions(q: Tensor, options: AttentionOptions, s: AttentionS
     }
   }
   if (options.sequsedK !== undefined) checkSequsedK(q, options.sequsedK, s, cuSeqlensK);
+  if (options.cacheLeftpad !== undefined) {
+    if (cuSeqlensK !== undefined) {
+      throw new Error(
+        'attention: options.cacheLeftpad is per batch item, not with packed documents (cuSeqlensQ / cuSeqlensK say where their keys begin), received both',
+      );
+    }
+    checkKeyCounts(q, 'cacheLeftpad', options.cacheLeftpad, s.B, () => s.Lk, `${s.B} (B)`, 'keys, Lk');
+  }
 }
 
 /**
@@ -1215,32 +1239,51 @@ function checkSequsedK(
   cuSeqlensK: ArrayLike<number> | IntTensor | undefined,
 ): void {
   const docs = cuSeqlensK && (cuSeqlensK instanceof IntTensor ? cuSeqlensK.size : cuSeqlensK.length) - 1;
-  const n = docs ?? s.B;
-  const what = docs === undefined ? `${s.B} (B)` : `${docs} (one per document)`;
+  const starts = cuSeqlensK instanceof IntTensor ? undefined : cuSeqlensK;
+  checkKeyCounts(
+    q,
+    'sequsedK',
+    x,
+    docs ?? s.B,
+    (e) => (starts ? Number(starts[e + 1]) - Number(starts[e]) : s.Lk),
+    docs === undefined ? `${s.B} (B)` : `${docs} (one per document)`,
+    docs === undefined ? 'keys, Lk' : "document's keys",
+  );
+}
+
+/**
+ * Option `name`: `n` key counts (`what`: n, said in messages), element e an integer in
+ * [0, most(e)] (`of`: what the most is); or an IntTensor [n] (contents unchecked).
+ */
+function checkKeyCounts(
+  q: Tensor,
+  name: string,
+  x: unknown,
+  n: number,
+  most: (e: number) => number,
+  what: string,
+  of: string,
+): void {
   if (x instanceof IntTensor) {
-    x.assertUsable('attention: sequsedK', q.ctx);
+    x.assertUsable(`attention: ${name}`, q.ctx);
     if (x.rank !== 1 || x.size !== n) {
-      throw new Error(
-        `attention: options.sequsedK must be an IntTensor of shape [${n}], received ${fmt(x.shape)}`,
-      );
+      throw new Error(`attention: options.${name} must be an IntTensor of shape [${n}], received ${fmt(x.shape)}`);
     }
     return;
   }
   if (!isArrayLike(x)) {
     throw new Error(
-      `attention: options.sequsedK must be an array of ${what} key counts or an IntTensor, received ${describe(x)}`,
+      `attention: options.${name} must be an array of ${what} key counts or an IntTensor, received ${describe(x)}`,
     );
   }
   if (x.length !== n) {
-    throw new Error(`attention: options.sequsedK must have length ${what}, received length ${x.length}`);
+    throw new Error(`attention: options.${name} must have length ${what}, received length ${x.length}`);
   }
-  const starts = cuSeqlensK instanceof IntTensor ? undefined : cuSeqlensK;
   for (let e = 0; e < n; e++) {
-    const most = starts ? Number(starts[e + 1]) - Number(starts[e]) : s.Lk;
     const v = x[e];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > most) {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > most(e)) {
       throw new Error(
-        `attention: options.sequsedK[${e}] must be an integer in [0, ${most}] (the ${docs === undefined ? 'keys, Lk' : "document's keys"}), received ${String(v)}`,
+        `attention: options.${name}[${e}] must be an integer in [0, ${most(e)}] (the ${of}), received ${String(v)}`,
       );
     }
   }

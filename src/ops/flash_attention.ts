@@ -149,6 +149,7 @@ export function scoringUniforms(plan: CorePlan, io: AttentionBuffers): Record<st
     docs_k_at: r.docsKAt,
     used_at: r.usedAt,
     lk_full: r.keysFull,
+    leftpad_at: r.leftpadAt,
     score_mod: r.scoreMod ? 1 : 0,
     mask_mod: r.maskMod ? 1 : 0,
     mod_at: r.modAt,

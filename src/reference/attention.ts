@@ -71,6 +71,11 @@ export interface AttentionCpuOptions {
    */
   sequsedK?: ArrayLike<number>;
   /**
+   * Left padding per batch item [B] (FlashAttention's `cache_leftpad`): batch item b attends no key
+   * j < cacheLeftpad[b]. Positions (causal, window, ALiBi) are unchanged. Not with documents.
+   */
+  cacheLeftpad?: ArrayLike<number>;
+  /**
    * Attention sinks [Hq] (gpt-oss; all zeros = onnxruntime's smooth softmax): an extra logit per head
    * in the softmax denominator that carries no value. lse includes it; a row with no allowed key
    * gives zeros and lse = sinks[h]; the returned weights exclude the sink (rows sum to < 1).
@@ -195,18 +200,29 @@ function checkSequsedK(
   B: number,
   Lk: number,
 ): number[] {
-  const used = Array.from(x);
-  const n = ck ? ck.length - 1 : B;
-  if (used.length !== n) {
-    throw new Error(`${what}: sequsedK must have length ${n}, received length ${used.length}`);
+  if (!ck) return checkCounts(what, 'sequsedK', x, B, Lk);
+  return checkCounts(what, 'sequsedK', x, ck.length - 1, (e) => ck[e + 1]! - ck[e]!);
+}
+
+/** `name`: `n` integers, each in [0, most] (a number, or one per element). */
+function checkCounts(
+  what: string,
+  name: string,
+  x: ArrayLike<unknown>,
+  n: number,
+  most: number | ((e: number) => number),
+): number[] {
+  const counts = Array.from(x);
+  if (counts.length !== n) {
+    throw new Error(`${what}: ${name} must have length ${n}, received length ${counts.length}`);
   }
-  used.forEach((u, e) => {
-    const most = ck ? ck[e + 1]! - ck[e]! : Lk;
-    if (typeof u !== 'number' || !Number.isInteger(u) || u < 0 || u > most) {
-      throw new Error(`${what}: sequsedK[${e}] must be an integer in [0, ${most}], received ${String(u)}`);
+  counts.forEach((u, e) => {
+    const top = typeof most === 'number' ? most : most(e);
+    if (typeof u !== 'number' || !Number.isInteger(u) || u < 0 || u > top) {
+      throw new Error(`${what}: ${name}[${e}] must be an integer in [0, ${top}], received ${String(u)}`);
     }
   });
-  return used as number[];
+  return counts as number[];
 }
 
 /**
@@ -309,6 +325,12 @@ export function scoreRules(
     }
   }
   const usedOfBatch = ck ? undefined : used;
+  // cacheLeftpad: the first key in use per batch item
+  let leftpad: number[] | undefined;
+  if (options.cacheLeftpad !== undefined) {
+    if (ck) throw new Error(`${what}: cacheLeftpad is per batch item, not with cuSeqlensQ/cuSeqlensK`);
+    leftpad = checkCounts(what, 'cacheLeftpad', options.cacheLeftpad, B, Lk);
+  }
   /** The row's bottom-right offset: i + shiftAt(b, i) - j is key j's distance below its diagonal. */
   const shiftAt = (b: number, i: number) => (usedOfBatch ? usedOfBatch[b]! - Lq : shift[i]!);
 
@@ -322,6 +344,7 @@ export function scoreRules(
   const allowed = (b: number, h: number, i: number, j: number): boolean => {
     if (docOfRow && docOfRow[i] !== docOfKey![j]) return false;
     if (usedOfBatch && j >= usedOfBatch[b]!) return false;
+    if (leftpad && j < leftpad[b]!) return false;
     const diag = i + shiftAt(b, i) - j;
     if (causal && diag < 0) return false;
     if (diag > left || -diag > right) return false;
