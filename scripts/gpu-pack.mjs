@@ -50,7 +50,11 @@ console.log('onnxruntime-web (WebGPU build, asyncify wasm)');
 const ort = join(root, 'node_modules', 'onnxruntime-web');
 const ortDest = join(out, 'node_modules', 'onnxruntime-web');
 mkdirSync(join(ortDest, 'dist'), { recursive: true });
-for (const f of ['package.json', 'dist/ort.webgpu.bundle.min.mjs', 'dist/ort-wasm-simd-threaded.asyncify.mjs']) {
+for (const f of [
+  'package.json',
+  'dist/ort.webgpu.bundle.min.mjs',
+  'dist/ort-wasm-simd-threaded.asyncify.mjs',
+]) {
   copyFileSync(join(ort, f), join(ortDest, f));
 }
 xz(join(ort, 'dist', 'ort-wasm-simd-threaded.asyncify.wasm'), join(out, 'ort-wasm.xz'));

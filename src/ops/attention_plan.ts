@@ -1267,7 +1267,9 @@ function checkKeyCounts(
   if (x instanceof IntTensor) {
     x.assertUsable(`attention: ${name}`, q.ctx);
     if (x.rank !== 1 || x.size !== n) {
-      throw new Error(`attention: options.${name} must be an IntTensor of shape [${n}], received ${fmt(x.shape)}`);
+      throw new Error(
+        `attention: options.${name} must be an IntTensor of shape [${n}], received ${fmt(x.shape)}`,
+      );
     }
     return;
   }
