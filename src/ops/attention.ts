@@ -6,6 +6,7 @@ import { IntTensor } from '../int_tensor';
 import type { RunOptions } from '../options';
 import { Recording } from '../program';
 import { type DType, expectTensor, Tensor } from '../tensor';
+import { Usage } from '../usage';
 import {
   type AttentionOptions,
   type AttentionResult,
@@ -214,25 +215,35 @@ async function attendNoKeys(
       )
     : undefined;
   const layout = options.layout ?? 'bhld';
-  const key = (d: number) =>
-    ctx.zeros(layoutShape(layout, B, Hkv, 1, d), { dtype: q.dtype, label: 'attention:no-keys' });
-  const [k, v] = [key(D), key(Dv)];
+  // k and v on buffers of their own (zeros, never read), wrapped: no scope or count owns them
+  const buffers: GPUBuffer[] = [];
+  const key = (d: number) => {
+    const shape = layoutShape(layout, B, Hkv, 1, d);
+    const bytes = shape.reduce((a, n) => a * n, 1) * (q.dtype === 'f16' ? 2 : 4);
+    const buffer = ctx.device.createBuffer({
+      size: Math.ceil(Math.max(bytes, 16) / 4) * 4,
+      usage: Usage.STORAGE,
+      label: 'attention:no-keys',
+    });
+    buffers.push(buffer);
+    return ctx.wrap(buffer, shape, q.dtype);
+  };
   try {
     const call = noKeysCall(shape, options).options;
     const result = await runAttention(
       q,
-      k,
-      v,
+      key(D),
+      key(Dv),
       { ...call, out: out && { output: out.output, lse: out.lse }, encoder },
       force ?? 'untuned',
     );
     return { ...result, weights };
+  } catch (e) {
+    if (weights !== out?.weights) weights?.destroy();
+    throw e;
   } finally {
     // submitted work keeps its buffers alive; an app's encoder is submitted later: left to the GC
-    for (const t of [k, v]) {
-      if (encoder) ctx.forgetBuffer(t.buffer);
-      else t.destroy();
-    }
+    if (!encoder) for (const b of buffers) b.destroy();
   }
 }
 
