@@ -43,7 +43,12 @@ export {
   attentionBackward,
   planAttentionBackward,
 } from './ops/attention_backward';
-export type { BackwardPasses, SplitBackwardPlan, WholeBackwardPlan } from './ops/attention_backward_plan';
+export type {
+  BackwardPasses,
+  EmptyBackwardPlan,
+  SplitBackwardPlan,
+  WholeBackwardPlan,
+} from './ops/attention_backward_plan';
 export {
   type AttentionLayout,
   type AttentionPlan,
@@ -51,6 +56,7 @@ export {
   type BlocksPlan,
   type CorePlan,
   type DecodePlan,
+  type EmptyPlan,
   type FlashPlan,
   type HeadsPlan,
   type ModData,
