@@ -21,9 +21,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var any = false;
   var all = true;
   let jEnd = min((kb + 1u) * p.bk, p.Lk);
-  for (var i = qb * p.bq; i < min((qb + 1u) * p.bq, p.Lq); i++) {
+  // a tile with an allowed and a forbidden pair is partial: the scan stops there
+  for (var i = qb * p.bq; i < min((qb + 1u) * p.bq, p.Lq) && (all || !any); i++) {
     let r = keyRange(inUse, i);
-    for (var j = kb * p.bk; j < jEnd; j++) {
+    for (var j = kb * p.bk; j < jEnd && (all || !any); j++) {
       let ok = j >= r.lo && j < r.hi && ruleBias(b, h, i, j, r.shift) > MASKED;
       any = any || ok;
       all = all && ok;
