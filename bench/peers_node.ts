@@ -3,14 +3,12 @@
 // (bench/impl/ort.ts). Each is checked against the float64 reference on a small shape of the same
 // kind (bench/shapes.ts checkShape), then timed by the wall clock until its device is idle (it
 // exposes no GPU time), like our forms' "median ms".
-import { randomUniform, seededRandom } from '../src';
-import { attentionCpu } from '../src/reference';
 import { deviceWithout, ortGqaWebgpu, ortInNode, ortWebgpu } from './impl/ort';
 import type { BenchInputs, Impl } from './impl/types';
 import { attentionBytes, attentionFlops, type Roofs, roofFraction } from './roofs';
 import { type BenchShape, checkKey, checkShape } from './shapes';
 import type { SparsePeers } from './sparse';
-import { CHECK_TOL, checkError, median, timeCalls } from './timing';
+import { benchInputs, CHECK_TOL, checkError, median, referenceOutput, timeCalls } from './timing';
 
 export interface PeerRow {
   shape: string;
@@ -26,18 +24,6 @@ export interface PeerRow {
   gbps?: number;
   /** Of the bounding roof, from the wall time. */
   roofFraction?: number;
-}
-
-/** q, k, v [B, H, L, D] of `s`, seeded uniform [-1, 1). */
-export function benchInputs(s: BenchShape, seed: number): BenchInputs {
-  const random = seededRandom(seed);
-  const data = (n: number) => randomUniform(random, n);
-  return {
-    shape: s,
-    q: data(s.B * s.Hq * s.Lq * s.D),
-    k: data(s.B * s.Hkv * s.Lk * s.D),
-    v: data(s.B * s.Hkv * s.Lk * s.D),
-  };
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200);
@@ -134,19 +120,12 @@ export class NodePeers {
     const key = `${peer.id}|${checkKey(s)}`;
     let result = this.checks.get(key);
     if (result) return result;
-    const small = checkShape(s);
-    const inputs = benchInputs(small, 7);
-    const ref = attentionCpu(
-      { data: inputs.q, shape: [small.B, small.Hq, small.Lq, small.D] },
-      { data: inputs.k, shape: [small.B, small.Hkv, small.Lk, small.D] },
-      { data: inputs.v, shape: [small.B, small.Hkv, small.Lk, small.D] },
-      { causal: small.causal },
-    );
+    const inputs = benchInputs(checkShape(s), 7);
     try {
       const errors = this.errors.length;
       const prepared = await peer.prepare(inputs);
       try {
-        result = { err: checkError(await prepared.output(), ref.output.data as Float64Array) };
+        result = { err: checkError(await prepared.output(), referenceOutput(inputs)) };
         await prepared.device?.queue.onSubmittedWorkDone();
         if (this.errors.length > errors) result = { error: `WebGPU error: ${this.errors[errors]}` };
       } finally {

@@ -3,7 +3,6 @@
 // then the decode-layer section (a small transformer generating tokens, f32 and f16), then the
 // sparse section (windows, block masks, documents against the dense mask; bench/sparse.ts).
 import { type Context, createContext, matmul, randomUniform, seededRandom } from '../src';
-import { attentionCpu } from '../src/reference';
 import {
   type BackwardImpl,
   type BackwardRow,
@@ -34,7 +33,7 @@ import {
 } from './shapes';
 import { type SparsePeers, type SparseRow, timeSparse } from './sparse';
 import { type Target, targets } from './targets';
-import { CHECK_TOL, checkError, median, timeCalls } from './timing';
+import { benchInputs, CHECK_TOL, checkError, median, referenceOutput, timeCalls } from './timing';
 
 export interface BenchOptions {
   /** Comma list of shape names or groups; '' or 'all' for every shape. */
@@ -195,16 +194,6 @@ export type BenchEvent =
 /** Seeded uniform [-1, 1): the same inputs every run. */
 function randomArray(seed: number, n: number): F32 {
   return randomUniform(seededRandom(seed), n);
-}
-
-function makeInputs(shape: BenchShape, seed: number): BenchInputs {
-  const { B, Hq, Hkv, Lq, Lk, D } = shape;
-  return {
-    shape,
-    q: randomArray(seed, B * Hq * Lq * D),
-    k: randomArray(seed + 1, B * Hkv * Lk * D),
-    v: randomArray(seed + 2, B * Hkv * Lk * D),
-  };
 }
 
 function errorMessage(e: unknown): string {
@@ -379,20 +368,13 @@ export async function runBench(
     const key = `${impl.id}|${checkKey(shape)}`;
     let result = checks.get(key);
     if (!result) {
-      const small = checkShape(shape);
-      const inputs = makeInputs(small, 7);
-      const ref = attentionCpu(
-        { data: inputs.q, shape: [small.B, small.Hq, small.Lq, small.D] },
-        { data: inputs.k, shape: [small.B, small.Hkv, small.Lk, small.D] },
-        { data: inputs.v, shape: [small.B, small.Hkv, small.Lk, small.D] },
-        { causal: small.causal },
-      );
+      const inputs = benchInputs(checkShape(shape), 7);
       try {
         const prepared = await impl.prepare(inputs);
         watch(prepared.device);
         try {
           const errors = gpuErrors.length;
-          result = { err: checkError(await prepared.output(), ref.output.data as Float64Array) };
+          result = { err: checkError(await prepared.output(), referenceOutput(inputs)) };
           await prepared.device?.queue.onSubmittedWorkDone();
           if (gpuErrors.length > errors) result = { error: `WebGPU error: ${gpuErrors[errors]}` };
         } finally {
@@ -455,7 +437,7 @@ export async function runBench(
   for (const [index, shape] of shapes.entries()) {
     let inputs: BenchInputs | undefined;
     const lazyInputs = () => {
-      inputs ??= makeInputs(shape, 1000 + index);
+      inputs ??= benchInputs(shape, 1000 + index);
       return inputs;
     };
     for (const impl of impls) {

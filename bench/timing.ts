@@ -1,5 +1,9 @@
 // Timing a benchmark call: warm-up calls, then repeated timed calls, shared by every section; and
 // the check of an implementation's output against the float64 reference before it is timed.
+import { randomUniform, seededRandom } from '../src';
+import { attentionCpu } from '../src/reference';
+import type { BenchInputs } from './impl/types';
+import type { BenchShape } from './shapes';
 
 /** What a timed call reports: when the GPU finished it, and its GPU time where measured. */
 export interface TimedCall {
@@ -46,6 +50,29 @@ export async function timeCalls<T extends TimedCall>(
  * tests (1e-4) so that peers with a different summation order pass, far tighter than a wrong result.
  */
 export const CHECK_TOL = 1e-3;
+
+/** q, k, v of `shape`, seeded uniform [-1, 1) (seeds seed, seed + 1, seed + 2): the same every run. */
+export function benchInputs(shape: BenchShape, seed: number): BenchInputs {
+  const { B, Hq, Hkv, Lq, Lk, D } = shape;
+  const data = (s: number, n: number) => randomUniform(seededRandom(s), n);
+  return {
+    shape,
+    q: data(seed, B * Hq * Lq * D),
+    k: data(seed + 1, B * Hkv * Lk * D),
+    v: data(seed + 2, B * Hkv * Lk * D),
+  };
+}
+
+/** The float64 reference's output [B, Hq, Lq, D] for `inputs` (no mask; the shape's causal). */
+export function referenceOutput(inputs: BenchInputs): Float64Array {
+  const { B, Hq, Hkv, Lq, Lk, D, causal } = inputs.shape;
+  return attentionCpu(
+    { data: inputs.q, shape: [B, Hq, Lq, D] },
+    { data: inputs.k, shape: [B, Hkv, Lk, D] },
+    { data: inputs.v, shape: [B, Hkv, Lk, D] },
+    { causal },
+  ).output.data as Float64Array;
+}
 
 /** Largest |a - e| / (1 + |e|), or Infinity on a length mismatch or a non-finite output. */
 export function checkError(actual: Float32Array, expected: Float64Array): number {
