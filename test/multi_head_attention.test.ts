@@ -46,7 +46,14 @@ interface Case {
   residual?: boolean;
   seed?: number;
   /** sparse options passed to the layer's attention (the same values as the reference's) */
-  scoring?: { window?: [number, number]; softcap?: number; alibiSlopes?: number[]; sinks?: number[] };
+  scoring?: {
+    window?: [number, number];
+    softcap?: number;
+    alibiSlopes?: number[];
+    sinks?: number[];
+    sequsedK?: number[];
+    cacheLeftpad?: number[];
+  };
   /** snippets (with their modData) for the layer, and their JS twins for the reference */
   mods?: {
     gpu: Pick<AttentionOptions, 'scoreMod' | 'maskMod' | 'modData'>;
@@ -215,6 +222,16 @@ describe('MultiHeadAttention', () => {
         alibiSlopes: [0.5, 0.25, 0.125, 0.0625],
         sinks: [0, 1, -1, 0.5],
       },
+    }));
+  it('keys in use per batch item: cacheLeftpad and sequsedK', () =>
+    check({
+      B: 3,
+      L: 7,
+      E: 16,
+      H: 4,
+      Hkv: 2,
+      causal: true,
+      scoring: { cacheLeftpad: [2, 0, 7], sequsedK: [7, 5, 7] },
     }));
   it('scoreMod and maskMod reading modData (a bias per head, a key filter)', () => {
     const bias = [0.5, -0.25, 1, 0];
