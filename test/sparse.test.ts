@@ -478,6 +478,15 @@ describe.each<AttentionKernel>(FORMS)('block masks, %s kernels', (kernel) => {
         { causal: true, window: [20, 0] as const, Lq: 70, Lk: 90, blockSize: [8, 32] as const },
         { window: [-1, 3] as const, Lq: 70, Lk: 90, blockSize: 16 },
         { mask: true, Lq: 70, Lk: 90, blockSize: 8 },
+        // tiles taller than the kernel's workgroup (rows past the first 64 judged too): only row
+        // 100 forbids keys, so the first block of rows is partial, the second full
+        {
+          maskMod: (_b: number, _h: number, i: number, j: number) => i !== 100 || j % 2 === 0,
+          gpu: 'fn mask_mod(b: u32, h: u32, i: u32, j: u32) -> bool { return i != 100u || j % 2u == 0u; }',
+          Lq: 300,
+          Lk: 90,
+          blockSize: [160, 16] as const,
+        },
       ]) {
         const { gpu, mask, ...rest } = o as typeof o & {
           gpu?: string;

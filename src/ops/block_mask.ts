@@ -140,7 +140,8 @@ export async function createBlockMask(ctx: Context, options: CreateBlockMaskOpti
     constants: { WG, MASK: mask ? 1 : 0, RULES_BINDING },
     uniforms: { ...scoringUniforms(plan, io), bq, bk, nq, nk },
     bindings,
-    workgroups: Math.ceil((B * H * nq * nk) / WG),
+    // one workgroup per tile
+    workgroups: B * H * nq * nk,
   });
   try {
     await rec.submit();
