@@ -30,7 +30,7 @@ import {
 import type { F32 } from './impl/types';
 import type { PassProbe } from './probe';
 import { type BenchShape, checkShape, flops } from './shapes';
-import { CHECK_TOL, median, timeCalls } from './timing';
+import { benchInputs, CHECK_TOL, median, timeCalls } from './timing';
 
 /** FlashAttention-2's count: the backward does 2.5x the forward's matmul FLOPs (5 matmuls to 2). */
 export const BACKWARD_FLOP_FACTOR = 2.5;
@@ -165,16 +165,10 @@ function errorMessage(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200);
 }
 
+/** benchInputs (q, k, v from seeds seed .. seed + 2) and dO from seed + 3. */
 export function makeBackwardInputs(shape: BenchShape, seed: number): BackwardInputs {
-  const { B, Hq, Hkv, Lq, Lk, D } = shape;
-  const r = (s: number, n: number) => randomUniform(seededRandom(s), n);
-  return {
-    shape,
-    q: r(seed, B * Hq * Lq * D),
-    k: r(seed + 1, B * Hkv * Lk * D),
-    v: r(seed + 2, B * Hkv * Lk * D),
-    dO: r(seed + 3, B * Hq * Lq * D),
-  };
+  const { B, Hq, Lq, D } = shape;
+  return { ...benchInputs(shape, seed), dO: randomUniform(seededRandom(seed + 3), B * Hq * Lq * D) };
 }
 
 /** Largest |a - e| / (1 + |e|) over the three gradients; Infinity on a mismatch or NaN. */

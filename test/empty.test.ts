@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type AttentionKernel,
+  type AttentionShape,
   attention,
   attentionBackward,
   type Context,
@@ -23,14 +24,7 @@ import {
 import { swapAxes12 } from './attention_cases';
 import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
 
-interface EmptyCase {
-  B: number;
-  Hq: number;
-  Hkv: number;
-  Lq: number;
-  Lk: number;
-  D: number;
-  Dv: number;
+interface EmptyCase extends AttentionShape {
   dtype?: 'f32' | 'f16';
   layout?: 'bhld' | 'blhd';
   causal?: boolean;
@@ -221,7 +215,7 @@ describe('attentionBackward with no rows or no keys', () => {
   afterAll(() => ctx?.destroy());
 
   const check = async (
-    s: { B: number; Hq: number; Hkv: number; Lq: number; Lk: number; D: number; Dv: number },
+    s: AttentionShape,
     o: { sinks?: number[]; out?: boolean; layout?: 'bhld' | 'blhd' } = {},
   ) => {
     const layout = o.layout ?? 'bhld';
