@@ -5,12 +5,11 @@ import type { Context } from '../context';
 import { IntTensor } from '../int_tensor';
 import type { RunOptions } from '../options';
 import { Recording } from '../program';
-import { type DType, expectTensor, Tensor } from '../tensor';
+import { bytesPerElement, type DType, expectTensor, Tensor } from '../tensor';
 import { Usage } from '../usage';
 import {
   type AttentionOptions,
   type AttentionResult,
-  type AttentionShape,
   checkAttentionInputs,
   chunked,
   layoutShape,
@@ -109,16 +108,13 @@ export async function decodeAttention(
   return runAttention(q, k, v, options, 'decode');
 }
 
-/**
- * `force`: 'decode' runs the split-K decode kernel whatever the sizes; 'untuned' plans without
- * first-use tuning (a call made up by attendNoKeys).
- */
+/** `force: 'decode'` runs the split-K decode kernel whatever the sizes. */
 async function runAttention(
   q: Tensor,
   k: Tensor,
   v: Tensor,
   callOptions: AttentionCallOptions,
-  force?: 'decode' | 'untuned',
+  force?: 'decode',
 ): Promise<AttentionResult> {
   // a non-object is rejected by the checks below with the usual message
   const { out, encoder, ...options } = (callOptions ?? {}) as AttentionCallOptions;
@@ -131,18 +127,35 @@ async function runAttention(
   if (options?.mask !== undefined) expectTensor('attention: options.mask', options.mask);
   const shape = checkAttentionInputs(q, k, v, options);
   const { ctx } = q;
-  const { mask } = options;
   if (options.scoreMod !== undefined || options.maskMod !== undefined) await checkSnippets(ctx, options);
-  const { B, Hq, Lq, Lk, Dv } = shape;
-  const rows = B * Hq * Lq;
-  if (Lk === 0 && rows > 0) return attendNoKeys(q, shape, callOptions, force);
+  const { B, Hq, Hkv, Lq, Lk, D, Dv } = shape;
+  const layout = options.layout ?? 'bhld';
+  // Keys of length 0 (with rows): the call runs as noKeysCall, on one key per batch item that no
+  // row attends (zeros on buffers of their own, never read); weights [B, Hq, Lq, 0] are not computed.
+  const noKeys = Lk === 0 && B * Hq * Lq > 0;
+  const run = noKeys ? noKeysCall(shape, options) : { shape, options };
+  const keyBuffers: GPUBuffer[] = [];
+  const oneKey = (d: number) => {
+    const keyShape = layoutShape(layout, B, Hkv, 1, d);
+    const bytes = keyShape.reduce((a, n) => a * n, 1) * bytesPerElement(q.dtype);
+    const buffer = ctx.device.createBuffer({
+      size: Math.ceil(Math.max(bytes, 16) / 4) * 4,
+      usage: Usage.STORAGE,
+      label: 'attention:no-keys',
+    });
+    keyBuffers.push(buffer);
+    return ctx.wrap(buffer, keyShape, q.dtype);
+  };
+  const [keys, values] = noKeys ? [oneKey(D), oneKey(Dv)] : [k, v];
+  const { mask } = run.options;
   // createContext({ autotune }): the first call of a class not tuned yet waits for its tuning
-  const tuning = force || !rows ? undefined : ctx.tuneFirstUse(shape, q.dtype, options.causal ?? false);
+  const tuning =
+    force || noKeys || !(B * Hq * Lq) ? undefined : ctx.tuneFirstUse(shape, q.dtype, options.causal ?? false);
   if (tuning) await tuning;
   const p = plan(
-    { ctx, shape, dtype: q.dtype, mask, chunked: chunked(q, k, v) },
-    options,
-    force === 'decode' ? force : undefined,
+    { ctx, shape: run.shape, dtype: q.dtype, mask, chunked: chunked(q, keys, values) },
+    run.options,
+    force,
   );
   const rec = new Recording(ctx, 'attention');
   rec.watch(q, k, v, mask, out?.output, out?.lse, out?.weights);
@@ -153,7 +166,6 @@ async function runAttention(
     return t;
   };
   checkResults('attention', out, ['output', 'lse', 'weights']);
-  const layout = options.layout ?? 'bhld';
   const output = result('output', layoutShape(layout, B, Hq, Lq, Dv), q.dtype);
   const lse = options.returnLse ? result('lse', [B, Hq, Lq], 'f32') : undefined;
   const weights = options.returnWeights ? result('weights', [B, Hq, Lq, Lk], 'f32') : undefined;
@@ -161,22 +173,23 @@ async function runAttention(
     const rules =
       p.path === 'empty'
         ? undefined
-        : recordRuleData(rec, ctx, options, scoringRules(options, shape))?.buffer;
-    const call = { q, k, v, mask, rules, output, lse, weights, layout };
+        : recordRuleData(rec, ctx, run.options, scoringRules(run.options, run.shape))?.buffer;
+    const computed = run.options.returnWeights ? weights : undefined;
+    const call = { q, k: keys, v: values, mask, rules, output, lse, weights: computed, layout };
     if (p.path === 'empty') {
       // no rows: results with no elements, nothing to run
     } else if (p.path === 'heads') recordHeads(rec, p, call);
-    else if (p.path === 'blocks') recordBlocks(rec, p, call, options);
+    else if (p.path === 'blocks') recordBlocks(rec, p, call, run.options);
     else {
       recordCore(rec, p, {
         q: q.binding,
-        k: k.binding,
-        v: v.binding,
+        k: keys.binding,
+        v: values.binding,
         strides: tensorStrides(call),
         mask: mask?.binding,
         output: output.binding,
         lse: lse?.binding,
-        weights: weights?.binding,
+        weights: computed?.binding,
         rules,
       });
     }
@@ -184,67 +197,11 @@ async function runAttention(
   } catch (e) {
     for (const t of made) t.destroy();
     throw e;
-  }
-  return { output, lse, weights };
-}
-
-/**
- * A call with keys of length 0 (and some rows): every row attends nothing, so the output is zeros
- * and lse -Infinity (the sink, with sinks; weights [B, Hq, Lq, 0] have no elements). It runs as
- * noKeysCall on keys of length 1 (zeros, never read), so that sinks, f16 outputs, `out` and
- * `encoder` take the usual path.
- */
-async function attendNoKeys(
-  q: Tensor,
-  shape: AttentionShape,
-  callOptions: AttentionCallOptions,
-  force: 'decode' | 'untuned' | undefined,
-): Promise<AttentionResult> {
-  const { ctx } = q;
-  const { B, Hq, Hkv, Lq, D, Dv } = shape;
-  const { out, encoder, ...options } = callOptions;
-  checkResults('attention', out, ['output', 'lse', 'weights']);
-  const weights = options.returnWeights
-    ? resultTensor(
-        ctx,
-        new Recording(ctx, 'attention'),
-        'attention: out.weights',
-        out?.weights,
-        [B, Hq, Lq, 0],
-        'f32',
-      )
-    : undefined;
-  const layout = options.layout ?? 'bhld';
-  // k and v on buffers of their own (zeros, never read), wrapped: no scope or count owns them
-  const buffers: GPUBuffer[] = [];
-  const key = (d: number) => {
-    const shape = layoutShape(layout, B, Hkv, 1, d);
-    const bytes = shape.reduce((a, n) => a * n, 1) * (q.dtype === 'f16' ? 2 : 4);
-    const buffer = ctx.device.createBuffer({
-      size: Math.ceil(Math.max(bytes, 16) / 4) * 4,
-      usage: Usage.STORAGE,
-      label: 'attention:no-keys',
-    });
-    buffers.push(buffer);
-    return ctx.wrap(buffer, shape, q.dtype);
-  };
-  try {
-    const call = noKeysCall(shape, options).options;
-    const result = await runAttention(
-      q,
-      key(D),
-      key(Dv),
-      { ...call, out: out && { output: out.output, lse: out.lse }, encoder },
-      force ?? 'untuned',
-    );
-    return { ...result, weights };
-  } catch (e) {
-    if (weights !== out?.weights) weights?.destroy();
-    throw e;
   } finally {
     // submitted work keeps its buffers alive; an app's encoder is submitted later: left to the GC
-    if (!encoder) for (const b of buffers) b.destroy();
+    if (!encoder) for (const b of keyBuffers) b.destroy();
   }
+  return { output, lse, weights };
 }
 
 /**
