@@ -144,9 +144,9 @@ export class Tensor<D extends DType = DType> {
     );
   }
 
-  /** @internal the range of the buffer a kernel binds for this tensor. */
+  /** @internal the range of the buffer a kernel binds for this tensor (none of it when empty). */
   get binding(): GPUBufferBinding {
-    if (this.byteOffset === 0) return { buffer: this.buffer };
+    if (this.byteOffset === 0 && this.size > 0) return { buffer: this.buffer };
     return {
       buffer: this.buffer,
       offset: this.byteOffset,

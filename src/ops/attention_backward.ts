@@ -132,7 +132,7 @@ export async function attentionBackward(
     const t = resultTensor(ctx, rec, `attentionBackward: out.${name}`, out?.[name], shape, dtype);
     if (t === out?.[name]) {
       // the dsinks pass subtracts from it; a call with no rows or keys writes nothing
-      if (name === 'dsinks' || (plan.path === 'empty' && t.size > 0)) rec.clear(t.binding);
+      if (name === 'dsinks' || plan.path === 'empty') rec.clear(t.binding);
     } else made.push(t);
     return t;
   };

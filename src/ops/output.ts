@@ -34,7 +34,7 @@ export function resultTensor<D extends DType>(
       `${what}: expected a ${dtype} tensor of shape ${fmt(shape)}, received ${out.dtype} ${fmt(out.shape)}`,
     );
   }
-  if (out.size > 0 && elementStorage(ctx, dtype) === 'f16-packed') rec.clear(out.binding);
+  if (elementStorage(ctx, dtype) === 'f16-packed') rec.clear(out.binding);
   return out as Tensor<D>;
 }
 
