@@ -58,7 +58,7 @@ import {
 } from './shapes';
 import { SPARSE_CASES, type SparseCase, type SparseRow, timeSparse } from './sparse';
 import { backwardTargets } from './targets';
-import { median } from './timing';
+import { benchInputs, median } from './timing';
 
 export interface NodeBenchOptions {
   /** Few small shapes, short roofs and a short layer run: minutes on a CPU adapter. */
@@ -418,11 +418,9 @@ export async function runNodeBench(
     const rows: NodeRow[] = [];
     const peerRows: PeerRow[] = [];
     for (const [index, s] of shapes.entries()) {
-      const random = seededRandom(1000 + index);
-      const data = (n: number) => randomUniform(random, n);
-      const qd = data(s.B * s.Hq * s.Lq * s.D);
-      const kd = data(s.B * s.Hkv * s.Lk * s.D);
-      const vd = data(s.B * s.Hkv * s.Lk * s.D);
+      // the same inputs for our forms and the peers
+      const inputs = benchInputs(s, 1000 + index);
+      const { q: qd, k: kd, v: vd } = inputs;
       const ts = { ...s, Dv: s.D };
       const choice = tunedKernel(ctx, ts, 'f32', s.causal);
       for (const form of FORMS) {
@@ -476,7 +474,7 @@ export async function runNodeBench(
       }
       for (const peer of peers?.peers ?? []) {
         progress(`${s.name}: ${peer.label}`);
-        const row = await peers!.time(peer, s, { shape: s, q: qd, k: kd, v: vd });
+        const row = await peers!.time(peer, s, inputs);
         peerRows.push(row);
         onRow(`peer: ${peerCells(row, rows).filter(Boolean).join(' | ')}`);
       }

@@ -54,6 +54,15 @@ const inLayout = (h: HostTensor, layout = 'bhld'): HostTensor =>
       }
     : h;
 
+/** Uploads host data to `ctx` in `dtype` (f32 by default), pushing each tensor to `made`. */
+const uploader =
+  (ctx: Context, made: Tensor[], dtype: 'f32' | 'f16' = 'f32') =>
+  (h: HostTensor, dt: 'f32' | 'f16' | 'bool' = dtype) => {
+    const t = ctx.tensor(h.data as Float32Array, h.shape, { dtype: dt as 'f32' });
+    made.push(t);
+    return t;
+  };
+
 describe('tensors with a dim of 0', () => {
   let ctx: Context;
   beforeAll(async () => {
@@ -112,11 +121,7 @@ describe.each<AttentionKernel | 'decode'>(['workgroup', 'registers', 'tiled', 'd
       };
       const ref = attentionCpu(q, k, v, cpu);
       const made: Tensor[] = [];
-      const up = (h: HostTensor, dt: 'f32' | 'f16' | 'bool' = dtype) => {
-        const t = ctx.tensor(h.data as Float32Array, h.shape, { dtype: dt as 'f32' });
-        made.push(t);
-        return t;
-      };
+      const up = uploader(ctx, made, dtype);
       await checked(ctx, async () => {
         const [tq, tk, tv] = [q, k, v].map((h) => up(inLayout(h, layout)));
         const outShape = layout === 'blhd' ? [c.B, c.Lq, c.Hq, c.Dv] : [c.B, c.Hq, c.Lq, c.Dv];
@@ -225,11 +230,7 @@ describe('attentionBackward with no rows or no keys', () => {
     const dO = host([s.B, s.Hq, s.Lq, s.Dv], 7);
     const ref = attentionBackwardCpu(q, k, v, dO, { sinks: o.sinks, causal: true });
     const made: Tensor[] = [];
-    const up = (h: HostTensor) => {
-      const t = ctx.tensor(h.data as Float32Array, h.shape);
-      made.push(t);
-      return t;
-    };
+    const up = uploader(ctx, made);
     await checked(ctx, async () => {
       const [tq, tk, tv] = [q, k, v].map((h) => up(inLayout(h, layout)));
       const options = { causal: true, sinks: o.sinks, layout };
