@@ -14,10 +14,12 @@
 // where whole groups lie in subgroups of consecutive lanes (checked at run time: any subgroup
 // size, any layout), otherwise, or for the lanes past the subgroup, through workgroup memory (two
 // barriers per step). Each key group keeps its own online softmax state (m, l, o) per row over
-// keys g, g + G, ... of the chunk, in f32, and writes it as a partial: no reduction across groups,
-// no barrier in the key loop where shuffles suffice.
+// keys g, g + G, ... of the chunk, in f32 (no barrier in the key loop where shuffles suffice);
+// after the loop, with FOLD, the groups' states are folded into one partial per row and chunk, so
+// that the merge reads G times fewer partials and a call may have G times more chunks in flight;
+// without it each group writes its own partial.
 // Constants: WG, RQ (rows per block), LK (lanes per key, a power of two >= 4), G = WG / LK (key
-// groups), D4 = ceil(D / 4), DV4 = ceil(Dv / 4), SK = ceil(D4 / LK), SV = ceil(DV4 / LK), VEC (D,
+// groups), FOLD, RED = max(RQ * WG, G / 2 * DV4 with FOLD), D4 = ceil(D / 4), DV4 = ceil(Dv / 4), SK = ceil(D4 / LK), SV = ceil(DV4 / LK), VEC (D,
 // Dv and the strides of k and v multiples of 4: k and v read as Chunks), MASK, DROPOUT
 // (dropout.wgsl's factors weigh what o sums), MODS, BLOCKS, KEY_RULES (ruleConstants in
 // src/ops/flash_attention.ts); the element storage helpers of src/f16.ts (elementPrelude,
@@ -28,9 +30,10 @@
 @group(0) @binding(2) var<storage, read> k: array<Input>;
 @group(0) @binding(3) var<storage, read> v: array<Input>;
 
-// [RQ, WG]: each lane's partial dot products of its four keys, when summed in workgroup memory
-var<workgroup> red: array<vec4<f32>, RQ * WG>;
-// [RQ, G]: their sums per key group
+// [RQ, WG]: each lane's partial dot products of its four keys, when summed in workgroup memory;
+// at the end [G / 2, DV4]: accumulators of key groups being folded (RED: the larger of the two)
+var<workgroup> red: array<vec4<f32>, RED>;
+// [RQ, G]: their sums per key group; at the end each group's (m, l) per row
 var<workgroup> sums: array<vec4<f32>, RQ * G>;
 // LK minus the fewest lanes some invocation may sum by shuffles (laneWidth)
 var<workgroup> narrowest: atomic<u32>;
@@ -260,14 +263,65 @@ fn main(
     }
   }
 
+  if (!FOLD) {
+    // one partial per row, chunk and key group
+    for (var r = 0u; r < RQ; r++) {
+      if (rows[r].valid) {
+        let part = rows[r].index * p.P + chunk * G + g;
+        for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
+          partO[part * DV4 + c + i * LK] = acc[r * SV + i];
+        }
+        if (c == 0u) {
+          partML[part] = vec2<f32>(m[r], l[r]);
+        }
+      }
+    }
+    return;
+  }
+  // One partial per row and chunk: the key groups' states folded together, their maxima and sums
+  // through `sums` (after a barrier: the key loop's last step may still read it), their
+  // accumulators by halves through `red`.
+  workgroupBarrier();
   for (var r = 0u; r < RQ; r++) {
-    if (rows[r].valid) {
-      let part = rows[r].index * p.P + chunk * G + g;
+    if (c == 0u) {
+      sums[r * G + g] = vec4<f32>(m[r], l[r], 0.0, 0.0);
+    }
+  }
+  workgroupBarrier();
+  for (var r = 0u; r < RQ; r++) {
+    var mAll = MASKED;
+    for (var e = 0u; e < G; e++) {
+      mAll = max(mAll, sums[r * G + e].x);
+    }
+    var lAll = 0.0;
+    for (var e = 0u; e < G; e++) {
+      lAll += exp(sums[r * G + e].x - mAll) * sums[r * G + e].y;
+    }
+    let alpha = exp(m[r] - mAll);
+    for (var i = 0u; i < SV; i++) {
+      acc[r * SV + i] *= alpha;
+    }
+    for (var half = G / 2u; half > 0u; half /= 2u) {
+      if (g >= half && g < 2u * half) {
+        for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
+          red[(g - half) * DV4 + c + i * LK] = acc[r * SV + i];
+        }
+      }
+      workgroupBarrier();
+      if (g < half) {
+        for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
+          acc[r * SV + i] += red[g * DV4 + c + i * LK];
+        }
+      }
+      workgroupBarrier();
+    }
+    if (g == 0u && rows[r].valid) {
+      let part = rows[r].index * p.P + chunk;
       for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
         partO[part * DV4 + c + i * LK] = acc[r * SV + i];
       }
       if (c == 0u) {
-        partML[part] = vec2<f32>(m[r], l[r]);
+        partML[part] = vec2<f32>(mAll, lAll);
       }
     }
   }

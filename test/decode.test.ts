@@ -11,18 +11,28 @@ const base = { B: 1, Hq: 2, Hkv: 2, D: 8, Dv: 5 };
 const up4 = (n: number) => Math.ceil(n / 4) * 4;
 
 // Both forms of the split pass, on any adapter: 'registers' reads whole vec4s, so its cases have
-// head dims rounded up to multiples of 4 (with other sizes the context runs 'workgroup').
-describe.each<AttentionKernel>(['workgroup', 'registers'])('%s split pass', (kernel) => {
+// head dims rounded up to multiples of 4 (with other sizes the context runs 'workgroup'). The
+// 'workgroup' pass also as a GPU plans it (not a fallback adapter): its key groups fold their
+// states into one partial per chunk, where on a CPU each group writes its own.
+describe.each<[AttentionKernel, boolean]>([
+  ['workgroup', false],
+  ['registers', false],
+  ['workgroup', true],
+])('%s split pass (as a GPU plans it: %s)', (kernel, gpu) => {
+  let device: Context;
   let ctx: Context;
   beforeAll(async () => {
-    ctx = await testContext({ disableFeatures: ['shader-f16'], attentionKernel: kernel });
+    device = await testContext({ disableFeatures: ['shader-f16'], attentionKernel: kernel });
+    ctx = gpu ? planAsGpu(device, kernel) : device;
   });
-  afterAll(() => ctx?.destroy());
+  afterAll(() => device?.destroy());
 
   /** `c` through decodeAttention against the reference, on this describe's split pass. */
   const check = async (c: Case) => {
     const fitted = kernel === 'registers' ? { ...c, D: up4(c.D), Dv: up4(c.Dv) } : c;
-    expect(kernelOf(await checkCase(ctx, decodeAttention, fitted))).toBe(kernel);
+    const plan = await checkCase(ctx, decodeAttention, fitted);
+    expect(kernelOf(plan)).toBe(kernel);
+    if (kernel === 'workgroup' && plan.path === 'decode') expect(plan.folded).toBe(gpu);
   };
 
   describe('split-K decode kernel matches the float64 reference', () => {
@@ -230,6 +240,7 @@ describe('workgroup split pass: lanes summed in workgroup memory', () => {
       path: 'decode',
       kernel: 'workgroup',
       keyLanes: 16,
+      folded: true,
       subgroups: device.hasSubgroups,
     });
     gpuLike.destroy();

@@ -145,8 +145,9 @@ function scorePairs(p: FlashPlan | DecodePlan, score: (b: number, h: number, i: 
         const h = hk * group + Math.floor(ri / Lq);
         const i = ri % Lq;
         const row = (b * Hq + h) * Lq + i;
+        if (p.folded) partials[row * p.partials + chunk]++;
         for (let g = 0; g < G; g++) {
-          partials[row * p.partials + chunk * G + g]++;
+          if (!p.folded) partials[row * p.partials + chunk * G + g]++;
           for (let j0 = jStart; j0 < jStop; j0 += DECODE_WG) {
             for (let jj = g; jj < DECODE_WG && j0 + jj < jStop; jj += G) key(b, h, i, j0 + jj);
           }

@@ -321,12 +321,17 @@ export interface DecodePlan extends CorePlan {
   tilesPerChunk: number;
   /** Partial results per query row. */
   partials: number;
+  /**
+   * 'workgroup' form: whether the key groups of a workgroup fold their states into one partial
+   * per row (decodeChunkPartials; else each group writes its own). False in the 'registers' form.
+   */
+  folded: boolean;
   /** 'workgroup' form: (query head, query) rows per block and blocks per kv head. */
   rowsPerBlock: number;
   rowBlocks: number;
   /**
    * 'workgroup' form: lanes along the head dims per key row (decodeKeyLanes; each group of them
-   * scores four keys per step and writes its own partials), and whether their dot products are
+   * scores four keys per step), and whether their dot products are
    * summed by subgroup shuffles (the device has `subgroups`; else in workgroup memory). 1 and
    * false in the 'registers' form.
    */
@@ -445,7 +450,7 @@ const DECODE_MAX_ROWS = 8;
 const DECODE_SPREAD = { workgroups: 4096, minTiles: 1 };
 const DECODE_FALLBACK_SPREAD = { workgroups: 256, minTiles: 2 };
 /**
- * Most partials per query row (chunks x key groups): the merge reads a row's partials in up to 256
+ * Most partials per query row (key chunks): the merge reads a row's partials in up to 256
  * / ceil(Dv / 4) slices at once (partials_merge.ts), so this bounds its serial reads per slice.
  */
 const DECODE_MAX_PARTIALS = 256;
@@ -723,6 +728,7 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
       chunks,
       tilesPerChunk,
       partials: chunks,
+      folded: false,
       rowsPerBlock: 1,
       rowBlocks: rows,
       keyLanes: 1,
@@ -737,6 +743,7 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
   const rowBlocks = Math.ceil((group * Lq) / rowsPerBlock);
   const keyLanes = decodeKeyLanes(ctx, core.shape.D, Dv);
   const spread = ctx.adapterInfo?.isFallbackAdapter ? DECODE_FALLBACK_SPREAD : DECODE_SPREAD;
+  const perChunk = decodeChunkPartials(ctx, core.shape.D, Dv);
   const { chunks, tilesPerChunk } = chunking(
     ctx,
     rows,
@@ -744,7 +751,7 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
     Math.ceil(Lk / DECODE_WG),
     Math.min(
       Math.ceil(spread.workgroups / (B * Hkv * rowBlocks)),
-      Math.max(1, Math.floor(DECODE_MAX_PARTIALS / (DECODE_WG / keyLanes))),
+      Math.floor(DECODE_MAX_PARTIALS / perChunk),
     ),
     spread.minTiles,
   );
@@ -752,8 +759,8 @@ function decodePlan(ctx: Context, core: CorePlan): DecodePlan {
     path: 'decode',
     chunks,
     tilesPerChunk,
-    // each of the DECODE_WG / keyLanes key groups writes its own partials
-    partials: chunks * (DECODE_WG / keyLanes),
+    partials: chunks * perChunk,
+    folded: perChunk === 1,
     rowsPerBlock,
     rowBlocks,
     keyLanes,
@@ -776,9 +783,19 @@ function decodeKeyLanes(ctx: Context, D: number, Dv: number): number {
   return Math.min(most, 2 ** Math.max(2, Math.ceil(Math.log2(Math.ceil(Math.max(D, Dv) / 4)))));
 }
 
-/** Bytes of the `workgroup` decode pass's partials per query row and key chunk (one per key group). */
+/**
+ * Partials per query row and key chunk of the `workgroup` decode pass: on a GPU the key groups of
+ * a workgroup fold their states into one (a few barriers once per workgroup), so that the merge
+ * reads fewer partials and more chunks fit under DECODE_MAX_PARTIALS; on a fallback adapter (a
+ * CPU, where each barrier costs a switch of every invocation's fiber) each group writes its own.
+ */
+function decodeChunkPartials(ctx: Context, D: number, Dv: number): number {
+  return ctx.adapterInfo?.isFallbackAdapter ? DECODE_WG / decodeKeyLanes(ctx, D, Dv) : 1;
+}
+
+/** Bytes of the `workgroup` decode pass's partials per query row and key chunk. */
 function decodeChunkBytes(ctx: Context, D: number, Dv: number): number {
-  return (DECODE_WG / decodeKeyLanes(ctx, D, Dv)) * Math.ceil(Dv / 4) * 16;
+  return decodeChunkPartials(ctx, D, Dv) * Math.ceil(Dv / 4) * 16;
 }
 
 /**

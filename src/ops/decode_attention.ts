@@ -62,6 +62,7 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
   } else {
     // k and v read as four-element chunks where their rows and strides allow
     const { k, v } = io.strides;
+    const G = DECODE_WG / plan.keyLanes;
     const vec = D % 4 === 0 && Dv % 4 === 0 && [...k, ...v].every((x) => x % 4 === 0);
     rec.dispatch({
       name: 'decode_split',
@@ -77,7 +78,9 @@ export function recordDecode(rec: Recording, plan: DecodePlan, io: AttentionBuff
         WG: DECODE_WG,
         RQ: plan.rowsPerBlock,
         LK: plan.keyLanes,
-        G: DECODE_WG / plan.keyLanes,
+        G,
+        RED: Math.max(plan.rowsPerBlock * DECODE_WG, plan.folded ? (G / 2) * DV4 : 0),
+        FOLD: plan.folded,
         D4: Math.ceil(D / 4),
         DV4,
         SK: Math.ceil(Math.ceil(D / 4) / plan.keyLanes),
