@@ -10,23 +10,13 @@
 // Constants (src/ops/flash_attention.ts): WG (rows per workgroup), BC (keys per tile),
 // D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK (0 none, 1 bool, 2 additive), LSE, WEIGHTS, DROPOUT
 // (the probabilities summed into the output and written as weights are dropout.wgsl's), and the
-// element storage helpers of src/f16.ts (Stored, OutStored, wordOf, unpackAt, storeOut): q, k, v
-// and out are f32 or f16 (packed or native); scores, softmax state and accumulators are f32. Row
-// strides: the uniforms q_l, k_l, v_l, o_l (see flash_common.wgsl); splits, split_keys.
+// element storage helpers of src/f16.ts (elementPrelude, chunkPrelude, inputPrelude: Input, V,
+// inputIndex, inputAt, storeOut): q, k, v and out are f32 or f16 (packed or native), read four
+// elements at a time by load4.wgsl; scores, softmax state and accumulators are f32. Row strides:
+// the uniforms q_l, k_l, v_l, o_l (see flash_common.wgsl); splits, split_keys.
 
-alias Input = Stored;
 // [B, Hq, Lq, Lk], written when WEIGHTS (the other bindings are in flash_common.wgsl)
 @group(0) @binding(7) var<storage, read_write> weights: array<f32>;
-
-fn loadQ(e: u32) -> f32 {
-  return unpackAt(q[wordOf(e)], e);
-}
-fn loadK(e: u32) -> f32 {
-  return unpackAt(k[wordOf(e)], e);
-}
-fn loadV(e: u32) -> f32 {
-  return unpackAt(v[wordOf(e)], e);
-}
 
 var<workgroup> kt: array<vec4<f32>, BC * D4>;
 var<workgroup> vt: array<vec4<f32>, BC * DV4>;
@@ -46,28 +36,27 @@ fn keyBias(b: u32, h: u32, i: u32, j: u32, r: KeyRange, rowValid: bool) -> f32 {
   return maskBias(b * p.mask_b + h * p.mask_h + i * p.mask_i + j * p.mask_j);
 }
 
-// Stage keys [j0, j0 + BC) of one kv head in kt (and vt when withV), zero-padded.
+// Stage keys [j0, j0 + BC) of one kv head in kt (and vt when withV), zero-padded: four elements
+// per read and store (one Chunk read where rows and strides allow, load4.wgsl).
 fn loadTiles(kBase: u32, vBase: u32, j0: u32, t: u32, withV: bool) {
-  for (var e = t; e < BC * D4 * 4u; e += WG) {
-    let jj = e / (D4 * 4u);
-    let d = e % (D4 * 4u);
-    let j = j0 + jj;
-    var x = 0.0;
-    if (j < p.Lk && d < p.D) {
-      x = loadK(kBase + j * p.k_l + d);
+  for (var e = t; e < BC * D4; e += WG) {
+    let jj = e / D4;
+    let d = e % D4 * 4u;
+    var x = vec4<f32>(0.0);
+    if (j0 + jj < p.Lk) {
+      x = load4(1u, kBase + (j0 + jj) * p.k_l + d, p.D - d);
     }
-    kt[jj * D4 + d / 4u][d % 4u] = x;
+    kt[e] = x;
   }
   if (withV) {
-    for (var e = t; e < BC * DV4 * 4u; e += WG) {
-      let jj = e / (DV4 * 4u);
-      let d = e % (DV4 * 4u);
-      let j = j0 + jj;
-      var x = 0.0;
-      if (j < p.Lk && d < p.Dv) {
-        x = loadV(vBase + j * p.v_l + d);
+    for (var e = t; e < BC * DV4; e += WG) {
+      let jj = e / DV4;
+      let d = e % DV4 * 4u;
+      var x = vec4<f32>(0.0);
+      if (j0 + jj < p.Lk) {
+        x = load4(2u, vBase + (j0 + jj) * p.v_l + d, p.Dv - d);
       }
-      vt[jj * DV4 + d / 4u][d % 4u] = x;
+      vt[e] = x;
     }
   }
   workgroupBarrier();
@@ -97,12 +86,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let vBase = b * p.v_b + hk * p.v_h;
 
   var qr: array<vec4<f32>, D4>;
-  for (var c = 0u; c < D4; c++) {
-    for (var e = 0u; e < 4u; e++) {
-      let d = c * 4u + e;
-      if (rowValid && d < p.D) {
-        qr[c][e] = loadQ(qAt + d) * p.scale;
-      }
+  if (rowValid) {
+    for (var c = 0u; c < D4; c++) {
+      qr[c] = load4(0u, qAt + c * 4u, p.D - c * 4u) * p.scale;
     }
   }
 

@@ -32,8 +32,9 @@
 // Constants (src/ops/flash_attention.ts): VCHUNKS = ceil(Dv / 32) (the only size the pipeline is
 // specialised by: D is a uniform), MASK, LSE, MODS, BLOCKS, KEY_RULES, DROPOUT (ruleConstants), the
 // element storage helpers of src/f16.ts (elementPrelude, chunkPrelude, inputPrelude: Input, V,
-// inputIndex, inputAt, storeOut): q, k, v and out are f32 or f16 (packed or native). Uniforms:
-// scoringUniforms and rowUniforms of src/ops/flash_attention.ts, splits and split_keys.
+// inputIndex, inputAt, storeOut): q, k, v and out are f32 or f16 (packed or native), read by
+// load4.wgsl. Uniforms: scoringUniforms and rowUniforms of src/ops/flash_attention.ts, splits and
+// split_keys.
 
 const WG = 128u;
 // rows per workgroup, keys per tile, dims of q / k per staged chunk (in vec4s), of v (in vec4s)
@@ -59,31 +60,6 @@ var<workgroup> ps: array<vec4<f32>, (BR / 4u) * BC>;
 // butterfly steps some invocation cannot take by subgroup (3 - rowGroupSteps, maximum over all)
 var<workgroup> stepsMissing: atomic<u32>;
 var<workgroup> stepsAll: u32;
-
-// Chunk or element i of q (`which` 0), k (1) or v (2); `which` is a constant at every call.
-fn qkvAt(which: u32, i: u32) -> Input {
-  if (which == 0u) {
-    return q[i];
-  }
-  if (which == 1u) {
-    return k[i];
-  }
-  return v[i];
-}
-
-// Elements at .. at + 3 of q, k or v (`which`, as qkvAt) as a vec4, zero past the `left` elements
-// left in the row: one Chunk read where rows and strides are multiples of 4 (V = 4, inputPrelude),
-// else element reads.
-fn load4(which: u32, at: u32, left: u32) -> vec4<f32> {
-  if (V == 4u) {
-    return inputAt(qkvAt(which, inputIndex(at)), at);
-  }
-  var x = vec4<f32>(0.0);
-  for (var c = 0u; c < min(left, 4u); c++) {
-    x[c] = inputAt(qkvAt(which, inputIndex(at + c)), at + c).x;
-  }
-  return x;
-}
 
 // This invocation's share of the chunk of dims [4 c0, 4 (c0 + QC)) of the q rows [row0, row0 + BR)
 // (row0's first element at `qBase`) and keys [j0, j0 + BC) (key 0's at `kBase`): vec4s

@@ -9,6 +9,7 @@ import flashOutputsSource from '../../shaders/flash_outputs.wgsl?raw';
 import flashPartialsSource from '../../shaders/flash_partials.wgsl?raw';
 import flashRowsSource from '../../shaders/flash_rows.wgsl?raw';
 import keyRulesSource from '../../shaders/key_rules.wgsl?raw';
+import load4Source from '../../shaders/load4.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import tilesBuiltinSource from '../../shaders/matrix_tiles_builtin.wgsl?raw';
 import tilesEmulatedSource from '../../shaders/matrix_tiles_emulated.wgsl?raw';
@@ -208,6 +209,7 @@ function recordTiled(rec: Recording, plan: FlashPlan, io: AttentionBuffers): voi
       chunkPrelude(plan.storage),
       inputPrelude(chunkReads(plan, io)),
       tiledSource,
+      load4Source,
       TILED_PRODUCTS[plan.products],
       plan.subgroups ? rowGroupSubgroupsSource : rowGroupPlainSource,
       split ? tiledPartialsSource : tiledRowsSource,
@@ -294,7 +296,10 @@ export function recordFlash(rec: Recording, plan: FlashPlan, io: AttentionBuffer
       name: 'flash_attention',
       sources: [
         elementPrelude(plan.storage, !partials),
+        chunkPrelude(plan.storage),
+        inputPrelude(chunkReads(plan, io)),
         flashSource,
+        load4Source,
         ...(partials ? [flashPartialsSource] : [flashOutputsSource, flashRowsSource]),
         ...shared,
       ],
