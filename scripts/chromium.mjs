@@ -23,7 +23,15 @@ export function chromiumArgs() {
     '--no-first-run',
   ];
   if (process.env.WEBGPU_ADAPTER !== 'gpu') {
-    args.push('--use-angle=swiftshader', '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader');
+    args.push(
+      '--use-angle=swiftshader',
+      '--use-webgpu-adapter=swiftshader',
+      '--enable-unsafe-swiftshader',
+      // Dawn zero-initialises workgroup memory itself (a loop) rather than through SwiftShader's
+      // Vulkan extension, which compiles one store per element: kernels with large shared tiles
+      // compile several times faster (src/node.ts sets the same toggle for Node's SwiftShader)
+      '--disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension',
+    );
   }
   return args;
 }

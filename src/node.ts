@@ -24,6 +24,8 @@ const VULKAN_DRIVER_VARIABLES = [
  * `/dev/nvidia*`, `/dev/dxg`, `/dev/kfd`) it goes straight to SwiftShader rather than letting
  * Dawn print why it rejected the drivers it found. Set `VK_ICD_FILENAMES` (or another Vulkan
  * loader driver variable) to choose the driver yourself; then nothing is probed or replaced.
+ * On SwiftShader (the fallback, or `VK_ICD_FILENAMES` naming it) Dawn also gets a toggle that
+ * makes kernels with large workgroup tiles compile several times faster (SWIFTSHADER_TOGGLE).
  *
  * `flags` go to Dawn's `create` (the `webgpu` package), e.g.
  * `['enable-dawn-features=allow_unsafe_apis']`, without which Dawn's adapters do not list
@@ -38,7 +40,10 @@ export async function nodeGpu(flags: readonly string[] = []): Promise<GPU> {
   const fallback = process.platform === 'linux' && !userChoseDriver && fs.existsSync(SWIFTSHADER_ICD);
   return quietly(async () => {
     if (fallback && !hasGpuDeviceNode(fs)) return swiftShader(create, flags);
-    const gpu = create([...flags]);
+    // a driver the user chose may be SwiftShader too
+    const gpu = create(
+      process.env.VK_ICD_FILENAMES === SWIFTSHADER_ICD ? swiftShaderFlags(flags) : [...flags],
+    );
     if ((await gpu.requestAdapter()) || !fallback) return gpu;
     return swiftShader(create, flags);
   });
@@ -51,9 +56,25 @@ export async function createNodeContext(options: Omit<ContextOptions, 'gpu'> = {
 
 type Fs = typeof import('node:fs');
 
+/**
+ * Dawn's toggle that SwiftShader wants off: with it, Dawn leaves the zero-initialisation of
+ * workgroup memory to the driver's Vulkan extension, and SwiftShader compiles that as one store
+ * per element (seconds per pipeline for kernels with large shared tiles, 5-10x the rest of the
+ * compile); without it, the WGSL compiler writes the same zeros as a loop. Same semantics.
+ */
+const SWIFTSHADER_TOGGLE = 'use_vulkan_zero_initialize_workgroup_memory_extension';
+
+/** `flags` with SWIFTSHADER_TOGGLE added to their `disable-dawn-features` list (made if absent). */
+function swiftShaderFlags(flags: readonly string[]): string[] {
+  const key = 'disable-dawn-features=';
+  const at = flags.findIndex((f) => f.startsWith(key));
+  if (at < 0) return [...flags, key + SWIFTSHADER_TOGGLE];
+  return flags.map((f, i) => (i === at ? `${f},${SWIFTSHADER_TOGGLE}` : f));
+}
+
 async function swiftShader(create: (flags: string[]) => GPU, flags: readonly string[]): Promise<GPU> {
   process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-  const gpu = create([...flags]);
+  const gpu = create(swiftShaderFlags(flags));
   await gpu.requestAdapter(); // Dawn looks for adapters once per instance: do it while quiet.
   return gpu;
 }
