@@ -40,25 +40,25 @@ fn dOChunks(at: u32, c: u32, rows: u32) -> mat4x4<f32> {
   );
 }
 
-// P of keys j0 .. j0 + 3 (components) for row i with raw scores s and the row's lse.
+// P of keys j0 .. j0 + 3 (components) for row i with raw scores s and the row's lse. A loop, not
+// four calls: SwiftShader compiles every inlined copy of keyScore (all the options' code), and
+// four copies per row made this kernel compile 3-4x slower; GPU compilers unroll it.
 fn keyProbabilities(s: vec4<f32>, lse: f32, b: u32, h: u32, i: u32, j0: u32, inUse: vec2<i32>) -> vec4<f32> {
   let r = keyRange(inUse, i);
-  return vec4<f32>(
-    probability(keyScore(s.x, b, h, i, j0, r), lse),
-    probability(keyScore(s.y, b, h, i, j0 + 1u, r), lse),
-    probability(keyScore(s.z, b, h, i, j0 + 2u, r), lse),
-    probability(keyScore(s.w, b, h, i, j0 + 3u, r), lse),
-  );
+  var pr = vec4<f32>();
+  for (var c = 0u; c < 4u; c++) {
+    pr[c] = probability(keyScore(s[c], b, h, i, j0 + c, r), lse);
+  }
+  return pr;
 }
 
-// keyScoreGrad of keys j0 .. j0 + 3 (components) for row i.
+// keyScoreGrad of keys j0 .. j0 + 3 (components) for row i (a loop, as keyProbabilities).
 fn keyGrads(s: vec4<f32>, b: u32, h: u32, i: u32, j0: u32) -> vec4<f32> {
-  return vec4<f32>(
-    keyScoreGrad(s.x, b, h, i, j0),
-    keyScoreGrad(s.y, b, h, i, j0 + 1u),
-    keyScoreGrad(s.z, b, h, i, j0 + 2u),
-    keyScoreGrad(s.w, b, h, i, j0 + 3u),
-  );
+  var g = vec4<f32>();
+  for (var c = 0u; c < 4u; c++) {
+    g[c] = keyScoreGrad(s[c], b, h, i, j0 + c);
+  }
+  return g;
 }
 
 @compute @workgroup_size(WG)

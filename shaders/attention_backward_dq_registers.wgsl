@@ -40,7 +40,9 @@ fn vChunks(at: u32, c: u32, keys: u32) -> mat4x4<f32> {
 }
 
 // P of rows i0 .. i0 + 3 (components) for key j with scores s (already scaled), the rows' lse and
-// their key ranges.
+// their key ranges. A loop, not four calls: SwiftShader compiles every inlined copy of keyScore
+// (all the options' code), and four copies per key made this kernel compile several times slower;
+// GPU compilers unroll it.
 fn rowProbabilities(
   s: vec4<f32>,
   lse: vec4<f32>,
@@ -50,22 +52,20 @@ fn rowProbabilities(
   j: u32,
   ranges: array<KeyRange, 4>,
 ) -> vec4<f32> {
-  return vec4<f32>(
-    probability(keyScore(s.x, b, h, i0, j, ranges[0]), lse.x),
-    probability(keyScore(s.y, b, h, i0 + 1u, j, ranges[1]), lse.y),
-    probability(keyScore(s.z, b, h, i0 + 2u, j, ranges[2]), lse.z),
-    probability(keyScore(s.w, b, h, i0 + 3u, j, ranges[3]), lse.w),
-  );
+  var pr = vec4<f32>();
+  for (var r = 0u; r < 4u; r++) {
+    pr[r] = probability(keyScore(s[r], b, h, i0 + r, j, ranges[r]), lse[r]);
+  }
+  return pr;
 }
 
-// keyScoreGrad of rows i0 .. i0 + 3 (components) for key j.
+// keyScoreGrad of rows i0 .. i0 + 3 (components) for key j (a loop, as rowProbabilities).
 fn rowGrads(s: vec4<f32>, b: u32, h: u32, i0: u32, j: u32) -> vec4<f32> {
-  return vec4<f32>(
-    keyScoreGrad(s.x, b, h, i0, j),
-    keyScoreGrad(s.y, b, h, i0 + 1u, j),
-    keyScoreGrad(s.z, b, h, i0 + 2u, j),
-    keyScoreGrad(s.w, b, h, i0 + 3u, j),
-  );
+  var g = vec4<f32>();
+  for (var r = 0u; r < 4u; r++) {
+    g[r] = keyScoreGrad(s[r], b, h, i0 + r, j);
+  }
+  return g;
 }
 
 @compute @workgroup_size(WG)
