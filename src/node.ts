@@ -61,6 +61,7 @@ type Fs = typeof import('node:fs');
  * workgroup memory to the driver's Vulkan extension, and SwiftShader compiles that as one store
  * per element (seconds per pipeline for kernels with large shared tiles, 5-10x the rest of the
  * compile); without it, the WGSL compiler writes the same zeros as a loop. Same semantics.
+ * scripts/chromium.mjs passes the same toggle to the tests' and the benchmark's Chromium.
  */
 const SWIFTSHADER_TOGGLE = 'use_vulkan_zero_initialize_workgroup_memory_extension';
 
