@@ -6,11 +6,12 @@
 // p.split_keys keys each, a multiple of BC): each writes its partial result (tiled_partials.wgsl)
 // for decode_merge.wgsl to merge by log-sum-exp; unsplit calls write the rows (tiled_rows.wgsl).
 // Invocation t = 8 * ty + tx (ty 0..15, tx 0..7) owns rows 4ty .. 4ty + 3 of the block: the 4 x 4
-// tile of scores of those rows and keys tx, tx + 8, tx + 16, tx + 24 of each 32-key tile (spread,
-// so that the eight invocations of a row group read different memory banks), and the output
-// columns 4tx .. 4tx + 3 of every 32 (acc). Per key tile:
+// tile of scores of those rows and keys tx, tx + 8, tx + 16, tx + 24 of each 32-key tile, and the
+// output columns 4tx .. 4tx + 3 of every 32 (acc). Per key tile:
 // 1. S = Q K^T over chunks of 16 dims staged in workgroup memory (q and k, vec4s, zero-padded):
-//    each pair of vec4 reads feeds four dot products (16 FMA per 8 reads, twice the one-row form);
+//    each pair of vec4 reads feeds four dot products (16 FMA per 8 reads, twice the one-row form).
+//    The k chunk is staged transposed ([dim slice][key], padded), so that the eight invocations of
+//    a row group read eight consecutive vec4s: on GPUs, no two of them in the same memory banks;
 // 2. the rules (keyRange, ruleBias, modScore) turn S into scores, MASKED where not allowed; each
 //    invocation takes the maximum of its four keys, and the eight invocations of a row group
 //    exchange theirs: by subgroup shuffles (row_group_subgroups.wgsl) for the butterfly steps their
@@ -19,13 +20,15 @@
 // 3. P = exp(S - m) goes to `ps` (per row group and key, a vec4 over its four rows), and
 //    O = alpha O + P V over chunks of 32 value dims staged in the same memory as q and k. Each
 //    invocation sums its own keys' P (l); the row group adds its eight sums once, at the end.
+//    A key of P 0 adds nothing to O even where its value is NaN or Infinity (a select per
+//    product), except in tiles whose every key the four rows attend (one FMA per product).
 // The products go through the Tile interface (tiled_products_f32.wgsl; with native f16 storage,
 // tiled_products_f16.wgsl: q, k and v staged as f16, four-term dot products and P v in f16, summed
 // in f32); q is staged pre-scaled (scale q), which keeps f16 products in range.
 // Staging is double-buffered through registers: each invocation reads its share of the next q / k
 // or v chunk from storage (Chunks where rows and strides are multiples of 4, V = 4, else
 // elements) while the workgroup multiplies the current one, and stores it after the barrier.
-// Workgroup memory: 6 KiB of staging (3 KiB in f16) + 8 KiB of P, whatever D and Dv (up to 256):
+// Workgroup memory: 6.1 KiB of staging (3 KiB in f16) + 8 KiB of P, whatever D and Dv (up to 256):
 // within WebGPU's default 16 KiB (a second f32 staging buffer would not fit). The softmax is
 // online, in f32; scores, P and accumulators are f32.
 // With DROPOUT, the probabilities summed into O are dropout.wgsl's (l sums them before dropout).
@@ -42,6 +45,8 @@ const BR = 64u;
 const BC = 32u;
 const QC = 4u;
 const VC = 8u;
+// vec4s from one dim slice of the staged k chunk to the next (one of padding: see stageAt)
+const KS = BC + 1u;
 // vec4s of a q / k chunk and of a v chunk each invocation loads
 const QK_SHARE = (BR + BC) * QC / WG;
 const V_SHARE = BC * VC / WG;
@@ -53,8 +58,8 @@ const V_SHARE = BC * VC / WG;
 @group(0) @binding(4) var<storage, read> mask: array<u32>;
 // (bindings 5 and 6: the outputs of finishRows)
 
-// q chunk [BR][QC] then k chunk [BC][QC]; or v chunk [BC][VC]
-var<workgroup> stage: array<Tile, BR * QC + BC * QC>;
+// q chunk [BR][QC] then k chunk [QC][KS] (stageAt); or v chunk [BC][VC]
+var<workgroup> stage: array<Tile, BR * QC + QC * KS>;
 // scores, then probabilities: [row group][key], a vec4 over the group's four rows
 var<workgroup> ps: array<vec4<f32>, (BR / 4u) * BC>;
 // butterfly steps some invocation cannot take by subgroup (3 - rowGroupSteps, maximum over all)
@@ -82,6 +87,18 @@ fn fetchQK(qBase: u32, row0: u32, kBase: u32, j0: u32, c0: u32, t: u32) -> array
     }
   }
   return x;
+}
+
+// Where vec4 i of a q / k chunk (fetchQK's order) is staged: q rows as they come, [BR][QC]; k
+// transposed, [QC][KS], key n - BR of slice i % QC at BR QC + (i % QC) KS + n - BR. The padding
+// (KS = BC + 1) keeps the four slices of a key, stored by neighbouring invocations, apart in the
+// memory banks.
+fn stageAt(i: u32) -> u32 {
+  let n = i / QC;
+  if (n < BR) {
+    return i;
+  }
+  return BR * QC + (i % QC) * KS + n - BR;
 }
 
 // This invocation's share of the chunk of value dims [4 c0, 4 (c0 + VC)) of keys [j0, j0 + BC):
@@ -136,6 +153,27 @@ fn rowGroupSum(x: vec4<f32>, ty: u32, tx: u32, steps: u32) -> vec4<f32> {
     }
   }
   return y;
+}
+
+// acc[4 n + r] += P V for the rows of row group ty, value chunk n (staged) and keys j0 .. j0 + BC of
+// the tile (P in `ps`). `guarded`: a key of P 0 (not allowed, or dropped) adds nothing, even where
+// its value is NaN or Infinity, at a select per product; callers pass a constant.
+fn addValues(acc: ptr<function, array<vec4<f32>, VCHUNKS * 4u>>, n: u32, ty: u32, tx: u32, j0: u32,
+             dropKeys: vec4<u32>, guarded: bool) {
+  for (var j = 0u; j < BC; j++) {
+    var pj = ps[ty * BC + j];
+    if (DROPOUT) {
+      pj *= dropFactors(dropKeys, vec4<u32>(dropColumnKeys(j0 + j).x));
+    }
+    let vj = stage[j * VC + tx];
+    for (var r = 0u; r < 4u; r++) {
+      if (guarded) {
+        (*acc)[4u * n + r] += select(vec4<f32>(0.0), scaleTile(pj[r], vj), pj[r] != 0.0);
+      } else {
+        (*acc)[4u * n + r] += scaleTile(pj[r], vj);
+      }
+    }
+  }
 }
 
 @compute @workgroup_size(WG)
@@ -210,7 +248,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var c0 = 0u; c0 < D4; c0 += QC) {
       workgroupBarrier();
       for (var u = 0u; u < QK_SHARE; u++) {
-        stage[t + WG * u] = toTile(nextQK[u]);
+        stage[stageAt(t + WG * u)] = toTile(nextQK[u]);
       }
       workgroupBarrier();
       if (c0 + QC < D4) {
@@ -222,7 +260,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let q2 = stage[(4u * ty + 2u) * QC + c];
         let q3 = stage[(4u * ty + 3u) * QC + c];
         for (var kk = 0u; kk < 4u; kk++) {
-          let kv = stage[(BR + 8u * kk + tx) * QC + c];
+          let kv = stage[BR * QC + c * KS + 8u * kk + tx];
           s[kk] += vec4<f32>(dotTile(q0, kv), dotTile(q1, kv), dotTile(q2, kv), dotTile(q3, kv));
         }
       }
@@ -266,7 +304,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       l += pk;
       ps[ty * BC + 8u * kk + tx] = pk;
     }
-    // 3. O += P V, 32 value dims at a time
+    // 3. O += P V, 32 value dims at a time; unguarded where the four rows attend every key of the
+    // tile (no per-key rule, each row's key range covers it) and none is dropped
+    let plain = !DROPOUT && !perKeyRules() && all(lo <= vec4<u32>(j0)) && all(hi >= vec4<u32>(j0 + BC));
     for (var n = 0u; n < VCHUNKS; n++) {
       workgroupBarrier();
       for (var u = 0u; u < V_SHARE; u++) {
@@ -276,16 +316,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (n + 1u < VCHUNKS) {
         nextV = fetchV(vBase, j0, (n + 1u) * VC, t);
       }
-      for (var j = 0u; j < BC; j++) {
-        var pj = ps[ty * BC + j];
-        if (DROPOUT) {
-          pj *= dropFactors(dropKeys, vec4<u32>(dropColumnKeys(j0 + j).x));
-        }
-        let vj = stage[j * VC + tx];
-        // a disallowed key's value (maybe NaN or Infinity) never reaches the row
-        for (var r = 0u; r < 4u; r++) {
-          acc[4u * n + r] += select(vec4<f32>(0.0), scaleTile(pj[r], vj), pj[r] != 0.0);
-        }
+      if (plain) {
+        addValues(&acc, n, ty, tx, j0, dropKeys, false);
+      } else {
+        addValues(&acc, n, ty, tx, j0, dropKeys, true);
       }
     }
   }
