@@ -155,10 +155,11 @@ fn rowGroupSum(x: vec4<f32>, ty: u32, tx: u32, steps: u32) -> vec4<f32> {
   return y;
 }
 
-// acc[4 n + r] += P V for the rows of row group ty, value chunk n (staged) and keys j0 .. j0 + BC of
-// the tile (P in `ps`). `guarded`: a key of P 0 (not allowed, or dropped) adds nothing, even where
-// its value is NaN or Infinity, at a select per product; callers pass a constant.
-fn addValues(acc: ptr<function, array<vec4<f32>, VCHUNKS * 4u>>, n: u32, ty: u32, tx: u32, j0: u32,
+// acc[r] (the value chunk's accumulators, see rotateChunks) += P V for the rows r of row group ty,
+// the value chunk staged and keys j0 .. j0 + BC of the tile (P in `ps`). `guarded`: a key of P 0
+// (not allowed, or dropped) adds nothing, even where its value is NaN or Infinity, at a select per
+// product; callers pass a constant.
+fn addValues(acc: ptr<function, array<vec4<f32>, VCHUNKS * 4u>>, ty: u32, tx: u32, j0: u32,
              dropKeys: vec4<u32>, guarded: bool) {
   for (var j = 0u; j < BC; j++) {
     var pj = ps[ty * BC + j];
@@ -168,11 +169,26 @@ fn addValues(acc: ptr<function, array<vec4<f32>, VCHUNKS * 4u>>, n: u32, ty: u32
     let vj = stage[j * VC + tx];
     for (var r = 0u; r < 4u; r++) {
       if (guarded) {
-        (*acc)[4u * n + r] += select(vec4<f32>(0.0), scaleTile(pj[r], vj), pj[r] != 0.0);
+        (*acc)[r] += select(vec4<f32>(0.0), scaleTile(pj[r], vj), pj[r] != 0.0);
       } else {
-        (*acc)[4u * n + r] += scaleTile(pj[r], vj);
+        (*acc)[r] += scaleTile(pj[r], vj);
       }
     }
+  }
+}
+
+// Moves the accumulators of the next value chunk to acc[0 .. 3] (and those of this one to the
+// end): loops over the chunks hold barriers, so GPU compilers do not unroll them, and an array
+// indexed by such a loop's counter would live in memory; so every chunk's accumulators pass
+// through acc[0 .. 3], and every index of `acc` is a constant once the small loops are unrolled.
+// VCHUNKS calls restore the order: acc[4 n + r], row r, value dims 4 (VC n + tx) .. + 3.
+fn rotateChunks(acc: ptr<function, array<vec4<f32>, VCHUNKS * 4u>>) {
+  let first = array<vec4<f32>, 4>((*acc)[0], (*acc)[1], (*acc)[2], (*acc)[3]);
+  for (var n = 4u; n < VCHUNKS * 4u; n++) {
+    (*acc)[n - 4u] = (*acc)[n];
+  }
+  for (var r = 0u; r < 4u; r++) {
+    (*acc)[VCHUNKS * 4u - 4u + r] = first[r];
   }
 }
 
@@ -235,7 +251,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var m = vec4<f32>(MASKED);
   var l = vec4<f32>(0.0);
   let D4 = (p.D + 3u) / 4u;
-  // acc[4 n + r]: row r, value dims 4 (VC n + tx) .. + 3 (VCHUNKS chunks of 32 dims)
+  // acc[4 n + r]: row r, value dims 4 (VC n + tx) .. + 3 (VCHUNKS chunks of 32 dims), between key
+  // tiles (rotateChunks)
   var acc: array<vec4<f32>, VCHUNKS * 4u>;
   for (var j0 = kLo; j0 < kHi; j0 += BC) {
     if (BLOCKS != 0u && !blockStates(b, h, row0, rowLast, j0, BC).x) {
@@ -295,16 +312,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let alpha = exp(m - mNew);
     m = mNew;
     l *= alpha;
-    for (var n = 0u; n < VCHUNKS * 4u; n++) {
-      acc[n] *= alpha[n % 4u];
-    }
     for (var kk = 0u; kk < 4u; kk++) {
       let ok = (vec4<u32>(allowed) >> (4u * kk + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u);
       let pk = select(vec4<f32>(0.0), exp(s[kk] - mNew), ok == vec4<u32>(1u));
       l += pk;
       ps[ty * BC + 8u * kk + tx] = pk;
     }
-    // 3. O += P V, 32 value dims at a time; unguarded where the four rows attend every key of the
+    // 3. O = alpha O + P V, 32 value dims at a time (each chunk's accumulators in acc[0 .. 3]:
+    // rotateChunks); unguarded where the four rows attend every key of the
     // tile (no per-key rule, each row's key range covers it) and none is dropped
     let plain = !DROPOUT && !perKeyRules() && all(lo <= vec4<u32>(j0)) && all(hi >= vec4<u32>(j0 + BC));
     for (var n = 0u; n < VCHUNKS; n++) {
@@ -316,11 +331,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (n + 1u < VCHUNKS) {
         nextV = fetchV(vBase, j0, (n + 1u) * VC, t);
       }
-      if (plain) {
-        addValues(&acc, n, ty, tx, j0, dropKeys, false);
-      } else {
-        addValues(&acc, n, ty, tx, j0, dropKeys, true);
+      for (var r = 0u; r < 4u; r++) {
+        acc[r] *= alpha[r];
       }
+      if (plain) {
+        addValues(&acc, ty, tx, j0, dropKeys, false);
+      } else {
+        addValues(&acc, ty, tx, j0, dropKeys, true);
+      }
+      rotateChunks(&acc);
     }
   }
 

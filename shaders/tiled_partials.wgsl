@@ -10,21 +10,23 @@
 fn finishRows(b: u32, h: u32, i0: u32, tx: u32, m: vec4<f32>, l: vec4<f32>,
               acc: ptr<function, array<vec4<f32>, VCHUNKS * 4u>>, split: u32) {
   let DV4 = (p.Dv + 3u) / 4u;
-  for (var r = 0u; r < 4u; r++) {
-    let i = i0 + r;
-    if (i >= p.Lq) {
-      break;
-    }
-    // row i's partial of this split
-    let at = ((b * p.Hq + h) * p.Lq + i) * p.splits + split;
-    for (var n = 0u; n < VCHUNKS; n++) {
-      let c = n * VC + tx;
-      if (c < DV4) {
-        partO[at * DV4 + c] = (*acc)[4u * n + r];
+  // row i0's partial of this split; row i0 + r's is r splits further
+  let at = ((b * p.Hq + h) * p.Lq + i0) * p.splits + split;
+  // chunk by chunk through acc[0 .. 3] (rotateChunks: constant indices)
+  for (var n = 0u; n < VCHUNKS; n++) {
+    let c = n * VC + tx;
+    for (var r = 0u; r < 4u; r++) {
+      if (i0 + r < p.Lq && c < DV4) {
+        partO[(at + r * p.splits) * DV4 + c] = (*acc)[r];
       }
     }
-    if (tx == 0u) {
-      partML[at] = vec2<f32>(m[r], l[r]);
+    rotateChunks(acc);
+  }
+  if (tx == 0u) {
+    for (var r = 0u; r < 4u; r++) {
+      if (i0 + r < p.Lq) {
+        partML[at + r * p.splits] = vec2<f32>(m[r], l[r]);
+      }
     }
   }
 }

@@ -6,7 +6,8 @@
 @group(0) @binding(6) var<storage, read_write> lse: array<u32>;
 
 // Rows i0 .. i0 + 3 of head h, batch b: running maxima m and sums l (components), and this
-// invocation's output columns acc[4 n + r] (row r, dims 4 (VC n + tx) .. + 3); `split` is 0.
+// invocation's output columns acc[4 n + r] (row r, dims 4 (VC n + tx) .. + 3; rotated through by
+// the end); `split` is 0.
 fn finishRows(b: u32, h: u32, i0: u32, tx: u32, mRows: vec4<f32>, lRows: vec4<f32>,
               acc: ptr<function, array<vec4<f32>, VCHUNKS * 4u>>, split: u32) {
   // A row that may attend no key: zeros and lse = -Infinity (or the sink). (l == 0 rather than
@@ -16,25 +17,29 @@ fn finishRows(b: u32, h: u32, i0: u32, tx: u32, mRows: vec4<f32>, lRows: vec4<f3
   let alpha = exp(mRows - m);
   let l = lRows * alpha + select(vec4<f32>(0.0), exp(sink - m), p.sinks_at != RULE_NONE);
   let inv = select(alpha / l, vec4<f32>(0.0), l == vec4<f32>(0.0));
-  for (var r = 0u; r < 4u; r++) {
-    let i = i0 + r;
-    if (i >= p.Lq) {
-      break;
-    }
-    // row i in lse [B, Hq, Lq]; its first element in out
-    let row = (b * p.Hq + h) * p.Lq + i;
-    let oAt = b * p.o_b + h * p.o_h + i * p.o_l;
-    for (var n = 0u; n < VCHUNKS; n++) {
-      let o = (*acc)[4u * n + r] * inv[r];
-      let d0 = (n * VC + tx) * 4u;
-      for (var e = 0u; e < 4u; e++) {
-        if (d0 + e < p.Dv) {
-          storeOut(oAt + d0 + e, o[e]);
+  // chunk by chunk through acc[0 .. 3] (rotateChunks: constant indices)
+  for (var n = 0u; n < VCHUNKS; n++) {
+    let d0 = (n * VC + tx) * 4u;
+    for (var r = 0u; r < 4u; r++) {
+      let i = i0 + r;
+      if (i < p.Lq) {
+        let o = (*acc)[r] * inv[r];
+        // row i's first element in out
+        let oAt = b * p.o_b + h * p.o_h + i * p.o_l;
+        for (var e = 0u; e < 4u; e++) {
+          if (d0 + e < p.Dv) {
+            storeOut(oAt + d0 + e, o[e]);
+          }
         }
       }
     }
-    if (LSE && tx == 0u) {
-      lse[row] = select(bitcast<u32>(m[r] + log(l[r])), NEG_INF_BITS, l[r] == 0.0);
+    rotateChunks(acc);
+  }
+  if (LSE && tx == 0u) {
+    for (var r = 0u; r < 4u; r++) {
+      if (i0 + r < p.Lq) {
+        lse[(b * p.Hq + h) * p.Lq + i0 + r] = select(bitcast<u32>(m[r] + log(l[r])), NEG_INF_BITS, l[r] == 0.0);
+      }
     }
   }
 }
