@@ -288,41 +288,69 @@ fn main(
     }
   }
   workgroupBarrier();
+  // every group's accumulators to the rows' common maximum
   for (var r = 0u; r < RQ; r++) {
-    var mAll = MASKED;
-    for (var e = 0u; e < G; e++) {
-      mAll = max(mAll, sums[r * G + e].x);
-    }
-    var lAll = 0.0;
-    for (var e = 0u; e < G; e++) {
-      lAll += exp(sums[r * G + e].x - mAll) * sums[r * G + e].y;
-    }
-    let alpha = exp(m[r] - mAll);
+    let alpha = exp(m[r] - foldedState(r).x);
     for (var i = 0u; i < SV; i++) {
       acc[r * SV + i] *= alpha;
     }
+  }
+  // Row by row, each row's accumulators in acc[0 .. SV) (rotateRows): this loop holds barriers, so
+  // GPU compilers may not unroll it, and an array indexed by its counter would live in memory.
+  for (var r = 0u; r < RQ; r++) {
     for (var half = G / 2u; half > 0u; half /= 2u) {
       if (g >= half && g < 2u * half) {
         for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
-          red[(g - half) * DV4 + c + i * LK] = acc[r * SV + i];
+          red[(g - half) * DV4 + c + i * LK] = acc[i];
         }
       }
       workgroupBarrier();
       if (g < half) {
         for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
-          acc[r * SV + i] += red[g * DV4 + c + i * LK];
+          acc[i] += red[g * DV4 + c + i * LK];
         }
       }
       workgroupBarrier();
     }
-    if (g == 0u && rows[r].valid) {
-      let part = rows[r].index * p.P + chunk;
+    let row = rowOf(b, hk, ri0, r);
+    if (g == 0u && row.valid) {
+      let part = row.index * p.P + chunk;
       for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
-        partO[part * DV4 + c + i * LK] = acc[r * SV + i];
+        partO[part * DV4 + c + i * LK] = acc[i];
       }
       if (c == 0u) {
-        partML[part] = vec2<f32>(mAll, lAll);
+        partML[part] = foldedState(r);
       }
     }
+    rotateRows(&acc);
   }
 }
+
+// Row r's (m, l) folded over the key groups' states in `sums` (MASKED, 0 where no group's key was
+// allowed).
+fn foldedState(r: u32) -> vec2<f32> {
+  var mAll = MASKED;
+  for (var e = 0u; e < G; e++) {
+    mAll = max(mAll, sums[r * G + e].x);
+  }
+  var lAll = 0.0;
+  for (var e = 0u; e < G; e++) {
+    lAll += exp(sums[r * G + e].x - mAll) * sums[r * G + e].y;
+  }
+  return vec2<f32>(mAll, lAll);
+}
+
+// Moves the next row's accumulators to acc[0 .. SV) (and this row's to the end).
+fn rotateRows(acc: ptr<function, array<vec4<f32>, RQ * SV>>) {
+  var first: array<vec4<f32>, SV>;
+  for (var i = 0u; i < SV; i++) {
+    first[i] = (*acc)[i];
+  }
+  for (var n = SV; n < RQ * SV; n++) {
+    (*acc)[n - SV] = (*acc)[n];
+  }
+  for (var i = 0u; i < SV; i++) {
+    (*acc)[RQ * SV - SV + i] = first[i];
+  }
+}
+
