@@ -112,10 +112,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let dkAt = b * p.dk_b + hk * p.dk_h + j * p.dk_l;
   let dvAt = b * p.dv_b + hk * p.dv_h + j * p.dv_l;
-  for (var d = 0u; d < p.D; d++) {
-    storeDk(dkAt + d, dk[d / 4u][d % 4u] * p.scale);
+  // (loops of constant trip counts: an index of dk or dv from a loop bounded by a uniform would
+  // make GPU compilers keep the arrays in memory for the whole kernel)
+  for (var c = 0u; c < D4; c++) {
+    for (var e = 0u; e < 4u; e++) {
+      if (4u * c + e < p.D) {
+        storeDk(dkAt + 4u * c + e, dk[c][e] * p.scale);
+      }
+    }
   }
-  for (var d = 0u; d < p.Dv; d++) {
-    storeDv(dvAt + d, dv[d / 4u][d % 4u]);
+  for (var c = 0u; c < DV4; c++) {
+    for (var e = 0u; e < 4u; e++) {
+      if (4u * c + e < p.Dv) {
+        storeDv(dvAt + 4u * c + e, dv[c][e]);
+      }
+    }
   }
 }

@@ -95,7 +95,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (!live) {
     return;
   }
-  for (var d = 0u; d < p.D; d++) {
-    storeDq(qRow + d, dq[d / 4u][d % 4u] * p.scale);
+  // (a loop of constant trip count: an index of dq from a loop bounded by a uniform would make GPU
+  // compilers keep the array in memory for the whole kernel)
+  for (var c = 0u; c < D4; c++) {
+    for (var e = 0u; e < 4u; e++) {
+      if (4u * c + e < p.D) {
+        storeDq(qRow + 4u * c + e, dq[c][e] * p.scale);
+      }
+    }
   }
 }
