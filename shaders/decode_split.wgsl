@@ -18,6 +18,9 @@
 // after the loop, with FOLD, the groups' states are folded into one partial per row and chunk, so
 // that the merge reads G times fewer partials and a call may have G times more chunks in flight;
 // without it each group writes its own partial.
+// Register arrays (qc, acc, vs, m, l) are indexed only in loops of constant trip count, with no
+// barrier inside (bounds tested in the body): GPU compilers keep an array that some loop indexes
+// otherwise in memory.
 // Constants: WG, RQ (rows per block), LK (lanes per key, a power of two >= 4), G = WG / LK (key
 // groups), FOLD, RED = max(RQ * WG, G / 2 * DV4 with FOLD), D4 = ceil(D / 4), DV4 = ceil(Dv / 4), SK = ceil(D4 / LK), SV = ceil(DV4 / LK), VEC (D,
 // Dv and the strides of k and v multiples of 4: k and v read as Chunks), MASK, DROPOUT
@@ -173,20 +176,24 @@ fn main(
       var vs = array<mat4x4<f32>, SV>();
       if (anyAllowed) {
         let at = kBase + jr * p.k_l;
-        for (var i = 0u; i < SK && c + i * LK < D4; i++) {
-          let e = c + i * LK;
-          var ks: mat4x4<f32>;
-          for (var u = 0u; u < 4u; u++) {
-            ks[u] = rowSlice(false, at[u], e);
-          }
-          for (var r = 0u; r < RQ; r++) {
-            x[r] += qc[r * SK + i] * ks;
+        for (var i = 0u; i < SK; i++) {
+          if (c + i * LK < D4) {
+            let e = c + i * LK;
+            var ks: mat4x4<f32>;
+            for (var u = 0u; u < 4u; u++) {
+              ks[u] = rowSlice(false, at[u], e);
+            }
+            for (var r = 0u; r < RQ; r++) {
+              x[r] += qc[r * SK + i] * ks;
+            }
           }
         }
         let atV = vBase + jr * p.v_l;
-        for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
-          for (var u = 0u; u < 4u; u++) {
-            vs[i][u] = rowSlice(true, atV[u], c + i * LK);
+        for (var i = 0u; i < SV; i++) {
+          if (c + i * LK < DV4) {
+            for (var u = 0u; u < 4u; u++) {
+              vs[i][u] = rowSlice(true, atV[u], c + i * LK);
+            }
           }
         }
       }
@@ -251,11 +258,13 @@ fn main(
       // Values: lane c's slices of the keys' rows, weighed (by select: a key no row weighs adds
       // nothing, even where its v holds an Infinity or NaN).
       if (used) {
-        for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
-          for (var r = 0u; r < RQ; r++) {
-            let pr = x[r];
-            for (var u = 0u; u < 4u; u++) {
-              acc[r * SV + i] += select(z, pr[u] * vs[i][u], pr[u] != 0.0);
+        for (var i = 0u; i < SV; i++) {
+          if (c + i * LK < DV4) {
+            for (var r = 0u; r < RQ; r++) {
+              let pr = x[r];
+              for (var u = 0u; u < 4u; u++) {
+                acc[r * SV + i] += select(z, pr[u] * vs[i][u], pr[u] != 0.0);
+              }
             }
           }
         }
@@ -268,8 +277,10 @@ fn main(
     for (var r = 0u; r < RQ; r++) {
       if (rows[r].valid) {
         let part = rows[r].index * p.P + chunk * G + g;
-        for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
-          partO[part * DV4 + c + i * LK] = acc[r * SV + i];
+        for (var i = 0u; i < SV; i++) {
+          if (c + i * LK < DV4) {
+            partO[part * DV4 + c + i * LK] = acc[r * SV + i];
+          }
         }
         if (c == 0u) {
           partML[part] = vec2<f32>(m[r], l[r]);
@@ -300,14 +311,18 @@ fn main(
   for (var r = 0u; r < RQ; r++) {
     for (var half = G / 2u; half > 0u; half /= 2u) {
       if (g >= half && g < 2u * half) {
-        for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
-          red[(g - half) * DV4 + c + i * LK] = acc[i];
+        for (var i = 0u; i < SV; i++) {
+          if (c + i * LK < DV4) {
+            red[(g - half) * DV4 + c + i * LK] = acc[i];
+          }
         }
       }
       workgroupBarrier();
       if (g < half) {
-        for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
-          acc[i] += red[g * DV4 + c + i * LK];
+        for (var i = 0u; i < SV; i++) {
+          if (c + i * LK < DV4) {
+            acc[i] += red[g * DV4 + c + i * LK];
+          }
         }
       }
       workgroupBarrier();
@@ -315,8 +330,10 @@ fn main(
     let row = rowOf(b, hk, ri0, r);
     if (g == 0u && row.valid) {
       let part = row.index * p.P + chunk;
-      for (var i = 0u; i < SV && c + i * LK < DV4; i++) {
-        partO[part * DV4 + c + i * LK] = acc[i];
+      for (var i = 0u; i < SV; i++) {
+        if (c + i * LK < DV4) {
+          partO[part * DV4 + c + i * LK] = acc[i];
+        }
       }
       if (c == 0u) {
         partML[part] = foldedState(r);
