@@ -65,12 +65,17 @@ type Fs = typeof import('node:fs');
  */
 const SWIFTSHADER_TOGGLE = 'use_vulkan_zero_initialize_workgroup_memory_extension';
 
-/** `flags` with SWIFTSHADER_TOGGLE added to their `disable-dawn-features` list (made if absent). */
-function swiftShaderFlags(flags: readonly string[]): string[] {
+/**
+ * @internal `flags` with SWIFTSHADER_TOGGLE added to their `disable-dawn-features` list (made if
+ * absent; unchanged if it lists the toggle already).
+ */
+export function swiftShaderFlags(flags: readonly string[]): string[] {
   const key = 'disable-dawn-features=';
   const at = flags.findIndex((f) => f.startsWith(key));
   if (at < 0) return [...flags, key + SWIFTSHADER_TOGGLE];
-  return flags.map((f, i) => (i === at ? `${f},${SWIFTSHADER_TOGGLE}` : f));
+  const listed = flags[at].slice(key.length).split(',').filter(Boolean);
+  if (listed.includes(SWIFTSHADER_TOGGLE)) return [...flags];
+  return flags.map((f, i) => (i === at ? key + [...listed, SWIFTSHADER_TOGGLE].join(',') : f));
 }
 
 async function swiftShader(create: (flags: string[]) => GPU, flags: readonly string[]): Promise<GPU> {

@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { build } from 'vite';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { swiftShaderFlags } from '../src/node';
 
 const root = resolve(import.meta.dirname, '..');
 
@@ -33,5 +34,20 @@ describe('quiet Node', () => {
     // The built library (minified WGSL) still agrees with the float64 reference.
     const error = Number(/max \|gpu - float64\| = (\S+)/.exec(run.stdout)?.[1]);
     expect(error).toBeLessThan(1e-4);
+  });
+});
+
+describe('swiftShaderFlags', () => {
+  const toggle = 'use_vulkan_zero_initialize_workgroup_memory_extension';
+  it('adds the toggle to the caller’s disable-dawn-features list, or as its own flag', () => {
+    expect(swiftShaderFlags([])).toEqual([`disable-dawn-features=${toggle}`]);
+    expect(swiftShaderFlags(['enable-dawn-features=allow_unsafe_apis', 'disable-dawn-features=a,b'])).toEqual(
+      ['enable-dawn-features=allow_unsafe_apis', `disable-dawn-features=a,b,${toggle}`],
+    );
+    // an empty list gets no leading comma; a listed toggle is not repeated
+    expect(swiftShaderFlags(['disable-dawn-features='])).toEqual([`disable-dawn-features=${toggle}`]);
+    expect(swiftShaderFlags([`disable-dawn-features=${toggle},x`])).toEqual([
+      `disable-dawn-features=${toggle},x`,
+    ]);
   });
 });
