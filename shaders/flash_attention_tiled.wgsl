@@ -178,9 +178,10 @@ fn addValues(acc: ptr<function, array<vec4<f32>, VCHUNKS * 4u>>, ty: u32, tx: u3
 }
 
 // Moves the accumulators of the next value chunk to acc[0 .. 3] (and those of this one to the
-// end): loops over the chunks hold barriers, so GPU compilers do not unroll them, and an array
-// indexed by such a loop's counter would live in memory; so every chunk's accumulators pass
-// through acc[0 .. 3], and every index of `acc` is a constant once the small loops are unrolled.
+// end): loops over the chunks hold barriers, so GPU compilers may not unroll them, and they keep
+// an array that such a loop's counter indexes in memory (every access a load or store); so every
+// chunk's accumulators pass through acc[0 .. 3], and every index of `acc` is a constant once the
+// small loops are unrolled. (The scores `s` rotate the same way.)
 // VCHUNKS calls restore the order: acc[4 n + r], row r, value dims 4 (VC n + tx) .. + 3.
 fn rotateChunks(acc: ptr<function, array<vec4<f32>, VCHUNKS * 4u>>) {
   let first = array<vec4<f32>, 4>((*acc)[0], (*acc)[1], (*acc)[2], (*acc)[3]);
@@ -287,10 +288,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // 2. scores: the rules, MASKED where the row may not attend the key. Bit 4 kk + r of `allowed`:
     // row r may attend key kk, kept apart from the scores so that a NaN score is still summed (and
     // turns its row NaN) rather than taken for masked.
+    // Key kk's scores are taken from s[0] and s rotated (constant indices, as in rotateChunks: the
+    // rules make this loop's body large, and a GPU compiler that kept it rolled would keep s, and
+    // with it the products above, in memory).
     var allowed = 0u;
     for (var kk = 0u; kk < 4u; kk++) {
       let j = j0 + 8u * kk + tx;
-      var sc = s[kk];
+      var sc = s[0];
       for (var r = 0u; r < 4u; r++) {
         var bias = MASKED;
         if (j >= lo[r] && j < hi[r]) {
@@ -305,7 +309,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         sc[r] = select(MASKED, sc[r] + bias, bias > MASKED);
         allowed |= select(0u, 1u << (4u * kk + r), bias > MASKED);
       }
-      s[kk] = sc;
+      s = array<vec4<f32>, 4>(s[1], s[2], s[3], sc);
     }
     let tileMax = rowGroupMax(max(max(s[0], s[1]), max(s[2], s[3])), ty, tx, steps);
     let mNew = max(m, tileMax);
@@ -314,9 +318,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     l *= alpha;
     for (var kk = 0u; kk < 4u; kk++) {
       let ok = (vec4<u32>(allowed) >> (4u * kk + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u);
-      let pk = select(vec4<f32>(0.0), exp(s[kk] - mNew), ok == vec4<u32>(1u));
+      let pk = select(vec4<f32>(0.0), exp(s[0] - mNew), ok == vec4<u32>(1u));
       l += pk;
       ps[ty * BC + 8u * kk + tx] = pk;
+      s = array<vec4<f32>, 4>(s[1], s[2], s[3], s[0]);
     }
     // 3. O = alpha O + P V, 32 value dims at a time (each chunk's accumulators in acc[0 .. 3]:
     // rotateChunks); unguarded where the four rows attend every key of the
