@@ -219,9 +219,12 @@ fn main(
         }
       }
 
-      // Scores; new running max of each row; rescale what was accumulated; the keys' weights
-      // (in x).
+      // Scores; new running max of each row; the keys' weights (in x); then what was accumulated
+      // rescaled (alphas), in a loop of its own: this one's body is large (with score_mod, four
+      // modScore calls per row), a GPU compiler may keep it rolled, and acc indexed there would
+      // live in memory.
       var used = false;
+      var alphas: array<f32, RQ>;
       for (var r = 0u; r < RQ; r++) {
         var score = x[r];
         if (mods) {
@@ -238,9 +241,7 @@ fn main(
         let mNew = max(m[r], max(max(score.x, score.y), max(score.z, score.w)));
         let alpha = exp(m[r] - mNew);
         m[r] = mNew;
-        for (var i = 0u; i < SV; i++) {
-          acc[r * SV + i] *= alpha;
-        }
+        alphas[r] = alpha;
         // A NaN or +Infinity score (from q or k) must turn its row NaN; tested by bits and
         // written as a NaN, because WGSL lets max and exp assume finite values.
         let bits = bitcast<vec4<u32>>(score);
@@ -254,6 +255,11 @@ fn main(
         }
         x[r] = pr;
         used = used || any(pr != z);
+      }
+      for (var r = 0u; r < RQ; r++) {
+        for (var i = 0u; i < SV; i++) {
+          acc[r * SV + i] *= alphas[r];
+        }
       }
       // Values: lane c's slices of the keys' rows, weighed (by select: a key no row weighs adds
       // nothing, even where its v holds an Infinity or NaN).

@@ -12,12 +12,14 @@ fn finishRows(b: u32, h: u32, i0: u32, tx: u32, m: vec4<f32>, l: vec4<f32>,
   let DV4 = (p.Dv + 3u) / 4u;
   // row i0's partial of this split; row i0 + r's is r splits further
   let at = ((b * p.Hq + h) * p.Lq + i0) * p.splits + split;
-  // chunk by chunk through acc[0 .. 3] (rotateChunks: constant indices)
+  // chunk by chunk through acc[0 .. 3] (rotateChunks: constant indices), copied out as in
+  // tiled_rows.wgsl
   for (var n = 0u; n < VCHUNKS; n++) {
     let c = n * VC + tx;
+    let chunk = array<vec4<f32>, 4>((*acc)[0], (*acc)[1], (*acc)[2], (*acc)[3]);
     for (var r = 0u; r < 4u; r++) {
       if (i0 + r < p.Lq && c < DV4) {
-        partO[(at + r * p.splits) * DV4 + c] = (*acc)[r];
+        partO[(at + r * p.splits) * DV4 + c] = chunk[r];
       }
     }
     rotateChunks(acc);

@@ -17,13 +17,15 @@ fn finishRows(b: u32, h: u32, i0: u32, tx: u32, mRows: vec4<f32>, lRows: vec4<f3
   let alpha = exp(mRows - m);
   let l = lRows * alpha + select(vec4<f32>(0.0), exp(sink - m), p.sinks_at != RULE_NONE);
   let inv = select(alpha / l, vec4<f32>(0.0), l == vec4<f32>(0.0));
-  // chunk by chunk through acc[0 .. 3] (rotateChunks: constant indices)
+  // chunk by chunk through acc[0 .. 3] (rotateChunks: constant indices), copied out so that the
+  // row loop, which a compiler may keep rolled, indexes the copy and not acc
   for (var n = 0u; n < VCHUNKS; n++) {
     let d0 = (n * VC + tx) * 4u;
+    let chunk = array<vec4<f32>, 4>((*acc)[0], (*acc)[1], (*acc)[2], (*acc)[3]);
     for (var r = 0u; r < 4u; r++) {
       let i = i0 + r;
       if (i < p.Lq) {
-        let o = (*acc)[r] * inv[r];
+        let o = chunk[r] * inv[r];
         // row i's first element in out
         let oAt = b * p.o_b + h * p.o_h + i * p.o_l;
         for (var e = 0u; e < 4u; e++) {
