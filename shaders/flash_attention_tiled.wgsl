@@ -45,7 +45,7 @@ const BR = 64u;
 const BC = 32u;
 const QC = 4u;
 const VC = 8u;
-// vec4s from one dim slice of the staged k chunk to the next (one of padding: see stageAt)
+// vec4s from one dim slice of the staged k chunk to the next (one of padding: see kSlot)
 const KS = BC + 1u;
 // vec4s of a q / k chunk and of a v chunk each invocation loads
 const QK_SHARE = (BR + BC) * QC / WG;
@@ -58,7 +58,7 @@ const V_SHARE = BC * VC / WG;
 @group(0) @binding(4) var<storage, read> mask: array<u32>;
 // (bindings 5 and 6: the outputs of finishRows)
 
-// q chunk [BR][QC] then k chunk [QC][KS] (stageAt); or v chunk [BC][VC]
+// q chunk [BR][QC] then k chunk [QC][KS] (kSlot); or v chunk [BC][VC]
 var<workgroup> stage: array<Tile, BR * QC + QC * KS>;
 // scores, then probabilities: [row group][key], a vec4 over the group's four rows
 var<workgroup> ps: array<vec4<f32>, (BR / 4u) * BC>;
@@ -89,16 +89,21 @@ fn fetchQK(qBase: u32, row0: u32, kBase: u32, j0: u32, c0: u32, t: u32) -> array
   return x;
 }
 
-// Where vec4 i of a q / k chunk (fetchQK's order) is staged: q rows as they come, [BR][QC]; k
-// transposed, [QC][KS], key n - BR of slice i % QC at BR QC + (i % QC) KS + n - BR. The padding
-// (KS = BC + 1) keeps the four slices of a key, stored by neighbouring invocations, apart in the
-// memory banks.
+// Where slice c (dims 4 (c0 + c) .. + 3) of key jj of the k chunk is staged: after the q rows,
+// transposed, [QC][KS]. The padding (KS = BC + 1) keeps the four slices of a key, stored by
+// neighbouring invocations, apart in the memory banks.
+fn kSlot(c: u32, jj: u32) -> u32 {
+  return BR * QC + c * KS + jj;
+}
+
+// Where vec4 i of a q / k chunk (fetchQK's order: row i / QC, slice i % QC) is staged: q rows as
+// they come, [BR][QC]; k at kSlot.
 fn stageAt(i: u32) -> u32 {
   let n = i / QC;
   if (n < BR) {
     return i;
   }
-  return BR * QC + (i % QC) * KS + n - BR;
+  return kSlot(i % QC, n - BR);
 }
 
 // This invocation's share of the chunk of value dims [4 c0, 4 (c0 + VC)) of keys [j0, j0 + BC):
@@ -278,7 +283,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let q2 = stage[(4u * ty + 2u) * QC + c];
         let q3 = stage[(4u * ty + 3u) * QC + c];
         for (var kk = 0u; kk < 4u; kk++) {
-          let kv = stage[BR * QC + c * KS + 8u * kk + tx];
+          let kv = stage[kSlot(c, 8u * kk + tx)];
           s[kk] += vec4<f32>(dotTile(q0, kv), dotTile(q1, kv), dotTile(q2, kv), dotTile(q3, kv));
         }
       }

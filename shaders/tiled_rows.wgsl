@@ -40,7 +40,9 @@ fn finishRows(b: u32, h: u32, i0: u32, tx: u32, mRows: vec4<f32>, lRows: vec4<f3
   if (LSE && tx == 0u) {
     for (var r = 0u; r < 4u; r++) {
       if (i0 + r < p.Lq) {
-        lse[(b * p.Hq + h) * p.Lq + i0 + r] = select(bitcast<u32>(m[r] + log(l[r])), NEG_INF_BITS, l[r] == 0.0);
+        // row i0 + r in lse [B, Hq, Lq]
+        let row = (b * p.Hq + h) * p.Lq + i0 + r;
+        lse[row] = select(bitcast<u32>(m[r] + log(l[r])), NEG_INF_BITS, l[r] == 0.0);
       }
     }
   }

@@ -89,8 +89,8 @@ export interface ContextOptions {
    * `'workgroup'` either way. `'tiled'` (for GPUs; chosen by `tuneAttention` where it
    * measures fastest, or on request) runs prefill with FlashAttention-2's register tiles: each
    * invocation owns a 4 x 4 tile of scores and four rows of the output, q, k and v staged in
-   * workgroup memory in chunks (about 14 KiB whatever the head dims); without `returnWeights`; its decode
-   * pass and backward are the `'workgroup'` ones. `'matrix'` (opt-in only; prefill) computes S =
+   * workgroup memory in chunks (about 14 KiB whatever the head dims); without `returnWeights`; its
+   * decode pass and backward are the `'workgroup'` ones. `'matrix'` (opt-in only; prefill) computes S =
    * Q K^T and O += P V as f16 x f16 -> f32 matrix tiles: with subgroup matrices where the device
    * has `chromium-experimental-subgroup-matrix`, shader-f16 and subgroups and the adapter reports
    * an f16 config, else through an emulation of them (a correctness reference, slow); f16
