@@ -21,11 +21,11 @@ export interface DecodeOptions {
 }
 
 export interface DecodeResult {
-  /** Tokens generated per second (after the prompt). */
+  /** Tokens generated per second (after the prompt): 1000 / msPerToken. */
   tokensPerSecond: number;
-  /** Milliseconds per generated token, all layers. */
+  /** Milliseconds per generated token, all layers: the median over the steps (robust to one stall). */
   msPerToken: number;
-  /** Milliseconds per generated token and layer. */
+  /** Milliseconds per generated token and layer (msPerToken / layers). */
   msPerLayer: number;
   /** Milliseconds of the prompt's forward pass (includes pipeline compiles). */
   prefillMs: number;

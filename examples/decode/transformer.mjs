@@ -19,9 +19,11 @@
 
 /**
  * @typedef {object} DecodeResult
- * @property {number} tokensPerSecond tokens generated per second (after the prompt)
- * @property {number} msPerToken milliseconds per generated token, all layers
- * @property {number} msPerLayer milliseconds per generated token and layer
+ * @property {number} tokensPerSecond tokens generated per second (after the prompt), 1000 / msPerToken
+ * @property {number} msPerToken milliseconds per generated token, all layers: the median over the
+ *   steps, so that one stall (a late shader compile in the driver, a garbage collection) does not
+ *   skew it
+ * @property {number} msPerLayer milliseconds per generated token and layer (msPerToken / layers)
  * @property {number} prefillMs milliseconds of the prompt's forward pass
  * @property {number} steps
  * @property {number} layers
@@ -31,7 +33,8 @@
 
 /**
  * Builds the model, prefills a prompt, generates one untimed token (pipeline compiles), then times
- * `steps` tokens generated one at a time, waiting for the GPU after each (as a sampler would).
+ * `steps` tokens generated one at a time, waiting for the GPU after each (as a sampler would), and
+ * reports the median step.
  * Frees everything it made.
  * @param {typeof import('../../src/index')} lib the library: `import * as lib from 'webgpu-attention'`
  * @param {import('../../src/index').Context} ctx
@@ -121,14 +124,18 @@ export async function runDecode(lib, ctx, options = {}) {
   const warm = await forward(input);
   input.destroy();
   input = warm;
-  start = performance.now();
+  const stepMs = [];
   for (let s = 0; s < steps; s++) {
+    start = performance.now();
     const next = await forward(input);
     await ctx.sync();
+    stepMs.push(performance.now() - start);
     input.destroy();
     input = next;
   }
-  const ms = performance.now() - start;
+  stepMs.sort((a, b) => a - b);
+  const half = stepMs.length >> 1;
+  const ms = stepMs.length % 2 ? stepMs[half] : (stepMs[half - 1] + stepMs[half]) / 2;
   const last = Array.from((await input.read()).slice(0, 4));
   input.destroy();
   for (const block of blocks) {
@@ -137,9 +144,9 @@ export async function runDecode(lib, ctx, options = {}) {
   }
   for (const t of made) t.destroy();
   return {
-    tokensPerSecond: (steps * 1000) / ms,
-    msPerToken: ms / steps,
-    msPerLayer: ms / steps / layers,
+    tokensPerSecond: 1000 / ms,
+    msPerToken: ms,
+    msPerLayer: ms / layers,
     prefillMs,
     steps,
     layers,
