@@ -3,9 +3,10 @@
 // tiles of BC keys staged in workgroup memory, recomputing P = exp(keyScore(scale * q·k) - lse):
 //   dP = dO Vᵀ,  dS = P (dP - delta) keyScoreGrad,  dQ = scale dS K, accumulated in registers.
 // Any D and Dv: rows are read element by element into vec4s padded with zeros.
-// With DROPOUT, Z = dropout.wgsl's factors: dS = P (dP Z - delta) keyScoreGrad.
+// With DROPOUT, Z = dropout.wgsl's factors: dS = P (dP Z - delta) keyScoreGrad. With DATA_GRAD,
+// P (dP - delta) of each attended key also goes to modDataGrad (modData's gradients).
 // Constants (src/ops/attention_backward.ts): WG, BC, D4 = ceil(D / 4), DV4 = ceil(Dv / 4), MASK,
-// DROPOUT; row strides: the uniforms q_l, k_l, v_l, o_l;
+// DROPOUT, DATA_GRAD; row strides: the uniforms q_l, k_l, v_l, o_l;
 // Stored, wordOf and unpackAt from src/f16.ts; storeDq (generated).
 
 alias Input = Stored;
@@ -83,7 +84,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
           if (DROPOUT) {
             dp *= dropFactor(dropKey, j0 + jj);
           }
-          let ds = pr * (dp - st.y) * keyScoreGrad(s, b, h, i, j0 + jj);
+          let dy = pr * (dp - st.y);
+          if (DATA_GRAD) {
+            modDataGrad(s, b, h, i, j0 + jj, dy);
+          }
+          let ds = dy * keyScoreGrad(s, b, h, i, j0 + jj);
           for (var c = 0u; c < D4; c++) {
             dq[c] += ds * kTile[jj * D4 + c];
           }

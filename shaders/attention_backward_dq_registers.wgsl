@@ -6,9 +6,10 @@
 // Blocks are 4 x 4 mat4x4s: qT[c], dOT[c], dqT[c] hold dims 4c .. 4c + 3 (columns) of the four
 // rows (components); per key block, Kc and Vc hold chunk c of the four keys (columns), and S, P,
 // dP, dS have one column per key, components over the rows.
-// With DROPOUT, Z = dropout.wgsl's factors: dS = P (dP Z - delta) keyScoreGrad.
+// With DROPOUT, Z = dropout.wgsl's factors: dS = P (dP Z - delta) keyScoreGrad. With DATA_GRAD,
+// P (dP - delta) of each attended key also goes to modDataGrad (modData's gradients).
 // Constants (src/ops/attention_backward.ts): WG, D4 = D / 4, DV4 = Dv / 4 (D and Dv multiples of
-// 4), MASK, DROPOUT, the row strides Q_ROW, K_ROW, V_ROW, O_ROW (elements); Chunk and
+// 4), MASK, DROPOUT, DATA_GRAD, the row strides Q_ROW, K_ROW, V_ROW, O_ROW (elements); Chunk and
 // unpackChunk from src/f16.ts; storeDq (generated).
 
 alias Input = Chunk;
@@ -57,6 +58,13 @@ fn rowProbabilities(
     pr[r] = probability(keyScore(s[r], b, h, i0 + r, j, ranges[r]), lse[r]);
   }
   return pr;
+}
+
+// modDataGrad of rows i0 .. i0 + 3 (components) for key j, dy = P (dP - delta).
+fn rowDataGrads(s: vec4<f32>, dy: vec4<f32>, b: u32, h: u32, i0: u32, j: u32) {
+  for (var r = 0u; r < 4u; r++) {
+    modDataGrad(s[r], b, h, i0 + r, j, dy[r]);
+  }
 }
 
 // keyScoreGrad of rows i0 .. i0 + 3 (components) for key j (a loop, as rowProbabilities).
@@ -165,12 +173,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (DROPOUT) {
       dp = dropped(dp, dropByKey(dropKeys, j0));
     }
-    let ds = mat4x4<f32>(
-      pr[0] * (dp[0] - delta) * grad[0],
-      pr[1] * (dp[1] - delta) * grad[1],
-      pr[2] * (dp[2] - delta) * grad[2],
-      pr[3] * (dp[3] - delta) * grad[3],
+    let dy = mat4x4<f32>(
+      pr[0] * (dp[0] - delta),
+      pr[1] * (dp[1] - delta),
+      pr[2] * (dp[2] - delta),
+      pr[3] * (dp[3] - delta),
     );
+    if (DATA_GRAD) {
+      rowDataGrads(s[0], dy[0], b, h, i0, j0);
+      rowDataGrads(s[1], dy[1], b, h, i0, j0 + 1u);
+      rowDataGrads(s[2], dy[2], b, h, i0, j0 + 2u);
+      rowDataGrads(s[3], dy[3], b, h, i0, j0 + 3u);
+    }
+    let ds = mat4x4<f32>(dy[0] * grad[0], dy[1] * grad[1], dy[2] * grad[2], dy[3] * grad[3]);
     for (var c = 0u; c < D4; c++) {
       dqT[c] += ds * transpose(kChunks(kAt, c, keys));
     }

@@ -236,16 +236,21 @@ fn ruleBias(b: u32, h: u32, i: u32, j: u32, shift: i32) -> f32 {
   return bias - slope * f32(abs(i32(i) + shift - i32(j)));
 }
 
+// The softcap of s = scale * q·k (s itself without one): score_mod's input.
+fn capScore(s: f32) -> f32 {
+  if (p.softcap > 0.0) {
+    // clamped: tanh of a large argument may be computed as inf / inf
+    return p.softcap * tanh(clamp(s / p.softcap, -16.0, 16.0));
+  }
+  return s;
+}
+
 // softcap, then score_mod, of s = scale * q·k (the parts of the modification that are not a
 // constant added).
 fn modScore(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
-  var x = s;
-  if (p.softcap > 0.0) {
-    // clamped: tanh of a large argument may be computed as inf / inf
-    x = p.softcap * tanh(clamp(x / p.softcap, -16.0, 16.0));
-  }
+  let x = capScore(s);
   if (p.score_mod != 0u) {
-    x = score_mod(x, b + p.b0, h + p.h0, i + p.i0, j + p.j0);
+    return score_mod(x, b + p.b0, h + p.h0, i + p.i0, j + p.j0);
   }
   return x;
 }

@@ -118,6 +118,22 @@ export async function attentionVariants(ctx: Context, flashOnly = false): Promis
     keep(f);
     const g = await attentionBackward(x, x, x, f.output, f.output, { sinks: [0, 1], lse: f.lse });
     made.push(g.dq, g.dk, g.dv, g.dsinks!);
+    if (dtype === 'f32') {
+      // modData's gradients: the dQ pass with DATA_GRAD (atomic adds)
+      const mods = {
+        scoreMod: 'fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s + w(j); }',
+        modData: { w: [0.5, 0.25] },
+      };
+      const fm = await attention(x, x, x, { ...mods, returnLse: true });
+      keep(fm);
+      const gm = await attentionBackward(x, x, x, fm.output, fm.output, {
+        ...mods,
+        lse: fm.lse,
+        scoreModGrad: 'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return 1.0; }',
+        modDataGrad: 'fn mod_data_grad(s: f32, b: u32, h: u32, i: u32, j: u32, ds: f32) { w_grad(j, ds); }',
+      });
+      made.push(gm.dq, gm.dk, gm.dv, gm.dModData!.w!);
+    }
   }
   for (const x of made) x.destroy();
 }

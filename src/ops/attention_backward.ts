@@ -1,4 +1,5 @@
-// attentionBackward(): FlashAttention-2's backward without atomics (WebGPU has no f32 atomics):
+// attentionBackward(): FlashAttention-2's backward without atomics (WebGPU has no f32 atomics;
+// only modDataGrad's sums, in the dQ pass, add by compare-and-swap):
 // check -> plan -> three programs in one recording:
 //   1. delta pass: per query row (lse, delta = rowsum(dO * O)) into a [B, Hq, Lq] scratch buffer;
 //   2. dK/dV pass: each invocation owns keys of one kv head and walks all query heads of its GQA
@@ -22,7 +23,7 @@ import { chunkPrelude, type ElementStorage, elementPrelude } from '../f16';
 import type { RunOptions } from '../options';
 import { type Bindable, Recording, wordRange } from '../program';
 import { fmt } from '../shape';
-import { bytesPerElement, type DType, expectTensor, type Tensor } from '../tensor';
+import { bytesPerElement, type DType, expectTensor, Tensor } from '../tensor';
 import { recordRuleData } from './attention';
 import {
   type AttentionBackwardPlan,
@@ -47,8 +48,12 @@ import {
   type HeadStrides,
   headStrides,
   layoutShape,
+  type ModData,
+  modDataGradSource,
+  modDataLength,
   scoringRules,
   tensorStrides,
+  trainableModData,
 } from './attention_plan';
 import { copyElements, copyHeadRows, type HeadRows, headRows } from './attention_split';
 import { rowConstants, rowUniforms, scoringSources, scoringUniforms, withRules } from './flash_attention';
@@ -74,6 +79,16 @@ export type AttentionBackwardOptions = Omit<AttentionOptions, 'returnLse' | 'ret
      * not differentiate WGSL by itself.
      */
     scoreModGrad?: string;
+    /**
+     * Gradients of modData's f32 entries (a learned bias table that scoreMod reads): WGSL
+     * `fn mod_data_grad(s: f32, b: u32, h: u32, i: u32, j: u32, ds: f32)`, called for each attended
+     * key with score_mod's arguments and ds = d loss / d score_mod's output, which adds
+     * ds · d score_mod / d data[index] to element `index` of entry `name` by calling
+     * `name_grad(index, x)` (one such function per f32 entry). The result's `dModData` then holds
+     * a gradient per f32 entry (the entry's shape, 'f32'; zeros where nothing was added). The sums
+     * run in no fixed order (atomic adds): they may differ in their last bits between runs.
+     */
+    modDataGrad?: string;
   };
 
 export interface AttentionGradients {
@@ -85,6 +100,8 @@ export interface AttentionGradients {
   dv: Tensor;
   /** [Hq] ('f32'), with `sinks`: d loss / d sink of each head. */
   dsinks?: Tensor;
+  /** With `modDataGrad`: d loss / d each f32 entry of modData, by name (the entry's shape, 'f32'). */
+  dModData?: Record<string, Tensor<'f32'>>;
 }
 
 /** score_mod_grad of calls without scoreMod (never called: keyScoreGrad checks p.score_mod). */
@@ -92,13 +109,20 @@ const IDENTITY_SCORE_MOD_GRAD =
   'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return 1.0; }';
 const SCORE_MOD_GRAD_SIGNATURE =
   /fn\s+score_mod_grad\s*\(\s*\w+\s*:\s*f32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*\)\s*->\s*f32/;
+/** mod_data_grad of calls without modDataGrad (never called: DATA_GRAD is false). */
+const IDENTITY_MOD_DATA_GRAD = 'fn mod_data_grad(s: f32, b: u32, h: u32, i: u32, j: u32, ds: f32) {}';
+const MOD_DATA_GRAD_SIGNATURE =
+  /fn\s+mod_data_grad\s*\(\s*\w+\s*:\s*f32\s*(,\s*\w+\s*:\s*u32\s*){4},\s*\w+\s*:\s*f32\s*,?\s*\)\s*\{/;
+/** The dQ pass's binding of modData's gradients (after dq at 7). */
+const MOD_GRADS_BINDING = 8;
 
 export type { AttentionBackwardPlan };
 
 /**
  * Gradients of `attention(q, k, v, options)` given `dOutput` = d loss / d output, fused
  * (FlashAttention-2's structure: a delta pre-pass, a dK/dV pass over key blocks and a dQ pass over
- * query blocks; no atomics, the L x L probabilities are recomputed from `lse`, never stored).
+ * query blocks; no atomics but modDataGrad's, the L x L probabilities are recomputed from `lse`,
+ * never stored).
  * `output` and `options.lse` are the forward's results for the same inputs and options
  * (`returnLse: true`); with the forward's `dropout` (same p and seed) its mask is regenerated. Query rows that attend no key (lse = -Infinity) get zero gradients. dk and
  * dv of a kv head sum over its query heads (GQA/MQA). Results have q's dtype (f16 storage
@@ -141,12 +165,34 @@ export async function attentionBackward(
     const dk = result('dk', layoutShape(layout, B, Hkv, Lk, D), q.dtype);
     const dv = result('dv', layoutShape(layout, B, Hkv, Lk, Dv), q.dtype);
     const dsinks = options.sinks !== undefined ? result('dsinks', [Hq], 'f32') : undefined;
-    const { lse, scoreModGrad, out: _, encoder: __, ...forward } = options;
+    const { lse, scoreModGrad, modDataGrad, out: _, encoder: __, ...forward } = options;
     const call = { q, k, v, output, dOutput, lse, mask: options.mask, dq, dk, dv, dsinks };
-    if (plan.path === 'whole') recordWhole(rec, plan, call, forward, scoreModGrad);
-    else if (plan.path !== 'empty') recordSplit(rec, plan, call, forward, scoreModGrad);
+    const snippets: BackwardSnippets = { scoreModGrad };
+    let dModData: Record<string, Tensor<'f32'>> | undefined;
+    let grads: GPUBuffer | undefined;
+    if (modDataGrad !== undefined) {
+      // added up (atomically) at the words of modData's elements in the rule data, copied out after
+      grads = rec.buffer(modDataLength(forward.modData) * 4, 'attentionBackward:modData-grads');
+      rec.clear(grads);
+      snippets.modDataGrad = { text: modDataGrad, buffer: grads, data: forward.modData };
+      dModData = {};
+      for (const [name, , size] of trainableModData(forward.modData)) {
+        const entry = forward.modData![name];
+        const shape = entry instanceof Tensor ? entry.shape : [size];
+        dModData[name] = ctx.zeros(shape, { dtype: 'f32', label: `attentionBackward: dModData.${name}` });
+        made.push(dModData[name]);
+      }
+    }
+    if (plan.path === 'whole') recordWhole(rec, plan, call, forward, snippets);
+    else if (plan.path !== 'empty') recordSplit(rec, plan, call, forward, snippets);
+    if (grads && dModData && plan.path !== 'empty') {
+      for (const [name, at, size] of trainableModData(forward.modData)) {
+        const grad = dModData[name]!;
+        rec.copy(grads, at * 4, grad.buffer, grad.byteOffset, size * 4);
+      }
+    }
     await rec.submit(encoder);
-    return dsinks ? { dq, dk, dv, dsinks } : { dq, dk, dv };
+    return { dq, dk, dv, ...(dsinks ? { dsinks } : {}), ...(dModData ? { dModData } : {}) };
   } catch (e) {
     for (const t of made) t.destroy();
     throw e;
@@ -203,7 +249,7 @@ function recordWhole(
   plan: BackwardPasses,
   call: BackwardCall,
   forward: AttentionOptions,
-  scoreModGrad: string | undefined,
+  snippets: BackwardSnippets,
 ): void {
   const { B, Hq, Lq } = plan.core.shape;
   // The rule data of the forward's options, with room for the row stats after it.
@@ -226,7 +272,7 @@ function recordWhole(
     lse: call.lse.binding,
     stats: { buffer: data.buffer, offset: data.reservedAt, size: statsBytes },
     statsAt: data.reservedAt / 4,
-    scoreModGrad,
+    snippets,
     dq: call.dq.binding,
     dk: call.dk.binding,
     dv: call.dv.binding,
@@ -248,7 +294,7 @@ function recordSplit(
   plan: SplitBackwardPlan,
   call: BackwardCall,
   forward: AttentionOptions,
-  scoreModGrad: string | undefined,
+  snippets: BackwardSnippets,
 ): void {
   const { shape: s, heads, kvHeads, rows, keys, maskDims } = plan;
   const { ctx } = rec;
@@ -354,7 +400,7 @@ function recordSplit(
     lse: ls,
     stats,
     statsAt: data.reservedAt / 4,
-    scoreModGrad,
+    snippets,
     dq: dqAcc,
     dk: dkAcc,
     dv: dvAcc,
@@ -437,6 +483,12 @@ function recordStore(
   });
 }
 
+/** The backward's own WGSL options: scoreMod's derivative, modData's gradients and their buffer. */
+interface BackwardSnippets {
+  scoreModGrad?: string;
+  modDataGrad?: { text: string; buffer: GPUBuffer; data: ModData | undefined };
+}
+
 /** The passes of recordBackward. */
 type BackwardPass = 'delta' | 'dkdv' | 'dq' | 'dsinks';
 
@@ -447,7 +499,7 @@ interface BackwardBuffers {
   stats: GPUBufferBinding;
   /** where `stats` starts in the rule data, in u32 words */
   statsAt: number;
-  scoreModGrad?: string;
+  snippets: BackwardSnippets;
   dq: Bindable;
   dk: Bindable;
   dv: Bindable;
@@ -498,9 +550,10 @@ function recordBackward(rec: Recording, plan: BackwardPasses, io: AttentionBuffe
   const shared = [
     commonSource,
     ...scoringSources(core),
-    out.scoreModGrad ?? IDENTITY_SCORE_MOD_GRAD,
+    out.snippets.scoreModGrad ?? IDENTITY_SCORE_MOD_GRAD,
     maskedSource,
   ];
+  const dataGrad = out.snippets.modDataGrad;
   const prelude = registers
     ? [elementPrelude(storage, false), chunkPrelude(storage)]
     : [elementPrelude(storage, false)];
@@ -520,6 +573,7 @@ function recordBackward(rec: Recording, plan: BackwardPasses, io: AttentionBuffe
         outputBinding(stored, 8, 'dv', 'storeDv'),
         ...(registers ? [dkdvRegistersSource] : [dkdvSource, rowsSource]),
         ...shared,
+        IDENTITY_MOD_DATA_GRAD,
       ],
       constants: registers
         ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
@@ -537,12 +591,18 @@ function recordBackward(rec: Recording, plan: BackwardPasses, io: AttentionBuffe
         outputBinding(stored, 7, 'dq', 'storeDq'),
         ...(registers ? [dqRegistersSource] : [dqSource, rowsSource]),
         ...shared,
+        ...(dataGrad
+          ? [dataGrad.text, modDataGradSource(dataGrad.data, MOD_GRADS_BINDING)]
+          : [IDENTITY_MOD_DATA_GRAD]),
       ],
-      constants: registers
-        ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
-        : { WG, BC: plan.keysPerTile, ...common },
+      constants: {
+        ...(registers
+          ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
+          : { WG, BC: plan.keysPerTile, ...common }),
+        DATA_GRAD: dataGrad !== undefined,
+      },
       uniforms,
-      bindings: [...inputs, out.dq],
+      bindings: dataGrad ? [...inputs, out.dq, dataGrad.buffer] : [...inputs, out.dq],
       workgroups: plan.dqWorkgroups,
     });
   }
@@ -615,7 +675,7 @@ function checkBackwardInputs(
       );
     }
   }
-  const { lse, scoreModGrad, out: _, encoder: __, ...forward } = options;
+  const { lse, scoreModGrad, modDataGrad, out: _, encoder: __, ...forward } = options;
   if (forward.scoreMod !== undefined && scoreModGrad === undefined) {
     throw new Error(
       `${what}: options.scoreMod needs options.scoreModGrad, WGSL 'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32' (its derivative in s), received undefined`,
@@ -630,6 +690,26 @@ function checkBackwardInputs(
     if (typeof scoreModGrad !== 'string' || !SCORE_MOD_GRAD_SIGNATURE.test(scoreModGrad)) {
       throw new Error(
         `${what}: options.scoreModGrad must be WGSL text defining 'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32', received ${typeof scoreModGrad === 'string' ? JSON.stringify(scoreModGrad.slice(0, 80)) : typeof scoreModGrad}`,
+      );
+    }
+  }
+  if (modDataGrad !== undefined) {
+    const trained = trainableModData(forward.modData).map(([name]) => name);
+    if (forward.scoreMod === undefined || !trained.length) {
+      throw new Error(
+        `${what}: options.modDataGrad trains modData's f32 entries that scoreMod reads: it needs options.scoreMod and an f32 entry in options.modData, received ${forward.scoreMod === undefined ? 'no scoreMod' : 'no f32 entry'}`,
+      );
+    }
+    if (typeof modDataGrad !== 'string' || !MOD_DATA_GRAD_SIGNATURE.test(modDataGrad)) {
+      throw new Error(
+        `${what}: options.modDataGrad must be WGSL text defining 'fn mod_data_grad(s: f32, b: u32, h: u32, i: u32, j: u32, ds: f32)' (no result: it calls name_grad(index, x) of modData's f32 entries), received ${typeof modDataGrad === 'string' ? JSON.stringify(modDataGrad.slice(0, 80)) : typeof modDataGrad}`,
+      );
+    }
+    const names = Object.keys(forward.modData!);
+    const clash = trained.find((name) => names.includes(`${name}_grad`));
+    if (clash !== undefined) {
+      throw new Error(
+        `${what}: options.modDataGrad adds to '${clash}' through a function named ${clash}_grad, which options.modData also names: rename one of them`,
       );
     }
   }

@@ -1025,7 +1025,7 @@ const dataSize = (x: ArrayLike<number> | Tensor | IntTensor): number =>
   x instanceof IntTensor || !isArrayLike(x) ? (x as Tensor | IntTensor).size : x.length;
 
 /** Words of modData's part of the rule data: its table (two per entry), then the data. */
-function modDataLength(data: ModData | undefined): number {
+export function modDataLength(data: ModData | undefined): number {
   return modEntries(data).reduce((n, [, x]) => n + 2 + dataSize(x), 0);
 }
 
@@ -1042,6 +1042,51 @@ export function modDataSource(data: ModData | undefined, stubs = false): string 
       return `fn ${name}(index: u32) -> ${type} { return ${value}; }`;
     })
     .join('\n');
+}
+
+/**
+ * The f32 entries of modData that the backward's modDataGrad trains, each [name, its words' offset
+ * from the start of modData's part of the rule data (past its table), elements].
+ */
+export function trainableModData(data: ModData | undefined): [name: string, at: number, size: number][] {
+  const entries = modEntries(data);
+  let at = 2 * entries.length;
+  const out: [string, number, number][] = [];
+  for (const [name, x] of entries) {
+    if (!isIntData(x)) out.push([name, at, dataSize(x)]);
+    at += dataSize(x);
+  }
+  return out;
+}
+
+/**
+ * The WGSL of the backward's modDataGrad for modData's f32 entries: `fn name_grad(index: u32, x: f32)`
+ * adds x to the gradient of element `index` (past the end: the last, which the read returned),
+ * kept at the element's word in `mod_grads`, the size of modData's part of the rule data (the
+ * binding `binding`, f32 bits added by compare-and-swap: WGSL has no f32 atomics); with `stubs`,
+ * functions of the same signatures that do nothing, for compiling the snippet on its own.
+ */
+export function modDataGradSource(data: ModData | undefined, binding: number, stubs = false): string {
+  const fns = modEntries(data)
+    .map(([name, x], e) =>
+      isIntData(x)
+        ? ''
+        : `fn ${name}_grad(index: u32, x: f32) { ${stubs ? '' : `addModGrad(modDataAt(${e}u, index) - p.mod_at, x);`} }\n`,
+    )
+    .join('');
+  if (stubs) return fns;
+  return `@group(0) @binding(${binding}) var<storage, read_write> mod_grads: array<atomic<u32>>;
+fn addModGrad(at: u32, x: f32) {
+  var old = atomicLoad(&mod_grads[at]);
+  loop {
+    let swap = atomicCompareExchangeWeak(&mod_grads[at], old, bitcast<u32>(bitcast<f32>(old) + x));
+    if (swap.exchanged) {
+      break;
+    }
+    old = swap.old_value;
+  }
+}
+${fns}`;
 }
 
 /**

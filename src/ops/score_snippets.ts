@@ -1,21 +1,24 @@
 // Validation of the WGSL snippets of attention's scoreMod and maskMod (and the backward's
-// scoreModGrad): their signatures are
+// scoreModGrad and modDataGrad): their signatures are
 // checked with the other options (attention_plan.ts); here each text is compiled on its own (with
 // stand-ins for modData's functions), before any pipeline is built, so that an error shows the
 // user's line and the compiler's message rather than a pipeline failure deep inside a kernel.
 import type { Context } from '../context';
-import { type AttentionOptions, modDataSource } from './attention_plan';
+import { type AttentionOptions, modDataGradSource, modDataSource } from './attention_plan';
 
 /** Snippet texts compiled on a device: the error message, or '' when it compiled. */
 const compiled = new WeakMap<GPUDevice, Map<string, Promise<string>>>();
 
 /**
- * Throws a readable error when modData's names or scoreMod, maskMod or scoreModGrad do not
+ * Throws a readable error when modData's names or scoreMod, maskMod, scoreModGrad or modDataGrad do not
  * compile; `prefix` goes before the option's name in the message.
  */
 export async function checkSnippets(
   ctx: Context,
-  options: Pick<AttentionOptions, 'scoreMod' | 'maskMod' | 'modData'> & { scoreModGrad?: string },
+  options: Pick<AttentionOptions, 'scoreMod' | 'maskMod' | 'modData'> & {
+    scoreModGrad?: string;
+    modDataGrad?: string;
+  },
   prefix = 'attention: options.',
 ): Promise<void> {
   // after the snippet, so that the snippet's lines keep their numbers
@@ -24,10 +27,14 @@ export async function checkSnippets(
     const error = await compileSnippet(ctx, stubs);
     if (error) throw new Error(`${prefix}modData: a name does not compile as a WGSL function:\n${error}`);
   }
-  for (const name of ['scoreMod', 'maskMod', 'scoreModGrad'] as const) {
+  // modDataGrad also calls the gradient functions of modData's f32 entries
+  const gradStubs =
+    options.modDataGrad === undefined ? '' : `${stubs}\n${modDataGradSource(options.modData, 0, true)}`;
+  for (const name of ['scoreMod', 'maskMod', 'scoreModGrad', 'modDataGrad'] as const) {
     const text = options[name];
     if (text === undefined) continue;
-    const error = await compileSnippet(ctx, stubs ? `${text}\n${stubs}` : text);
+    const after = name === 'modDataGrad' ? gradStubs : stubs;
+    const error = await compileSnippet(ctx, after ? `${text}\n${after}` : text);
     if (error) throw new Error(`${prefix}${name} does not compile:\n${error}`);
   }
 }

@@ -19,6 +19,9 @@ const FORBIDDING = Math.fround(-3e38);
  */
 export type ScoreModFn = (s: number, b: number, h: number, i: number, j: number) => number;
 
+/** See {@link AttentionCpuOptions.modDataGrad}. */
+export type ModDataGradFn = (s: number, b: number, h: number, i: number, j: number, ds: number) => void;
+
 /**
  * A key filter: `(b, h, i, j) => boolean`, true = query row i may attend key j. Same indices as
  * `ScoreModFn` (global packed positions in varlen mode). The GPU side takes WGSL text
@@ -42,6 +45,13 @@ export interface AttentionCpuOptions {
    * takes a central finite difference of `scoreMod` in float64 (step 1e-5 · max(1, |s|)).
    */
   scoreModGrad?: ScoreModFn;
+  /**
+   * Gradients of data that scoreMod reads (a learned bias table), used only by the backward
+   * reference: called for each attended (b, h, i, j) with scoreMod's input s and
+   * ds = d loss / d scoreMod(s, b, h, i, j); it adds ds · d scoreMod / d data[index] to its own
+   * gradient arrays (the twin of the GPU backward's `modDataGrad`).
+   */
+  modDataGrad?: ModDataGradFn;
   /**
    * ALiBi slopes [Hq], or [B, Hq] batch-major (a slope per batch item, as FlashAttention allows):
    * s -= slopes[b, h] · |i + off - j| (FlashAttention's convention).
@@ -129,6 +139,8 @@ export interface ScoreRules {
   modify(s: number, b: number, h: number, i: number, j: number): number;
   /** d modify(s, ...) / ds (softcap and scoreMod; ALiBi and the additive mask add constants). */
   modifyGrad(s: number, b: number, h: number, i: number, j: number): number;
+  /** s after the softcap: scoreMod's input. */
+  capped(s: number): number;
   /** The sink logit of head h; -Infinity without sinks. */
   sink(h: number): number;
   /** The dropout factor of the probability of (b, h, i, j): 0 or 1 / (1 - p); 1 without dropout. */
@@ -252,18 +264,24 @@ export function scoreRules(
     );
   }
   const softcap = options.softcap || undefined;
-  const { scoreMod, scoreModGrad, maskMod } = options;
+  const { scoreMod, scoreModGrad, maskMod, modDataGrad } = options;
   for (const [name, fn] of [
     ['scoreMod', scoreMod],
     ['scoreModGrad', scoreModGrad],
     ['maskMod', maskMod],
+    ['modDataGrad', modDataGrad],
   ] as const) {
     if (fn !== undefined && typeof fn !== 'function') {
       throw new Error(`${what}: ${name} must be a function, received ${describe(fn)}`);
     }
   }
-  if (scoreModGrad && !scoreMod) {
-    throw new Error(`${what}: scoreModGrad needs scoreMod, received scoreMod undefined`);
+  for (const [name, fn] of [
+    ['scoreModGrad', scoreModGrad],
+    ['modDataGrad', modDataGrad],
+  ] as const) {
+    if (fn && !scoreMod) {
+      throw new Error(`${what}: ${name} needs scoreMod, received scoreMod undefined`);
+    }
   }
   const alibi =
     options.alibiSlopes === undefined
@@ -382,6 +400,7 @@ export function scoreRules(
     allowed,
     modify,
     modifyGrad,
+    capped,
     sink: (h: number) => (sinks ? sinks[h] : Number.NEGATIVE_INFINITY),
     hasSinks: sinks !== undefined,
     dropout: (b: number, h: number, i: number, j: number) =>

@@ -20,6 +20,7 @@ export interface AttentionBackwardCpuResult {
  * dV += (P Z)ᵀ dO, dP = (dO Vᵀ) Z, dS = P (dP - delta), d(scale·q·k) = dS · d modify/ds
  * (softcap: 1 - tanh²(s/c); scoreMod: `scoreModGrad` or a central finite difference), dQ = scale · dS K,
  * dK = scale · dSᵀ Q; with sinks P_sink = exp(sink - lse) and dsink = -Σ P_sink · delta.
+ * `modDataGrad` hears P (dP - delta), d loss / d scoreMod's output, of each attended key.
  * Rows with no allowed key get zero gradients. The additive mask and ALiBi get no gradient.
  */
 export function attentionBackwardCpu(
@@ -78,7 +79,10 @@ export function attentionBackwardCpu(
             dv[kv * Dv + d] += p[j] * z[j] * dO(d);
             dp += dO(d) * vAt(j, d);
           }
-          const ds = p[j] * (dp * z[j] - delta) * rules.modifyGrad(raw[j], b, h, i, j) * scale;
+          // d loss / d score (also d loss / d scoreMod's output: what follows it adds constants)
+          const dScore = p[j] * (dp * z[j] - delta);
+          options.modDataGrad?.(rules.capped(raw[j]), b, h, i, j, dScore);
+          const ds = dScore * rules.modifyGrad(raw[j], b, h, i, j) * scale;
           for (let d = 0; d < D; d++) {
             dq[row * D + d] += ds * Number(k.data[kv * D + d]);
             dk[kv * D + d] += ds * Number(q.data[row * D + d]);

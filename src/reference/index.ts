@@ -12,6 +12,7 @@ export {
   type CreateBlockMaskCpuOptions,
   createBlockMaskCpu,
   type MaskModFn,
+  type ModDataGradFn,
   type ScoreModFn,
   type ScoreRules,
   scoreRules,
