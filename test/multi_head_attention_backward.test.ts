@@ -35,6 +35,8 @@ interface Case {
   dropout?: { p: number; seed: number };
   /** sparse options of the layer's attention (sinks also get their gradient checked) */
   scoring?: { window?: [number, number]; softcap?: number; alibiSlopes?: number[]; sinks?: number[] };
+  /** self-attention with a relative-position bias table [H, 2L - 1] read by scoreMod, trained (dModData) */
+  relativeBias?: boolean;
 }
 
 type WeightName = keyof MultiHeadAttentionCpuWeights;
@@ -48,6 +50,7 @@ interface Problem {
   weights: MultiHeadAttentionCpuWeights;
   dOutput: Float64Array;
   sinks?: HostTensor;
+  relativeBias?: HostTensor;
 }
 
 function problem(c: Case): Problem {
@@ -91,7 +94,8 @@ function problem(c: Case): Problem {
       : { data: randomMask(random, maskSize, 0.7), shape: c.mask, dtype: 'bool' });
   const dOutput = Float64Array.from(randomArray(random, c.B * c.L * c.E));
   const sinks = c.scoring?.sinks && { data: Float64Array.from(c.scoring.sinks), shape: [c.H] };
-  return { x, key, value, mask, weights, dOutput, sinks };
+  const relativeBias = c.relativeBias ? host([c.H * (2 * c.L - 1)]) : undefined;
+  return { x, key, value, mask, weights, dOutput, sinks, relativeBias };
 }
 
 function loss(c: Case, p: Problem): number {
@@ -106,10 +110,29 @@ function loss(c: Case, p: Problem): number {
     dropout: c.dropout,
     ...c.scoring,
     sinks: p.sinks?.data as Float64Array | undefined,
+    ...(p.relativeBias ? { scoreMod: relativeScore(c, p.relativeBias.data as Float64Array) } : {}),
   });
   let sum = 0;
   for (let i = 0; i < output.data.length; i++) sum += output.data[i] * p.dOutput[i];
   return sum;
+}
+
+/** The relative bias as a JS scoreMod (self-attention: Lq = Lk = L), reading `table` [H, 2L - 1]. */
+function relativeScore(c: Case, table: Float64Array) {
+  return (s: number, _b: number, h: number, i: number, j: number) =>
+    s + table[h * (2 * c.L - 1) + i + c.L - 1 - j]!;
+}
+
+/** The same as the layer's WGSL scoring options (modData's table in f32), trained by modDataGrad. */
+function relativeScoring(c: Case, table: HostTensor) {
+  const width = 2 * c.L - 1;
+  const at = `h * ${width}u + i + ${c.L - 1}u - j`;
+  return {
+    scoreMod: `fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s + bias(${at}); }`,
+    modData: { bias: Float32Array.from(table.data as Float64Array) },
+    scoreModGrad: 'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return 1.0; }',
+    modDataGrad: `fn mod_data_grad(s: f32, b: u32, h: u32, i: u32, j: u32, ds: f32) { bias_grad(${at}, ds); }`,
+  };
 }
 
 /** d loss / d every element of `t`, by float64 central differences (step 1e-5, error ~1e-10). */
@@ -206,6 +229,7 @@ interface Run {
     dKey?: ArrayLike<number>;
     dValue?: ArrayLike<number>;
     dsinks?: ArrayLike<number>;
+    dBias?: ArrayLike<number>;
   }>;
 }
 
@@ -235,6 +259,7 @@ function gpuRun(c: Case, p: Problem): Run {
         train: true,
         dropoutSeed: c.dropout?.seed,
         ...c.scoring,
+        ...(p.relativeBias ? relativeScoring(c, p.relativeBias) : {}),
       });
       output.destroy();
       const g = await mha.backward(dOutput);
@@ -242,7 +267,9 @@ function gpuRun(c: Case, p: Problem): Run {
       g.dx.destroy();
       const dsinks = g.dsinks && (await g.dsinks.read());
       g.dsinks?.destroy();
-      if (!g.dMemory) return { dx, dsinks };
+      const dBias = g.dModData && (await g.dModData.bias!.read());
+      g.dModData?.bias!.destroy();
+      if (!g.dMemory) return { dx, dsinks, dBias };
       if ('key' in g.dMemory) {
         const r = { dx, dsinks, dKey: await g.dMemory.key.read(), dValue: await g.dMemory.value.read() };
         g.dMemory.key.destroy();
@@ -274,6 +301,10 @@ async function check(c: Case) {
     } else expect(got.dMemory).toBeUndefined();
     expect(got.dsinks === undefined, `${label} dsinks`).toBe(p.sinks === undefined);
     if (p.sinks) expectClose(got.dsinks!, numericGrad(c, p, p.sinks), F32_TOL, `${label} dsinks`);
+    expect(got.dBias === undefined, `${label} dModData`).toBe(p.relativeBias === undefined);
+    if (p.relativeBias) {
+      expectClose(got.dBias!, numericGrad(c, p, p.relativeBias), F32_TOL, `${label} dModData.bias`);
+    }
     const ref = referenceGrads(c, p);
     expect([...run.mha.grads.keys()].sort()).toEqual([...ref.keys()].sort());
     expect([...run.mha.params.keys()].sort()).toEqual([...ref.keys()].sort());
@@ -335,6 +366,8 @@ describe('MultiHeadAttention.backward', () => {
       load: 'separate',
       scoring: { window: [2, 0], softcap: 2, alibiSlopes: [0.5, 0.25], sinks: [0.3, -0.4] },
     }));
+  it('a relative-position bias read by scoreMod, trained through modDataGrad (dModData), GQA', () =>
+    check({ B: 2, L: 5, E: 8, H: 2, Hkv: 1, causal: true, load: 'separate', relativeBias: true }));
   it('no bias', () => check({ B: 2, L: 4, E: 8, H: 2, causal: true, bias: false, load: 'packed' }));
   it('dropout on the attention probabilities (the backward regenerates the mask), GQA', () =>
     check({ B: 2, L: 5, E: 8, H: 4, Hkv: 2, causal: true, load: 'separate', dropout: { p: 0.3, seed: 42 } }));

@@ -63,14 +63,15 @@ export interface AttentionCache {
 /**
  * The sparse and programmable options of `attention` that the layer passes on to its attention
  * call (and, in training, to its backward): see {@link AttentionOptions} (`window`, `softcap`,
- * `alibiSlopes`, `sinks`, `scoreMod`, `maskMod`, `modData`, `cuSeqlensQ` / `cuSeqlensK`, `blockMask`) and
- * `scoreModGrad` (the derivative of scoreMod, used by the backward only). With a KV cache, causal,
- * window and ALiBi align to the cached keys' end, as in `attention`.
+ * `alibiSlopes`, `sinks`, `scoreMod`, `maskMod`, `modData`, `cuSeqlensQ` / `cuSeqlensK`, `blockMask`),
+ * `scoreModGrad` (the derivative of scoreMod) and `modDataGrad` (the gradients of modData's f32
+ * entries, returned by `backward` as `dModData`), both used by the backward only. With a KV cache,
+ * causal, window and ALiBi align to the cached keys' end, as in `attention`.
  */
 export type MultiHeadAttentionScoring = Pick<AttentionOptions, ScoringOptionKey> &
-  Pick<AttentionBackwardOptions, 'scoreModGrad'>;
+  Pick<AttentionBackwardOptions, 'scoreModGrad' | 'modDataGrad'>;
 
-const SCORING_KEYS = [...SCORING_OPTION_KEYS, 'scoreModGrad'] as const;
+const SCORING_KEYS = [...SCORING_OPTION_KEYS, 'scoreModGrad', 'modDataGrad'] as const;
 
 export interface MultiHeadAttentionForwardOptions extends MultiHeadAttentionScoring {
   /**
@@ -120,6 +121,11 @@ export interface MultiHeadAttentionInputGradients {
   dMemory?: Tensor | { key: Tensor; value: Tensor };
   /** With `sinks` in the train forward: d loss / d sinks [numHeads] (f32; the layer does not own sinks). */
   dsinks?: Tensor;
+  /**
+   * With `modDataGrad` in the train forward: d loss / d each f32 entry of its modData, by name
+   * (as attentionBackward's; the layer does not own modData).
+   */
+  dModData?: Record<string, Tensor<'f32'>>;
 }
 
 export interface MultiHeadAttentionResult {
@@ -576,7 +582,7 @@ export class MultiHeadAttention {
       const scoring: MultiHeadAttentionScoring = {};
       for (const key of SCORING_KEYS)
         if (options[key] !== undefined) Object.assign(scoring, { [key]: options[key] });
-      const { scoreModGrad: _, ...forwardScoring } = scoring;
+      const { scoreModGrad: _, modDataGrad: __, ...forwardScoring } = scoring;
       const result = await attention(q, k, v, {
         ...forwardScoring,
         causal,
@@ -670,7 +676,7 @@ export class MultiHeadAttention {
     try {
       // the scope keeps the top-level tensors of what it returns: flatten dMemory's key and value
       const g = await this.ctx.scope(async () => {
-        const { dx, dMemory, dsinks } = await this.backwardOf(s, dOutput);
+        const { dx, dMemory, dsinks, dModData } = await this.backwardOf(s, dOutput);
         const pair = dMemory && 'key' in dMemory;
         return {
           dx,
@@ -678,10 +684,24 @@ export class MultiHeadAttention {
           dMemory: pair ? undefined : dMemory,
           key: pair ? dMemory.key : undefined,
           value: pair ? dMemory.value : undefined,
+          // (top level, so that the scope keeps them)
+          ...Object.fromEntries(Object.entries(dModData ?? {}).map(([name, t]) => [`dModData.${name}`, t])),
         };
       });
       const dMemory = g.key ? { key: g.key, value: g.value! } : g.dMemory;
-      return { dx: g.dx, ...(dMemory ? { dMemory } : {}), ...(g.dsinks ? { dsinks: g.dsinks } : {}) };
+      const dModData = s.scoring.modDataGrad
+        ? Object.fromEntries(
+            Object.entries(g)
+              .filter(([key]) => key.startsWith('dModData.'))
+              .map(([key, t]) => [key.slice('dModData.'.length), t as Tensor<'f32'>]),
+          )
+        : undefined;
+      return {
+        dx: g.dx,
+        ...(dMemory ? { dMemory } : {}),
+        ...(g.dsinks ? { dsinks: g.dsinks } : {}),
+        ...(dModData ? { dModData } : {}),
+      };
     } finally {
       for (const t of [s.q, s.k, s.v, s.attended, s.lse]) t.destroy();
     }
@@ -698,7 +718,7 @@ export class MultiHeadAttention {
     };
     // out projection: its input is the attention output in heads [B, H, L, Dh], merged on read
     const dAttended = await project('out', s.attended, dOutput);
-    let { dq, dk, dv, dsinks } = await attentionBackward(s.q, s.k, s.v, s.attended, dAttended, {
+    let { dq, dk, dv, dsinks, dModData } = await attentionBackward(s.q, s.k, s.v, s.attended, dAttended, {
       ...s.scoring,
       causal: s.causal,
       mask: s.mask,
@@ -739,7 +759,12 @@ export class MultiHeadAttention {
       recordAdd(rec, target, { buffer: scratch });
     }
     await rec.submit();
-    return { dx, ...(dMemory ? { dMemory } : {}), ...(dsinks ? { dsinks } : {}) };
+    return {
+      dx,
+      ...(dMemory ? { dMemory } : {}),
+      ...(dsinks ? { dsinks } : {}),
+      ...(dModData ? { dModData } : {}),
+    };
   }
 
   /**
