@@ -71,6 +71,13 @@ const SCORE_MODS = [
     cpu: (s: number, b: number, _h: number, i: number, j: number) => s * 0.75 + BUMP[(i + 2 * j + b) % 5]!,
     cpuGrad: () => 0.75,
     data: { bump: BUMP },
+    // the backward trains the table (dModData.bump)
+    dataGrad:
+      'fn mod_data_grad(s: f32, b: u32, h: u32, i: u32, j: u32, ds: f32) { bump_grad((i + 2u * j + b) % 5u, ds); }',
+    cpuDataGrad:
+      (grads: Float64Array) => (_s: number, b: number, _h: number, i: number, j: number, ds: number) => {
+        grads[(i + 2 * j + b) % 5]! += ds;
+      },
   },
 ];
 const MASK_MODS = [
@@ -360,14 +367,22 @@ async function fuzzCase(on: Context, path: Path, r: Config): Promise<void> {
       return;
     }
     const dOutput = { data: randomArray(random, B * Hq * Lq * Dv), shape: [B, Hq, Lq, Dv] };
-    const ref = attentionBackwardCpu(inputs.q, inputs.k, inputs.v, dOutput, cpu);
+    const dBump = new Float64Array(BUMP.length);
+    const dataGrad = scoreMod?.dataGrad ? scoreMod : undefined;
+    const ref = attentionBackwardCpu(inputs.q, inputs.k, inputs.v, dOutput, {
+      ...cpu,
+      modDataGrad: dataGrad?.cpuDataGrad?.(dBump),
+    });
     const { returnLse: _, ...forward } = options;
     const g = await attentionBackward(q, k, v, result.output, up(dOutput), {
       ...forward,
       lse: result.lse!,
       scoreModGrad: scoreMod?.grad,
+      modDataGrad: dataGrad?.dataGrad,
     });
-    made.push(g.dq, g.dk, g.dv, ...(g.dsinks ? [g.dsinks] : []));
+    made.push(g.dq, g.dk, g.dv, ...(g.dsinks ? [g.dsinks] : []), ...Object.values(g.dModData ?? {}));
+    expect(g.dModData === undefined, `${label} dModData`).toBe(dataGrad === undefined);
+    if (g.dModData) expectClose(await g.dModData.bump!.read(), dBump, tol, `${label} dModData.bump`);
     expectClose(await g.dq.read(), ref.dq.data, tol, `${label} dq`);
     expectClose(await g.dk.read(), ref.dk.data, tol, `${label} dk`);
     expectClose(await g.dv.read(), ref.dv.data, tol, `${label} dv`);

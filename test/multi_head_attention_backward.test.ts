@@ -268,7 +268,7 @@ function gpuRun(c: Case, p: Problem): Run {
       const dsinks = g.dsinks && (await g.dsinks.read());
       g.dsinks?.destroy();
       const dBias = g.dModData && (await g.dModData.bias!.read());
-      g.dModData?.bias!.destroy();
+      g.dModData?.bias?.destroy();
       if (!g.dMemory) return { dx, dsinks, dBias };
       if ('key' in g.dMemory) {
         const r = { dx, dsinks, dKey: await g.dMemory.key.read(), dValue: await g.dMemory.value.read() };
