@@ -250,32 +250,67 @@ async function readGrads(g: { dq: Tensor; dk: Tensor; dv: Tensor }) {
   return out;
 }
 
-/** Ours fused: attention(..., returnLse) forward; attentionBackward from its output and lse. */
-export function oursFusedBackward(ctx: Context, probe?: PassProbe): BackwardImpl {
+/**
+ * A T5-style relative bias per head and distance read by scoreMod and trained by modDataGrad, all
+ * zeros (so that dq, dk, dv are plain attention's, checked as such; the bias's gradient is summed
+ * all the same: the atomic adds of every attended key).
+ */
+function relativeBias(ctx: Context, s: BenchShape) {
+  const width = s.Lq + s.Lk - 1;
+  const at = `h * ${width}u + i + ${s.Lk - 1}u - j`;
+  const table = ctx.zeros([s.Hq, width], { label: 'bench:relative-bias' });
   return {
-    id: 'ours',
-    label: 'ours fused (attentionBackward)',
+    table,
+    forward: {
+      scoreMod: `fn score_mod(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return s + bias(${at}); }`,
+      modData: { bias: table },
+    },
+    backward: {
+      scoreModGrad: 'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return 1.0; }',
+      modDataGrad: `fn mod_data_grad(s: f32, b: u32, h: u32, i: u32, j: u32, ds: f32) { bias_grad(${at}, ds); }`,
+    },
+  };
+}
+
+/**
+ * Ours fused: attention(..., returnLse) forward; attentionBackward from its output and lse. With
+ * `trainedBias`, also a relative bias read by scoreMod whose gradient the backward returns
+ * (modDataGrad): what training a learned bias adds.
+ */
+export function oursFusedBackward(ctx: Context, probe?: PassProbe, trainedBias = false): BackwardImpl {
+  return {
+    id: trainedBias ? 'ours-bias' : 'ours',
+    label: trainedBias
+      ? 'ours fused, relative bias trained (scoreMod, modDataGrad)'
+      : 'ours fused (attentionBackward)',
     kind: 'ours',
     slow: false,
     async prepare(inputs) {
       const { q, k, v, dO } = upload(ctx, inputs);
       const { causal } = inputs.shape;
+      const bias = trainedBias ? relativeBias(ctx, inputs.shape) : undefined;
       const forward = async () => {
-        const r = await attention(q, k, v, { causal, returnLse: true });
+        const r = await attention(q, k, v, { causal, returnLse: true, ...bias?.forward });
         return [r.output, r.lse!];
       };
       const [output, lse] = await forward();
+      const call = () =>
+        attentionBackward(q, k, v, output, dO, { causal, lse, ...bias?.forward, ...bias?.backward });
       const backward = async () => {
-        const g = await attentionBackward(q, k, v, output, dO, { causal, lse });
-        return [g.dq, g.dk, g.dv];
+        const g = await call();
+        return [g.dq, g.dk, g.dv, ...Object.values(g.dModData ?? {})];
       };
       return {
         device: ctx.device,
         forward: () => measured(ctx, probe, forward),
         backward: () => measured(ctx, probe, backward),
-        grads: async () => readGrads(await attentionBackward(q, k, v, output, dO, { causal, lse })),
+        grads: async () => {
+          const g = await call();
+          for (const t of Object.values(g.dModData ?? {})) t.destroy();
+          return readGrads(g);
+        },
         dispose: () => {
-          for (const t of [q, k, v, dO, output, lse]) t.destroy();
+          for (const t of [q, k, v, dO, output, lse, bias?.table]) t?.destroy();
         },
       };
     },

@@ -518,7 +518,11 @@ export async function runNodeBench(
     if (backwardShapes.length) {
       backward = await runBackwardSection(
         ctx,
-        [oursFusedBackward(ctx, probe), oursComposedBackward(ctx, probe)],
+        [
+          oursFusedBackward(ctx, probe),
+          oursFusedBackward(ctx, probe, true),
+          oursComposedBackward(ctx, probe),
+        ],
         backwardShapes,
         {
           repeats: o.repeats,

@@ -125,8 +125,13 @@ describe('bench backward: ours fused and composed give the float64 gradients', (
     { name: 't-gqa', group: 'gqa', B: 1, Hq: 4, Hkv: 2, Lq: 21, Lk: 21, D: 16, causal: false },
   ];
   for (const s of shapes) {
-    for (const make of [oursFusedBackward, oursComposedBackward]) {
-      it(`${make.name} on ${s.name}: gradients, and a forward and backward call with peak bytes`, async () => {
+    const makers: [string, (ctx: Context) => BackwardImpl][] = [
+      ['oursFusedBackward', (c) => oursFusedBackward(c)],
+      ['oursFusedBackward with a trained bias', (c) => oursFusedBackward(c, undefined, true)],
+      ['oursComposedBackward', (c) => oursComposedBackward(c)],
+    ];
+    for (const [name, make] of makers) {
+      it(`${name} on ${s.name}: gradients, and a forward and backward call with peak bytes`, async () => {
         const impl: BackwardImpl = make(ctx);
         const inputs = makeBackwardInputs(s, 3);
         const { B, Hq, Hkv, Lq, Lk, D } = s;
