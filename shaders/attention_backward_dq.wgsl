@@ -97,6 +97,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
+  if (DATA_GRAD) {
+    flushModGrads();
+  }
   if (!live) {
     return;
   }

@@ -191,6 +191,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 
+  if (DATA_GRAD) {
+    flushModGrads();
+  }
   for (var c = 0u; c < D4; c++) {
     let byRow = transpose(dqT[c]);
     for (var r = 0u; r < rows; r++) {

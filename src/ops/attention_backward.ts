@@ -19,6 +19,7 @@ import dsinksSource from '../../shaders/attention_backward_dsinks.wgsl?raw';
 import rowsSource from '../../shaders/attention_backward_rows.wgsl?raw';
 import storeSource from '../../shaders/attention_backward_store.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
+import modDataGradsSource from '../../shaders/mod_data_grads.wgsl?raw';
 import { chunkPrelude, type ElementStorage, elementPrelude } from '../f16';
 import type { RunOptions } from '../options';
 import { type Bindable, Recording, wordRange } from '../program';
@@ -49,7 +50,7 @@ import {
   headStrides,
   layoutShape,
   type ModData,
-  modDataGradSource,
+  modDataGradFunctions,
   modDataLength,
   scoringRules,
   tensorStrides,
@@ -109,12 +110,11 @@ const IDENTITY_SCORE_MOD_GRAD =
   'fn score_mod_grad(s: f32, b: u32, h: u32, i: u32, j: u32) -> f32 { return 1.0; }';
 const SCORE_MOD_GRAD_SIGNATURE =
   /fn\s+score_mod_grad\s*\(\s*\w+\s*:\s*f32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*,\s*\w+\s*:\s*u32\s*\)\s*->\s*f32/;
-/** mod_data_grad of calls without modDataGrad (never called: DATA_GRAD is false). */
-const IDENTITY_MOD_DATA_GRAD = 'fn mod_data_grad(s: f32, b: u32, h: u32, i: u32, j: u32, ds: f32) {}';
+/** mod_data_grad and flushModGrads of calls without modDataGrad (never called: DATA_GRAD is false). */
+const IDENTITY_MOD_DATA_GRAD =
+  'fn mod_data_grad(s: f32, b: u32, h: u32, i: u32, j: u32, ds: f32) {}\nfn flushModGrads() {}';
 const MOD_DATA_GRAD_SIGNATURE =
   /fn\s+mod_data_grad\s*\(\s*\w+\s*:\s*f32\s*(,\s*\w+\s*:\s*u32\s*){4},\s*\w+\s*:\s*f32\s*,?\s*\)\s*\{/;
-/** The dQ pass's binding of modData's gradients (after dq at 7). */
-const MOD_GRADS_BINDING = 8;
 
 export type { AttentionBackwardPlan };
 
@@ -592,7 +592,7 @@ function recordBackward(rec: Recording, plan: BackwardPasses, io: AttentionBuffe
         ...(registers ? [dqRegistersSource] : [dqSource, rowsSource]),
         ...shared,
         ...(dataGrad
-          ? [dataGrad.text, modDataGradSource(dataGrad.data, MOD_GRADS_BINDING)]
+          ? [dataGrad.text, modDataGradFunctions(dataGrad.data), modDataGradsSource]
           : [IDENTITY_MOD_DATA_GRAD]),
       ],
       constants: {
@@ -600,8 +600,10 @@ function recordBackward(rec: Recording, plan: BackwardPasses, io: AttentionBuffe
           ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
           : { WG, BC: plan.keysPerTile, ...common }),
         DATA_GRAD: dataGrad !== undefined,
+        ...(dataGrad ? { GRAD_SLOTS: trainableModData(dataGrad.data).length } : {}),
       },
       uniforms,
+      // modData's gradients at binding 8, after dq (mod_data_grads.wgsl declares it)
       bindings: dataGrad ? [...inputs, out.dq, dataGrad.buffer] : [...inputs, out.dq],
       workgroups: plan.dqWorkgroups,
     });

@@ -1060,33 +1060,20 @@ export function trainableModData(data: ModData | undefined): [name: string, at: 
 }
 
 /**
- * The WGSL of the backward's modDataGrad for modData's f32 entries: `fn name_grad(index: u32, x: f32)`
- * adds x to the gradient of element `index` (past the end: the last, which the read returned),
- * kept at the element's word in `mod_grads`, the size of modData's part of the rule data (the
- * binding `binding`, f32 bits added by compare-and-swap: WGSL has no f32 atomics); with `stubs`,
- * functions of the same signatures that do nothing, for compiling the snippet on its own.
+ * The backward's modDataGrad functions of modData's f32 entries, `fn name_grad(index: u32, x: f32)`:
+ * each adds x to the gradient of element `index` (past the end: the last, which the read returned)
+ * through its own slot of shaders/mod_data_grads.wgsl (whose GRAD_SLOTS is the number of these);
+ * with `stubs`, functions of the same signatures that do nothing, for compiling the snippet alone.
  */
-export function modDataGradSource(data: ModData | undefined, binding: number, stubs = false): string {
-  const fns = modEntries(data)
+export function modDataGradFunctions(data: ModData | undefined, stubs = false): string {
+  let slot = 0;
+  return modEntries(data)
     .map(([name, x], e) =>
       isIntData(x)
         ? ''
-        : `fn ${name}_grad(index: u32, x: f32) { ${stubs ? '' : `addModGrad(modDataAt(${e}u, index) - p.mod_at, x);`} }\n`,
+        : `fn ${name}_grad(index: u32, x: f32) { ${stubs ? '' : `holdModGrad(${slot++}u, modDataAt(${e}u, index) - p.mod_at, x);`} }\n`,
     )
     .join('');
-  if (stubs) return fns;
-  return `@group(0) @binding(${binding}) var<storage, read_write> mod_grads: array<atomic<u32>>;
-fn addModGrad(at: u32, x: f32) {
-  var old = atomicLoad(&mod_grads[at]);
-  loop {
-    let swap = atomicCompareExchangeWeak(&mod_grads[at], old, bitcast<u32>(bitcast<f32>(old) + x));
-    if (swap.exchanged) {
-      break;
-    }
-    old = swap.old_value;
-  }
-}
-${fns}`;
 }
 
 /**

@@ -4,7 +4,7 @@
 // stand-ins for modData's functions), before any pipeline is built, so that an error shows the
 // user's line and the compiler's message rather than a pipeline failure deep inside a kernel.
 import type { Context } from '../context';
-import { type AttentionOptions, modDataGradSource, modDataSource } from './attention_plan';
+import { type AttentionOptions, modDataGradFunctions, modDataSource } from './attention_plan';
 
 /** Snippet texts compiled on a device: the error message, or '' when it compiled. */
 const compiled = new WeakMap<GPUDevice, Map<string, Promise<string>>>();
@@ -29,7 +29,7 @@ export async function checkSnippets(
   }
   // modDataGrad also calls the gradient functions of modData's f32 entries
   const gradStubs =
-    options.modDataGrad === undefined ? '' : `${stubs}\n${modDataGradSource(options.modData, 0, true)}`;
+    options.modDataGrad === undefined ? '' : `${stubs}\n${modDataGradFunctions(options.modData, true)}`;
   for (const name of ['scoreMod', 'maskMod', 'scoreModGrad', 'modDataGrad'] as const) {
     const text = options[name];
     if (text === undefined) continue;
