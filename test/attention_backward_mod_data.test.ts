@@ -10,6 +10,7 @@ import {
   attentionBackward,
   type Context,
   planAttentionBackward,
+  type AttentionShape as Shape,
   type Tensor,
 } from '../src';
 import {
@@ -20,16 +21,6 @@ import {
 } from '../src/reference';
 import { caseInputs, roundToF16 } from './attention_cases';
 import { checked, expectClose, F16_TOL, F32_TOL, randomArray, rng, testContext } from './helpers';
-
-interface Shape {
-  B: number;
-  Hq: number;
-  Hkv: number;
-  Lq: number;
-  Lk: number;
-  D: number;
-  Dv: number;
-}
 
 /**
  * T5-style bias learned per head and distance (table [Hq, Lq + Lk - 1], an f32 tensor on the GPU)
