@@ -156,6 +156,19 @@ export class ContextDestroyedError extends Error {
 }
 
 /**
+ * The Tensors in what a scope's function returned: it, or those held by its arrays and objects at
+ * any depth (typed arrays are not searched).
+ */
+function returnedTensors(result: unknown, found = new Set<unknown>()): Set<unknown> {
+  if (result instanceof Tensor) found.add(result);
+  else if (result && typeof result === 'object' && !ArrayBuffer.isView(result) && !found.has(result)) {
+    found.add(result); // (also marks it seen)
+    for (const x of Object.values(result)) returnedTensors(x, found);
+  }
+  return found;
+}
+
+/**
  * Owns one GPUDevice: its features and limits, a pipeline cache, buffer accounting and dispatch.
  * Create it with {@link createContext}.
  */
@@ -295,8 +308,8 @@ export class Context {
 
   /**
    * Runs `fn` and then destroys every tensor created while it ran, except the tensors it returns
-   * (a Tensor, or an array or object whose values include Tensors). Scopes nest; run them one after
-   * another, not interleaved across concurrent async work.
+   * (a Tensor, or arrays and objects holding Tensors at any depth, e.g. `{ grads: { dq, dk } }`).
+   * Scopes nest; run them one after another, not interleaved across concurrent async work.
    *
    * @example
    * const out = await ctx.scope(async () => {
@@ -313,13 +326,7 @@ export class Context {
       return result;
     } finally {
       this.scopes.splice(this.scopes.lastIndexOf(made), 1);
-      const kept = new Set<unknown>(
-        result instanceof Tensor
-          ? [result]
-          : result && typeof result === 'object'
-            ? Object.values(result)
-            : [],
-      );
+      const kept = returnedTensors(result);
       for (const t of made) {
         if (kept.has(t))
           this.scopes.at(-1)?.add(t); // hand it to the enclosing scope

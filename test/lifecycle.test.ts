@@ -1,6 +1,13 @@
 // Device loss, memory accounting and scopes, and many operations in flight at once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attention, type Context, ContextDestroyedError, createContext, DeviceLostError } from '../src';
+import {
+  attention,
+  type Context,
+  ContextDestroyedError,
+  createContext,
+  DeviceLostError,
+  type Tensor,
+} from '../src';
 import { attentionCpu } from '../src/reference';
 import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
 
@@ -141,6 +148,24 @@ describe('memory', () => {
     expect(out.destroyed).toBe(false);
     expectClose(await out.read(), new Float32Array(16).fill(0.5), F32_TOL, 'scoped output');
     out.destroy();
+    expect(ctx.liveBytes).toBe(start);
+  });
+
+  it('scope() keeps tensors returned at any depth, frees the rest', async () => {
+    const start = ctx.liveBytes;
+    const [freed, typed] = [[] as Tensor[], new Float32Array(4)];
+    const out = await ctx.scope(async () => {
+      const [a, b, c] = [ctx.zeros([4]), ctx.zeros([8]), ctx.zeros([2])];
+      freed.push(ctx.zeros([16]), ctx.zeros([3]));
+      const cycle: { self?: unknown; t: Tensor } = { t: c };
+      cycle.self = cycle;
+      return { grads: { a, list: [1, [b]] }, cycle, typed };
+    });
+    expect(freed.map((t) => t.destroyed)).toEqual([true, true]);
+    const kept = [out.grads.a, (out.grads.list[1] as Tensor[])[0]!, out.cycle.t];
+    expect(kept.map((t) => t.destroyed)).toEqual([false, false, false]);
+    expect(ctx.liveBytes - start).toBe((4 + 8 + 2) * 4);
+    for (const t of kept) t.destroy();
     expect(ctx.liveBytes).toBe(start);
   });
 

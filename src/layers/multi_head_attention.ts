@@ -674,34 +674,7 @@ export class MultiHeadAttention {
     }
     this.saved = undefined;
     try {
-      // the scope keeps the top-level tensors of what it returns: flatten dMemory's key and value
-      const g = await this.ctx.scope(async () => {
-        const { dx, dMemory, dsinks, dModData } = await this.backwardOf(s, dOutput);
-        const pair = dMemory && 'key' in dMemory;
-        return {
-          dx,
-          dsinks,
-          dMemory: pair ? undefined : dMemory,
-          key: pair ? dMemory.key : undefined,
-          value: pair ? dMemory.value : undefined,
-          // (top level, so that the scope keeps them)
-          ...Object.fromEntries(Object.entries(dModData ?? {}).map(([name, t]) => [`dModData.${name}`, t])),
-        };
-      });
-      const dMemory = g.key ? { key: g.key, value: g.value! } : g.dMemory;
-      const dModData = s.scoring.modDataGrad
-        ? Object.fromEntries(
-            Object.entries(g)
-              .filter(([key]) => key.startsWith('dModData.'))
-              .map(([key, t]) => [key.slice('dModData.'.length), t as Tensor<'f32'>]),
-          )
-        : undefined;
-      return {
-        dx: g.dx,
-        ...(dMemory ? { dMemory } : {}),
-        ...(g.dsinks ? { dsinks: g.dsinks } : {}),
-        ...(dModData ? { dModData } : {}),
-      };
+      return await this.ctx.scope(() => this.backwardOf(s, dOutput));
     } finally {
       for (const t of [s.q, s.k, s.v, s.attended, s.lse]) t.destroy();
     }

@@ -170,13 +170,19 @@ export async function attentionBackward(
     const snippets: BackwardSnippets = { scoreModGrad };
     let dModData: Record<string, Tensor<'f32'>> | undefined;
     let grads: GPUBuffer | undefined;
+    const trained = trainableModData(forward.modData);
     if (modDataGrad !== undefined) {
       // added up (atomically) at the words of modData's elements in the rule data, copied out after
       grads = rec.buffer(modDataLength(forward.modData) * 4, 'attentionBackward:modData-grads');
       rec.clear(grads);
-      snippets.modDataGrad = { text: modDataGrad, buffer: grads, data: forward.modData };
+      snippets.modDataGrad = {
+        text: modDataGrad,
+        buffer: grads,
+        data: forward.modData,
+        slots: trained.length,
+      };
       dModData = {};
-      for (const [name, , size] of trainableModData(forward.modData)) {
+      for (const [name, , size] of trained) {
         const entry = forward.modData![name];
         const shape = entry instanceof Tensor ? entry.shape : [size];
         dModData[name] = ctx.zeros(shape, { dtype: 'f32', label: `attentionBackward: dModData.${name}` });
@@ -186,7 +192,7 @@ export async function attentionBackward(
     if (plan.path === 'whole') recordWhole(rec, plan, call, forward, snippets);
     else if (plan.path !== 'empty') recordSplit(rec, plan, call, forward, snippets);
     if (grads && dModData && plan.path !== 'empty') {
-      for (const [name, at, size] of trainableModData(forward.modData)) {
+      for (const [name, at, size] of trained) {
         const grad = dModData[name]!;
         rec.copy(grads, at * 4, grad.buffer, grad.byteOffset, size * 4);
       }
@@ -486,7 +492,8 @@ function recordStore(
 /** The backward's own WGSL options: scoreMod's derivative, modData's gradients and their buffer. */
 interface BackwardSnippets {
   scoreModGrad?: string;
-  modDataGrad?: { text: string; buffer: GPUBuffer; data: ModData | undefined };
+  /** slots: modData's f32 entries (GRAD_SLOTS) */
+  modDataGrad?: { text: string; buffer: GPUBuffer; data: ModData | undefined; slots: number };
 }
 
 /** The passes of recordBackward. */
@@ -600,7 +607,7 @@ function recordBackward(rec: Recording, plan: BackwardPasses, io: AttentionBuffe
           ? { WG: REGISTERS_WG, ...common, ...rowConstants(io) }
           : { WG, BC: plan.keysPerTile, ...common }),
         DATA_GRAD: dataGrad !== undefined,
-        ...(dataGrad ? { GRAD_SLOTS: trainableModData(dataGrad.data).length } : {}),
+        ...(dataGrad ? { GRAD_SLOTS: dataGrad.slots } : {}),
       },
       uniforms,
       // modData's gradients at binding 8, after dq (mod_data_grads.wgsl declares it)

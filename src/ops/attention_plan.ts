@@ -1024,6 +1024,22 @@ const isIntData = (x: unknown): boolean =>
 const dataSize = (x: ArrayLike<number> | Tensor | IntTensor): number =>
   x instanceof IntTensor || !isArrayLike(x) ? (x as Tensor | IntTensor).size : x.length;
 
+/**
+ * modData's part of the rule data: its table (two words per entry), then each entry's data; per
+ * entry, [name, data, its words' offset from the start of this part, elements, holds integers].
+ */
+function modDataLayout(
+  data: ModData | undefined,
+): [name: string, x: ArrayLike<number> | Tensor | IntTensor, at: number, size: number, int: boolean][] {
+  const entries = modEntries(data);
+  let at = 2 * entries.length;
+  return entries.map(([name, x]) => {
+    const size = dataSize(x);
+    at += size;
+    return [name, x, at - size, size, isIntData(x)];
+  });
+}
+
 /** Words of modData's part of the rule data: its table (two per entry), then the data. */
 export function modDataLength(data: ModData | undefined): number {
   return modEntries(data).reduce((n, [, x]) => n + 2 + dataSize(x), 0);
@@ -1049,14 +1065,9 @@ export function modDataSource(data: ModData | undefined, stubs = false): string 
  * from the start of modData's part of the rule data (past its table), elements].
  */
 export function trainableModData(data: ModData | undefined): [name: string, at: number, size: number][] {
-  const entries = modEntries(data);
-  let at = 2 * entries.length;
-  const out: [string, number, number][] = [];
-  for (const [name, x] of entries) {
-    if (!isIntData(x)) out.push([name, at, dataSize(x)]);
-    at += dataSize(x);
-  }
-  return out;
+  return modDataLayout(data)
+    .filter(([, , , , int]) => !int)
+    .map(([name, , at, size]) => [name, at, size]);
 }
 
 /**
@@ -1084,18 +1095,14 @@ export function modDataWords(data: ModData | undefined): {
   words: Uint32Array;
   tensors: [at: number, x: Tensor | IntTensor][];
 } {
-  const entries = modEntries(data);
   const words = new Uint32Array(modDataLength(data));
   const tensors: [number, Tensor | IntTensor][] = [];
-  let at = 2 * entries.length;
-  entries.forEach(([, x], e) => {
-    const n = dataSize(x);
+  modDataLayout(data).forEach(([, x, at, n, int], e) => {
     words[2 * e] = at;
     words[2 * e + 1] = n;
     if (x instanceof IntTensor || !isArrayLike(x)) tensors.push([at, x as Tensor | IntTensor]);
-    else if (isIntData(x)) new Int32Array(words.buffer, at * 4, n).set(x);
+    else if (int) new Int32Array(words.buffer, at * 4, n).set(x);
     else new Float32Array(words.buffer, at * 4, n).set(Array.from(x, Number));
-    at += n;
   });
   return { words, tensors };
 }
