@@ -1,19 +1,20 @@
 // Merges partial attention results over disjoint chunks of keys by their log-sum-exp (the second
 // pass of split-K decode, and of tiled calls split over keys): decode_merge.wgsl.
 import mergeSource from '../../shaders/decode_merge.wgsl?raw';
+import mergeSerialSource from '../../shaders/decode_merge_serial.wgsl?raw';
+import mergeSlicesSource from '../../shaders/decode_merge_slices.wgsl?raw';
 import maskedSource from '../../shaders/masked.wgsl?raw';
 import { elementPrelude } from '../f16';
 import type { Bindable, Recording } from '../program';
 import type { AttentionBuffers, CorePlan } from './attention_plan';
 
 /**
- * Invocations of a merge workgroup (one query row): on a GPU 256, so that a row's partials are
+ * Invocations of a merge workgroup (one query row) on a GPU: 256, so that a row's partials are
  * read by up to 256 / ceil(Dv / 4) slices in parallel rather than one after another (a row of a
- * long decode has hundreds); on a fallback adapter (a CPU) 64, where every invocation is a fiber
- * and the partials are few.
+ * long decode has hundreds). On a fallback adapter (a CPU), where every invocation is a fiber
+ * and the partials are few, one invocation per four output columns reads them serially.
  */
 const MERGE_WG = 256;
-const MERGE_FALLBACK_WG = 64;
 
 /** Partial results of a call's rows, `P` per row, for {@link recordPartialsMerge}. */
 export interface Partials {
@@ -47,12 +48,19 @@ export function recordPartialsMerge(
   parts: Partials,
 ): void {
   const { B, Hq, Lq, Dv } = plan.shape;
-  const WG = rec.ctx.adapterInfo?.isFallbackAdapter ? MERGE_FALLBACK_WG : MERGE_WG;
+  const serial = rec.ctx.adapterInfo?.isFallbackAdapter ?? false;
   const DV4 = Math.ceil(Dv / 4);
   rec.dispatch({
     name: 'decode_merge',
-    sources: [elementPrelude(plan.storage, true), mergeSource, maskedSource],
-    constants: { WG, DV4, SLICES: Math.floor(WG / DV4), LSE: plan.lse },
+    sources: [
+      elementPrelude(plan.storage, true),
+      mergeSource,
+      serial ? mergeSerialSource : mergeSlicesSource,
+      maskedSource,
+    ],
+    constants: serial
+      ? { WG: DV4, DV4, LSE: plan.lse }
+      : { WG: MERGE_WG, DV4, SLICES: Math.floor(MERGE_WG / DV4), LSE: plan.lse },
     uniforms: {
       Dv,
       P: parts.P,
