@@ -11,7 +11,7 @@
 //
 // --shapes: names or groups of bench/shapes.ts (default: all); --pairs: timed pairs per shape
 // (after one untimed pair, which compiles); --form: the kernel form both contexts use (default:
-// each tree's rule). Prints, per shape, this tree's time over the other's: the median of the
+// each tree's rule); --dtype: f32 (default) or f16 storage of q, k and v. Prints, per shape, this tree's time over the other's: the median of the
 // pairs' ratios with the quartiles, for CPU and for wall time; below 1: this tree is faster.
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -23,15 +23,20 @@ const { values, positionals } = parseArgs({
     shapes: { type: 'string' },
     pairs: { type: 'string', default: '16' },
     form: { type: 'string' },
+    dtype: { type: 'string', default: 'f32' },
   },
 });
 if (positionals.length !== 1) {
-  console.error('usage: node bench/ab.mjs OTHER_TREE [--shapes a,b] [--pairs N] [--form F]');
+  console.error('usage: node bench/ab.mjs OTHER_TREE [--shapes a,b] [--pairs N] [--form F] [--dtype f16]');
   process.exit(2);
 }
 const pairs = Number(values.pairs);
 if (!Number.isInteger(pairs) || pairs < 1) {
   console.error(`bench/ab.mjs: --pairs must be a positive integer, received ${values.pairs}`);
+  process.exit(2);
+}
+if (values.dtype !== 'f32' && values.dtype !== 'f16') {
+  console.error(`bench/ab.mjs: --dtype must be f32 or f16, received ${values.dtype}`);
   process.exit(2);
 }
 const here = fileURLToPath(new URL('..', import.meta.url));
@@ -62,7 +67,7 @@ try {
   console.log(
     `adapter ${vendor} / ${architecture}; forms: other ${ctxs[0].attentionKernel}, this ${ctxs[1].attentionKernel}`,
   );
-  console.log(`this tree's time / ${positionals[0]}'s, ${pairs} pairs: median [quartiles]`);
+  console.log(`this tree's time / ${positionals[0]}'s, ${values.dtype}, ${pairs} pairs: median [quartiles]`);
   for (const s of shapes) console.log(await compare(s));
   for (const ctx of ctxs) ctx.destroy();
 
@@ -78,9 +83,10 @@ try {
     };
     const q = data(s.B * s.Hq * s.Lq * s.D, 1);
     const kv = [data(s.B * s.Hkv * s.Lk * s.D, 2), data(s.B * s.Hkv * s.Lk * s.D, 3)];
+    const dtype = { dtype: values.dtype };
     const inputs = ctxs.map((ctx) => [
-      ctx.tensor(q, [s.B, s.Hq, s.Lq, s.D]),
-      ...kv.map((x) => ctx.tensor(x, [s.B, s.Hkv, s.Lk, s.D])),
+      ctx.tensor(q, [s.B, s.Hq, s.Lq, s.D], dtype),
+      ...kv.map((x) => ctx.tensor(x, [s.B, s.Hkv, s.Lk, s.D], dtype)),
     ]);
     const ratios = { cpu: [], wall: [] };
     const outputs = [];
