@@ -1,6 +1,7 @@
 // LayerNorm (CENTRED) or RMSNorm over the last axis: x [rows, F] -> out [rows, F],
 // out = (x - mean) * rstd * weight (+ bias), rstd = 1 / sqrt(mean((x - mean)²) + eps), mean = 0
-// for RMSNorm. One workgroup per row; sums through workgroupSum (appended: workgroup_sum.wgsl).
+// for RMSNorm. One workgroup per row; sums through workgroupSum (appended: workgroup_sum.wgsl, or
+// workgroup_sum_single.wgsl with WG = 1 on CPU adapters).
 // Constants (src/ops/layer_norm.ts): WG, CENTRED, BIAS. Uniforms: F, eps.
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -3,7 +3,8 @@
 // give dweight. With g = dy * weight and xhat = (x - mean) * rstd:
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), mean(g) dropped for RMSNorm.
 // The row statistics are recomputed as the forward computes them. One workgroup per row.
-// Constants (src/ops/layer_norm.ts): WG, CENTRED. Uniforms: F, eps. Appended: workgroup_sum.wgsl.
+// Constants (src/ops/layer_norm.ts): WG, CENTRED. Uniforms: F, eps. Appended: workgroup_sum.wgsl (or
+// workgroup_sum_single.wgsl with WG = 1 on CPU adapters).
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;

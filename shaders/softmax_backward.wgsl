@@ -1,6 +1,7 @@
 // Backward of softmax over the last axis: y, dy [rows, n] -> dx [rows, n],
 // dx = scale * y * (dy - Σ_j dy_j y_j), one workgroup per row. Masked entries (y = 0) get 0.
-// Constants (src/ops/softmax_backward.ts): WG. Uniforms: n, scale. Appended: workgroup_sum.wgsl.
+// Constants (src/ops/softmax_backward.ts): WG. Uniforms: n, scale. Appended: workgroup_sum.wgsl (or
+// workgroup_sum_single.wgsl with WG = 1 on CPU adapters).
 
 @group(0) @binding(1) var<storage, read> y: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;

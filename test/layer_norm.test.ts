@@ -2,13 +2,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Context, layerNorm, layerNormBackward, rmsNorm, rmsNormBackward, type Tensor } from '../src';
 import { layerNormBackwardCpu, layerNormCpu, rmsNormBackwardCpu, rmsNormCpu } from '../src/reference';
 import { dot, expectGradient, numericGradient } from './gradcheck';
-import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
+import { checked, expectClose, F32_TOL, planAsGpu, randomArray, rng, testContext } from './helpers';
 
 let ctx: Context;
+// the same device planning as on a GPU: rows summed by a workgroup (one invocation per row on
+// CPU adapters such as SwiftShader)
+let gpuLike: Context;
 beforeAll(async () => {
   ctx = await testContext();
+  gpuLike = planAsGpu(ctx, 'workgroup');
 });
-afterAll(() => ctx?.destroy());
+afterAll(() => {
+  gpuLike?.destroy();
+  ctx?.destroy();
+});
+const CONTEXTS = [
+  ['the adapter', () => ctx],
+  ['as planned on a GPU', () => gpuLike],
+] as const;
 
 interface Case {
   shape: number[];
@@ -20,7 +31,7 @@ interface Case {
   seed?: number;
 }
 
-async function check(c: Case) {
+async function check(c: Case, ctx: Context) {
   const random = rng(c.seed ?? 5);
   const F = c.shape[c.shape.length - 1];
   const n = c.shape.reduce((a, b) => a * b, 1);
@@ -76,19 +87,20 @@ async function check(c: Case) {
   for (const t of made) t.destroy();
 }
 
-for (const kind of ['layer', 'rms'] as const) {
-  describe(`${kind === 'layer' ? 'layerNorm' : 'rmsNorm'} and its backward match float64`, () => {
-    it('one row of one feature', () => check({ shape: [1], kind }));
-    it('odd sizes', () => check({ shape: [3, 5, 7], kind }));
-    it('rows longer than a workgroup', () => check({ shape: [4, 300], kind }));
-    it('many rows (column sums over 200 rows)', () => check({ shape: [200, 33], kind, eps: 1e-6 }));
-    it('an offset far from zero', () => check({ shape: [6, 40], kind, offset: 10 }));
+for (const [where, on] of CONTEXTS) {
+  for (const kind of ['layer', 'rms'] as const) {
+    describe(`${kind === 'layer' ? 'layerNorm' : 'rmsNorm'} and its backward match float64 (${where})`, () => {
+      it('one row of one feature', () => check({ shape: [1], kind }, on()));
+      it('odd sizes', () => check({ shape: [3, 5, 7], kind }, on()));
+      it('rows longer than a workgroup', () => check({ shape: [4, 300], kind }, on()));
+      it('many rows (column sums over 200 rows)', () => check({ shape: [200, 33], kind, eps: 1e-6 }, on()));
+      it('an offset far from zero', () => check({ shape: [6, 40], kind, offset: 10 }, on()));
+    });
+  }
+  describe(`layerNorm without a bias (${where})`, () => {
+    it('no dbias', () => check({ shape: [5, 9], kind: 'layer', bias: false }, on()));
   });
 }
-
-describe('layerNorm without a bias', () => {
-  it('no dbias', () => check({ shape: [5, 9], kind: 'layer', bias: false }));
-});
 
 describe('the float64 backwards equal central differences of the forwards', () => {
   const random = rng(21);

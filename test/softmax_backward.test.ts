@@ -2,15 +2,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Context, mergeHeads, softmax, softmaxBackward, splitHeads } from '../src';
 import { softmaxBackwardCpu, softmaxCpu } from '../src/reference';
 import { dot, expectGradient, numericGradient } from './gradcheck';
-import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
+import { checked, expectClose, F32_TOL, planAsGpu, randomArray, rng, testContext } from './helpers';
 
 let ctx: Context;
+// the same device planning as on a GPU: rows summed by a workgroup (one invocation per row on
+// CPU adapters such as SwiftShader)
+let gpuLike: Context;
 beforeAll(async () => {
   ctx = await testContext();
+  gpuLike = planAsGpu(ctx, 'workgroup');
 });
-afterAll(() => ctx?.destroy());
+afterAll(() => {
+  gpuLike?.destroy();
+  ctx?.destroy();
+});
 
-async function check(shape: number[], scale?: number, causal?: boolean) {
+async function check(ctx: Context, shape: number[], scale?: number, causal?: boolean) {
   const random = rng(37);
   const n = shape.reduce((a, b) => a * b, 1);
   const x = randomArray(random, n, 2);
@@ -28,12 +35,17 @@ async function check(shape: number[], scale?: number, causal?: boolean) {
   });
 }
 
-describe('softmaxBackward matches float64', () => {
-  it('one element', () => check([1]));
-  it('odd rows', () => check([3, 7]));
-  it('rows longer than a workgroup, with a scale', () => check([2, 1500], 0.3));
-  it('causal (masked entries get 0)', () => check([2, 9, 9], 0.5, true));
-});
+for (const [where, on] of [
+  ['the adapter', () => ctx],
+  ['as planned on a GPU', () => gpuLike],
+] as const) {
+  describe(`softmaxBackward matches float64 (${where})`, () => {
+    it('one element', () => check(on(), [1]));
+    it('odd rows', () => check(on(), [3, 7]));
+    it('rows longer than a workgroup, with a scale', () => check(on(), [2, 1500], 0.3));
+    it('causal (masked entries get 0)', () => check(on(), [2, 9, 9], 0.5, true));
+  });
+}
 
 describe('the float64 backward equals central differences of softmaxCpu', () => {
   it('with a scale and causal masking', () => {

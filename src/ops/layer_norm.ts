@@ -1,13 +1,12 @@
 import layerNormSource from '../../shaders/layer_norm.wgsl?raw';
 import layerNormBackwardSource from '../../shaders/layer_norm_backward.wgsl?raw';
-import workgroupSumSource from '../../shaders/workgroup_sum.wgsl?raw';
 import { checkOptions } from '../checks';
 import { type NormSettings as NormCpuOptions, RUN_OPTION_KEYS, type RunOptions } from '../options';
 import { f32, Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
 import { checkResults, OUTPUT_OPTION_KEYS, type OutputOptions, resultTensor, submitOrFree } from './output';
-import { checkF32, recordColumnSum } from './train_common';
+import { checkF32, recordColumnSum, rowSum } from './train_common';
 
 export type NormOptions = NormCpuOptions;
 
@@ -29,7 +28,7 @@ export interface NormGradients {
 const FORWARD_KEYS = ['eps', ...OUTPUT_OPTION_KEYS] as const;
 const BACKWARD_KEYS = ['eps', 'out', ...RUN_OPTION_KEYS] as const;
 
-/** Invocations per row: small rows would leave a large workgroup idle. */
+/** Invocations per row on a GPU: small rows would leave a large workgroup idle. */
 const rowWorkgroup = (F: number) => (F <= 256 ? 32 : 128);
 
 function checkNorm(
@@ -66,10 +65,11 @@ async function normForward(
   const rec = new Recording(ctx, op);
   rec.watch(x, weight, bias, options.out);
   const out = resultTensor(ctx, rec, `${op}: out`, options.out, x.shape, 'f32');
+  const sum = rowSum(ctx, rowWorkgroup(F));
   rec.dispatch({
     name: 'layer_norm',
-    sources: [layerNormSource, workgroupSumSource],
-    constants: { WG: rowWorkgroup(F), CENTRED: centred, BIAS: bias !== undefined },
+    sources: [layerNormSource, sum.source],
+    constants: { WG: sum.WG, CENTRED: centred, BIAS: bias !== undefined },
     uniforms: { F, eps: f32(eps) },
     bindings: [x.binding, weight.binding, bias?.binding, out.binding],
     workgroups: rows,
@@ -115,10 +115,11 @@ async function normBackward(
     throw e;
   }
   const prod = rec.buffer(x.size * 4, `${op}:dy*xhat`);
+  const sum = rowSum(ctx, rowWorkgroup(F));
   rec.dispatch({
     name: 'layer_norm_backward',
-    sources: [layerNormBackwardSource, workgroupSumSource],
-    constants: { WG: rowWorkgroup(F), CENTRED: centred },
+    sources: [layerNormBackwardSource, sum.source],
+    constants: { WG: sum.WG, CENTRED: centred },
     uniforms: { F, eps: f32(eps) },
     bindings: [x.binding, weight.binding, dy.binding, dx.binding, prod],
     workgroups: rows,

@@ -1,11 +1,10 @@
 import softmaxBackwardSource from '../../shaders/softmax_backward.wgsl?raw';
-import workgroupSumSource from '../../shaders/workgroup_sum.wgsl?raw';
 import { checkOptions } from '../checks';
 import { f32, Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
 import { OUTPUT_OPTION_KEYS, type OutputOptions, resultTensor, submitOrFree } from './output';
-import { checkF32 } from './train_common';
+import { checkF32, rowSum } from './train_common';
 
 export interface SoftmaxBackwardOptions extends OutputOptions {
   /** The forward's `scale` (x was multiplied by it before the softmax). Default 1. */
@@ -41,10 +40,11 @@ export async function softmaxBackward(
   const rec = new Recording(y.ctx, 'softmaxBackward');
   rec.watch(y, dy, options.out);
   const dx = resultTensor(y.ctx, rec, 'softmaxBackward: out', options.out, y.shape, 'f32');
+  const sum = rowSum(y.ctx, n <= 1024 ? 16 : 64);
   rec.dispatch({
     name: 'softmax_backward',
-    sources: [softmaxBackwardSource, workgroupSumSource],
-    constants: { WG: n <= 1024 ? 16 : 64 },
+    sources: [softmaxBackwardSource, sum.source],
+    constants: { WG: sum.WG },
     uniforms: { n, scale: f32(scale) },
     bindings: [y.binding, dy.binding, dx.binding],
     workgroups: y.size / n,
