@@ -3,15 +3,14 @@
 // dlogits [rows, V] = (softmax - onehot(target)) * invCount, lse the row's log-sum-exp (max
 // subtracted first). invCount = 1 / (number of rows not ignored), from cross_entropy_reduce.wgsl
 // (stage 0) in stats[0]. Ignored rows get zeros; a target outside [-1, V) gives NaN.
-// Constants (src/ops/cross_entropy.ts): WG. Uniforms: V. Appended: workgroup_sum.wgsl.
+// Constants (src/ops/cross_entropy.ts): WG. Uniforms: V. Appended: workgroup_sum.wgsl (or
+// workgroup_sum_single.wgsl with WG = 1 on CPU adapters).
 
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> targets: array<i32>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rowLoss: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
-
-var<workgroup> maxes: array<f32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -20,8 +19,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     return;
   }
   let base = row * p.V;
-  // Every row runs the same code (the barriers below need uniform control flow); ignored and
-  // bad rows only store differently.
+  // Every row runs the same code (workgroupMax and workgroupSum need uniform control flow); ignored
+  // and bad rows only store differently.
   let tgt = targets[row];
   let ignored = tgt == -1;
   let bad = tgt < -1 || tgt >= i32(p.V);
@@ -30,15 +29,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   for (var j = t; j < p.V; j += WG) {
     m = max(m, logits[base + j]);
   }
-  maxes[t] = m;
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    workgroupBarrier();
-    if (t < s) {
-      maxes[t] = max(maxes[t], maxes[t + s]);
-    }
-  }
-  workgroupBarrier();
-  let rowMax = maxes[0];
+  let rowMax = workgroupMax(t, m);
   var e = 0.0;
   for (var j = t; j < p.V; j += WG) {
     e += exp(logits[base + j] - rowMax);

@@ -1,6 +1,11 @@
-// workgroupSum for workgroups of one invocation (WG = 1; CPU adapters): v itself. No barrier:
+// workgroupSum and workgroupMax for workgroups of one invocation (WG = 1; CPU adapters): v itself.
+// No barrier:
 // a barrier anywhere in a module makes SwiftShader switch between all of a workgroup's invocations
 // at each one, which made the per-row kernels (layer norms) several times slower there.
 fn workgroupSum(t: u32, v: f32) -> f32 {
+  return v;
+}
+
+fn workgroupMax(t: u32, v: f32) -> f32 {
   return v;
 }

@@ -2,13 +2,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Context, intTensor, softmaxCrossEntropy } from '../src';
 import { softmaxCrossEntropyCpu } from '../src/reference';
 import { expectGradient, numericGradient } from './gradcheck';
-import { checked, expectClose, F32_TOL, randomArray, rng, testContext } from './helpers';
+import { checked, expectClose, F32_TOL, planAsGpu, randomArray, rng, testContext } from './helpers';
 
 let ctx: Context;
+// the same device planning as on a GPU: rows reduced by a workgroup (one invocation per row on
+// CPU adapters such as SwiftShader)
+let gpuLike: Context;
 beforeAll(async () => {
   ctx = await testContext();
+  gpuLike = planAsGpu(ctx, 'workgroup');
 });
-afterAll(() => ctx?.destroy());
+afterAll(() => {
+  gpuLike?.destroy();
+  ctx?.destroy();
+});
 
 interface Case {
   shape: number[]; // targets' shape
@@ -20,7 +27,7 @@ interface Case {
   seed?: number;
 }
 
-async function check(c: Case) {
+async function check(c: Case, ctx: Context) {
   const random = rng(c.seed ?? 17);
   const rows = c.shape.reduce((a, b) => a * b, 1);
   const logitData = randomArray(random, rows * c.V, c.magnitude ?? 3);
@@ -44,39 +51,48 @@ async function check(c: Case) {
   });
 }
 
-describe('softmaxCrossEntropy matches float64', () => {
-  it('one row, one class (loss 0)', () => check({ shape: [1], V: 1 }));
-  it('odd sizes', () => check({ shape: [3, 5], V: 7 }));
-  it('rows longer than a workgroup (V = 1500), some ignored', () =>
-    check({ shape: [4], V: 1500, pIgnore: 0.3 }));
-  it('many rows (more than the 256 of the sum), ignored targets', () =>
-    check({ shape: [2, 300], V: 11, pIgnore: 0.5 }));
-  it('large logits (about 1e4): log-sum-exp stays finite', () =>
-    check({ shape: [6], V: 40, magnitude: 1e4 }));
-  it('every target ignored: loss NaN (as PyTorch), dlogits zero', async () => {
-    const logits = ctx.tensor(randomArray(rng(1), 6), [2, 3]);
-    const targets = intTensor(ctx, [-1, -1], [2]);
-    const { loss, dlogits } = await softmaxCrossEntropy(logits, targets);
-    expect(Number.isNaN((await loss.read())[0])).toBe(true);
-    expect(Array.from(await dlogits.read())).toEqual([0, 0, 0, 0, 0, 0]);
-    for (const t of [logits, targets, loss, dlogits]) t.destroy();
+for (const [where, on] of [
+  ['the adapter', () => ctx],
+  ['as planned on a GPU', () => gpuLike],
+] as const) {
+  describe(`softmaxCrossEntropy matches float64 (${where})`, () => {
+    let ctx: Context;
+    beforeAll(() => {
+      ctx = on();
+    });
+    it('one row, one class (loss 0)', () => check({ shape: [1], V: 1 }, ctx));
+    it('odd sizes', () => check({ shape: [3, 5], V: 7 }, ctx));
+    it('rows longer than a workgroup (V = 1500), some ignored', () =>
+      check({ shape: [4], V: 1500, pIgnore: 0.3 }, ctx));
+    it('many rows (more than the 256 of the sum), ignored targets', () =>
+      check({ shape: [2, 300], V: 11, pIgnore: 0.5 }, ctx));
+    it('large logits (about 1e4): log-sum-exp stays finite', () =>
+      check({ shape: [6], V: 40, magnitude: 1e4 }, ctx));
+    it('every target ignored: loss NaN (as PyTorch), dlogits zero', async () => {
+      const logits = ctx.tensor(randomArray(rng(1), 6), [2, 3]);
+      const targets = intTensor(ctx, [-1, -1], [2]);
+      const { loss, dlogits } = await softmaxCrossEntropy(logits, targets);
+      expect(Number.isNaN((await loss.read())[0])).toBe(true);
+      expect(Array.from(await dlogits.read())).toEqual([0, 0, 0, 0, 0, 0]);
+      for (const t of [logits, targets, loss, dlogits]) t.destroy();
+    });
+    it('a target out of range: NaN on the GPU, an error in the reference', async () => {
+      const logits = ctx.tensor(randomArray(rng(2), 6), [2, 3]);
+      const targets = intTensor(ctx, [0, 3], [2]);
+      const { loss, dlogits } = await softmaxCrossEntropy(logits, targets);
+      expect(Number.isNaN((await loss.read())[0])).toBe(true);
+      expect(
+        Array.from(await dlogits.read())
+          .slice(3)
+          .every(Number.isNaN),
+      ).toBe(true);
+      expect(() =>
+        softmaxCrossEntropyCpu({ data: [0, 0, 0, 0, 0, 0], shape: [2, 3] }, { data: [0, 3], shape: [2] }),
+      ).toThrow('softmaxCrossEntropyCpu: targets[1] must be -1 or an integer in [0, 3), received 3');
+      for (const t of [logits, targets, loss, dlogits]) t.destroy();
+    });
   });
-  it('a target out of range: NaN on the GPU, an error in the reference', async () => {
-    const logits = ctx.tensor(randomArray(rng(2), 6), [2, 3]);
-    const targets = intTensor(ctx, [0, 3], [2]);
-    const { loss, dlogits } = await softmaxCrossEntropy(logits, targets);
-    expect(Number.isNaN((await loss.read())[0])).toBe(true);
-    expect(
-      Array.from(await dlogits.read())
-        .slice(3)
-        .every(Number.isNaN),
-    ).toBe(true);
-    expect(() =>
-      softmaxCrossEntropyCpu({ data: [0, 0, 0, 0, 0, 0], shape: [2, 3] }, { data: [0, 3], shape: [2] }),
-    ).toThrow('softmaxCrossEntropyCpu: targets[1] must be -1 or an integer in [0, 3), received 3');
-    for (const t of [logits, targets, loss, dlogits]) t.destroy();
-  });
-});
+}
 
 describe('the float64 gradient equals central differences of the loss', () => {
   it('with an ignored row', () => {
