@@ -1,8 +1,19 @@
-// workgroupSum(t, v) and workgroupMax(t, v): the sum (the largest) of v over the WG invocations of
-// a workgroup (WG a power of two), returned to all of them. Every invocation must call them (they
-// have barriers). The same functions without workgroup memory, for WG = 1: workgroup_sum_single.wgsl.
+// Rows of a per-row kernel on GPUs: one row per workgroup (rowOf), its WG invocations the row's
+// lanes (laneOf, LANES), whose values workgroupSum and workgroupMax reduce: the sum (the largest)
+// of v over the WG invocations (WG a power of two), returned to all of them. Every invocation must
+// call them (they have barriers). On CPU adapters: workgroup_sum_single.wgsl.
+
+const LANES = WG;
 
 var<workgroup> partial: array<f32, WG>;
+
+fn rowOf(workgroup: u32, t: u32) -> u32 {
+  return workgroup;
+}
+
+fn laneOf(t: u32) -> u32 {
+  return t;
+}
 
 fn workgroupSum(t: u32, v: f32) -> f32 {
   return workgroupReduce(t, v, false);

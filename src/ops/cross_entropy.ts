@@ -90,9 +90,9 @@ export async function softmaxCrossEntropy(
     name: 'cross_entropy',
     sources: [crossEntropySource, sum.source],
     constants: { WG: sum.WG },
-    uniforms: { V },
+    uniforms: { V, rows },
     bindings: [logits.binding, targets.binding, stats, rowLoss, dlogits.binding],
-    workgroups: rows,
+    workgroups: sum.workgroups(rows),
   });
   reduce(1);
   await submitOrFree(rec, options.encoder, [

@@ -70,9 +70,9 @@ async function normForward(
     name: 'layer_norm',
     sources: [layerNormSource, sum.source],
     constants: { WG: sum.WG, CENTRED: centred, BIAS: bias !== undefined },
-    uniforms: { F, eps: f32(eps) },
+    uniforms: { F, eps: f32(eps), rows },
     bindings: [x.binding, weight.binding, bias?.binding, out.binding],
-    workgroups: rows,
+    workgroups: sum.workgroups(rows),
   });
   await submitOrFree(rec, options.encoder, [out !== options.out ? out : undefined]);
   return out;
@@ -120,9 +120,9 @@ async function normBackward(
     name: 'layer_norm_backward',
     sources: [layerNormBackwardSource, sum.source],
     constants: { WG: sum.WG, CENTRED: centred },
-    uniforms: { F, eps: f32(eps) },
+    uniforms: { F, eps: f32(eps), rows },
     bindings: [x.binding, weight.binding, dy.binding, dx.binding, prod],
-    workgroups: rows,
+    workgroups: sum.workgroups(rows),
   });
   recordColumnSum(rec, prod, rows, F, dweight.binding);
   if (dbias) recordColumnSum(rec, dy.binding, rows, F, dbias.binding);

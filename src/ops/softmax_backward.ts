@@ -45,9 +45,9 @@ export async function softmaxBackward(
     name: 'softmax_backward',
     sources: [softmaxBackwardSource, sum.source],
     constants: { WG: sum.WG },
-    uniforms: { n, scale: f32(scale) },
+    uniforms: { n, scale: f32(scale), rows: y.size / n },
     bindings: [y.binding, dy.binding, dx.binding],
-    workgroups: y.size / n,
+    workgroups: sum.workgroups(y.size / n),
   });
   await submitOrFree(rec, options.encoder, [dx !== options.out ? dx : undefined]);
   return dx;

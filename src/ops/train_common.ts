@@ -34,14 +34,23 @@ export function recordColumnSum(rec: Recording, x: Bindable, rows: number, F: nu
   });
 }
 
+/** Rows per workgroup of the per-row kernels on CPU adapters (one invocation each). */
+const CPU_ROWS = 4;
+
 /**
- * Invocations per row of a kernel that sums over each row through `workgroupSum`, and the WGSL
- * defining it: `gpuWG` invocations summing in workgroup memory (workgroup_sum.wgsl) on a GPU; one
- * (workgroup_sum_single.wgsl, no barrier) on a fallback adapter, a CPU, where barriers made these
- * kernels up to 7x slower (a layer norm of [256, 32]: 8.3 against 1.1 ms on SwiftShader).
+ * How a per-row kernel (one that reduces over each row through `workgroupSum`/`workgroupMax`) lays
+ * rows on invocations, and the WGSL defining those: on a GPU a workgroup of `gpuWG` invocations per
+ * row, reducing in workgroup memory (workgroup_sum.wgsl); on a fallback adapter (a CPU) one
+ * invocation per row, CPU_ROWS rows per workgroup, with no barrier (workgroup_sum_single.wgsl).
+ * On SwiftShader the barriers had made these kernels up to 7x slower (a layer norm of [256, 32]),
+ * and one row per single-invocation workgroup was slower again on long rows (idle SIMD lanes).
+ * `workgroups(rows)`: the dispatch for `rows` rows (the kernel's `rows` uniform).
  */
-export function rowSum(ctx: Context, gpuWG: number): { WG: number; source: string } {
+export function rowSum(
+  ctx: Context,
+  gpuWG: number,
+): { WG: number; source: string; workgroups: (rows: number) => number } {
   return ctx.adapterInfo?.isFallbackAdapter
-    ? { WG: 1, source: workgroupSumSingleSource }
-    : { WG: gpuWG, source: workgroupSumSource };
+    ? { WG: CPU_ROWS, source: workgroupSumSingleSource, workgroups: (rows) => Math.ceil(rows / CPU_ROWS) }
+    : { WG: gpuWG, source: workgroupSumSource, workgroups: (rows) => rows };
 }
