@@ -72,17 +72,10 @@ try {
   for (const ctx of ctxs) ctx.destroy();
 
   async function compare(s) {
-    const data = (n, seed) => {
-      const a = new Float32Array(n);
-      let x = seed;
-      for (let i = 0; i < n; i++) {
-        x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-        a[i] = x / 2 ** 32 - 0.5;
-      }
-      return a;
-    };
-    const q = data(s.B * s.Hq * s.Lq * s.D, 1);
-    const kv = [data(s.B * s.Hkv * s.Lk * s.D, 2), data(s.B * s.Hkv * s.Lk * s.D, 3)];
+    const { randomUniform, seededRandom } = libs[1];
+    const random = seededRandom(1);
+    const q = randomUniform(random, s.B * s.Hq * s.Lq * s.D);
+    const kv = [0, 1].map(() => randomUniform(random, s.B * s.Hkv * s.Lk * s.D));
     const dtype = { dtype: values.dtype };
     const inputs = ctxs.map((ctx) => [
       ctx.tensor(q, [s.B, s.Hq, s.Lq, s.D], dtype),

@@ -2,20 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Context, intTensor, softmaxCrossEntropy } from '../src';
 import { softmaxCrossEntropyCpu } from '../src/reference';
 import { expectGradient, numericGradient } from './gradcheck';
-import { checked, expectClose, F32_TOL, planAsGpu, randomArray, rng, testContext } from './helpers';
+import { checked, expectClose, F32_TOL, randomArray, rng, rowLayouts, testContext } from './helpers';
 
 let ctx: Context;
-// the same device planning as on a GPU: rows reduced by a workgroup (one invocation per row on
-// CPU adapters such as SwiftShader)
-let gpuLike: Context;
 beforeAll(async () => {
   ctx = await testContext();
-  gpuLike = planAsGpu(ctx, 'workgroup');
 });
-afterAll(() => {
-  gpuLike?.destroy();
-  ctx?.destroy();
-});
+afterAll(() => ctx?.destroy());
+const LAYOUTS = rowLayouts(() => ctx);
 
 interface Case {
   shape: number[]; // targets' shape
@@ -51,10 +45,7 @@ async function check(c: Case, ctx: Context) {
   });
 }
 
-for (const [where, on] of [
-  ['the adapter', () => ctx],
-  ['as planned on a GPU', () => gpuLike],
-] as const) {
+for (const [where, on] of LAYOUTS) {
   describe(`softmaxCrossEntropy matches float64 (${where})`, () => {
     let ctx: Context;
     beforeAll(() => {

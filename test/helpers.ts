@@ -60,6 +60,24 @@ export function planAsGpu(
   });
 }
 
+/**
+ * The layouts to run a row kernel's specs in (call at the top level): `adapter` (the file's
+ * context), and a context on its device that plans as on a GPU, made before the specs and destroyed
+ * after. On CPU adapters (SwiftShader) the row kernels give each invocation a row of its own, on
+ * GPUs a workgroup per row: both run here. Each entry: [words for the spec titles, its context].
+ */
+export function rowLayouts(adapter: () => Context): readonly (readonly [string, () => Context])[] {
+  let gpu: Context | undefined;
+  beforeAll(() => {
+    gpu = planAsGpu(adapter(), 'workgroup');
+  });
+  afterAll(() => gpu?.destroy());
+  return [
+    ['the adapter', adapter],
+    ['as planned on a GPU', () => gpu!],
+  ];
+}
+
 /** Runs `fn` inside validation and internal error scopes and fails on any error they catch. */
 export async function checked<T>(ctx: Context, fn: () => Promise<T>): Promise<T> {
   const scopes: GPUErrorFilter[] = ['validation', 'internal', 'out-of-memory'];

@@ -2,24 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Context, layerNorm, layerNormBackward, rmsNorm, rmsNormBackward, type Tensor } from '../src';
 import { layerNormBackwardCpu, layerNormCpu, rmsNormBackwardCpu, rmsNormCpu } from '../src/reference';
 import { dot, expectGradient, numericGradient } from './gradcheck';
-import { checked, expectClose, F32_TOL, planAsGpu, randomArray, rng, testContext } from './helpers';
+import { checked, expectClose, F32_TOL, randomArray, rng, rowLayouts, testContext } from './helpers';
 
 let ctx: Context;
-// the same device planning as on a GPU: rows summed by a workgroup (one invocation per row on
-// CPU adapters such as SwiftShader)
-let gpuLike: Context;
 beforeAll(async () => {
   ctx = await testContext();
-  gpuLike = planAsGpu(ctx, 'workgroup');
 });
-afterAll(() => {
-  gpuLike?.destroy();
-  ctx?.destroy();
-});
-const CONTEXTS = [
-  ['the adapter', () => ctx],
-  ['as planned on a GPU', () => gpuLike],
-] as const;
+afterAll(() => ctx?.destroy());
+const LAYOUTS = rowLayouts(() => ctx);
 
 interface Case {
   shape: number[];
@@ -87,7 +77,7 @@ async function check(c: Case, ctx: Context) {
   for (const t of made) t.destroy();
 }
 
-for (const [where, on] of CONTEXTS) {
+for (const [where, on] of LAYOUTS) {
   for (const kind of ['layer', 'rms'] as const) {
     describe(`${kind === 'layer' ? 'layerNorm' : 'rmsNorm'} and its backward match float64 (${where})`, () => {
       it('one row of one feature', () => check({ shape: [1], kind }, on()));

@@ -2,20 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Context, mergeHeads, softmax, softmaxBackward, splitHeads } from '../src';
 import { softmaxBackwardCpu, softmaxCpu } from '../src/reference';
 import { dot, expectGradient, numericGradient } from './gradcheck';
-import { checked, expectClose, F32_TOL, planAsGpu, randomArray, rng, testContext } from './helpers';
+import { checked, expectClose, F32_TOL, randomArray, rng, rowLayouts, testContext } from './helpers';
 
 let ctx: Context;
-// the same device planning as on a GPU: rows summed by a workgroup (one invocation per row on
-// CPU adapters such as SwiftShader)
-let gpuLike: Context;
 beforeAll(async () => {
   ctx = await testContext();
-  gpuLike = planAsGpu(ctx, 'workgroup');
 });
-afterAll(() => {
-  gpuLike?.destroy();
-  ctx?.destroy();
-});
+afterAll(() => ctx?.destroy());
+const LAYOUTS = rowLayouts(() => ctx);
 
 async function check(ctx: Context, shape: number[], scale?: number, causal?: boolean) {
   const random = rng(37);
@@ -35,10 +29,7 @@ async function check(ctx: Context, shape: number[], scale?: number, causal?: boo
   });
 }
 
-for (const [where, on] of [
-  ['the adapter', () => ctx],
-  ['as planned on a GPU', () => gpuLike],
-] as const) {
+for (const [where, on] of LAYOUTS) {
   describe(`softmaxBackward matches float64 (${where})`, () => {
     it('one element', () => check(on(), [1]));
     it('odd rows', () => check(on(), [3, 7]));

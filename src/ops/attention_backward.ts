@@ -170,7 +170,7 @@ export async function attentionBackward(
     const snippets: BackwardSnippets = { scoreModGrad };
     let dModData: Record<string, Tensor<'f32'>> | undefined;
     let grads: GPUBuffer | undefined;
-    const trained = trainableModData(forward.modData);
+    const trained = modDataGrad !== undefined ? trainableModData(forward.modData) : [];
     if (modDataGrad !== undefined) {
       // added up (atomically) at the words of modData's elements in the rule data, copied out after
       grads = rec.buffer(modDataLength(forward.modData) * 4, 'attentionBackward:modData-grads');

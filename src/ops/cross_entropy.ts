@@ -8,7 +8,7 @@ import { Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
 import { checkResults, resultTensor, submitOrFree } from './output';
-import { checkF32, rowSum } from './train_common';
+import { checkF32, rowLayout } from './train_common';
 
 /** Where the work and the results of softmaxCrossEntropy go. */
 export interface SoftmaxCrossEntropyOptions extends RunOptions {
@@ -85,14 +85,14 @@ export async function softmaxCrossEntropy(
       workgroups: 1,
     });
   reduce(0);
-  const sum = rowSum(ctx, V <= 1024 ? 32 : 128);
+  const layout = rowLayout(ctx, V <= 1024 ? 32 : 128);
   rec.dispatch({
     name: 'cross_entropy',
-    sources: [crossEntropySource, sum.source],
-    constants: { WG: sum.WG },
+    sources: [crossEntropySource, layout.source],
+    constants: { WG: layout.WG },
     uniforms: { V, rows },
     bindings: [logits.binding, targets.binding, stats, rowLoss, dlogits.binding],
-    workgroups: sum.workgroups(rows),
+    workgroups: layout.workgroups(rows),
   });
   reduce(1);
   await submitOrFree(rec, options.encoder, [

@@ -6,7 +6,7 @@ import { f32, Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
 import { checkResults, OUTPUT_OPTION_KEYS, type OutputOptions, resultTensor, submitOrFree } from './output';
-import { checkF32, recordColumnSum, rowSum } from './train_common';
+import { checkF32, recordColumnSum, rowLayout } from './train_common';
 
 export type NormOptions = NormCpuOptions;
 
@@ -65,14 +65,14 @@ async function normForward(
   const rec = new Recording(ctx, op);
   rec.watch(x, weight, bias, options.out);
   const out = resultTensor(ctx, rec, `${op}: out`, options.out, x.shape, 'f32');
-  const sum = rowSum(ctx, rowWorkgroup(F));
+  const layout = rowLayout(ctx, rowWorkgroup(F));
   rec.dispatch({
     name: 'layer_norm',
-    sources: [layerNormSource, sum.source],
-    constants: { WG: sum.WG, CENTRED: centred, BIAS: bias !== undefined },
+    sources: [layerNormSource, layout.source],
+    constants: { WG: layout.WG, CENTRED: centred, BIAS: bias !== undefined },
     uniforms: { F, eps: f32(eps), rows },
     bindings: [x.binding, weight.binding, bias?.binding, out.binding],
-    workgroups: sum.workgroups(rows),
+    workgroups: layout.workgroups(rows),
   });
   await submitOrFree(rec, options.encoder, [out !== options.out ? out : undefined]);
   return out;
@@ -115,14 +115,14 @@ async function normBackward(
     throw e;
   }
   const prod = rec.buffer(x.size * 4, `${op}:dy*xhat`);
-  const sum = rowSum(ctx, rowWorkgroup(F));
+  const layout = rowLayout(ctx, rowWorkgroup(F));
   rec.dispatch({
     name: 'layer_norm_backward',
-    sources: [layerNormBackwardSource, sum.source],
-    constants: { WG: sum.WG, CENTRED: centred },
+    sources: [layerNormBackwardSource, layout.source],
+    constants: { WG: layout.WG, CENTRED: centred },
     uniforms: { F, eps: f32(eps), rows },
     bindings: [x.binding, weight.binding, dy.binding, dx.binding, prod],
-    workgroups: sum.workgroups(rows),
+    workgroups: layout.workgroups(rows),
   });
   recordColumnSum(rec, prod, rows, F, dweight.binding);
   if (dbias) recordColumnSum(rec, dy.binding, rows, F, dbias.binding);

@@ -4,7 +4,7 @@ import { f32, Recording } from '../program';
 import { fmt } from '../shape';
 import type { Tensor } from '../tensor';
 import { OUTPUT_OPTION_KEYS, type OutputOptions, resultTensor, submitOrFree } from './output';
-import { checkF32, rowSum } from './train_common';
+import { checkF32, rowLayout } from './train_common';
 
 export interface SoftmaxBackwardOptions extends OutputOptions {
   /** The forward's `scale` (x was multiplied by it before the softmax). Default 1. */
@@ -40,14 +40,14 @@ export async function softmaxBackward(
   const rec = new Recording(y.ctx, 'softmaxBackward');
   rec.watch(y, dy, options.out);
   const dx = resultTensor(y.ctx, rec, 'softmaxBackward: out', options.out, y.shape, 'f32');
-  const sum = rowSum(y.ctx, n <= 1024 ? 16 : 64);
+  const layout = rowLayout(y.ctx, n <= 1024 ? 16 : 64);
   rec.dispatch({
     name: 'softmax_backward',
-    sources: [softmaxBackwardSource, sum.source],
-    constants: { WG: sum.WG },
+    sources: [softmaxBackwardSource, layout.source],
+    constants: { WG: layout.WG },
     uniforms: { n, scale: f32(scale), rows: y.size / n },
     bindings: [y.binding, dy.binding, dx.binding],
-    workgroups: sum.workgroups(y.size / n),
+    workgroups: layout.workgroups(y.size / n),
   });
   await submitOrFree(rec, options.encoder, [dx !== options.out ? dx : undefined]);
   return dx;
